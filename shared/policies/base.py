@@ -1,0 +1,112 @@
+"""The Policy port: who decides what the active agent says and does on a customer turn.
+
+A policy sees a TurnContext (the scenario, the active agent, what the record already knows, the transcript) and
+yields events: text deltas of the agent's reply, and at most one handoff request, after which it stops. Streaming
+is the contract so voice can speak the first clause before the reply is finished; text channels just join deltas.
+
+Tools run only through `TurnContext.call_tool`, which is where "never ask twice" is enforced for every policy: known
+slots are filled in from the record, slots a tool learns are written back, and a tool whose requirement is still
+unmet is not run; the policy gets the question to ask instead.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from shared.models import Turn
+from shared.scenario import AgentSpec, Requirement, Scenario, ToolResult
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the active agent's reply. Consecutive deltas join into one message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class HandoffRequest:
+    """Hand the customer to `target`; the runtime checks the edge exists and switches agents."""
+
+    target: str
+    reason: str = ""
+
+
+PolicyEvent = TextDelta | HandoffRequest
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    name: str
+    arguments: dict[str, Any]
+    result: ToolResult | None  # None when the tool did not run because a requirement is missing
+    missing: Requirement | None = None
+
+
+@dataclass
+class TurnContext:
+    scenario: Scenario
+    agent: AgentSpec
+    text: str  # what the customer just said
+    collected: dict[str, str]  # slots known for this customer; call_tool adds to it
+    summary: str  # the conversation summary carried over from earlier sessions or channels
+    history: list[Turn]  # this session's turns before this one, oldest first
+    scratch: dict[str, Any]  # the policy's own hot per-session state (survives across turns, expires)
+    channel: str = "webchat"
+    learned: dict[str, str] = field(default_factory=dict)  # slots learned during this turn
+    tool_calls: list[ToolCall] = field(default_factory=list)
+
+    def known(self, slot: str) -> str | None:
+        return self.collected.get(slot)
+
+    def learn(self, slot: str, value: str) -> None:
+        if slot in self.scenario.slots and value and self.collected.get(slot) != value:
+            self.collected[slot] = value
+            self.learned[slot] = value
+
+    def missing_requirement(self, tool: str, arguments: dict[str, Any] | None = None) -> Requirement | None:
+        """The first requirement of `tool` that neither the arguments nor the record satisfy."""
+        spec = self.scenario.tools[tool]
+        filled = self._fill(tool, arguments or {})
+        return next((r for r in spec.requires if not any(filled.get(p) for p in r.any_of)), None)
+
+    def call_tool(self, tool: str, arguments: dict[str, Any] | None = None) -> ToolCall:
+        """Run one of the active agent's tools with known slots filled in; record what it learned."""
+        if tool not in self.agent.tools:
+            raise KeyError(f"{self.agent.name} has no tool {tool!r}")
+        spec = self.scenario.tools[tool]
+        filled = self._fill(tool, arguments or {})
+        for param, slot in spec.slot_parameters().items():
+            if filled.get(param):
+                self.learn(slot, str(filled[param]))
+        missing = self.missing_requirement(tool, filled)
+        result = None if missing else spec.function(filled, self.scenario.data)
+        if result is not None:
+            for slot, value in result.slots.items():
+                self.learn(slot, value)
+        call = ToolCall(tool, filled, result, missing)
+        self.tool_calls.append(call)
+        return call
+
+    def _fill(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        spec = self.scenario.tools[tool]
+        filled = {k: v for k, v in arguments.items() if k in spec.parameters and v not in (None, "")}
+        for param, slot in spec.slot_parameters().items():
+            if not filled.get(param) and self.collected.get(slot):
+                filled[param] = self.collected[slot]
+        return filled
+
+
+class Policy(ABC):
+    """Decides the active agent's reply for one customer turn."""
+
+    name: str = "policy"
+
+    @abstractmethod
+    def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
+        """Yield TextDelta events and at most one HandoffRequest (then stop)."""
+
+    async def close(self) -> None:
+        """Release clients. The default holds none."""

@@ -1,0 +1,362 @@
+"""Scenarios as data: agents, slots, tools, handoff edges, intents and omnichannel thresholds.
+
+A scenario is a folder with `scenario.yaml`, a `tools.py` holding one function per declared tool, and optional demo
+data (`data.yaml`) that the tools read. The format is documented in docs/scenarios.md. The loader rejects unknown
+keys and dangling references with a message naming the file and the key, so a typo fails at start-up instead of
+becoming a setting nobody reads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import yaml
+
+from shared.errors import ScenarioError
+from shared.settings import PROJECT_ROOT
+
+SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
+
+HandoffMode = Literal["announced", "discrete"]
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """A piece of information an agent collects once and keeps on the customer record."""
+
+    name: str
+    description: str
+    ask: str  # the question an agent asks to get it
+    pattern: str | None = None  # regex that finds it in free text (group 1 if present, else the match)
+    kind: str = "text"  # how a found value is normalised: text, digits, phone, title
+
+    def extract(self, text: str) -> str | None:
+        if not self.pattern:
+            return None
+        match = re.search(self.pattern, text, re.IGNORECASE)
+        if not match:
+            return None
+        return normalize_slot(self.kind, match.group(1) if match.groups() else match.group(0))
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """At least one of `any_of` must be known before the tool runs; `ask` is how the agent asks for it."""
+
+    any_of: tuple[str, ...]
+    ask: str
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool returns: facts for an LLM, a sentence for the offline policy, and slots it learned."""
+
+    data: dict[str, Any]
+    say: str
+    slots: dict[str, str] = field(default_factory=dict)
+    ok: bool = True
+
+
+ToolFunction = Callable[[dict[str, Any], "ScenarioData"], ToolResult]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    name: str
+    description: str
+    parameters: dict[str, dict[str, Any]]  # name -> {"slot": slot} or {"type", "description"[, "enum"]}
+    requires: tuple[Requirement, ...]
+    keywords: tuple[str, ...]  # offline policy: words that pick this tool within its agent
+    function: ToolFunction
+
+    def slot_parameters(self) -> dict[str, str]:
+        """Parameter name -> slot name, for the parameters that are slots."""
+        return {p: spec["slot"] for p, spec in self.parameters.items() if "slot" in spec}
+
+
+@dataclass(frozen=True)
+class HandoffEdge:
+    target: str
+    mode: HandoffMode
+    when: str  # when to take this edge, in words (an LLM reads it as the handoff tool's description)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    name: str
+    title: str  # how the agent introduces itself ("Billing")
+    greeting: str  # spoken when the agent starts a conversation or takes an announced handoff
+    instructions: str
+    intents: tuple[str, ...]  # intents this agent handles (offline routing)
+    slots: tuple[str, ...]  # slots this agent needs at some point
+    tools: tuple[str, ...]
+    handoffs: tuple[HandoffEdge, ...]
+
+    def edge_to(self, target: str) -> HandoffEdge | None:
+        return next((e for e in self.handoffs if e.target == target), None)
+
+
+@dataclass(frozen=True)
+class IntentSpec:
+    name: str
+    examples: tuple[str, ...]
+    keywords: dict[str, float]  # word or phrase -> weight
+
+
+@dataclass(frozen=True)
+class Omnichannel:
+    queue_wait_threshold_seconds: float = 120
+    queue_depth_threshold: int = 50
+    mass_outage_threshold: int = 1000
+    alternate_channels: tuple[str, ...] = ("whatsapp", "webchat")
+
+
+@dataclass(frozen=True)
+class ScenarioData:
+    """The demo back-office data a scenario ships with (accounts, outages, ...), read by its tools."""
+
+    records: dict[str, Any]
+
+    def __getitem__(self, key: str) -> Any:
+        return self.records[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.records.get(key, default)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    company: str
+    start_agent: str
+    agents: dict[str, AgentSpec]
+    slots: dict[str, SlotSpec]
+    tools: dict[str, ToolSpec]
+    intents: dict[str, IntentSpec]
+    phrases: dict[str, str]  # small talk and fallbacks: farewell, clarify, fallback, ...
+    omnichannel: Omnichannel
+    data: ScenarioData
+    path: Path
+
+    def agent(self, name: str) -> AgentSpec:
+        return self.agents[name]
+
+    def agent_for_intent(self, intent: str) -> AgentSpec | None:
+        return next((a for a in self.agents.values() if intent in a.intents), None)
+
+    def phrase(self, key: str, **values: Any) -> str:
+        return self.phrases[key].format(company=self.company, **values)
+
+
+def normalize_slot(kind: str, raw: str) -> str:
+    raw = raw.strip()
+    if kind == "digits":
+        return re.sub(r"\D", "", raw)
+    if kind == "phone":
+        digits = re.sub(r"\D", "", raw)
+        if len(digits) == 10:  # a North American number said without the country code
+            digits = "1" + digits
+        return "+" + digits
+    if kind == "title":
+        return " ".join(w if w.isupper() else w.capitalize() for w in raw.split())
+    return " ".join(raw.split())
+
+
+# Loading --------------------------------------------------------------------------------------------------------
+
+_TOP_KEYS = {"name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel"}
+_AGENT_KEYS = {"title", "greeting", "instructions", "intents", "slots", "tools", "handoffs"}
+_SLOT_KEYS = {"description", "ask", "pattern", "kind"}
+_TOOL_KEYS = {"description", "parameters", "requires", "keywords"}
+_EDGE_KEYS = {"to", "mode", "when"}
+_INTENT_KEYS = {"examples", "keywords"}
+_REQUIRED_PHRASES = {"clarify", "fallback", "farewell", "thanks"}
+
+
+@lru_cache(maxsize=8)
+def load_scenario(name_or_path: str) -> Scenario:
+    """Load and validate a scenario by folder name under scenarios/ or by path. Cached: scenarios are immutable."""
+    folder = Path(name_or_path)
+    if not folder.is_absolute():
+        folder = SCENARIOS_DIR / name_or_path
+    spec_file = folder / "scenario.yaml"
+    if not spec_file.is_file():
+        raise ScenarioError(f"no scenario at {folder}: {spec_file.name} is missing")
+    raw = _read_yaml(spec_file)
+    where = str(spec_file)
+    _check_keys(raw, _TOP_KEYS, where, required={"name", "company", "start_agent", "agents", "phrases"})
+
+    slots = {name: _slot(name, body, f"{where}: slots.{name}") for name, body in (raw.get("slots") or {}).items()}
+    functions = _tool_functions(folder)
+    tools = {
+        name: _tool(name, body, slots, functions, f"{where}: tools.{name}")
+        for name, body in (raw.get("tools") or {}).items()
+    }
+    if extra := set(functions) - set(tools):
+        raise ScenarioError(f"{folder / 'tools.py'}: TOOLS has functions no tool declares: {sorted(extra)}")
+    intents = {name: _intent(name, body, f"{where}: intents.{name}") for name, body in (raw.get("intents") or {}).items()}
+    agents = {name: _agent(name, body, f"{where}: agents.{name}") for name, body in raw["agents"].items()}
+    _check_references(agents, slots, tools, intents, where)
+    if raw["start_agent"] not in agents:
+        raise ScenarioError(f"{where}: start_agent {raw['start_agent']!r} is not one of the agents")
+
+    phrases = {str(k): str(v) for k, v in raw["phrases"].items()}
+    if missing := _REQUIRED_PHRASES - set(phrases):
+        raise ScenarioError(f"{where}: phrases is missing {sorted(missing)}")
+
+    omni_raw = raw.get("omnichannel") or {}
+    _check_keys(omni_raw, set(Omnichannel.__dataclass_fields__), f"{where}: omnichannel")
+    omnichannel = Omnichannel(**{k: tuple(v) if isinstance(v, list) else v for k, v in omni_raw.items()})
+
+    data_file = folder / "data.yaml"
+    data = ScenarioData(_read_yaml(data_file) if data_file.is_file() else {})
+    return Scenario(
+        name=str(raw["name"]),
+        company=str(raw["company"]),
+        start_agent=raw["start_agent"],
+        agents=agents,
+        slots=slots,
+        tools=tools,
+        intents=intents,
+        phrases=phrases,
+        omnichannel=omnichannel,
+        data=data,
+        path=folder,
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ScenarioError(f"{path}: the top level must be a mapping")
+    return loaded
+
+
+def _check_keys(body: Any, allowed: set[str], where: str, required: set[str] = frozenset()) -> None:
+    if not isinstance(body, dict):
+        raise ScenarioError(f"{where}: expected a mapping, got {type(body).__name__}")
+    if unknown := set(body) - allowed:
+        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    if missing := required - set(body):
+        raise ScenarioError(f"{where}: missing key(s) {sorted(missing)}")
+
+
+def _slot(name: str, body: dict[str, Any], where: str) -> SlotSpec:
+    _check_keys(body, _SLOT_KEYS, where, required={"description", "ask"})
+    if body.get("pattern"):
+        try:
+            re.compile(body["pattern"])
+        except re.error as exc:
+            raise ScenarioError(f"{where}.pattern: not a valid regex: {exc}") from None
+    kind = body.get("kind", "text")
+    if kind not in ("text", "digits", "phone", "title"):
+        raise ScenarioError(f"{where}.kind: must be text, digits, phone or title, not {kind!r}")
+    return SlotSpec(name, body["description"], body["ask"], body.get("pattern"), kind)
+
+
+def _tool(
+    name: str, body: dict[str, Any], slots: dict[str, SlotSpec], functions: dict[str, ToolFunction], where: str
+) -> ToolSpec:
+    _check_keys(body, _TOOL_KEYS, where, required={"description"})
+    if name not in functions:
+        raise ScenarioError(f"{where}: tools.py has no function for this tool in TOOLS")
+    parameters: dict[str, dict[str, Any]] = {}
+    for pname, pspec in (body.get("parameters") or {}).items():
+        _check_keys(pspec, {"slot", "type", "description", "enum"}, f"{where}.parameters.{pname}")
+        if "slot" in pspec and pspec["slot"] not in slots:
+            raise ScenarioError(f"{where}.parameters.{pname}: unknown slot {pspec['slot']!r}")
+        if "slot" not in pspec and "description" not in pspec:
+            raise ScenarioError(f"{where}.parameters.{pname}: give a slot or a description")
+        parameters[pname] = dict(pspec)
+    requires = []
+    for i, req in enumerate(body.get("requires") or []):
+        _check_keys(req, {"any_of", "ask"}, f"{where}.requires[{i}]", required={"any_of", "ask"})
+        if unknown := set(req["any_of"]) - set(parameters):
+            raise ScenarioError(f"{where}.requires[{i}]: {sorted(unknown)} are not parameters of the tool")
+        requires.append(Requirement(tuple(req["any_of"]), req["ask"]))
+    return ToolSpec(
+        name=name,
+        description=body["description"],
+        parameters=parameters,
+        requires=tuple(requires),
+        keywords=tuple(body.get("keywords") or ()),
+        function=functions[name],
+    )
+
+
+def _intent(name: str, body: dict[str, Any], where: str) -> IntentSpec:
+    _check_keys(body, _INTENT_KEYS, where)
+    keywords = body.get("keywords") or {}
+    if isinstance(keywords, list):
+        keywords = {k: 1.0 for k in keywords}
+    return IntentSpec(name, tuple(body.get("examples") or ()), {str(k): float(v) for k, v in keywords.items()})
+
+
+def _agent(name: str, body: dict[str, Any], where: str) -> AgentSpec:
+    _check_keys(body, _AGENT_KEYS, where, required={"title", "greeting", "instructions"})
+    edges = []
+    for i, edge in enumerate(body.get("handoffs") or []):
+        _check_keys(edge, _EDGE_KEYS, f"{where}.handoffs[{i}]", required={"to", "when"})
+        mode = edge.get("mode", "announced")
+        if mode not in ("announced", "discrete"):
+            raise ScenarioError(f"{where}.handoffs[{i}].mode: must be announced or discrete, not {mode!r}")
+        edges.append(HandoffEdge(edge["to"], mode, edge["when"]))
+    return AgentSpec(
+        name=name,
+        title=body["title"],
+        greeting=body["greeting"].strip(),
+        instructions=body["instructions"].strip(),
+        intents=tuple(body.get("intents") or ()),
+        slots=tuple(body.get("slots") or ()),
+        tools=tuple(body.get("tools") or ()),
+        handoffs=tuple(edges),
+    )
+
+
+def _check_references(
+    agents: dict[str, AgentSpec],
+    slots: dict[str, SlotSpec],
+    tools: dict[str, ToolSpec],
+    intents: dict[str, IntentSpec],
+    where: str,
+) -> None:
+    owners: dict[str, str] = {}
+    for agent in agents.values():
+        here = f"{where}: agents.{agent.name}"
+        for edge in agent.handoffs:
+            if edge.target not in agents:
+                raise ScenarioError(f"{here}.handoffs: unknown agent {edge.target!r}")
+        if unknown := set(agent.tools) - set(tools):
+            raise ScenarioError(f"{here}.tools: unknown tool(s) {sorted(unknown)}")
+        if unknown := set(agent.slots) - set(slots):
+            raise ScenarioError(f"{here}.slots: unknown slot(s) {sorted(unknown)}")
+        for intent in agent.intents:
+            if intent not in intents:
+                raise ScenarioError(f"{here}.intents: unknown intent {intent!r}")
+            if intent in owners:
+                raise ScenarioError(f"{here}.intents: {intent!r} is already handled by {owners[intent]}")
+            owners[intent] = agent.name
+
+
+def _tool_functions(folder: Path) -> dict[str, ToolFunction]:
+    """The scenario's tools.py exports TOOLS: {name: function}."""
+    path = folder / "tools.py"
+    if not path.is_file():
+        return {}
+    module_name = f"switchboard_scenario_{folder.name}_tools"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tools = getattr(module, "TOOLS", None)
+    if not isinstance(tools, dict):
+        raise ScenarioError(f"{path}: must define TOOLS = {{name: function}}")
+    return dict(tools)

@@ -1,0 +1,140 @@
+"""The two storage ports.
+
+CustomerStore holds the customer's durable record (Cosmos DB in Azure, SQLite embedded). SessionState holds hot,
+expiring state: per-session scratch data and the ids of events already processed (Redis in Azure, in-process
+embedded). Public methods live on the base classes; adapters implement only the `_hooks`, so behaviour such as the
+optimistic-concurrency retry loop is written once and tested once against every adapter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from typing import Any, Callable, TypeVar
+
+from shared.errors import Conflict, NotFound
+from shared.models import Customer, Identity, utcnow
+
+T = TypeVar("T")
+
+#: How often `update` re-reads and re-applies a mutation after losing a race before it gives up.
+UPDATE_ATTEMPTS = 12
+
+
+class CustomerStore(ABC):
+    """Customers by id, findable by any identity they hold (phone number, web chat session, account)."""
+
+    async def get(self, customer_id: str) -> Customer:
+        customer = await self._read(customer_id)
+        if customer is None:
+            raise NotFound(f"no customer {customer_id!r}")
+        return customer
+
+    async def find_by_identity(self, identity: Identity) -> Customer | None:
+        owner = await self._identity_owner(identity)
+        return None if owner is None else await self._read(owner)
+
+    async def get_or_create(self, identity: Identity) -> tuple[Customer, bool]:
+        """The one customer holding `identity`, created if nobody does. Returns (customer, created).
+
+        Safe under concurrency: two channels resolving the same new phone number at once get the same record.
+        """
+        existing = await self.find_by_identity(identity)
+        if existing is not None:
+            return existing, False
+        candidate = await self._insert(Customer.new(identity))
+        owner = await self._claim_identity(identity, candidate.customer_id)
+        if owner == candidate.customer_id:
+            return candidate, True
+        await self._delete(candidate.customer_id)  # lost the race: nobody can reach our orphan, drop it
+        return await self.get(owner), False
+
+    async def create(self, customer: Customer) -> Customer:
+        """Insert a new record and claim its identities. Raises Conflict if an identity belongs to someone else."""
+        stored = await self._insert(customer)
+        for identity in customer.identities:
+            owner = await self._claim_identity(identity, customer.customer_id)
+            if owner != customer.customer_id:
+                await self._delete(customer.customer_id)
+                raise Conflict(f"{identity.key} already belongs to another customer")
+        return stored
+
+    async def update(self, customer_id: str, mutate: Callable[[Customer], T]) -> tuple[Customer, T]:
+        """Read, apply `mutate`, write back if nobody wrote in between; otherwise re-read and re-apply.
+
+        `mutate` must be a pure function of the record it is given (it may run several times). Returns the stored
+        record and whatever `mutate` returned on the attempt that won.
+        """
+        for attempt in range(UPDATE_ATTEMPTS):
+            customer = await self.get(customer_id)
+            result = mutate(customer)
+            customer.updated_at = utcnow()
+            try:
+                return await self._replace(customer), result
+            except Conflict:
+                await asyncio.sleep(random.uniform(0, 0.005 * 2**min(attempt, 6)))
+        raise Conflict(f"customer {customer_id!r} is too contended: gave up after {UPDATE_ATTEMPTS} attempts")
+
+    async def add_identity(self, customer_id: str, identity: Identity) -> Customer:
+        """Attach an identity to a customer. Raises Conflict if another customer already holds it."""
+        owner = await self._claim_identity(identity, customer_id)
+        if owner != customer_id:
+            raise Conflict(f"{identity.key} already belongs to another customer")
+        customer, _ = await self.update(customer_id, lambda c: c.add_identity(identity))
+        return customer
+
+    async def close(self) -> None:
+        """Release connections. The default holds none."""
+
+    # Adapter hooks ----------------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _read(self, customer_id: str) -> Customer | None:
+        """The stored record with its `version` set, or None."""
+
+    @abstractmethod
+    async def _insert(self, customer: Customer) -> Customer:
+        """Store a new record; raise Conflict if the id exists. Returns it with `version` set."""
+
+    @abstractmethod
+    async def _replace(self, customer: Customer) -> Customer:
+        """Overwrite if the stored version equals `customer.version`, else raise Conflict. Returns the new version."""
+
+    @abstractmethod
+    async def _delete(self, customer_id: str) -> None:
+        """Remove a record and any identity claims pointing at it; no error if absent."""
+
+    @abstractmethod
+    async def _claim_identity(self, identity: Identity, customer_id: str) -> str:
+        """Atomically record `customer_id` as the owner of `identity` unless it has one; return the owner."""
+
+    @abstractmethod
+    async def _identity_owner(self, identity: Identity) -> str | None:
+        """The customer id owning `identity`, or None."""
+
+
+class SessionState(ABC):
+    """Hot, expiring key-value state shared by every instance of the app."""
+
+    @abstractmethod
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The value stored under `key`, or None if absent or expired."""
+
+    @abstractmethod
+    async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
+        """Store a JSON-serialisable dict under `key` for `ttl_seconds`."""
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove `key`; no error if absent."""
+
+    @abstractmethod
+    async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
+        """Atomically record that `event_id` is being handled. True the first time only, within the TTL.
+
+        Inbound handlers call this before any side effect, so a redelivered event has no second effect.
+        """
+
+    async def close(self) -> None:
+        """Release connections. The default holds none."""

@@ -1,0 +1,29 @@
+"""Real local peers the tests talk to (Redis, the Cosmos emulator, the local Functions host).
+
+Each module is a pytest plugin exposing session-scoped fixtures. When a peer cannot be started here, the test
+is skipped with a sentence saying what is missing, except in CI (CI=true), where a missing peer is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str) -> None:
+    """Skip locally, fail in CI: a test that needs a server must run there."""
+    if in_ci():
+        pytest.fail(f"CI=true and a required test peer is missing: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -34,8 +34,18 @@ class SlotSpec:
     ask: str  # the question an agent asks to get it
     pattern: str | None = None  # regex that finds it in free text (group 1 if present, else the match)
     kind: str = "text"  # how a found value is normalised: text, digits, phone, title
+    choices: dict[str, tuple[str, ...]] = field(default_factory=dict)  # value -> words that mean it
 
     def extract(self, text: str) -> str | None:
+        """The slot's value if `text` states it: the earliest choice word, else the pattern's match."""
+        if self.choices:
+            found = [
+                (m.start(), value)
+                for value, words in self.choices.items()
+                for word in words
+                if (m := re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE))
+            ]
+            return min(found)[1] if found else None
         if not self.pattern:
             return None
         match = re.search(self.pattern, text, re.IGNORECASE)
@@ -129,7 +139,7 @@ class ScenarioData:
         return self.records.get(key, default)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: scenarios are loaded once
 class Scenario:
     name: str
     company: str
@@ -171,7 +181,7 @@ def normalize_slot(kind: str, raw: str) -> str:
 
 _TOP_KEYS = {"name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel"}
 _AGENT_KEYS = {"title", "greeting", "instructions", "intents", "slots", "tools", "handoffs"}
-_SLOT_KEYS = {"description", "ask", "pattern", "kind"}
+_SLOT_KEYS = {"description", "ask", "pattern", "kind", "choices"}
 _TOOL_KEYS = {"description", "parameters", "requires", "keywords"}
 _EDGE_KEYS = {"to", "mode", "when"}
 _INTENT_KEYS = {"examples", "keywords"}
@@ -259,7 +269,17 @@ def _slot(name: str, body: dict[str, Any], where: str) -> SlotSpec:
     kind = body.get("kind", "text")
     if kind not in ("text", "digits", "phone", "title"):
         raise ScenarioError(f"{where}.kind: must be text, digits, phone or title, not {kind!r}")
-    return SlotSpec(name, body["description"], body["ask"], body.get("pattern"), kind)
+    choices = body.get("choices") or {}
+    if not isinstance(choices, dict) or not all(isinstance(w, list) and w for w in choices.values()):
+        raise ScenarioError(f"{where}.choices: must map each value to a list of words that mean it")
+    return SlotSpec(
+        name,
+        body["description"],
+        body["ask"],
+        body.get("pattern"),
+        kind,
+        {str(value): tuple(str(w) for w in words) for value, words in choices.items()},
+    )
 
 
 def _tool(

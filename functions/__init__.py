@@ -1,0 +1,1 @@
+"""Thin Azure Functions triggers, one blueprint per concern: parse, call shared/, answer."""

@@ -1,0 +1,89 @@
+"""What every HTTP trigger shares: JSON responses, errors as `{"error": ...}`, domain errors mapped to status codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+import azure.functions as func
+
+from shared.errors import Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
+
+log = logging.getLogger(__name__)
+
+#: Largest request body any of our JSON endpoints accepts.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class Forbidden(Exception):
+    """A valid credential for something else (another session's token)."""
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/json", charset="utf-8",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    return json_response({"error": message}, status, headers)
+
+
+def json_body(req: func.HttpRequest, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request's JSON object, or InvalidInput saying what is wrong with it."""
+    raw = req.get_body() or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidInput(f"request body is over {MAX_BODY_BYTES} bytes")
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise InvalidInput("request body must be a JSON object")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return body
+
+
+def bearer_token(req: func.HttpRequest) -> str:
+    header = req.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token: send Authorization: Bearer <token>")
+    return token.strip()
+
+
+Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+
+
+def handles_errors(handler: Handler) -> Handler:
+    """Turn domain errors into clear 4xx/503 answers; anything else is a logged 500 with no detail to the caller."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return await handler(req)
+        except InvalidInput as exc:
+            return error(400, str(exc))
+        except Unauthorized as exc:
+            return error(401, str(exc), {"WWW-Authenticate": "Bearer"})
+        except Forbidden as exc:
+            return error(403, str(exc))
+        except NotFound as exc:
+            return error(404, str(exc))
+        except Conflict as exc:
+            return error(409, str(exc))
+        except Unavailable as exc:
+            retry = str(int(exc.retry_after or 5))
+            log.warning("%s %s: a backing service is unavailable: %s", req.method, req.url, exc)
+            return error(503, "a backing service is unavailable; try again shortly", {"Retry-After": retry})
+        except Exception:
+            log.exception("%s %s failed", req.method, req.url)
+            return error(500, "internal error")
+
+    return wrapper

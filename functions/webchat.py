@@ -1,0 +1,117 @@
+"""Web chat over HTTP: create a session, send messages, read the transcript, and the chat page itself.
+
+Each session gets a signed, expiring bearer token bound to it (and to its customer); a token for one session is
+refused on another. Triggers only parse, call the conversation core and answer.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+
+from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
+from shared.bootstrap import Services, get_services
+from shared.errors import InvalidInput
+from shared.models import Channel, Identity, IdentityKind, new_id
+
+bp = func.Blueprint()
+
+TOKEN_AUDIENCE = "webchat"
+_PAGE = Path(__file__).parent / "static" / "webchat.html"
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+@lru_cache(maxsize=1)
+def _page() -> bytes:
+    return _PAGE.read_bytes()
+
+
+@bp.route(route="webchat", methods=["GET"])
+async def webchat_page(req: func.HttpRequest) -> func.HttpResponse:
+    return func.HttpResponse(_page(), mimetype="text/html", charset="utf-8", headers=_PAGE_HEADERS)
+
+
+@bp.route(route="webchat/sessions", methods=["POST"])
+@handles_errors
+async def webchat_create_session(req: func.HttpRequest) -> func.HttpResponse:
+    body = json_body(req, allow_empty=True)
+    if unknown := set(body) - {"handoff_token"}:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+    if "handoff_token" in body:
+        raise InvalidInput("handoff tokens are not accepted by this deployment yet")
+    services = await get_services()
+    session_id = new_id("web")
+    opened = await services.conversation.open_for_identity(
+        Channel.WEBCHAT, session_id, Identity(IdentityKind.WEBCHAT, session_id)
+    )
+    token = services.tokens.issue(
+        TOKEN_AUDIENCE, services.settings.webchat_token_ttl_seconds, sid=session_id, cid=opened.customer.customer_id
+    )
+    return json_response(
+        {
+            "session_id": session_id,
+            "token": token,
+            "agent": opened.agent,
+            "replies": [r.to_dict() for r in opened.replies],
+        },
+        status=201,
+    )
+
+
+@bp.route(route="webchat/sessions/{session_id}/messages", methods=["POST"])
+@handles_errors
+async def webchat_post_message(req: func.HttpRequest) -> func.HttpResponse:
+    services = await get_services()
+    session_id, customer_id = _authorize(req, services)
+    text = _message_text(json_body(req), services.settings.webchat_max_message_chars)
+    outcome = await services.conversation.turn(session_id, customer_id, text)
+    return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent})
+
+
+@bp.route(route="webchat/sessions/{session_id}", methods=["GET"])
+@handles_errors
+async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
+    services = await get_services()
+    session_id, customer_id = _authorize(req, services)
+    session = await services.conversation.transcript(session_id, customer_id)
+    return json_response(
+        {
+            "session_id": session.session_id,
+            "agent": session.active_agent,
+            "status": session.status.value,
+            "turns": [t.to_dict() for t in session.turns],
+        }
+    )
+
+
+def _authorize(req: func.HttpRequest, services: Services) -> tuple[str, str]:
+    """(session id, customer id) if the bearer token is valid and was issued for the session in the path."""
+    claims = services.tokens.verify(bearer_token(req), TOKEN_AUDIENCE)
+    session_id = req.route_params.get("session_id", "")
+    if claims.get("sid") != session_id:
+        raise Forbidden("this token belongs to another session")
+    return session_id, str(claims["cid"])
+
+
+def _message_text(body: dict[str, Any], max_chars: int) -> str:
+    if unknown := set(body) - {"text"}:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise InvalidInput('"text" is required and must be a string')
+    if not text.strip():
+        raise InvalidInput('"text" must not be empty')
+    if len(text) > max_chars:
+        raise InvalidInput(f'"text" is {len(text)} characters; the limit is {max_chars}')
+    return text

@@ -1,0 +1,156 @@
+"""Tools of the utilities scenario. Each takes the filled arguments and the scenario's demo data.
+
+They read the demo back-office data in data.yaml; a real deployment swaps these bodies for calls to its billing,
+outage-management and field-service systems. Results carry facts for an LLM (`data`), a sentence for the offline
+policy (`say`), and the slots they learned (so nobody asks the customer for them later).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from shared.scenario import ScenarioData, ToolResult
+
+
+def _account(args: dict[str, Any], data: ScenarioData) -> dict[str, Any] | None:
+    number = str(args.get("account_number") or "")
+    phone = str(args.get("phone_number") or "")
+    for account in data["accounts"]:
+        if (number and account["account_number"] == number) or (phone and account["phone"] == phone):
+            return account
+    return None
+
+
+def _not_found(args: dict[str, Any]) -> ToolResult:
+    given = args.get("account_number") or args.get("phone_number")
+    return ToolResult(
+        data={"error": "account not found", "looked_up": given},
+        say=f"I couldn't find an account for {given}. Could you check the account number or the phone number on the account?",
+        ok=False,
+    )
+
+
+def _learned(account: dict[str, Any]) -> dict[str, str]:
+    return {
+        "account_number": account["account_number"],
+        "phone_number": account["phone"],
+        "customer_name": account["name"],
+        "service_address": account["service_address"],
+    }
+
+
+def _first_name(account: dict[str, Any]) -> str:
+    return account["name"].split()[0]
+
+
+def _ticket(prefix: str, *parts: str) -> str:
+    """A stable reference, so a repeated request gets the same number rather than a second ticket."""
+    return f"{prefix}-{int(hashlib.sha256('|'.join(parts).encode()).hexdigest()[:8], 16) % 100000:05d}"
+
+
+def get_balance(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    account = _account(args, data)
+    if account is None:
+        return _not_found(args)
+    facts = {k: account[k] for k in ("name", "balance", "due_date", "last_payment", "autopay")}
+    if account["balance"] <= 0:
+        say = f"Thanks, {_first_name(account)}. Your account is paid up: there's nothing due right now."
+    else:
+        say = (
+            f"Thanks, {_first_name(account)}. Your current balance is ${account['balance']:.2f}, "
+            f"due {account['due_date']}. Your last payment was ${account['last_payment']['amount']:.2f} "
+            f"on {account['last_payment']['date']}."
+        )
+    return ToolResult(data=facts, say=say, slots=_learned(account))
+
+
+def payment_options(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    account = _account(args, data)
+    options = ["online at the customer portal", "by phone, any time", "with autopay from a bank account"]
+    say = "You can pay " + ", ".join(options[:-1]) + f", or {options[-1]}."
+    if account is not None and not account["autopay"]:
+        say += " I see autopay isn't on for your account yet; it takes a minute to set up online."
+    return ToolResult(data={"options": options, "autopay": account and account["autopay"]}, say=say,
+                      slots=_learned(account) if account else {})
+
+
+def check_outage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    account = _account(args, data)
+    address = account["service_address"] if account else str(args.get("service_address") or "")
+    if not address:
+        return _not_found(args)
+    outage = next(
+        (o for o in data["outages"] if o["status"] == "active" and any(s.lower() in address.lower() for s in o["streets"])),
+        None,
+    )
+    learned = _learned(account) if account else {"service_address": address}
+    if outage is None:
+        ticket = _ticket("RPT", address)
+        return ToolResult(
+            data={"address": address, "known_outage": False, "report": ticket},
+            say=(
+                f"I don't see a reported outage at {address}, so I've logged report {ticket} for you. "
+                "A crew will check the line within 4 hours. Meanwhile, it's worth checking your breaker panel."
+            ),
+            slots=learned,
+        )
+    return ToolResult(
+        data={"address": address, "known_outage": True, **{k: outage[k] for k in ("id", "cause", "customers_affected", "eta")}},
+        say=(
+            f"Yes, there's an active outage affecting {address}, caused by {outage['cause']}. "
+            f"About {outage['customers_affected']:,} customers are affected, and crews expect power back "
+            f"by {outage['eta']}. You don't need to report it; we'll text you when it's restored."
+        ),
+        slots=learned,
+    )
+
+
+def schedule_service(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    account = _account(args, data)
+    if account is None:
+        return _not_found(args)
+    kind = str(args["service_request"])
+    label = data["service_request_types"].get(kind, kind)
+    address = str(args.get("service_address") or account["service_address"])
+    when = str(args["preferred_date"])
+    ticket = _ticket("SR", account["account_number"], kind, when)
+    return ToolResult(
+        data={"request": label, "address": address, "date": when, "confirmation": ticket},
+        say=f"Done: I've booked {label} at {address} for {when}. Your confirmation number is {ticket}.",
+        slots=_learned(account),
+    )
+
+
+def get_usage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    account = _account(args, data)
+    if account is None:
+        return _not_found(args)
+    months = list(account["usage_kwh"].items())
+    (prev_month, prev), (month, last) = months[-2], months[-1]
+    change = (last - prev) / prev * 100
+    trend = "more" if change > 0 else "less"
+    return ToolResult(
+        data={"usage_kwh": account["usage_kwh"], "average_kwh": account["average_kwh"]},
+        say=(
+            f"In {month} you used {last} kWh, {abs(change):.0f}% {trend} than in {prev_month}. "
+            f"Your monthly average is {account['average_kwh']} kWh."
+        ),
+        slots=_learned(account),
+    )
+
+
+def energy_tips(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    tips = ["set the thermostat 2 degrees lower in winter", "run the dishwasher and laundry off-peak, after 9 PM",
+            "replace old bulbs with LEDs"]
+    return ToolResult(data={"tips": tips}, say="A few easy savings: " + "; ".join(tips) + ".")
+
+
+TOOLS = {
+    "get_balance": get_balance,
+    "payment_options": payment_options,
+    "check_outage": check_outage,
+    "schedule_service": schedule_service,
+    "get_usage": get_usage,
+    "energy_tips": energy_tips,
+}

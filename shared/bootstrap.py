@@ -1,0 +1,115 @@
+"""The one place the app is wired together from settings: stores, policy, conversation, token signer.
+
+Built lazily on first use and cached for the process, so a cold start pays only for what a request needs and the
+Azure SDKs behind unused adapters are never imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from shared.conversation import Conversation
+from shared.models import Customer, Identity, IdentityKind
+from shared.policies.base import Policy
+from shared.scenario import Scenario, load_scenario
+from shared.settings import Settings
+from shared.stores import build_customer_store, build_session_state
+from shared.stores.base import CustomerStore, SessionState
+from shared.tokens import TokenSigner, load_secret
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    scenario: Scenario
+    customers: CustomerStore
+    state: SessionState
+    policy: Policy
+    conversation: Conversation
+    tokens: TokenSigner
+
+    async def close(self) -> None:
+        for closeable in (self.policy, self.state, self.customers):
+            try:
+                await closeable.close()
+            except Exception:  # closing is best effort; report and go on closing the rest
+                log.exception("error while closing %s", type(closeable).__name__)
+
+
+_services: Services | None = None
+_lock = asyncio.Lock()
+
+
+async def get_services() -> Services:
+    global _services
+    if _services is None:
+        async with _lock:
+            if _services is None:
+                _services = await build_services(Settings.from_env())
+    return _services
+
+
+async def close_services() -> None:
+    global _services
+    if _services is not None:
+        services, _services = _services, None
+        await services.close()
+
+
+async def build_services(settings: Settings) -> Services:
+    logging.getLogger().setLevel(settings.log_level)
+    scenario = load_scenario(settings.scenario)
+    customers = build_customer_store(settings)
+    state = build_session_state(settings)
+    policy = build_policy(settings)
+    if not settings.cosmos_endpoint:
+        await seed_demo_customers(customers, scenario)
+    log.info(
+        "services ready: scenario=%s store=%s state=%s policy=%s",
+        scenario.name, type(customers).__name__, type(state).__name__, policy.name,
+    )
+    return Services(
+        settings=settings,
+        scenario=scenario,
+        customers=customers,
+        state=state,
+        policy=policy,
+        conversation=Conversation(scenario, customers, state, policy, session_ttl_seconds=settings.session_ttl_seconds),
+        tokens=TokenSigner(load_secret(settings.webchat_token_secret, settings.data_dir)),
+    )
+
+
+def build_policy(settings: Settings) -> Policy:
+    if settings.uses_llm:
+        from shared.policies.openai_policy import OpenAIPolicy  # imports openai: only when configured
+
+        return OpenAIPolicy(settings)
+    from shared.policies.offline import OfflinePolicy
+
+    return OfflinePolicy()
+
+
+async def seed_demo_customers(customers: CustomerStore, scenario: Scenario) -> None:
+    """Give the embedded store the scenario's demo account holders, so a known phone number is recognised.
+
+    Idempotent: a holder already on record keeps their record; only missing facts are filled in.
+    """
+    for account in scenario.data.get("accounts", []):
+        customer, _ = await customers.get_or_create(Identity(IdentityKind.PHONE, account["phone"]))
+        facts = {
+            "customer_name": account["name"],
+            "account_number": account["account_number"],
+            "phone_number": account["phone"],
+            "service_address": account["service_address"],
+        }
+        if not facts.keys() <= customer.collected.keys():
+
+            def fill(c: Customer, facts: dict[str, str] = facts) -> None:
+                for key, value in facts.items():
+                    c.collected.setdefault(key, value)
+
+            await customers.update(customer.customer_id, fill)

@@ -1,0 +1,221 @@
+"""The channel-agnostic conversation core: customer text in, agent replies out.
+
+Voice, WhatsApp and web chat all call `Conversation`. It loads the customer's record and the session's hot state,
+runs the active agent's policy (following handoffs between agents), and saves everything the turn produced in one
+optimistic-concurrency write: the customer's words, the agents' replies, the slots collected, the active agent.
+Hot state (the policy's scratch, the active agent) is a cache: if it is lost, the record still says who is talking.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from shared.errors import InvalidInput, NotFound, SwitchboardError
+from shared.models import Channel, ChannelSession, Customer, Identity, SessionStatus, Turn
+from shared.policies.base import HandoffRequest, Policy, TextDelta, TurnContext
+from shared.scenario import AgentSpec, Scenario
+from shared.stores.base import CustomerStore, SessionState
+
+log = logging.getLogger(__name__)
+
+#: How many agent switches one customer message may cause (guards against two agents bouncing a customer).
+MAX_HOPS = 3
+#: How much of the session's transcript a policy sees.
+HISTORY_TURNS = 20
+
+OnText = Callable[[str, str], Awaitable[None]]  # (text delta, agent name)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    agent: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"text": self.text, "agent": self.agent}
+
+
+@dataclass(frozen=True)
+class TurnOutcome:
+    replies: list[Reply]
+    agent: str  # the active agent after this turn
+    customer: Customer  # the record as stored after this turn
+
+
+@dataclass(frozen=True)
+class Opened:
+    session_id: str
+    customer: Customer
+    replies: list[Reply]
+    agent: str
+
+
+class Conversation:
+    def __init__(
+        self,
+        scenario: Scenario,
+        customers: CustomerStore,
+        state: SessionState,
+        policy: Policy,
+        *,
+        session_ttl_seconds: float = 86400,
+    ) -> None:
+        self.scenario = scenario
+        self.customers = customers
+        self.state = state
+        self.policy = policy
+        self.session_ttl_seconds = session_ttl_seconds
+
+    async def open(self, channel: Channel, session_id: str, customer_id: str) -> Opened:
+        """Start a session for a customer on a channel, greeted by the scenario's start agent.
+
+        Opening a session that already exists returns it unchanged (a retried request opens nothing twice).
+        """
+        start = self.scenario.agent(self.scenario.start_agent)
+
+        def add_session(customer: Customer) -> bool:
+            if session_id in customer.sessions:
+                return False
+            session = ChannelSession(session_id=session_id, channel=channel, active_agent=start.name)
+            session.add_turn(Turn(role="agent", text=self._greeting(start, customer), agent=start.name))
+            customer.sessions[session_id] = session
+            return True
+
+        customer, _ = await self.customers.update(customer_id, add_session)
+        session = customer.sessions[session_id]
+        await self._save_hot(session_id, customer_id, session.active_agent or start.name, {})
+        replies = [Reply(t.text, t.agent or start.name) for t in session.turns[:1]]
+        return Opened(session_id, customer, replies, session.active_agent or start.name)
+
+    async def open_for_identity(self, channel: Channel, session_id: str, identity: Identity) -> Opened:
+        """Open a session for whoever holds `identity`, creating the customer on first contact."""
+        customer, _ = await self.customers.get_or_create(identity)
+        return await self.open(channel, session_id, customer.customer_id)
+
+    async def turn(self, session_id: str, customer_id: str, text: str, on_text: OnText | None = None) -> TurnOutcome:
+        """Handle one customer message. `on_text` receives reply text as it is produced (voice speaks it early)."""
+        text = text.strip()
+        if not text:
+            raise InvalidInput("text must not be empty")
+        customer = await self.customers.get(customer_id)
+        session = customer.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id!r} for this customer")
+        if session.status is not SessionStatus.ACTIVE:
+            raise InvalidInput(f"this session is {session.status.value}; start a new one")
+
+        hot = await self._load_hot(session_id)
+        agent = self.scenario.agent(hot.get("agent") or session.active_agent or self.scenario.start_agent)
+        ctx = TurnContext(
+            scenario=self.scenario,
+            agent=agent,
+            text=text,
+            collected=dict(customer.collected),
+            summary=customer.summary,
+            history=session.turns[-HISTORY_TURNS:],
+            scratch=dict(hot.get("scratch") or {}),
+            channel=session.channel.value,
+        )
+        replies = await self._run_agents(ctx, on_text)
+        customer = await self._save_turn(customer_id, session_id, text, agent.name, ctx, replies)
+        await self._save_hot(session_id, customer_id, ctx.agent.name, ctx.scratch)
+        return TurnOutcome(replies, ctx.agent.name, customer)
+
+    async def transcript(self, session_id: str, customer_id: str) -> ChannelSession:
+        customer = await self.customers.get(customer_id)
+        if session_id not in customer.sessions:
+            raise NotFound(f"no session {session_id!r} for this customer")
+        return customer.sessions[session_id]
+
+    # The agent loop --------------------------------------------------------------------------------------------
+
+    async def _run_agents(self, ctx: TurnContext, on_text: OnText | None) -> list[Reply]:
+        replies: list[Reply] = []
+        for _hop in range(MAX_HOPS + 1):
+            self._extract_slots(ctx)
+            handoff: HandoffRequest | None = None
+            parts: list[str] = []
+            async for event in self.policy.respond(ctx):
+                if isinstance(event, TextDelta):
+                    parts.append(event.text)
+                    if on_text is not None:
+                        await on_text(event.text, ctx.agent.name)
+                elif isinstance(event, HandoffRequest):
+                    handoff = event
+                    break
+            if text := "".join(parts).strip():
+                replies.append(Reply(text, ctx.agent.name))
+            if handoff is None:
+                break
+            target = self._follow(ctx.agent, handoff)
+            if target is None:
+                if not replies:
+                    replies.append(Reply(self.scenario.phrase("clarify"), ctx.agent.name))
+                break
+            edge = ctx.agent.edge_to(target.name)
+            log.info("handoff %s -> %s (%s, %s)", ctx.agent.name, target.name, edge.mode, handoff.reason)
+            ctx.agent = target
+            if edge.mode == "announced":
+                replies.append(Reply(target.greeting, target.name))
+                if on_text is not None:
+                    await on_text(target.greeting, target.name)
+        return replies
+
+    def _follow(self, agent: AgentSpec, handoff: HandoffRequest) -> AgentSpec | None:
+        if handoff.target == agent.name or agent.edge_to(handoff.target) is None:
+            log.warning("%s asked for a handoff to %s, which is not one of its edges", agent.name, handoff.target)
+            return None
+        return self.scenario.agent(handoff.target)
+
+    def _extract_slots(self, ctx: TurnContext) -> None:
+        """Take what the customer stated outright: patterned slots always, choice slots when this agent needs them.
+
+        Choice words are common ("start", "fix"), so they count only where the agent is asking about them.
+        """
+        for slot in self.scenario.slots.values():
+            if slot.choices and slot.name not in ctx.agent.slots:
+                continue
+            if value := slot.extract(ctx.text):
+                ctx.learn(slot.name, value)
+
+    def _greeting(self, agent: AgentSpec, customer: Customer) -> str:
+        name = customer.collected.get("customer_name")
+        if name and "welcome_back" in self.scenario.phrases:
+            return f"{self.scenario.phrase('welcome_back', customer_name=name.split()[0])} {agent.greeting}"
+        return agent.greeting
+
+    # Persistence -----------------------------------------------------------------------------------------------
+
+    async def _save_turn(
+        self, customer_id: str, session_id: str, text: str, agent: str, ctx: TurnContext, replies: list[Reply]
+    ) -> Customer:
+        turns = [Turn(role="customer", text=text, agent=agent)] + [Turn("agent", r.text, r.agent) for r in replies]
+
+        def record(customer: Customer) -> None:
+            session = customer.sessions[session_id]
+            for turn in turns:
+                session.add_turn(turn)
+            session.active_agent = ctx.agent.name
+            customer.collected.update(ctx.learned)
+
+        customer, _ = await self.customers.update(customer_id, record)
+        return customer
+
+    def _hot_key(self, session_id: str) -> str:
+        return f"session:{session_id}"
+
+    async def _load_hot(self, session_id: str) -> dict:
+        try:
+            return await self.state.get(self._hot_key(session_id)) or {}
+        except SwitchboardError as exc:  # hot state is a cache: the record knows the active agent
+            log.warning("session state unavailable, continuing from the record: %s", exc)
+            return {}
+
+    async def _save_hot(self, session_id: str, customer_id: str, agent: str, scratch: dict) -> None:
+        value = {"customer_id": customer_id, "agent": agent, "scratch": scratch}
+        try:
+            await self.state.put(self._hot_key(session_id), value, self.session_ttl_seconds)
+        except SwitchboardError as exc:
+            log.warning("session state unavailable, the next turn starts from the record: %s", exc)

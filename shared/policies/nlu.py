@@ -1,0 +1,154 @@
+"""Small, deterministic language understanding for the offline policy: intents from a scenario's own words.
+
+No model and no network. Text is normalised (contractions, punctuation), stemmed with a light suffix stripper and
+matched two ways: weighted keywords and phrases from the scenario ("no electricity" 4, "power" 1), and the best
+word overlap with the scenario's example sentences. Keywords carry ordinary paraphrase ("lights are out",
+"no electricity at my house", "power's down"); examples catch what keywords miss.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from shared.scenario import Scenario
+
+_CONTRACTIONS = [
+    (r"\bcan't\b", "can not"),
+    (r"\bwon't\b", "will not"),
+    (r"n't\b", " not"),
+    (r"'re\b", " are"),
+    (r"'m\b", " am"),
+    (r"'ve\b", " have"),
+    (r"'ll\b", " will"),
+    (r"'d\b", " would"),
+    (r"'s\b", " is"),
+]
+
+# Words that carry no intent. "no", "not", "out", "off", "down", "back" are kept: they carry outages.
+_STOPWORDS = frozenset(
+    """a an the i me my mine we our you your it its is am are was were be been being to of in on at for with
+    and or but so that this these those there here do does did have has had just please hi hello hey can could
+    would will shall should may might must about im ive id also really very some any get got from as by up
+    what when where which who why how okay ok um uh like need want""".split()
+)
+
+_SMALL_TALK = {
+    "thanks": re.compile(r"\b(thanks|thank you|thx|cheers|appreciate it|great,? thanks)\b", re.I),
+    "farewell": re.compile(
+        r"^\s*(no,? )?(thanks,? )?(bye|goodbye|good bye|that'?s (all|it)|that is (all|it)|nothing else|no thanks?|"
+        r"all good|i'?m good)\b",
+        re.I,
+    ),
+    "greeting": re.compile(r"^\s*(hi|hello|hey|good (morning|afternoon|evening))[\s!.,]*$", re.I),
+}
+
+
+def normalize(text: str) -> str:
+    text = text.lower().replace("’", "'")
+    for pattern, repl in _CONTRACTIONS:
+        text = re.sub(pattern, repl, text)
+    return re.sub(r"[^a-z0-9$ ]+", " ", text)
+
+
+def stem(word: str) -> str:
+    """A light suffix stripper: enough to make bill/bills/billing and light/lights meet."""
+    for suffix in ("ations", "ation", "ings", "ing", "edly", "ed", "ies", "es", "s", "ly"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)] + ("y" if suffix == "ies" else "")
+            break
+    if word.endswith("e") and len(word) > 3:
+        word = word[:-1]
+    return word
+
+
+def tokens(text: str, *, keep_stopwords: bool = False) -> list[str]:
+    return [stem(w) for w in normalize(text).split() if keep_stopwords or w not in _STOPWORDS]
+
+
+def small_talk(text: str) -> str | None:
+    """'thanks', 'farewell' or 'greeting' when that is all the message is about, else None."""
+    for name, pattern in _SMALL_TALK.items():
+        if pattern.search(text) and len(tokens(text)) <= 4:
+            return name
+    return None
+
+
+@dataclass(frozen=True)
+class Match:
+    intent: str
+    score: float
+
+
+class IntentClassifier:
+    """Scores a message against every intent of a scenario; built once per scenario."""
+
+    #: Below this a message is not about any intent (the agent asks or carries on with what it was doing).
+    THRESHOLD = 1.5
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._keywords: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+        self._examples: dict[str, list[frozenset[str]]] = {}
+        for name, intent in scenario.intents.items():
+            self._keywords[name] = [(tuple(tokens(k, keep_stopwords=True)), w) for k, w in intent.keywords.items()]
+            self._examples[name] = [frozenset(tokens(e)) for e in intent.examples]
+        # Words frequent across all examples say little; weight overlap by inverse document frequency.
+        docs = [e for examples in self._examples.values() for e in examples]
+        self._idf = {
+            w: math.log((1 + len(docs)) / (1 + sum(w in d for d in docs))) + 1 for d in docs for w in d
+        }
+
+    def scores(self, text: str) -> list[Match]:
+        words = tokens(text, keep_stopwords=True)
+        content_words = tokens(text)
+        content = frozenset(content_words)
+        matches = []
+        for name, keywords in self._keywords.items():
+            # Phrases match with or without the small words in between ("power has been off" ~ "power off").
+            keyword_score = max(self._keyword_score(words, keywords), self._keyword_score(content_words, keywords))
+            score = keyword_score + 3 * self._example_score(content, name)
+            if score > 0:
+                matches.append(Match(name, round(score, 3)))
+        return sorted(matches, key=lambda m: -m.score)
+
+    def classify(self, text: str) -> Match | None:
+        ranked = self.scores(text)
+        if not ranked or ranked[0].score < self.THRESHOLD:
+            return None
+        return ranked[0]
+
+    @staticmethod
+    def _keyword_score(words: list[str], keywords: list[tuple[tuple[str, ...], float]]) -> float:
+        score, used = 0.0, set()
+        # Longest phrases first, and each word counts once: "power is out" must not also score "power".
+        for phrase, weight in sorted(keywords, key=lambda kw: -len(kw[0])):
+            for start in _find(words, phrase):
+                span = set(range(start, start + len(phrase)))
+                if not span & used:
+                    used |= span
+                    score += weight
+                    break
+        return score
+
+    def _example_score(self, content: frozenset[str], intent: str) -> float:
+        best = 0.0
+        for example in self._examples[intent]:
+            shared = content & example
+            if not shared:
+                continue
+            overlap = sum(self._idf.get(w, 1.0) for w in shared)
+            total = math.sqrt(sum(self._idf.get(w, 1.0) for w in content) * sum(self._idf.get(w, 1.0) for w in example))
+            best = max(best, overlap / total)
+        return best
+
+
+def _find(words: list[str], phrase: tuple[str, ...]) -> list[int]:
+    n = len(phrase)
+    return [i for i in range(len(words) - n + 1) if tuple(words[i : i + n]) == phrase] if n else []
+
+
+@lru_cache(maxsize=8)
+def classifier_for(scenario: Scenario) -> IntentClassifier:
+    return IntentClassifier(scenario)

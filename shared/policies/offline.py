@@ -1,0 +1,95 @@
+"""The offline policy: deterministic agents driven by the scenario's own words. The default; no network.
+
+Per turn, for the active agent:
+1. small talk (thanks, goodbye) gets the scenario's phrase;
+2. a message about another agent's intent is handed over along the agent's handoff edge;
+3. otherwise the agent picks one of its tools (by the tool's keywords, else the tool it was collecting for, else its
+   first tool when the message is about its own intent), asks for the first missing requirement if any, or runs it
+   and says the result.
+What the record already knows is never asked: TurnContext fills known slots into every tool call.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from shared.policies.base import HandoffRequest, PolicyEvent, TextDelta, TurnContext, Policy
+from shared.policies.nlu import classifier_for, small_talk, tokens
+from shared.scenario import ToolSpec
+
+_PENDING = "pending"  # scratch key: {"agent", "tool", "slots"} while the agent waits for an answer
+
+
+class OfflinePolicy(Policy):
+    name = "offline"
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
+        for event in self._decide(ctx):
+            yield event
+
+    def _decide(self, ctx: TurnContext) -> list[PolicyEvent]:
+        scenario, agent = ctx.scenario, ctx.agent
+        pending = ctx.scratch.get(_PENDING)
+        if pending and pending.get("agent") != agent.name:
+            pending = None
+        self._take_pending_answer(ctx, pending)
+
+        chat = small_talk(ctx.text)
+        if chat in ("thanks", "farewell") and not ctx.learned:
+            ctx.scratch.pop(_PENDING, None)
+            return [TextDelta(scenario.phrase(chat))]
+
+        match = classifier_for(scenario).classify(ctx.text)
+        if match is not None and match.intent not in agent.intents:
+            owner = scenario.agent_for_intent(match.intent)
+            if owner is not None and agent.edge_to(owner.name):
+                ctx.scratch.pop(_PENDING, None)
+                return [HandoffRequest(owner.name, reason=f"intent {match.intent}")]
+
+        tool = self._pick_tool(ctx, pending, about_me=match is not None and match.intent in agent.intents)
+        if tool is None:
+            if pending or ctx.learned:  # they answered something, but we have nothing to run: acknowledge
+                return [TextDelta("Thanks, I've noted that. " + scenario.phrase("anything_else"))]
+            return [TextDelta(scenario.phrase("clarify" if agent.name == scenario.start_agent else "anything_else"))]
+
+        missing = ctx.missing_requirement(tool.name)
+        if missing is not None:
+            ctx.scratch[_PENDING] = {"agent": agent.name, "tool": tool.name, "slots": list(missing.any_of)}
+            return [TextDelta(missing.ask)]
+
+        ctx.scratch.pop(_PENDING, None)
+        call = ctx.call_tool(tool.name)
+        assert call.result is not None
+        return [TextDelta(call.result.say)]
+
+    @staticmethod
+    def _take_pending_answer(ctx: TurnContext, pending: dict | None) -> None:
+        """A short free-text answer to a question about a text slot (a date, say) is that slot's value."""
+        if not pending:
+            return
+        slots = [ctx.scenario.slots[s] for s in pending.get("slots", []) if s in ctx.scenario.slots]
+        if any(ctx.known(s.name) for s in slots):
+            return
+        free = [s for s in slots if s.kind in ("text", "title") and not s.pattern and not s.choices]
+        if len(free) == 1 and 0 < len(ctx.text.split()) <= 8:
+            ctx.learn(free[0].name, ctx.text.strip().rstrip(".!"))
+
+    @staticmethod
+    def _pick_tool(ctx: TurnContext, pending: dict | None, *, about_me: bool) -> ToolSpec | None:
+        tools = [ctx.scenario.tools[name] for name in ctx.agent.tools]
+        if not tools:
+            return None
+        words = set(tokens(ctx.text, keep_stopwords=True))
+        scored = [(sum(stem_all(k) <= words for k in t.keywords), i, t) for i, t in enumerate(tools)]
+        best_hits, _, best = max(scored, key=lambda s: (s[0], -s[1]))
+        if pending and pending.get("tool") in ctx.agent.tools and (best_hits == 0 or best.name == pending["tool"]):
+            return ctx.scenario.tools[pending["tool"]]
+        if best_hits:
+            return best
+        if about_me or ctx.learned:
+            return tools[0]
+        return None
+
+
+def stem_all(keyword: str) -> set[str]:
+    return set(tokens(keyword, keep_stopwords=True))

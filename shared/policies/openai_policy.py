@@ -1,0 +1,291 @@
+"""The OpenAI policy: an LLM (Azure OpenAI or any OpenAI-compatible endpoint) writes the active agent's reply.
+
+The model sees the scenario's instructions for the active agent, what the record already knows, and the session so
+far; it gets the agent's tools and one `handoff_to_<Agent>` function per handoff edge. Replies stream as TextDeltas
+so voice can speak early. Tools run only through `TurnContext.call_tool`, and parameters whose slot is already known
+are left out of the tool schemas, so the model has no way to ask for them again.
+
+Importing this module imports `openai` (about half a second); the app imports it only when an LLM is configured.
+Any endpoint failure ends the turn with the scenario's fallback line instead of an exception in the channel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, NamedTuple
+
+import openai
+
+from shared.policies.base import HandoffRequest, Policy, PolicyEvent, TextDelta, TurnContext
+from shared.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES = 2  # the SDK's own retries (with backoff) on timeouts, connection errors, 429 and 5xx
+MAX_ROUNDS = 5  # model calls per customer turn: tool rounds plus the final answer
+HISTORY_TURNS = 20  # session turns sent back to the model; older ones live in the summary
+HANDOFF_PREFIX = "handoff_to_"
+COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+class LLMClient(NamedTuple):
+    client: openai.AsyncOpenAI
+    model: str  # the Azure deployment name, or the model name of an OpenAI-compatible endpoint
+    credential: Any = None  # the azure-identity credential behind an Entra ID token provider; closed with the client
+
+
+def build_openai_client(settings: Settings) -> LLMClient:
+    """Azure OpenAI when AZURE_OPENAI_ENDPOINT is set (key, else managed identity), else OPENAI_BASE_URL."""
+    common: dict[str, Any] = {"timeout": settings.llm_timeout_seconds, "max_retries": MAX_RETRIES}
+    if settings.azure_openai_endpoint:
+        azure: dict[str, Any] = {
+            "azure_endpoint": settings.azure_openai_endpoint,
+            "api_version": settings.azure_openai_api_version,
+            **common,
+        }
+        if settings.azure_openai_api_key:
+            client = openai.AsyncAzureOpenAI(api_key=settings.azure_openai_api_key, **azure)
+            return LLMClient(client, settings.azure_openai_deployment)
+        # Imported here: only the keyless (managed identity) path needs azure-identity.
+        from azure.identity.aio import DefaultAzureCredential, get_bearer_token_provider
+
+        credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
+        provider = get_bearer_token_provider(credential, COGNITIVE_SCOPE)
+        client = openai.AsyncAzureOpenAI(azure_ad_token_provider=provider, **azure)
+        return LLMClient(client, settings.azure_openai_deployment, credential)
+    if settings.openai_base_url:
+        # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
+        key = settings.openai_api_key or "unused"
+        client = openai.AsyncOpenAI(base_url=settings.openai_base_url, api_key=key, **common)
+        return LLMClient(client, settings.openai_model)
+    raise SettingsError("the OpenAI policy needs AZURE_OPENAI_ENDPOINT or OPENAI_BASE_URL")
+
+
+class OpenAIPolicy(Policy):
+    name = "openai"
+
+    def __init__(self, settings: Settings, llm: LLMClient | None = None) -> None:
+        self._llm = llm or build_openai_client(settings)
+
+    async def close(self) -> None:
+        await self._llm.client.close()
+        if self._llm.credential is not None:
+            await self._llm.credential.close()
+
+    async def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
+        messages: list[dict[str, Any]] = [system_message(ctx), *history_messages(ctx)]
+        messages.append({"role": "user", "content": ctx.text})
+        handoffs = {f"{HANDOFF_PREFIX}{edge.target}": edge for edge in ctx.agent.handoffs}
+        said = ""  # the reply text the customer has already received this turn
+        try:
+            for round_no in range(MAX_ROUNDS):
+                # Rebuilt every round: a tool may have just learned a slot, which then leaves the schemas and
+                # joins the known facts.
+                messages[0] = system_message(ctx)
+                tools = tool_schemas(ctx)
+                request: dict[str, Any] = {"model": self._llm.model, "messages": messages, "stream": True}
+                if tools:
+                    # The last round must answer in words, so a model stuck calling tools still ends the turn.
+                    request["tools"] = tools
+                    request["tool_choice"] = "none" if round_no == MAX_ROUNDS - 1 else "auto"
+                text: list[str] = []
+                calls: dict[int, _PendingCall] = {}
+                stream = await self._llm.client.chat.completions.create(**request)
+                async with stream:
+                    async for chunk in stream:
+                        # Azure sends content-filter chunks with no choices; we ask for one choice (n=1).
+                        for choice in chunk.choices[:1]:
+                            delta = choice.delta
+                            if delta.content:
+                                said += delta.content
+                                text.append(delta.content)
+                                yield TextDelta(delta.content)
+                            for part in delta.tool_calls or ():
+                                calls.setdefault(part.index, _PendingCall()).add(part)
+                if not calls:
+                    if not said:  # an empty answer would leave the customer in silence
+                        yield TextDelta(ctx.scenario.phrase("fallback"))
+                    return
+
+                ordered = [calls[i] for i in sorted(calls)]
+                if handoff := next((c for c in ordered if c.name in handoffs), None):
+                    # A handoff ends the turn; other calls in the same batch belong to the next agent's job.
+                    arguments = _parse_arguments(handoff.arguments) or {}
+                    yield HandoffRequest(handoffs[handoff.name].target, str(arguments.get("reason") or ""))
+                    return
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": "".join(text) or None,
+                        "tool_calls": [
+                            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                            for c in ordered
+                        ],
+                    }
+                )
+                for call in ordered:
+                    content = json.dumps(run_tool(ctx, call.name, call.arguments), default=str)
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": content})
+            log.warning("openai policy: still calling tools after %d rounds; falling back", MAX_ROUNDS)
+            yield TextDelta(_fallback(ctx, said))
+        except openai.APIError as exc:
+            _log_failure(exc)
+            yield TextDelta(_fallback(ctx, said))
+        except Exception:
+            # Anything else (an Entra ID token that cannot be had, a malformed chunk) must not reach the channel
+            # either; the traceback goes to the log.
+            log.exception("openai policy: unexpected failure calling the LLM; falling back")
+            yield TextDelta(_fallback(ctx, said))
+
+
+# Prompt -----------------------------------------------------------------------------------------------------------
+
+
+def system_message(ctx: TurnContext) -> dict[str, str]:
+    agent, scenario = ctx.agent, ctx.scenario
+    lines = [
+        f"You are the {agent.title} agent of {scenario.company}, talking with a customer over {ctx.channel}.",
+        agent.instructions,
+        "",
+    ]
+    if ctx.collected:
+        lines.append("Facts already known about this customer:")
+        for slot, value in ctx.collected.items():
+            spec = scenario.slots.get(slot)
+            lines.append(f"- {slot} ({spec.description if spec else slot}): {value}")
+        lines.append(
+            "Never ask the customer for any of these again: use them as they are. Tools receive them automatically."
+        )
+    else:
+        lines.append("Nothing is known about this customer yet.")
+    if ctx.summary:
+        lines += ["", f"Summary of the conversation so far (earlier sessions or channels): {ctx.summary}"]
+    lines += [
+        "",
+        "Use the tools to look things up; never invent account details. When a tool result says something is"
+        " missing, ask the customer exactly that. If another agent should take over, call its handoff function.",
+    ]
+    if ctx.channel == "voice":
+        lines.append("Your reply is spoken aloud: short plain sentences, no lists, no markdown.")
+    else:
+        lines.append("Keep replies short and conversational.")
+    return {"role": "system", "content": "\n".join(lines)}
+
+
+def history_messages(ctx: TurnContext) -> list[dict[str, str]]:
+    roles = {"customer": "user", "agent": "assistant"}
+    return [
+        {"role": roles[turn.role], "content": turn.text}
+        for turn in ctx.history[-HISTORY_TURNS:]
+        if turn.role in roles and turn.text
+    ]
+
+
+def tool_schemas(ctx: TurnContext) -> list[dict[str, Any]]:
+    """The active agent's tools minus parameters the record already fills, plus its handoff functions."""
+    tools = []
+    for name in ctx.agent.tools:
+        spec = ctx.scenario.tools[name]
+        properties: dict[str, Any] = {}
+        for param, pspec in spec.parameters.items():
+            if "slot" in pspec:
+                if ctx.known(pspec["slot"]):
+                    continue  # call_tool fills it from the record; the model must not ask for it
+                slot = ctx.scenario.slots[pspec["slot"]]
+                properties[param] = {"type": "string", "description": slot.description}
+                if slot.choices:
+                    properties[param]["enum"] = list(slot.choices)
+            else:
+                properties[param] = {k: v for k, v in pspec.items() if k in ("type", "description", "enum")}
+                properties[param].setdefault("type", "string")
+        # No "required" list: requirements are any-of sets that JSON schema cannot say plainly, and call_tool
+        # answers an unmet one with the question to ask.
+        tools.append(_function(name, spec.description, properties))
+    for edge in ctx.agent.handoffs:
+        reason = {"reason": {"type": "string", "description": "Why the customer needs this agent, in a few words."}}
+        tools.append(_function(f"{HANDOFF_PREFIX}{edge.target}", edge.when, reason))
+    return tools
+
+
+def _function(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:
+    parameters = {"type": "object", "properties": properties, "additionalProperties": False}
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": parameters}}
+
+
+# Tools -------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _PendingCall:
+    """One tool call assembled from stream deltas: the first carries id and name, later ones argument fragments."""
+
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+    def add(self, part: Any) -> None:
+        self.id = self.id or part.id or f"call_{part.index}"  # some compatible servers omit the id
+        if part.function is not None:
+            # Some compatible servers repeat the name on every chunk; only the arguments are fragments.
+            self.name = self.name or part.function.name or ""
+            self.arguments += part.function.arguments or ""
+
+
+def run_tool(ctx: TurnContext, name: str, raw_arguments: str) -> dict[str, Any]:
+    """Run one tool call from the model and say what happened, in a form the model can act on."""
+    if name not in ctx.agent.tools:
+        return {"ok": False, "error": f"There is no tool named {name!r}. Use only the tools you were given."}
+    arguments = _parse_arguments(raw_arguments)
+    if arguments is None:
+        return {"ok": False, "error": "The arguments were not a valid JSON object. Call it again with valid JSON."}
+    try:
+        call = ctx.call_tool(name, arguments)
+    except Exception:
+        log.exception("openai policy: tool %s failed", name)
+        return {"ok": False, "error": "The tool failed. Apologise and offer another way to help."}
+    if call.missing is not None:
+        return {"ok": False, "missing": list(call.missing.any_of), "ask": call.missing.ask}
+    assert call.result is not None
+    return {"ok": call.result.ok, "data": call.result.data, "say": call.result.say}
+
+
+def _parse_arguments(raw: str) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(raw or "{}")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+# Failures ---------------------------------------------------------------------------------------------------------
+
+
+def _fallback(ctx: TurnContext, said: str) -> str:
+    # After a partial reply the fallback continues the same message, so it may need a separating space.
+    return (" " if said and not said[-1].isspace() else "") + ctx.scenario.phrase("fallback")
+
+
+def _log_failure(exc: openai.APIError) -> None:
+    """Transient failures are warnings; ones that retrying cannot fix are errors that say what to check."""
+    kind = type(exc).__name__
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        log.error(
+            "openai policy: %s (%s) from the LLM endpoint; check AZURE_OPENAI_API_KEY / OPENAI_API_KEY, or that the"
+            " managed identity has the 'Cognitive Services OpenAI User' role",
+            kind,
+            exc.status_code,
+        )
+    elif isinstance(exc, openai.NotFoundError):
+        log.error(
+            "openai policy: %s (404) from the LLM endpoint; check AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_DEPLOYMENT and"
+            " AZURE_OPENAI_API_VERSION, or OPENAI_BASE_URL and OPENAI_MODEL",
+            kind,
+        )
+    elif isinstance(exc, openai.APIStatusError) and exc.status_code < 500 and exc.status_code != 429:
+        log.error("openai policy: the LLM endpoint rejected the request: %s (%s)", kind, exc.status_code)
+    else:  # timeouts, connection errors, 429, 5xx, an error event mid-stream: after the SDK's retries
+        status = getattr(exc, "status_code", None)
+        detail = f" ({status})" if status else ""
+        log.warning("openai policy: LLM endpoint unavailable: %s%s; falling back", kind, detail)

@@ -1,0 +1,131 @@
+"""Web chat through the HTTP API of the running local host, the way a browser or a curl user drives it."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+ASKS_FOR_ACCOUNT = re.compile(r"account number|phone number on the account", re.I)
+
+
+class WebChat:
+    def __init__(self, client: httpx.Client) -> None:
+        created = client.post("/api/webchat/sessions")
+        assert created.status_code == 201, created.text
+        body = created.json()
+        self.client, self.id, self.token = client, body["session_id"], body["token"]
+        self.greeting = body["replies"]
+        self.agent = body["agent"]
+
+    def send(self, text: str, token: str | None = None) -> httpx.Response:
+        return self.client.post(
+            f"/api/webchat/sessions/{self.id}/messages",
+            json={"text": text},
+            headers={"Authorization": f"Bearer {token or self.token}"},
+        )
+
+    def say(self, text: str) -> str:
+        response = self.send(text)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        self.agent = body["agent"]
+        return " ".join(r["text"] for r in body["replies"])
+
+    def transcript(self) -> list[dict]:
+        response = self.client.get(f"/api/webchat/sessions/{self.id}", headers={"Authorization": f"Bearer {self.token}"})
+        assert response.status_code == 200, response.text
+        return response.json()["turns"]
+
+
+@pytest.fixture
+def client(live_host: str):
+    with httpx.Client(base_url=live_host, timeout=30) as c:
+        yield c
+
+
+def test_billing_then_outage_in_plain_words(client) -> None:
+    chat = WebChat(client)
+    assert chat.agent == "UtilitiesConcierge" and chat.greeting[0]["agent"] == "UtilitiesConcierge"
+
+    reply = chat.say("hey, I need some help with my bill please")
+    assert chat.agent == "BillingAgent" and ASKS_FOR_ACCOUNT.search(reply)
+
+    reply = chat.say("100 200 300")
+    assert "$127.45" in reply and "December 15" in reply
+
+    reply = chat.say("and now my lights are out too")
+    assert chat.agent == "OutageAgent"
+    assert "4:00 PM" in reply and not ASKS_FOR_ACCOUNT.search(reply)
+
+
+def test_the_phone_on_the_account_is_enough(client) -> None:
+    chat = WebChat(client)
+    chat.say("what do I owe this month?")
+    assert "$42.10" in chat.say("the number on the account is 555-555-0111")
+    assert "2,400" not in chat.say("is there an outage at my place?")  # Sam's street has no known outage
+
+
+def test_the_transcript_has_every_turn_in_order(client) -> None:
+    chat = WebChat(client)
+    chat.say("billing question")
+    chat.say("100200300")
+    turns = chat.transcript()
+    assert [t["role"] for t in turns][:2] == ["agent", "customer"]
+    assert turns[1]["text"] == "billing question"
+    assert "$127.45" in turns[-1]["text"]
+
+
+def test_another_sessions_token_is_refused(client) -> None:
+    alice, bob = WebChat(client), WebChat(client)
+    assert alice.send("hello", token=bob.token).status_code == 403
+    peek = client.get(f"/api/webchat/sessions/{alice.id}", headers={"Authorization": f"Bearer {bob.token}"})
+    assert peek.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer forged.token"}],
+)
+def test_a_missing_or_forged_token_gets_401(client, headers) -> None:
+    chat = WebChat(client)
+    response = client.post(f"/api/webchat/sessions/{chat.id}/messages", json={"text": "hi"}, headers=headers)
+    assert response.status_code == 401 and response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b"{}", '"text" is required'),
+        (b'{"text": 42}', "must be a string"),
+        (b'{"text": "   "}', "must not be empty"),
+        (b'{"text": "' + b"a" * 2001 + b'"}', "limit is 2000"),
+        (b'{"text": "hi", "admin": true}', "unknown field"),
+    ],
+)
+def test_malformed_input_gets_a_clear_400_and_stores_nothing(client, body: bytes, says: str) -> None:
+    chat = WebChat(client)
+    before = chat.transcript()
+    response = client.post(
+        f"/api/webchat/sessions/{chat.id}/messages",
+        content=body,
+        headers={"Authorization": f"Bearer {chat.token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400
+    assert says in response.json()["error"]
+    assert chat.transcript() == before
+
+
+def test_creating_a_session_with_unknown_fields_is_refused(client) -> None:
+    response = client.post("/api/webchat/sessions", json={"customer_id": "someone-else"})
+    assert response.status_code == 400 and "unknown field" in response.json()["error"]
+
+
+def test_the_chat_page_is_served(client) -> None:
+    page = client.get("/api/webchat")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'id="send"' in page.text and 'id="text"' in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]

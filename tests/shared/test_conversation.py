@@ -1,0 +1,153 @@
+"""The conversation core on the embedded adapters (SQLite, in-process state) with the offline policy.
+
+These drive journeys a customer would have; the same journeys run over HTTP in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from shared.bootstrap import seed_demo_customers
+from shared.conversation import Conversation
+from shared.errors import InvalidInput
+from shared.models import Channel, Identity, IdentityKind, new_id
+from shared.policies.offline import OfflinePolicy
+from shared.scenario import load_scenario
+from shared.stores.embedded_customers import SqliteCustomerStore
+from shared.stores.embedded_state import InProcessSessionState
+
+ASKS_FOR_ACCOUNT = re.compile(r"account number|phone number on the account", re.I)
+
+
+class Chat:
+    """One customer's session, as a channel would drive it."""
+
+    def __init__(self, conversation: Conversation, session_id: str, customer_id: str, greeting: list) -> None:
+        self.conversation, self.session_id, self.customer_id = conversation, session_id, customer_id
+        self.greeting = greeting
+        self.agent = None
+
+    async def say(self, text: str) -> str:
+        outcome = await self.conversation.turn(self.session_id, self.customer_id, text)
+        self.agent = outcome.agent
+        return " ".join(r.text for r in outcome.replies)
+
+
+@pytest.fixture
+async def conversation(tmp_path, request):
+    scenario = load_scenario(getattr(request, "param", "utilities"))
+    store = SqliteCustomerStore(tmp_path / "customers.sqlite3")
+    await seed_demo_customers(store, scenario)
+    conv = Conversation(scenario, store, InProcessSessionState(), OfflinePolicy())
+    yield conv
+    await store.close()
+
+
+async def new_chat(conversation: Conversation, channel=Channel.WEBCHAT, identity: Identity | None = None) -> Chat:
+    session_id = new_id("web")
+    opened = await conversation.open_for_identity(channel, session_id, identity or Identity(IdentityKind.WEBCHAT, session_id))
+    return Chat(conversation, session_id, opened.customer.customer_id, opened.replies)
+
+
+async def test_billing_then_outage_without_asking_for_the_account_twice(conversation) -> None:
+    chat = await new_chat(conversation)
+    assert "Springfield Power & Water" in chat.greeting[0].text
+
+    reply = await chat.say("Hi, I've got a question about my bill")
+    assert chat.agent == "BillingAgent"
+    assert ASKS_FOR_ACCOUNT.search(reply)
+
+    reply = await chat.say("sure, it's 100200300")
+    assert "$127.45" in reply and "December 15" in reply
+
+    reply = await chat.say("also there's no electricity at my house")
+    assert chat.agent == "OutageAgent"
+    assert "4:00 PM" in reply and "2,400" in reply
+    assert not ASKS_FOR_ACCOUNT.search(reply)
+
+
+async def test_the_phone_number_identifies_the_account_too(conversation) -> None:
+    chat = await new_chat(conversation)
+    await chat.say("how much do I owe?")
+    reply = await chat.say("my number is (555) 555-0111")
+    assert "$42.10" in reply
+    customer = await conversation.customers.get(chat.customer_id)
+    assert customer.collected["account_number"] == "100200311"  # learned from the lookup, kept on the record
+
+
+async def test_an_outage_first_asks_once_then_answers(conversation) -> None:
+    chat = await new_chat(conversation)
+    reply = await chat.say("the lights are out")
+    assert chat.agent == "OutageAgent"
+    assert "account number" in reply.lower()
+    reply = await chat.say("123 Oak St, Springfield")
+    assert "4:00 PM" in reply
+
+
+async def test_a_known_caller_is_never_asked_for_their_account(conversation) -> None:
+    jordan = Identity(IdentityKind.PHONE, "+15555550100")
+    chat = await new_chat(conversation, Channel.WHATSAPP, jordan)
+    assert chat.greeting[0].text.startswith("Welcome back, Jordan.")
+    reply = await chat.say("what's my balance?")
+    assert "$127.45" in reply
+    assert not ASKS_FOR_ACCOUNT.search(reply)
+
+
+async def test_a_service_request_collects_each_slot_once(conversation) -> None:
+    chat = await new_chat(conversation)
+    asked = [await chat.say("I'm moving and need to stop service")]
+    asked.append(await chat.say("100200311"))
+    asked.append(await chat.say("next Friday"))
+    assert chat.agent == "ServiceAgent"
+    assert "confirmation number is SR-" in asked[-1] and "Next Friday" in asked[-1]
+    assert sum(bool(ASKS_FOR_ACCOUNT.search(a)) for a in asked) == 1
+
+
+async def test_usage_and_announced_handoff_greeting(conversation) -> None:
+    chat = await new_chat(conversation)
+    outcome = await conversation.turn(chat.session_id, chat.customer_id, "how much electricity did I use last month")
+    assert [r.agent for r in outcome.replies][0] == "UsageAgent"
+    assert outcome.replies[0].text.startswith("Hi, this is the energy usage team")
+
+
+async def test_the_transcript_is_kept_on_the_customer_record(conversation) -> None:
+    chat = await new_chat(conversation)
+    await chat.say("question about my bill")
+    await chat.say("100200300")
+    session = await conversation.transcript(chat.session_id, chat.customer_id)
+    roles = [t.role for t in session.turns]
+    assert roles[0] == "agent" and roles.count("customer") == 2
+    assert any("$127.45" in t.text for t in session.turns)
+
+
+async def test_empty_text_is_refused_and_changes_nothing(conversation) -> None:
+    chat = await new_chat(conversation)
+    before = await conversation.transcript(chat.session_id, chat.customer_id)
+    with pytest.raises(InvalidInput):
+        await chat.say("   ")
+    after = await conversation.transcript(chat.session_id, chat.customer_id)
+    assert len(after.turns) == len(before.turns)
+
+
+async def test_hot_state_lost_mid_conversation_continues_from_the_record(conversation) -> None:
+    chat = await new_chat(conversation)
+    await chat.say("question about my bill")
+    conversation.state = InProcessSessionState()  # as if Redis had been flushed
+    reply = await chat.say("100200300")
+    assert chat.agent == "BillingAgent" and "$127.45" in reply
+
+
+@pytest.mark.parametrize("conversation", ["insurance"], indirect=True)
+async def test_the_insurance_scenario_runs_on_the_same_core(conversation) -> None:
+    chat = await new_chat(conversation)
+    assert "Lakeside Mutual" in chat.greeting[0].text
+    reply = await chat.say("I was rear-ended this morning")
+    assert chat.agent == "ClaimsAgent" and "policy number" in reply.lower()
+    reply = await chat.say("it's LM-482913")
+    assert "When did it happen" in reply  # the incident was understood from the first message
+    reply = await chat.say("today")
+    assert re.search(r"claim CLM-\d{5}", reply)
+    reply = await chat.say("what's my deductible?")
+    assert chat.agent == "PolicyAgent" and "$500" in reply

@@ -43,7 +43,17 @@ _SMALL_TALK = {
         re.I,
     ),
     "greeting": re.compile(r"^\s*(hi|hello|hey|good (morning|afternoon|evening))[\s!.,]*$", re.I),
+    "human": re.compile(r"\b(human|real person|a person|representative|operator|live agent|speak to (an? )?(agent|someone))\b", re.I),
 }
+
+_DONT_KNOW = re.compile(
+    r"\b(don'?t|do not|doesn'?t) (know|have|remember)|\bnot sure\b|\bno idea\b|\bcan'?t (find|remember)|\bforgot\b", re.I
+)
+
+
+def dont_know(text: str) -> bool:
+    """The customer says they cannot give what was asked ("I don't have my account number")."""
+    return bool(_DONT_KNOW.search(text))
 
 
 def normalize(text: str) -> str:
@@ -69,9 +79,9 @@ def tokens(text: str, *, keep_stopwords: bool = False) -> list[str]:
 
 
 def small_talk(text: str) -> str | None:
-    """'thanks', 'farewell' or 'greeting' when that is all the message is about, else None."""
+    """'thanks', 'farewell', 'greeting' or 'human' when that is all the message is about, else None."""
     for name, pattern in _SMALL_TALK.items():
-        if pattern.search(text) and len(tokens(text)) <= 4:
+        if pattern.search(text) and len(tokens(text)) <= 5:
             return name
     return None
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import AsyncIterator
 
 from shared.policies.base import HandoffRequest, PolicyEvent, TextDelta, TurnContext, Policy
-from shared.policies.nlu import classifier_for, small_talk, tokens
+from shared.policies.nlu import classifier_for, dont_know, small_talk, tokens
 from shared.scenario import ToolSpec
 
 _PENDING = "pending"  # scratch key: {"agent", "tool", "slots"} while the agent waits for an answer
@@ -38,6 +38,12 @@ class OfflinePolicy(Policy):
         if chat in ("thanks", "farewell") and not ctx.learned:
             ctx.scratch.pop(_PENDING, None)
             return [TextDelta(scenario.phrase(chat))]
+        if chat == "human" and "human" in scenario.phrases:
+            return [TextDelta(scenario.phrase("human"))]
+        if chat == "greeting" and not pending:
+            return [TextDelta(scenario.phrase("clarify" if agent.name == scenario.start_agent else "anything_else"))]
+        if pending and dont_know(ctx.text) and not ctx.learned:
+            return [TextDelta(self._ask_alternative(ctx, pending))]
 
         match = classifier_for(scenario).classify(ctx.text)
         if match is not None and match.intent not in agent.intents:
@@ -61,6 +67,17 @@ class OfflinePolicy(Policy):
         call = ctx.call_tool(tool.name)
         assert call.result is not None
         return [TextDelta(call.result.say)]
+
+    @staticmethod
+    def _ask_alternative(ctx: TurnContext, pending: dict) -> str:
+        """They can't give what we asked: ask for the next way of identifying the same thing, if there is one."""
+        alternatives = pending.get("slots", [])[1:]  # the first is what we just asked for
+        tried = pending.get("tried", 0)
+        if tried < len(alternatives):
+            pending["tried"] = tried + 1
+            return f"No problem. {ctx.scenario.slots[alternatives[tried]].ask}"
+        ctx.scratch.pop(_PENDING, None)
+        return f"No problem, we can leave that for now. {ctx.scenario.phrase('anything_else')}"
 
     @staticmethod
     def _take_pending_answer(ctx: TurnContext, pending: dict | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
-from shared.errors import Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
+from shared.errors import Conflict, InvalidInput, NotFound, SessionClosed, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def handles_errors(handler: Handler) -> Handler:
             return error(403, str(exc))
         except NotFound as exc:
             return error(404, str(exc))
-        except Conflict as exc:
+        except (Conflict, SessionClosed) as exc:
             return error(409, str(exc))
         except Unavailable as exc:
             retry = str(int(exc.retry_after or 5))

@@ -14,7 +14,7 @@ import azure.functions as func
 
 from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
 from shared.bootstrap import Services, get_services
-from shared.errors import InvalidInput
+from shared.errors import InvalidInput, Unauthorized
 from shared.models import Channel, Identity, IdentityKind, new_id
 
 bp = func.Blueprint()
@@ -49,7 +49,10 @@ async def webchat_create_session(req: func.HttpRequest) -> func.HttpResponse:
     if unknown := set(body) - {"handoff_token"}:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     if "handoff_token" in body:
-        raise InvalidInput("handoff tokens are not accepted by this deployment yet")
+        if not isinstance(body["handoff_token"], str) or not body["handoff_token"]:
+            raise InvalidInput('"handoff_token" must be a non-empty string')
+        # Continuing from another channel arrives with the handoff issue; until then no link can be valid.
+        raise Unauthorized("this handoff link is not valid")
     services = await get_services()
     session_id = new_id("web")
     opened = await services.conversation.open_for_identity(
@@ -88,7 +91,7 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(
         {
             "session_id": session.session_id,
-            "agent": session.active_agent,
+            "agent": session.active_agent or services.scenario.start_agent,
             "status": session.status.value,
             "turns": [t.to_dict() for t in session.turns],
         }

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from shared.errors import InvalidInput, NotFound, SwitchboardError
+from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
 from shared.models import Channel, ChannelSession, Customer, Identity, SessionStatus, Turn
 from shared.policies.base import HandoffRequest, Policy, TextDelta, TurnContext
 from shared.scenario import AgentSpec, Scenario
@@ -104,7 +104,7 @@ class Conversation:
         if session is None:
             raise NotFound(f"no session {session_id!r} for this customer")
         if session.status is not SessionStatus.ACTIVE:
-            raise InvalidInput(f"this session is {session.status.value}; start a new one")
+            raise SessionClosed(f"this session is {session.status.value}; start a new one")
 
         hot = await self._load_hot(session_id)
         agent = self.scenario.agent(hot.get("agent") or session.active_agent or self.scenario.start_agent)

@@ -33,6 +33,10 @@ class InvalidInput(SwitchboardError):
     """The caller sent something we cannot accept; the message says what."""
 
 
+class SessionClosed(SwitchboardError):
+    """The session has ended or moved to another channel; the customer must start or resume elsewhere."""
+
+
 class Unauthorized(SwitchboardError):
     """A missing, forged, expired or misdirected credential."""
 

@@ -1,0 +1,313 @@
+"""The OpenAPI 3.1 description of Switchboard's HTTP API, as a plain dict.
+
+`OPENAPI` is the document with the default limits; `openapi_document()` returns a fresh copy, optionally with a
+`servers` entry and the message-length limit the running app enforces, for `GET /api/openapi.json`. The document is
+the contract schemathesis tests the app against, so it lists every status a route can answer with on purpose and
+closes every object we shape with `additionalProperties: false`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from shared.settings import SETTINGS, Settings, SettingsError
+
+#: The default of WEBCHAT_MAX_MESSAGE_CHARS; the running app may be configured with another limit.
+DEFAULT_MAX_MESSAGE_CHARS = int(SETTINGS["WEBCHAT_MAX_MESSAGE_CHARS"][0])
+
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {_JSON: {"schema": schema}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": _json(_ref("Error"))}
+
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "Every 4xx and 5xx answer of the API: one sentence saying what went wrong.",
+        "properties": {"error": {"type": "string", "minLength": 1, "examples": ["text must not be empty"]}},
+        "required": ["error"],
+        "additionalProperties": False,
+    },
+    "AgentName": {
+        "type": "string",
+        "minLength": 1,
+        "description": "The scenario's name of an agent (CamelCase, e.g. `BillingAgent`, `UtilitiesConcierge`).",
+        "examples": ["BillingAgent"],
+    },
+    "SessionId": {
+        "type": "string",
+        "minLength": 1,
+        "description": "Opaque id of a web chat session.",
+    },
+    "Reply": {
+        "type": "object",
+        "description": "One message from an agent.",
+        "properties": {"text": {"type": "string"}, "agent": _ref("AgentName")},
+        "required": ["text", "agent"],
+        "additionalProperties": False,
+    },
+    "Replies": {
+        "type": "array",
+        "description": "What the agents said, in order (several when a handoff happened during the turn).",
+        "items": _ref("Reply"),
+    },
+    "CreateSessionRequest": {
+        "type": "object",
+        "description": "Optional. An empty body or `{}` starts a new conversation.",
+        "properties": {
+            "handoff_token": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Continue a conversation handed over from another channel (voice, WhatsApp).",
+            }
+        },
+        "additionalProperties": False,
+    },
+    "SessionCreated": {
+        "type": "object",
+        "properties": {
+            "session_id": _ref("SessionId"),
+            "token": {
+                "type": "string",
+                "minLength": 1,
+                "description": "Bearer token for this session's other routes; it expires "
+                "(WEBCHAT_TOKEN_TTL_SECONDS).",
+            },
+            "agent": _ref("AgentName"),
+            "replies": {**_ref("Replies"), "description": "The greeting."},
+        },
+        "required": ["session_id", "token", "agent", "replies"],
+        "additionalProperties": False,
+    },
+    "SendMessageRequest": {
+        "type": "object",
+        "properties": {
+            "text": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": DEFAULT_MAX_MESSAGE_CHARS,
+                "pattern": r"\S",
+                "description": "What the customer typed; must hold something other than whitespace.",
+            }
+        },
+        "required": ["text"],
+        "additionalProperties": False,
+    },
+    "MessageReplies": {
+        "type": "object",
+        "properties": {
+            "replies": _ref("Replies"),
+            "agent": {**_ref("AgentName"), "description": "The agent active after this turn."},
+        },
+        "required": ["replies", "agent"],
+        "additionalProperties": False,
+    },
+    "TranscriptTurn": {
+        "type": "object",
+        "properties": {
+            "role": {"type": "string", "enum": ["customer", "agent"]},
+            "text": {"type": "string"},
+            "agent": {
+                "type": ["string", "null"],
+                "description": "The agent who spoke, or who was active when the customer spoke.",
+            },
+            "at": {"type": "string", "format": "date-time"},
+        },
+        "required": ["role", "text", "agent", "at"],
+        "additionalProperties": False,
+    },
+    "Transcript": {
+        "type": "object",
+        "properties": {
+            "session_id": _ref("SessionId"),
+            "agent": {**_ref("AgentName"), "description": "The agent active now."},
+            "status": {
+                "type": "string",
+                "enum": ["active", "transferred", "completed", "expired"],
+                "description": "`transferred`: the conversation continues on another channel.",
+            },
+            "turns": {
+                "type": "array",
+                "items": _ref("TranscriptTurn"),
+                "description": "The session's most recent turns, oldest first.",
+            },
+        },
+        "required": ["session_id", "agent", "status", "turns"],
+        "additionalProperties": False,
+    },
+    "OpenAPIDocument": {
+        "type": "object",
+        "properties": {"openapi": {"type": "string"}, "info": {"type": "object"}, "paths": {"type": "object"}},
+        "required": ["openapi", "info", "paths"],
+    },
+}
+
+_RESPONSES: dict[str, Any] = {
+    "BadRequest": _error(
+        "Malformed JSON, a body that is not an object, a missing, empty or wrongly typed field, an unknown field, text "
+        "over the length limit, or a message to a session that is no longer active."
+    ),
+    "Unauthorized": {
+        "description": "The bearer token is missing, malformed, forged or expired.",
+        "headers": {"WWW-Authenticate": {"description": "`Bearer`.", "schema": {"type": "string"}}},
+        "content": _json(_ref("Error")),
+    },
+    "Forbidden": _error("The token is valid but belongs to another session."),
+    "NotFound": _error("No such session."),
+    "Conflict": _error("Other requests changed the same conversation at the same moment too often; send it again."),
+    "Unavailable": {
+        "description": "A backing service (store, session cache, language model) is down or throttling; retry later.",
+        "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+        "content": _json(_ref("Error")),
+    },
+}
+
+_SESSION_ID_PARAM: dict[str, Any] = {
+    "name": "session_id",
+    "in": "path",
+    "required": True,
+    "description": "The `session_id` returned when the session was created.",
+    "schema": _ref("SessionId"),
+}
+
+_BEARER = [{"webchatToken": []}]
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Switchboard",
+        "version": "0.1.0",
+        "summary": "Serverless omnichannel contact-center agent: the web chat API.",
+        "description": (
+            "A web chat session is a conversation with the scenario's agents. Create one, then send the customer's "
+            "messages with the session's bearer token; each answer carries what the agents said and which agent is "
+            "active. Errors are `{\"error\": \"...\"}` with a 4xx or 5xx status; a 503 carries Retry-After."
+        ),
+    },
+    "paths": {
+        "/api/webchat": {
+            "get": {
+                "operationId": "getChatPage",
+                "summary": "The web chat page.",
+                "description": "A self-contained HTML page (no external resources) that talks to the routes below.",
+                "tags": ["webchat"],
+                "responses": {
+                    "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+                },
+            }
+        },
+        "/api/webchat/sessions": {
+            "post": {
+                "operationId": "createSession",
+                "summary": "Start a web chat session.",
+                "description": "Returns the session's id and bearer token, and the first agent's greeting.",
+                "tags": ["webchat"],
+                "requestBody": {"required": False, "content": _json(_ref("CreateSessionRequest"))},
+                "responses": {
+                    "201": {"description": "The session was created.", "content": _json(_ref("SessionCreated"))},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "401": _error("The handoff token is malformed, forged or expired."),
+                    "409": {"$ref": "#/components/responses/Conflict"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            }
+        },
+        "/api/webchat/sessions/{session_id}": {
+            "parameters": [_SESSION_ID_PARAM],
+            "get": {
+                "operationId": "getSession",
+                "summary": "The session's transcript and state.",
+                "tags": ["webchat"],
+                "security": _BEARER,
+                "responses": {
+                    "200": {"description": "The transcript.", "content": _json(_ref("Transcript"))},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
+        "/api/webchat/sessions/{session_id}/messages": {
+            "parameters": [_SESSION_ID_PARAM],
+            "post": {
+                "operationId": "sendMessage",
+                "summary": "Send the customer's message; get the agents' replies.",
+                "tags": ["webchat"],
+                "security": _BEARER,
+                "requestBody": {"required": True, "content": _json(_ref("SendMessageRequest"))},
+                "responses": {
+                    "200": {"description": "What the agents said.", "content": _json(_ref("MessageReplies"))},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "401": {"$ref": "#/components/responses/Unauthorized"},
+                    "403": {"$ref": "#/components/responses/Forbidden"},
+                    "404": {"$ref": "#/components/responses/NotFound"},
+                    "409": {"$ref": "#/components/responses/Conflict"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
+        "/api/openapi.json": {
+            "get": {
+                "operationId": "getOpenAPI",
+                "summary": "This document.",
+                "tags": ["meta"],
+                "responses": {
+                    "200": {"description": "The OpenAPI 3.1 document.", "content": _json(_ref("OpenAPIDocument"))}
+                },
+            }
+        },
+    },
+    "components": {
+        "schemas": _SCHEMAS,
+        "responses": _RESPONSES,
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before retrying.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 0},
+            }
+        },
+        "securitySchemes": {
+            "webchatToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The `token` returned by `POST /api/webchat/sessions`, valid for that session only.",
+            }
+        },
+    },
+    "tags": [
+        {"name": "webchat", "description": "Web chat: the chat page and its session API."},
+        {"name": "meta", "description": "About the API itself."},
+    ],
+}
+
+
+def openapi_document(server_url: str | None = None, *, max_message_chars: int | None = None) -> dict[str, Any]:
+    """A fresh copy of the document, stating the message-length limit the app enforces.
+
+    `server_url` (the app's base URL, without `/api`: the route paths already start with it) becomes the only
+    `servers` entry; without it, clients resolve the paths against the host they fetched the document from.
+    `max_message_chars` defaults to the WEBCHAT_MAX_MESSAGE_CHARS setting, the same one the web chat routes read.
+    """
+    document = copy.deepcopy(OPENAPI)
+    if server_url:
+        document["servers"] = [{"url": server_url.rstrip("/") or "/"}]
+    if max_message_chars is None:
+        try:
+            max_message_chars = Settings.from_env().webchat_max_message_chars
+        except SettingsError:  # the app itself refuses to start on a bad setting; the document keeps the default
+            max_message_chars = DEFAULT_MAX_MESSAGE_CHARS
+    document["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]["maxLength"] = max_message_chars
+    return document

@@ -1,0 +1,140 @@
+"""`python -m local` (what `make run` starts): the whole system on one machine, offline unless settings say otherwise.
+
+The local processes are a list of services, started in order and stopped in reverse, so later pieces (the ACS
+emulator on ACS_EMULATOR_PORT, the media gateway on GATEWAY_PORT) join by adding one entry to `services()`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import errno
+import logging
+import signal
+import sys
+from typing import Protocol
+
+from local.host import Host, load_app, load_local_settings, read_route_prefix
+from shared.settings import PROJECT_ROOT, Settings, SettingsError
+
+log = logging.getLogger("local")
+
+
+class PortInUse(Exception):
+    """A service's port is taken; the message says which setting moves it."""
+
+
+class Service(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def banner(self) -> list[str]:
+        """Lines for the startup banner: what a person opens or points things at."""
+        ...
+
+
+class FunctionsHost:
+    """The function app from function_app.py, served like the Functions host would."""
+
+    name = "functions host"
+
+    def __init__(self, settings: Settings, app_spec: str, access_log: bool) -> None:
+        self._settings = settings
+        self._app_spec = app_spec
+        self._access_log = access_log
+        self._host: Host | None = None
+
+    async def start(self) -> None:
+        # Import the app inside the running loop: anything it builds at import time belongs to this loop.
+        app, shutdown = load_app(self._app_spec, PROJECT_ROOT)
+        self._host = Host(
+            app,
+            route_prefix=read_route_prefix(PROJECT_ROOT),
+            on_shutdown=shutdown,
+            function_directory=PROJECT_ROOT,
+        )
+        try:
+            await self._host.start(self._settings.port, access_log=self._access_log)
+        except OSError as exc:
+            await self._host.stop()  # still run the app's shutdown(): its import may have opened connections
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {self._settings.port} is in use: set PORT=<another port>") from None
+            raise
+
+    async def stop(self) -> None:
+        if self._host is not None:
+            await self._host.stop()
+
+    def banner(self) -> list[str]:
+        assert self._host is not None
+        api = f"{self._host.url}/{self._host.route_prefix}".rstrip("/")
+        return [
+            f"web chat   {api}/webchat",
+            f"API doc    {api}/openapi.json",
+            f"health     {self._host.url}/healthz",
+        ]
+
+
+def services(settings: Settings, args: argparse.Namespace) -> list[Service]:
+    """Everything `make run` starts, in start order."""
+    return [FunctionsHost(settings, args.app, args.access_log)]
+
+
+async def serve(running: list[Service]) -> None:
+    """Start each service, print the banner, wait for Ctrl-C or SIGTERM, stop them in reverse."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stopping.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt instead
+            pass
+    started: list[Service] = []
+    try:
+        for service in running:
+            await service.start()
+            started.append(service)
+        lines = [line for service in started for line in service.banner()]
+        print("Switchboard is running.\n  " + "\n  ".join(lines) + "\nPress Ctrl-C to stop.", flush=True)
+        await stopping.wait()
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception:
+                log.exception("stopping the %s failed", service.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
+    parser.add_argument("--app", default="function_app:app", help="module:attribute of the function app")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+
+    try:
+        load_local_settings(PROJECT_ROOT)
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    try:
+        asyncio.run(serve(services(settings, args)))
+    except PortInUse as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
+    except SettingsError as exc:  # raised while importing the app
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # only where signal handlers are unavailable
+        pass
+    print("Switchboard stopped. Goodbye.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,542 @@
+"""A local stand-in for the Azure Functions host: serves a v2-model `FunctionApp` over aiohttp.
+
+Core Tools cannot run here, so this reads the app's registered functions (`app.get_functions()`) and serves
+HTTP triggers at `/{routePrefix}/{route}` and Event Grid triggers at the path the real host uses
+(`/runtime/webhooks/EventGrid?functionName=NAME`), handshakes included. Everything else (durableClient inputs,
+orchestration and activity triggers) plugs in through `Extension`, so the Durable engine adds itself without
+changing this module.
+
+Every user function runs on the one event loop that serves requests: the Durable client keeps a module-global
+aiohttp session, which only works if the loop lives as long as the process (PROTOCOLS.md A.6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol
+from urllib.parse import unquote
+
+import azure.functions as func
+from aiohttp import web
+from azure.functions.decorators.core import Binding, BindingDirection
+from azure.functions.decorators.function_app import Function, FunctionRegister
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
+from multidict import CIMultiDict
+
+from shared.settings import SettingsError
+
+log = logging.getLogger("local.host")
+
+EVENTGRID_PATH = "/runtime/webhooks/EventGrid"
+MAX_HTTP_BODY = 100 * 1024 * 1024  # the Azure Functions HTTP request limit
+MAX_EVENTGRID_BYTES = 1024 * 1024  # Event Grid never delivers a batch larger than 1 MB ...
+MAX_EVENTGRID_EVENTS = 5000  # ... or with more than 5,000 events
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+# --- the extension point --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One call of a user function, as an input provider sees it."""
+
+    function: Function
+    invocation_id: str
+    request: web.Request | None  # the HTTP request behind the call, if any (its origin is the host's URL)
+
+
+#: Supplies the value of one input binding (e.g. the durableClient JSON string) for one invocation.
+InputProvider = Callable[[Binding, Invocation], Awaitable[Any]]
+#: Takes charge of a function whose trigger the host does not serve itself (e.g. orchestrationTrigger).
+TriggerHandler = Callable[[Function], None]
+
+
+class Extension(Protocol):
+    """Plugs more binding types into the host; the Durable engine is the first.
+
+    `install` runs once, before the functions load. It may call `host.add_input_provider`,
+    `host.add_trigger_handler`, add routes to `host.web.router`, and append to `host.web.on_startup` /
+    `host.web.on_cleanup`. It later runs the functions it adopted with `await host.invoke(function, value)`.
+    """
+
+    def install(self, host: Host) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What the worker passes as `context` (func.Context), for functions that declare the parameter."""
+
+    invocation_id: str
+    function_name: str
+    function_directory: str
+    trace_context: None = None
+    retry_context: None = None
+    thread_local_storage: None = None
+
+
+# --- settings -------------------------------------------------------------------------------------------------
+
+
+def load_local_settings(root: Path) -> list[str]:
+    """Copy `local.settings.json` Values into os.environ, never overriding what the shell already set.
+
+    Returns the keys it set. The real host does the same with Core Tools (PROTOCOLS.md D.2).
+    """
+    path = root / "local.settings.json"
+    if not path.exists():
+        return []
+    try:
+        values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
+    except (ValueError, AttributeError) as exc:
+        raise SettingsError(f"{path.name} is not a JSON object: {exc}") from None
+    if not isinstance(values, dict):
+        raise SettingsError(f"{path.name}: Values must be an object of setting names to strings")
+    added = []
+    for key, value in values.items():
+        if key not in os.environ:
+            os.environ[key] = value if isinstance(value, str) else json.dumps(value)
+            added.append(key)
+    return added
+
+
+def read_route_prefix(root: Path) -> str:
+    """`extensions.http.routePrefix` from host.json ("api" when absent), with %SETTING% references resolved."""
+    path = root / "host.json"
+    if not path.exists():
+        return "api"
+    try:
+        prefix = json.loads(path.read_text(encoding="utf-8")).get("extensions", {}).get("http", {}).get("routePrefix")
+    except (ValueError, AttributeError) as exc:
+        raise SettingsError(f"host.json is not a JSON object with an extensions object: {exc}") from None
+    if prefix is None:
+        return "api"
+    prefix = re.sub(r"%([^%]+)%", lambda m: os.environ.get(m[1], m[0]), str(prefix))
+    return prefix.strip("/")
+
+
+def load_app(spec: str, root: Path) -> tuple[FunctionRegister, Callable[[], Any] | None]:
+    """Import `module:attribute` (e.g. "function_app:app") from the project root.
+
+    Returns the app and the module's optional `shutdown()` hook, which stores use to close connections.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    module = importlib.import_module(module_name)
+    app = getattr(module, attribute or "app")
+    shutdown = getattr(module, "shutdown", None)
+    return app, shutdown if callable(shutdown) else None
+
+
+# --- HTTP routes ----------------------------------------------------------------------------------------------
+
+_PARAM = re.compile(r"\{([^{}]+)\}")
+_CONSTRAINTS = {
+    "int": r"-?\d+",
+    "long": r"-?\d+",
+    "decimal": r"-?\d+(?:\.\d+)?",
+    "double": r"-?\d+(?:\.\d+)?",
+    "float": r"-?\d+(?:\.\d+)?",
+    "bool": r"true|false",
+    "alpha": r"[A-Za-z]+",
+    "guid": r"[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}",
+}
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """An HTTP trigger's route template, compiled once: `webchat/sessions/{session_id}`, `{id:int}`, `{*rest}`."""
+
+    function: Function
+    template: str
+    methods: frozenset[str] | None  # None: every method
+    pattern: re.Pattern[str]
+    names: tuple[str, ...]
+    rank: tuple[int, ...]  # literal segments win over parameters, parameters over catch-alls (as in ASP.NET)
+
+    @classmethod
+    def compile(cls, function: Function, template: str, methods: frozenset[str] | None) -> HttpRoute:
+        regex, names, rank = "", [], []
+
+        def param(spec: str, default: str = "[^/]+?") -> str:
+            name, *constraints = spec.split(":")  # extra constraints such as min(1) are not enforced
+            names.append(name)
+            known = [_CONSTRAINTS[c] for c in constraints if c in _CONSTRAINTS]
+            return f"(?P<p{len(names) - 1}>{known[0] if known else default})"
+
+        for segment in filter(None, template.split("/")):
+            whole = _PARAM.fullmatch(segment)
+            if whole and whole[1].startswith("*"):  # catch-all: the rest of the path, possibly empty
+                regex += f"(?:/{param(whole[1].lstrip('*'), '.*')})?"
+                rank.append(4)
+                break
+            if whole and whole[1].endswith("?"):  # optional segment
+                regex += f"(?:/{param(whole[1][:-1])})?"
+                rank.append(3)
+                continue
+            pieces, last = [], 0
+            for match in _PARAM.finditer(segment):
+                pieces += [re.escape(segment[last : match.start()]), param(match[1])]
+                last = match.end()
+            regex += "/" + "".join(pieces) + re.escape(segment[last:])
+            rank.append(0 if not pieces else 1 if ":" in segment else 2)
+        pattern = re.compile(regex + "/?", re.IGNORECASE)  # routes are case-insensitive; a trailing / is fine
+        return cls(function, template, methods, pattern, tuple(names), tuple(rank))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        """Route parameters for a raw path (after the prefix), or None."""
+        found = self.pattern.fullmatch(path)
+        if found is None:
+            return None
+        values = (found[f"p{i}"] for i in range(len(self.names)))
+        return {name: unquote(value) for name, value in zip(self.names, values) if value is not None}
+
+
+# --- Event Grid payloads --------------------------------------------------------------------------------------
+
+
+class BadRequest(Exception):
+    """The caller sent something we cannot use; `status` and the message go back as JSON."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_events(body: bytes) -> list[dict[str, Any]]:
+    """The JSON array (or single object) Event Grid posts, size-checked."""
+    if len(body) > MAX_EVENTGRID_BYTES:
+        raise BadRequest(f"Event Grid batches are at most {MAX_EVENTGRID_BYTES} bytes", 413)
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise BadRequest("body is not valid JSON") from None
+    items = [payload] if isinstance(payload, dict) else payload
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise BadRequest("body must be a JSON array of event objects, or one event object")
+    if not items:
+        raise BadRequest("body holds no events")
+    if len(items) > MAX_EVENTGRID_EVENTS:
+        raise BadRequest(f"Event Grid batches hold at most {MAX_EVENTGRID_EVENTS} events, got {len(items)}", 413)
+    return items
+
+
+def validation_code(items: list[dict[str, Any]]) -> str:
+    """The code to echo in the subscription-validation handshake (PROTOCOLS.md B.2)."""
+    event = items[0]
+    data = event.get("data")
+    if event.get("eventType") != VALIDATION_EVENT or not isinstance(data, dict):
+        raise BadRequest(f"a SubscriptionValidation request carries one {VALIDATION_EVENT}")
+    code = data.get("validationCode")
+    if not isinstance(code, str) or not code:
+        raise BadRequest("the validation event has no data.validationCode")
+    return code
+
+
+def to_trigger_event(index: int, item: dict[str, Any]) -> func.EventGridEvent | func.CloudEvent:
+    """Check one event's required fields, then decode it with the worker's own converter.
+
+    Using the SDK converter means the function gets exactly what it would get in Azure: a CloudEvent when
+    `specversion` is present, else an EventGridEvent.
+    """
+    if "specversion" in item:
+        required, time_key = ("specversion", "id", "source", "type"), "time"
+    else:
+        required, time_key = ("id", "eventType", "eventTime"), "eventTime"
+        if not isinstance(item.get("subject"), str):  # may be empty, as in the validation event
+            raise BadRequest(f"event {index}: subject is missing or not a string")
+    for key in required:
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise BadRequest(f"event {index}: {key} is missing or not a non-empty string")
+    if item.get("specversion", "1.0") != "1.0":
+        raise BadRequest(f"event {index}: specversion must be 1.0, not {item['specversion']!r}")
+    if item.get(time_key) is not None:
+        try:
+            EventGridEventInConverter._parse_datetime(item[time_key])
+        except (ValueError, TypeError):
+            raise BadRequest(f"event {index}: {time_key} is not an ISO 8601 time: {item[time_key]!r}") from None
+    return EventGridEventInConverter.decode(Datum(json.dumps(item), "json"), trigger_metadata={})
+
+
+# --- the host -------------------------------------------------------------------------------------------------
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+class Host:
+    """Serves one FunctionApp. Build it inside the running event loop; `start()` binds, `stop()` drains."""
+
+    def __init__(
+        self,
+        app: FunctionRegister,
+        *,
+        route_prefix: str = "api",
+        extensions: tuple[Extension, ...] | list[Extension] = (),
+        on_shutdown: Callable[[], Any] | None = None,
+        function_directory: Path | None = None,
+    ) -> None:
+        self.route_prefix = route_prefix.strip("/")
+        self.url = ""  # set by start(); extensions read it for self-links (e.g. the Durable rpcBaseUrl)
+        self.web = web.Application(client_max_size=MAX_HTTP_BODY)
+        self._on_shutdown = on_shutdown
+        self._directory = str(function_directory or Path.cwd())
+        self._providers: dict[str, InputProvider] = {}
+        self._trigger_handlers: dict[str, TriggerHandler] = {}
+        self._routes: list[HttpRoute] = []
+        self._eventgrid: dict[str, Function] = {}
+        self._hosted: list[tuple[str, str, str]] = []  # (function, kind, where) for the startup lines
+        self._wants_context: dict[str, bool] = {}
+        self._runner: web.AppRunner | None = None
+
+        self.web.router.add_get("/healthz", self._healthz)
+        self.web.router.add_route("*", EVENTGRID_PATH, self._serve_eventgrid)
+        for extension in extensions:
+            extension.install(self)
+        self._load(app.get_functions())  # once: a second call raises (PROTOCOLS.md A.9)
+        self.web.router.add_route("*", "/{path:.*}", self._serve_http)  # last, so extension routes win
+
+    # extension API
+
+    def add_input_provider(self, binding_type: str, provider: InputProvider) -> None:
+        self._providers[binding_type] = provider
+
+    def add_trigger_handler(self, trigger_type: str, handler: TriggerHandler) -> None:
+        self._trigger_handlers[trigger_type] = handler
+
+    async def invoke(self, function: Function, trigger_value: Any, *, request: web.Request | None = None) -> Any:
+        """Run a user function with its trigger value and its other input bindings; exceptions propagate."""
+        name = function.get_function_name()
+        trigger = function.get_trigger()
+        invocation = Invocation(function, str(uuid.uuid4()), request)
+        kwargs: dict[str, Any] = {trigger.name: trigger_value}
+        for binding in function.get_bindings():
+            provider = self._providers.get(binding.type)
+            if provider and binding.name != trigger.name and _is_input(binding):
+                kwargs[binding.name] = await provider(binding, invocation)
+        if self._wants_context.get(name) and "context" not in kwargs:
+            kwargs["context"] = _Context(invocation.invocation_id, name, self._directory)
+        user_function = function.get_user_function()
+        if inspect.iscoroutinefunction(user_function):
+            return await user_function(**kwargs)
+        return await asyncio.to_thread(user_function, **kwargs)  # sync code must not block the loop
+
+    @property
+    def functions(self) -> list[str]:
+        return [name for name, _, _ in self._hosted]
+
+    # lifecycle
+
+    async def start(self, port: int, host: str = "127.0.0.1", *, access_log: bool = False) -> None:
+        """Bind and serve. Port 0 picks a free one; `self.url` tells which. OSError if the port is taken."""
+        runner = web.AppRunner(self.web, access_log=log if access_log else None, shutdown_timeout=10)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        bound_port = runner.addresses[0][1]
+        self.url = f"http://{host}:{bound_port}"
+        for name, kind, where in self._hosted:
+            log.info("%-28s %-24s %s", name, kind, where.replace("{url}", self.url))
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish, then run the app's shutdown() hook."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._on_shutdown is not None:
+            try:
+                result = self._on_shutdown()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("the app's shutdown() failed")
+            self._on_shutdown = None
+
+    # loading
+
+    def _load(self, functions: list[Function]) -> None:
+        for function in functions:
+            name = function.get_function_name()
+            trigger = function.get_trigger()
+            self._wants_context[name] = self._declares_context(function)
+            if trigger.type == "httpTrigger":
+                self._add_http(function)
+            elif trigger.type == "eventGridTrigger":
+                self._eventgrid[name.lower()] = function
+                self._hosted.append((name, "EventGrid", f"{{url}}{EVENTGRID_PATH}?functionName={name}"))
+            elif trigger.type in self._trigger_handlers:
+                self._trigger_handlers[trigger.type](function)
+                self._hosted.append((name, trigger.type, ""))
+            else:
+                log.warning("%s: %s triggers are not hosted locally; skipped", name, trigger.type)
+                continue
+            for binding in function.get_bindings():
+                if binding.name != trigger.name and _is_input(binding):
+                    if binding.type not in self._providers:
+                        log.warning("%s: no local provider for %s input %r", name, binding.type, binding.name)
+        self._routes.sort(key=lambda route: route.rank)
+
+    def _add_http(self, function: Function) -> None:
+        name = function.get_function_name()
+        if function.http_type != "function":
+            log.warning("%s: %s HTTP functions are not hosted locally; skipped", name, function.http_type)
+            return
+        trigger = function.get_trigger()
+        methods = frozenset(str(method).upper() for method in trigger.methods or ()) or None
+        template = (trigger.route or name).strip("/")
+        self._routes.append(HttpRoute.compile(function, template, methods))
+        path = "/".join(filter(None, (self.route_prefix, template)))
+        self._hosted.append((name, ",".join(sorted(methods or ("*",))), f"{{url}}/{path}"))
+
+    @staticmethod
+    def _declares_context(function: Function) -> bool:
+        # signature() follows __wrapped__, so this sees through the durableClient wrapper to the user's code
+        try:
+            parameters = inspect.signature(function.get_user_function()).parameters
+        except (TypeError, ValueError):
+            return False
+        bound = {binding.name for binding in function.get_bindings()}
+        return "context" in parameters and "context" not in bound
+
+    # request handlers
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "functions": self.functions})
+
+    async def _serve_http(self, request: web.Request) -> web.StreamResponse:
+        path = self._strip_prefix(request.rel_url.raw_path)
+        if path is None:
+            return _error(404, f"no function at {request.path}")
+        allowed: set[str] = set()
+        for route in self._routes:
+            params = route.match(path)
+            if params is None:
+                continue
+            if route.methods is None or request.method in route.methods:
+                break
+            allowed |= route.methods
+        else:
+            if allowed:
+                methods = ", ".join(sorted(allowed))
+                return _error(405, f"{request.method} is not allowed here; use {methods}", {"Allow": methods})
+            return _error(404, f"no function at {request.path}")
+
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"request bodies are at most {MAX_HTTP_BODY} bytes")
+        http_request = func.HttpRequest(
+            request.method,
+            str(request.url),
+            headers=_joined_headers(request),
+            params=dict(request.query),
+            route_params=params,
+            body=body,
+        )
+        name = route.function.get_function_name()
+        try:
+            return _to_response(await self.invoke(route.function, http_request, request=request))
+        except Exception:
+            log.exception("function %s failed on %s %s", name, request.method, request.path)
+            return _error(500, "internal error")
+
+    def _strip_prefix(self, raw_path: str) -> str | None:
+        """The path under the route prefix ("" or "/..."), or None when the path is outside it."""
+        if not self.route_prefix:
+            return raw_path
+        prefix = "/" + self.route_prefix
+        head, rest = raw_path[: len(prefix)], raw_path[len(prefix) :]
+        if head.lower() != prefix.lower() or (rest and not rest.startswith("/")):
+            return None
+        return rest
+
+    async def _serve_eventgrid(self, request: web.Request) -> web.StreamResponse:
+        name = request.query.get("functionName", "")
+        function = self._eventgrid.get(name.lower())
+        if function is None:
+            return _error(404, f"no Event Grid function named {name!r}" if name else "functionName is missing")
+        if request.method == "OPTIONS":
+            return _abuse_protection(request)
+        if request.method != "POST":
+            return _error(405, f"{request.method} is not allowed here; use POST", {"Allow": "POST, OPTIONS"})
+
+        kind = request.headers.get("aeg-event-type", "").lower()
+        if kind == "unsubscribe":
+            return web.Response(status=202)
+        if kind not in ("notification", "subscriptionvalidation"):
+            return _error(400, "the aeg-event-type header must be Notification or SubscriptionValidation")
+        if (request.content_length or 0) > MAX_EVENTGRID_BYTES:
+            return _error(413, f"Event Grid batches are at most {MAX_EVENTGRID_BYTES} bytes")
+        try:
+            items = parse_events(await request.read())
+            if kind == "subscriptionvalidation":
+                return web.json_response({"validationResponse": validation_code(items)})
+            events = [to_trigger_event(index, item) for index, item in enumerate(items)]
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"Event Grid batches are at most {MAX_EVENTGRID_BYTES} bytes")
+        except BadRequest as exc:
+            return _error(exc.status, str(exc))
+
+        # Every event gets its own call even if one fails: a poison event must not starve its neighbours. A
+        # failure answers 500 so Event Grid redelivers the batch; handlers deduplicate by event id.
+        failed = 0
+        for event in events:
+            try:
+                await self.invoke(function, event, request=request)
+            except Exception:
+                failed += 1
+                log.exception("function %s failed on Event Grid event %s", function.get_function_name(), event.id)
+        return _error(500, "internal error") if failed else web.Response(status=202)
+
+
+def _abuse_protection(request: web.Request) -> web.Response:
+    """CloudEvents webhook validation: echo the origin that asks (PROTOCOLS.md B.2)."""
+    origin = request.headers.get("WebHook-Request-Origin")
+    if not origin:
+        return _error(400, "OPTIONS needs a WebHook-Request-Origin header")
+    return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin, "WebHook-Allowed-Rate": "*"})
+
+
+def _is_input(binding: Binding) -> bool:
+    # get_bindings() holds the direction as a plain int (0 = in), while the enum is not an IntEnum
+    return getattr(binding.direction, "value", binding.direction) == BindingDirection.IN.value
+
+
+def _joined_headers(request: web.Request) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for key, value in request.headers.items():
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return headers
+
+
+def _to_response(result: Any) -> web.Response:
+    """func.HttpResponse (or a str, like the worker accepts) → aiohttp; None → 204."""
+    if result is None:
+        return web.Response(status=204)
+    if isinstance(result, str):
+        result = func.HttpResponse(result)
+    if not isinstance(result, func.HttpResponse):
+        raise TypeError(f"an HTTP function returned {type(result).__name__}, not func.HttpResponse")
+    framing = ("content-length", "transfer-encoding")  # aiohttp frames the body itself
+    headers = CIMultiDict((key, value) for key, value in result.headers.items() if key.lower() not in framing)
+    if "Content-Type" not in headers:  # the worker's rule: mimetype, plus the charset for text/*
+        mimetype = result.mimetype
+        headers["Content-Type"] = f"{mimetype}; charset={result.charset}" if mimetype.startswith("text/") else mimetype
+    return web.Response(status=result.status_code, body=result.get_body(), headers=headers)

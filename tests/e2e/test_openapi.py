@@ -1,0 +1,472 @@
+"""The OpenAPI document: structurally valid OpenAPI 3.1, and true of the running app.
+
+The structural checks are written here (no validator dependency): the parts of the 3.1 specification a client or
+schemathesis relies on. The live checks call every documented operation on a local host, for the happy path and
+each error the API promises, and require the status to be one the document lists for that operation and the JSON
+body to match the documented schema (with a small JSON Schema validator below that refuses keywords it does not
+know, so a schema can never be silently half-checked).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from functions.openapi import DEFAULT_MAX_MESSAGE_CHARS, OPENAPI, openapi_document
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PATH_ITEM_KEYS = {"$ref", "summary", "description", "servers", "parameters", *METHODS}
+OPERATION_KEYS = {
+    "tags", "summary", "description", "externalDocs", "operationId", "parameters", "requestBody", "responses",
+    "callbacks", "deprecated", "security", "servers",
+}
+STATUS_KEY = re.compile(r"^(?:[1-5](?:\d\d|XX)|default)$")
+COMPONENT_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
+JSON_TYPES = {"null", "boolean", "object", "array", "number", "string", "integer"}
+#: JSON Schema keywords the validator below checks, and annotations it may ignore.
+ASSERTIONS = {
+    "$ref", "type", "properties", "required", "additionalProperties", "items", "enum", "const", "minLength",
+    "maxLength", "pattern", "minimum", "maximum", "minItems", "maxItems", "format",
+}
+ANNOTATIONS = {"description", "title", "examples", "default", "deprecated", "readOnly", "writeOnly"}
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+
+def resolve_pointer(document: dict[str, Any], ref: str) -> Any:
+    """The target of a local reference like `#/components/schemas/Error`; KeyError if it dangles."""
+    if not ref.startswith("#"):
+        raise KeyError(f"{ref}: only local references are used in this document")
+    node: Any = document
+    for raw in filter(None, ref[1:].split("/")):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, list):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            raise KeyError(f"{ref}: no {part!r}")
+    return node
+
+
+def deref(document: dict[str, Any], node: Any) -> Any:
+    """Follow `$ref` chains of non-schema objects (responses, parameters, headers, request bodies)."""
+    seen = set()
+    while isinstance(node, dict) and "$ref" in node:
+        ref = node["$ref"]
+        assert ref not in seen, f"reference cycle through {ref}"
+        seen.add(ref)
+        node = resolve_pointer(document, ref)
+    return node
+
+
+def walk(node: Any, where: str = "#"):
+    """Every (pointer, dict) in the document."""
+    if isinstance(node, dict):
+        yield where, node
+        for key, value in node.items():
+            yield from walk(value, f"{where}/{str(key).replace('~', '~0').replace('/', '~1')}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from walk(value, f"{where}/{index}")
+
+
+def operations(document: dict[str, Any]):
+    """(path, method, path item, operation) for every operation."""
+    for path, item in document["paths"].items():
+        for method in METHODS:
+            if method in item:
+                yield path, method, item, item[method]
+
+
+def schemas_in(document: dict[str, Any]):
+    """(pointer, schema) for every schema the document holds: components and inline, nested ones included."""
+    roots: list[tuple[str, Any]] = [
+        (f"#/components/schemas/{name}", schema) for name, schema in document["components"]["schemas"].items()
+    ]
+    for pointer, node in walk(document):
+        if "schema" in node and isinstance(node["schema"], dict) and "/components/schemas" not in pointer:
+            roots.append((f"{pointer}/schema", node["schema"]))
+
+    def nested(pointer: str, schema: dict[str, Any]):
+        yield pointer, schema
+        for name, sub in (schema.get("properties") or {}).items():
+            yield from nested(f"{pointer}/properties/{name}", sub)
+        if isinstance(schema.get("items"), dict):
+            yield from nested(f"{pointer}/items", schema["items"])
+        if isinstance(schema.get("additionalProperties"), dict):
+            yield from nested(f"{pointer}/additionalProperties", schema["additionalProperties"])
+
+    for pointer, schema in roots:
+        yield from nested(pointer, schema)
+
+
+class SchemaError(AssertionError):
+    pass
+
+
+def validate(document: dict[str, Any], schema: dict[str, Any], value: Any, where: str = "$") -> None:
+    """Check `value` against a schema using the keywords in ASSERTIONS; raise SchemaError naming the spot."""
+    if unknown := set(schema) - ASSERTIONS - ANNOTATIONS:
+        raise SchemaError(f"{where}: the test validator does not know {sorted(unknown)}")
+    if "$ref" in schema:  # 3.1 schemas may put keywords next to $ref: both apply
+        validate(document, resolve_pointer(document, schema["$ref"]), value, where)
+    if "type" in schema:
+        allowed = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(value, t) for t in allowed):
+            raise SchemaError(f"{where}: {value!r} is not of type {allowed}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise SchemaError(f"{where}: {value!r} is not one of {schema['enum']}")
+    if "const" in schema and value != schema["const"]:
+        raise SchemaError(f"{where}: {value!r} is not {schema['const']!r}")
+    if isinstance(value, str):
+        if "minLength" in schema and len(value) < schema["minLength"]:
+            raise SchemaError(f"{where}: shorter than {schema['minLength']}")
+        if "maxLength" in schema and len(value) > schema["maxLength"]:
+            raise SchemaError(f"{where}: longer than {schema['maxLength']}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise SchemaError(f"{where}: {value!r} does not match {schema['pattern']!r}")
+        if schema.get("format") == "date-time":
+            try:
+                datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                raise SchemaError(f"{where}: {value!r} is not a date-time") from None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if "minimum" in schema and value < schema["minimum"]:
+            raise SchemaError(f"{where}: below {schema['minimum']}")
+        if "maximum" in schema and value > schema["maximum"]:
+            raise SchemaError(f"{where}: above {schema['maximum']}")
+    if isinstance(value, list):
+        if "minItems" in schema and len(value) < schema["minItems"]:
+            raise SchemaError(f"{where}: fewer than {schema['minItems']} items")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            raise SchemaError(f"{where}: more than {schema['maxItems']} items")
+        if isinstance(schema.get("items"), dict):
+            for index, item in enumerate(value):
+                validate(document, schema["items"], item, f"{where}[{index}]")
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        for name in schema.get("required") or ():
+            if name not in value:
+                raise SchemaError(f"{where}: required property {name!r} is missing")
+        for name, item in value.items():
+            if name in properties:
+                validate(document, properties[name], item, f"{where}.{name}")
+            elif schema.get("additionalProperties") is False:
+                raise SchemaError(f"{where}: property {name!r} is not in the schema")
+            elif isinstance(schema.get("additionalProperties"), dict):
+                validate(document, schema["additionalProperties"], item, f"{where}.{name}")
+
+
+def _is_type(value: Any, name: str) -> bool:
+    return {
+        "null": value is None,
+        "boolean": isinstance(value, bool),
+        "object": isinstance(value, dict),
+        "array": isinstance(value, list),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "string": isinstance(value, str),
+    }[name]
+
+
+def documented_statuses(operation: dict[str, Any]) -> set[str]:
+    return set(operation["responses"])
+
+
+def is_documented(operation: dict[str, Any], status: int) -> bool:
+    keys = documented_statuses(operation)
+    return str(status) in keys or f"{status // 100}XX" in keys or "default" in keys
+
+
+# --- structure ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    return openapi_document()
+
+
+def test_document_is_plain_json(document):
+    assert json.loads(json.dumps(document)) == document
+    assert document == openapi_document(), "openapi_document() must return the same document every time"
+    document["info"]["title"] = "changed"
+    assert openapi_document()["info"]["title"] != "changed", "openapi_document() must return a fresh copy"
+
+
+def test_top_level(document):
+    assert re.fullmatch(r"3\.1\.\d+", document["openapi"])
+    assert set(document) <= {"openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks", "components",
+                             "security", "tags", "externalDocs"}
+    assert isinstance(document["info"]["title"], str) and document["info"]["title"]
+    assert isinstance(document["info"]["version"], str) and document["info"]["version"]
+    assert "servers" not in document, "without server_url the paths resolve against the host serving the document"
+    for kind, components in document["components"].items():
+        for name in components:
+            assert COMPONENT_NAME.match(name), f"components.{kind}.{name}: not a valid component name"
+
+
+def test_every_reference_resolves(document):
+    refs = [(pointer, node["$ref"]) for pointer, node in walk(document) if isinstance(node.get("$ref"), str)]
+    assert refs, "the document should share its schemas through components"
+    for pointer, ref in refs:
+        try:
+            resolve_pointer(document, ref)
+        except (KeyError, IndexError, ValueError) as exc:
+            pytest.fail(f"{pointer}: $ref {ref} does not resolve ({exc})")
+
+
+def test_every_component_is_used(document):
+    used = {node["$ref"] for _, node in walk(document) if isinstance(node.get("$ref"), str)}
+    for kind in ("schemas", "responses", "headers", "parameters", "requestBodies"):
+        for name in document["components"].get(kind, {}):
+            assert f"#/components/{kind}/{name}" in used, f"components.{kind}.{name} is never referenced"
+
+
+def test_paths_and_operations(document):
+    assert document["paths"], "no paths"
+    operation_ids = []
+    declared_tags = {tag["name"] for tag in document.get("tags", [])}
+    for path, item in document["paths"].items():
+        assert path.startswith("/"), f"{path}: paths start with /"
+        assert set(item) <= PATH_ITEM_KEYS, f"{path}: unknown keys {set(item) - PATH_ITEM_KEYS}"
+        assert any(method in item for method in METHODS), f"{path}: no operation"
+    for path, method, item, operation in operations(document):
+        where = f"{method.upper()} {path}"
+        assert set(operation) <= OPERATION_KEYS, f"{where}: unknown keys {set(operation) - OPERATION_KEYS}"
+        operation_ids.append(operation.get("operationId"))
+        assert operation.get("summary") or operation.get("description"), f"{where}: say what it does"
+        assert set(operation.get("tags", [])) <= declared_tags, f"{where}: undeclared tag"
+
+        responses = operation.get("responses")
+        assert isinstance(responses, dict) and responses, f"{where}: every operation needs responses"
+        assert any(key.startswith("2") for key in responses), f"{where}: no success response"
+        for status, response in responses.items():
+            assert STATUS_KEY.match(status), f"{where}: {status!r} is not a status code"
+            response = deref(document, response)
+            assert isinstance(response.get("description"), str), f"{where} {status}: description is required"
+            for media, body in (response.get("content") or {}).items():
+                assert "/" in media and "schema" in body, f"{where} {status}: {media} needs a schema"
+            for name, header in (response.get("headers") or {}).items():
+                header = deref(document, header)
+                assert "schema" in header or "content" in header, f"{where} {status}: header {name} needs a schema"
+            if status[0] in "45":
+                schema = response["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/Error"}, f"{where} {status}: errors use Error"
+        if "503" in responses:
+            headers = deref(document, responses["503"]).get("headers", {})
+            assert deref(document, headers["Retry-After"])["required"] is True, f"{where}: 503 carries Retry-After"
+
+        if "requestBody" in operation:
+            body = deref(document, operation["requestBody"])
+            assert body.get("content"), f"{where}: requestBody needs content"
+
+        parameters = {}
+        for parameter in [*item.get("parameters", []), *operation.get("parameters", [])]:
+            parameter = deref(document, parameter)
+            assert parameter["in"] in ("query", "header", "path", "cookie"), f"{where}: bad parameter location"
+            assert ("schema" in parameter) != ("content" in parameter), f"{where}: schema or content, not both"
+            parameters[(parameter["name"], parameter["in"])] = parameter  # operation-level overrides path-level
+        templated = set(re.findall(r"\{([^{}]+)\}", path))
+        in_path = {name for name, where_ in parameters if where_ == "path"}
+        assert templated == in_path, f"{where}: path template names {templated} but path parameters {in_path}"
+        for (name, location), parameter in parameters.items():
+            if location == "path":
+                assert parameter.get("required") is True, f"{where}: path parameter {name} must be required"
+
+        for requirement in operation.get("security", document.get("security", [])):
+            for scheme in requirement:
+                assert scheme in document["components"]["securitySchemes"], f"{where}: unknown security {scheme}"
+    assert None not in operation_ids, "every operation needs an operationId"
+    assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
+
+
+def test_security_schemes(document):
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["webchatToken"] == {**schemes["webchatToken"], "type": "http", "scheme": "bearer"}
+    for path, method, _, operation in operations(document):
+        protected = "{session_id}" in path
+        assert bool(operation.get("security")) == protected, f"{method.upper()} {path}: bearer iff per-session"
+        if protected:
+            assert {"401", "403", "404"} <= documented_statuses(operation), f"{method.upper()} {path}: auth errors"
+
+
+def test_schemas_are_checkable_and_closed(document):
+    for pointer, schema in schemas_in(document):
+        assert not set(schema) - ASSERTIONS - ANNOTATIONS, f"{pointer}: keywords the tests cannot check"
+        types = schema.get("type")
+        for name in types if isinstance(types, list) else [types] if types else []:
+            assert name in JSON_TYPES, f"{pointer}: unknown type {name!r}"
+        if schema.get("type") == "object" and "properties" in schema:
+            assert set(schema.get("required", [])) <= set(schema["properties"]), f"{pointer}: required but absent"
+            if not pointer.endswith("/OpenAPIDocument"):  # the one object whose shape the spec owns, not us
+                assert schema.get("additionalProperties") is False, f"{pointer}: close the objects we shape"
+        if "pattern" in schema:
+            re.compile(schema["pattern"])
+
+
+def test_the_documented_routes(document):
+    routes = {(method.upper(), path) for path, method, _, _ in operations(document)}
+    assert routes == {
+        ("GET", "/api/webchat"),
+        ("POST", "/api/webchat/sessions"),
+        ("POST", "/api/webchat/sessions/{session_id}/messages"),
+        ("GET", "/api/webchat/sessions/{session_id}"),
+        ("GET", "/api/openapi.json"),
+    }
+
+
+def test_message_text_is_bounded(document):
+    text = document["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]
+    assert text["minLength"] == 1 and text["maxLength"] == DEFAULT_MAX_MESSAGE_CHARS
+    assert OPENAPI["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]["maxLength"] == 2000
+    shorter = openapi_document("https://chat.example.com/", max_message_chars=500)
+    assert shorter["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]["maxLength"] == 500
+    assert shorter["servers"] == [{"url": "https://chat.example.com"}]
+
+
+def test_validator_catches_mistakes(document):
+    """The live checks are only as good as this validator: make sure it rejects what it should."""
+    transcript = {"$ref": "#/components/schemas/Transcript"}
+    good = {"session_id": "web_1", "agent": "BillingAgent", "status": "active",
+            "turns": [{"role": "customer", "text": "hi", "agent": None, "at": "2025-01-01T00:00:00.000+00:00"}]}
+    validate(document, transcript, good)
+    for bad in (
+        {**good, "extra": 1},
+        {**good, "status": "gone"},
+        {k: v for k, v in good.items() if k != "agent"},
+        {**good, "turns": [{**good["turns"][0], "role": "bot"}]},
+        {**good, "turns": [{**good["turns"][0], "at": "yesterday"}]},
+        {**good, "turns": "none"},
+    ):
+        with pytest.raises(SchemaError):
+            validate(document, transcript, bad)
+    request = {"$ref": "#/components/schemas/SendMessageRequest"}
+    validate(document, request, {"text": "x" * DEFAULT_MAX_MESSAGE_CHARS})
+    for bad in ({"text": ""}, {"text": "   "}, {"text": "x" * (DEFAULT_MAX_MESSAGE_CHARS + 1)}, {}, {"text": 1}):
+        with pytest.raises(SchemaError):
+            validate(document, request, bad)
+
+
+# --- the running app ----------------------------------------------------------------------------------------------
+
+
+class Checker:
+    """Sends requests to the live host and checks each answer against the document served there."""
+
+    def __init__(self, client: httpx.AsyncClient, document: dict[str, Any]) -> None:
+        self.client = client
+        self.document = document
+        self.exercised: set[tuple[str, str]] = set()
+
+    async def call(
+        self, method: str, route: str, expect: int | set[int], *, session_id: str | None = None,
+        token: str | None = None, json_body: Any = None, content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        operation = self.document["paths"][route][method.lower()]
+        url = route.replace("{session_id}", session_id or "")
+        headers = dict(headers or {})
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if json_body is not None:
+            response = await self.client.request(method, url, json=json_body, headers=headers)
+        else:
+            response = await self.client.request(method, url, content=content, headers=headers)
+        what = f"{method} {url} -> {response.status_code} {response.text[:200]}"
+        assert is_documented(operation, response.status_code), f"undocumented status: {what}"
+        expected = {expect} if isinstance(expect, int) else expect
+        assert response.status_code in expected, f"expected {sorted(expected)}: {what}"
+        self.exercised.add((method, route))
+
+        spec = deref(self.document, operation["responses"].get(str(response.status_code)))
+        content_spec = spec.get("content") or {}
+        media = response.headers.get("content-type", "").split(";")[0].strip()
+        assert media in content_spec, f"{what}: content-type {media!r} is not documented ({sorted(content_spec)})"
+        if media == "application/json":
+            try:
+                validate(self.document, content_spec[media]["schema"], response.json())
+            except SchemaError as exc:
+                pytest.fail(f"{what}: the body does not match the document: {exc}")
+        for name, header in (spec.get("headers") or {}).items():
+            if deref(self.document, header).get("required"):
+                assert name in response.headers, f"{what}: documented header {name} is missing"
+        return response
+
+
+@pytest.fixture
+async def checker(live_host):
+    async with httpx.AsyncClient(base_url=live_host, timeout=30) as client:
+        served = await client.get("/api/openapi.json")
+        assert served.status_code == 200, served.text
+        yield Checker(client, served.json())
+
+
+async def test_served_document_is_this_document(live_host):
+    async with httpx.AsyncClient(base_url=live_host, timeout=30) as client:
+        response = await client.get("/api/openapi.json")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    served = response.json()
+    limit = served["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]["maxLength"]
+    assert served == openapi_document(max_message_chars=limit)
+
+
+async def test_every_operation_answers_as_documented(checker):
+    c = checker
+    limit = c.document["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]["maxLength"]
+    sessions, session, messages = (
+        "/api/webchat/sessions", "/api/webchat/sessions/{session_id}", "/api/webchat/sessions/{session_id}/messages"
+    )
+
+    await c.call("GET", "/api/openapi.json", 200)
+    page = await c.call("GET", "/api/webchat", 200)
+    assert 'id="log"' in page.text
+
+    # Creating sessions: an empty body and {} both work; anything else malformed is a 400.
+    a = (await c.call("POST", sessions, 201)).json()
+    b = (await c.call("POST", sessions, 201, json_body={})).json()
+    assert a["session_id"] != b["session_id"] and a["token"] != b["token"]
+    assert a["replies"] and a["replies"][0]["agent"] == a["agent"]
+    for body in (b"{", b"[]", b'"hi"', b'{"nope": 1}', b'{"handoff_token": 5}'):
+        await c.call("POST", sessions, 400, content=body, headers={"Content-Type": "application/json"})
+
+    # Messages.
+    reply = (await c.call("POST", messages, 200, session_id=a["session_id"], token=a["token"],
+                          json_body={"text": "I have a question about my bill"})).json()
+    assert reply["replies"], "a customer message gets an answer"
+    await c.call("POST", messages, 200, session_id=a["session_id"], token=a["token"], json_body={"text": "x" * limit})
+    for body in ({"text": ""}, {"text": "   "}, {}, {"text": 5}, {"text": "x" * (limit + 1)}, {"text": "hi", "x": 1}):
+        await c.call("POST", messages, 400, session_id=a["session_id"], token=a["token"], json_body=body)
+    await c.call("POST", messages, 400, session_id=a["session_id"], token=a["token"], content=b"{not json",
+                 headers={"Content-Type": "application/json"})
+    await c.call("POST", messages, 401, session_id=a["session_id"], json_body={"text": "hi"})
+    await c.call("POST", messages, 401, session_id=a["session_id"], token="not-a-token", json_body={"text": "hi"})
+    forged = a["token"][:-2] + ("AA" if not a["token"].endswith("AA") else "BB")
+    await c.call("POST", messages, 401, session_id=a["session_id"], token=forged, json_body={"text": "hi"})
+    await c.call("POST", messages, 401, session_id=a["session_id"], json_body={"text": "hi"},
+                 headers={"Authorization": f"Basic {a['token']}"})
+    await c.call("POST", messages, 403, session_id=a["session_id"], token=b["token"], json_body={"text": "hi"})
+    await c.call("POST", messages, {403, 404}, session_id="web_0000", token=a["token"], json_body={"text": "hi"})
+
+    # The transcript: greeting, then each accepted customer turn followed by its replies.
+    transcript = (await c.call("GET", session, 200, session_id=a["session_id"], token=a["token"])).json()
+    assert transcript["session_id"] == a["session_id"] and transcript["status"] == "active"
+    turns = transcript["turns"]
+    assert [t["role"] for t in turns][:2] == ["agent", "customer"]
+    assert turns[0]["text"] == a["replies"][0]["text"]
+    assert turns[1]["text"] == "I have a question about my bill"
+    assert sum(t["role"] == "customer" for t in turns) == 2, "refused messages are not in the transcript"
+    await c.call("GET", session, 401, session_id=a["session_id"])
+    await c.call("GET", session, 401, session_id=a["session_id"], token=forged)
+    await c.call("GET", session, 403, session_id=a["session_id"], token=b["token"])
+    await c.call("GET", session, {403, 404}, session_id="web_0000", token=a["token"])
+
+    documented = {(method.upper(), path) for path, method, _, _ in operations(c.document)}
+    assert c.exercised == documented, f"not exercised: {documented - c.exercised}"

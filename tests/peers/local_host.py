@@ -1,0 +1,130 @@
+"""The local Functions host as a real process: `python -m local` on a free port, as `make run` starts it.
+
+`live_host` is the shared offline instance (a base URL string). Tests that need their own configuration (e.g. with
+REDIS_URL) call `local_host_factory(REDIS_URL=...)` and get a `LocalHost` with `.url` and `.stop()`; whatever is
+still running at the end of the session is stopped for them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.peers import free_port
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 60.0  # importing the app and its SDKs is the slow part
+STOP_TIMEOUT = 15.0
+
+
+class LocalHostFailed(RuntimeError):
+    """The host process exited or never answered /healthz; the message carries its stderr."""
+
+
+class LocalHost:
+    """One `python -m local` process. Its stdout and stderr go to files, so a chatty host never blocks on a pipe."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, args: tuple[str, ...] = ()) -> None:
+        self.port = int(env["PORT"])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stdout_path, self._stderr_path = workdir / "host.stdout.log", workdir / "host.stderr.log"
+        self._stdout = open(self._stdout_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._stderr = open(self._stderr_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=self._stdout,
+            stderr=self._stderr,
+        )
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise LocalHostFailed(f"python -m local exited with {self.process.returncode}:\n{self.stderr()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise LocalHostFailed(f"python -m local did not answer {self.url}/healthz in {timeout:.0f}s:\n{self.stderr()}")
+
+    def stderr(self) -> str:
+        return self._stderr_path.read_text(encoding="utf-8", errors="replace")
+
+    def stdout(self) -> str:
+        return self._stdout_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int | None:
+        """SIGTERM (the host drains and runs the app's shutdown()), then a kill if it hangs. Returns the exit code."""
+        if self.process.poll() is None:
+            self.process.terminate()  # SIGTERM on POSIX
+            try:
+                self.process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self._stdout, self._stderr):
+            if not stream.closed:
+                stream.close()
+        return self.process.returncode
+
+
+def start_local_host(workdir: Path, args: tuple[str, ...] = (), **env: str) -> LocalHost:
+    """Start `python -m local` offline on a free port with its own data dir under `workdir`; wait until it serves.
+
+    `env` overrides or adds settings (e.g. REDIS_URL=...). Raises LocalHostFailed with the host's stderr.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    environ = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
+        "SWITCHBOARD_POLICY": "offline",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
+    host = LocalHost(environ, workdir, args)
+    try:
+        host.wait_ready()
+    except LocalHostFailed:
+        host.stop()
+        raise
+    return host
+
+
+@pytest.fixture(scope="session")
+def local_host_factory() -> Iterator[Callable[..., LocalHost]]:
+    """`local_host_factory(**env)` starts a host with extra settings; the session stops any left running."""
+    started: list[LocalHost] = []
+    with tempfile.TemporaryDirectory(prefix="switchboard-host-") as tmp:
+
+        def start(*args: str, **env: str) -> LocalHost:
+            try:
+                host = start_local_host(Path(tmp) / f"host{len(started)}", tuple(args), **env)
+            except LocalHostFailed as exc:
+                pytest.fail(str(exc), pytrace=False)
+            started.append(host)
+            return host
+
+        yield start
+        for host in started:
+            host.stop()
+
+
+@pytest.fixture(scope="session")
+def live_host(local_host_factory: Callable[..., LocalHost]) -> str:
+    """Base URL ("http://127.0.0.1:PORT") of an offline `python -m local` shared by the session."""
+    return local_host_factory().url

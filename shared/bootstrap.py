@@ -68,6 +68,10 @@ async def build_services(settings: Settings) -> Services:
     policy = build_policy(settings)
     if not settings.cosmos_endpoint:
         await seed_demo_customers(customers, scenario)
+    elif settings.cosmos_key:
+        # Key auth means an emulator or a developer's account: make the container if it is missing. With managed
+        # identity the infrastructure created it, and the data-plane role could not.
+        await customers.ensure()  # type: ignore[attr-defined]
     log.info(
         "services ready: scenario=%s store=%s state=%s policy=%s",
         scenario.name, type(customers).__name__, type(state).__name__, policy.name,

@@ -1,0 +1,38 @@
+"""Storage ports and the factories that pick an adapter from the settings.
+
+Each Azure SDK is imported inside its branch: a cold start pays only for the backends actually configured, and the
+embedded stack imports neither.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.stores.base import CustomerStore, SessionState
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+__all__ = ["CustomerStore", "SessionState", "build_customer_store", "build_session_state"]
+
+
+def build_customer_store(settings: Settings) -> CustomerStore:
+    """Cosmos DB when COSMOS_ENDPOINT is set, else SQLite under the data folder. Does no I/O."""
+    if settings.cosmos_endpoint:
+        from shared.stores.azure_cosmos import CosmosCustomerStore
+
+        return CosmosCustomerStore.from_settings(settings)
+    from shared.stores.embedded_customers import SqliteCustomerStore
+
+    return SqliteCustomerStore(settings.data_dir / "customers.sqlite3")
+
+
+def build_session_state(settings: Settings) -> SessionState:
+    """Redis when REDIS_URL is set, else this process's memory (right for one local instance only)."""
+    if settings.redis_url:
+        from shared.stores.azure_redis import RedisSessionState
+
+        return RedisSessionState(settings.redis_url)
+    from shared.stores.embedded_state import InProcessSessionState
+
+    return InProcessSessionState()

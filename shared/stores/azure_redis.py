@@ -1,0 +1,76 @@
+"""SessionState on Redis (Azure Cache for Redis in Azure): shared by every instance of the function app.
+
+Imported only when REDIS_URL is set, so the embedded stack never pays for importing redis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Awaitable, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.errors import Unavailable
+from shared.stores.base import SessionState
+
+T = TypeVar("T")
+
+#: Socket timeouts, seconds. Every command we send is O(1), so anything slower than this is an outage, and a webhook
+#: that waits longer than a few seconds is worse than one that fails and is redelivered.
+SOCKET_TIMEOUT = 3.0
+#: What callers are told to wait before trying again when Redis is unreachable.
+RETRY_AFTER_SECONDS = 1.0
+
+_STATE = "sb:state:"
+_EVENT = "sb:event:"
+
+
+class RedisSessionState(SessionState):
+    def __init__(self, url: str) -> None:
+        # redis-py's default retries ten times with backoff on top of each timeout, which hides an outage for tens
+        # of seconds. Two quick retries ride out a dropped idle connection (Azure closes them) and no more.
+        self._redis = aioredis.from_url(
+            url,
+            socket_timeout=SOCKET_TIMEOUT,
+            socket_connect_timeout=SOCKET_TIMEOUT,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2),
+            health_check_interval=30,
+        )
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        raw = await self._call(self._redis.get(_STATE + key))
+        return None if raw is None else json.loads(raw)
+
+    async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
+        await self._call(self._redis.set(_STATE + key, json.dumps(value), px=_millis(ttl_seconds)))
+
+    async def delete(self, key: str) -> None:
+        await self._call(self._redis.delete(_STATE + key))
+
+    async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
+        # SET NX is the atomic "first one wins": Redis answers OK to exactly one caller and nil to the rest.
+        return bool(await self._call(self._redis.set(_EVENT + event_id, "1", nx=True, px=_millis(ttl_seconds))))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    @staticmethod
+    async def _call(command: Awaitable[T]) -> T:
+        try:
+            return await command
+        except (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError) as exc:
+            # ReadOnlyError: a replica answered during a failover; the primary is back in seconds.
+            raise Unavailable(f"Redis is unavailable: {exc}", retry_after=RETRY_AFTER_SECONDS) from exc
+
+
+def _millis(ttl_seconds: float) -> int:
+    # PX rather than EX: the port takes fractional seconds, and EX would round a sub-second TTL down to an error.
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
+    return max(1, math.ceil(ttl_seconds * 1000))

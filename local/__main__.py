@@ -14,7 +14,8 @@ import signal
 import sys
 from typing import Protocol
 
-from local.host import Host, load_app, load_local_settings, read_route_prefix
+from local.host import Host
+from local.project import load_app, load_local_settings, read_route_prefix
 from shared.settings import PROJECT_ROOT, Settings, SettingsError
 
 log = logging.getLogger("local")

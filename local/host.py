@@ -4,7 +4,8 @@ Core Tools cannot run here, so this reads the app's registered functions (`app.g
 HTTP triggers at `/{routePrefix}/{route}` and Event Grid triggers at the path the real host uses
 (`/runtime/webhooks/EventGrid?functionName=NAME`), handshakes included. Everything else (durableClient inputs,
 orchestration and activity triggers) plugs in through `Extension`, so the Durable engine adds itself without
-changing this module.
+changing this module. Route templates live in `local.routes`, Event Grid payloads in `local.eventgrid`, and
+what the host reads from the project folder (local.settings.json, host.json, the app module) in `local.project`.
 
 Every user function runs on the one event loop that serves requests: the Durable client keeps a module-global
 aiohttp session, which only works if the loop lives as long as the process (PROTOCOLS.md A.6).
@@ -13,36 +14,26 @@ aiohttp session, which only works if the loop lives as long as the process (PROT
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
-import json
 import logging
-import os
-import re
-import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol
-from urllib.parse import unquote
 
 import azure.functions as func
 from aiohttp import web
 from azure.functions.decorators.core import Binding, BindingDirection
 from azure.functions.decorators.function_app import Function, FunctionRegister
-from azure.functions.eventgrid import EventGridEventInConverter
-from azure.functions.meta import Datum
 from multidict import CIMultiDict
 
-from shared.settings import SettingsError
+from local.eventgrid import MAX_EVENTGRID_BYTES, BadRequest, parse_events, to_trigger_event, validation_code
+from local.routes import HttpRoute
 
 log = logging.getLogger("local.host")
 
 EVENTGRID_PATH = "/runtime/webhooks/EventGrid"
 MAX_HTTP_BODY = 100 * 1024 * 1024  # the Azure Functions HTTP request limit
-MAX_EVENTGRID_BYTES = 1024 * 1024  # Event Grid never delivers a batch larger than 1 MB ...
-MAX_EVENTGRID_EVENTS = 5000  # ... or with more than 5,000 events
-VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 
 # --- the extension point --------------------------------------------------------------------------------------
 
@@ -83,190 +74,6 @@ class _Context:
     trace_context: None = None
     retry_context: None = None
     thread_local_storage: None = None
-
-
-# --- settings -------------------------------------------------------------------------------------------------
-
-
-def load_local_settings(root: Path) -> list[str]:
-    """Copy `local.settings.json` Values into os.environ, never overriding what the shell already set.
-
-    Returns the keys it set. The real host does the same with Core Tools (PROTOCOLS.md D.2).
-    """
-    path = root / "local.settings.json"
-    if not path.exists():
-        return []
-    try:
-        values = json.loads(path.read_text(encoding="utf-8")).get("Values") or {}
-    except (ValueError, AttributeError) as exc:
-        raise SettingsError(f"{path.name} is not a JSON object: {exc}") from None
-    if not isinstance(values, dict):
-        raise SettingsError(f"{path.name}: Values must be an object of setting names to strings")
-    added = []
-    for key, value in values.items():
-        if key not in os.environ:
-            os.environ[key] = value if isinstance(value, str) else json.dumps(value)
-            added.append(key)
-    return added
-
-
-def read_route_prefix(root: Path) -> str:
-    """`extensions.http.routePrefix` from host.json ("api" when absent), with %SETTING% references resolved."""
-    path = root / "host.json"
-    if not path.exists():
-        return "api"
-    try:
-        prefix = json.loads(path.read_text(encoding="utf-8")).get("extensions", {}).get("http", {}).get("routePrefix")
-    except (ValueError, AttributeError) as exc:
-        raise SettingsError(f"host.json is not a JSON object with an extensions object: {exc}") from None
-    if prefix is None:
-        return "api"
-    prefix = re.sub(r"%([^%]+)%", lambda m: os.environ.get(m[1], m[0]), str(prefix))
-    return prefix.strip("/")
-
-
-def load_app(spec: str, root: Path) -> tuple[FunctionRegister, Callable[[], Any] | None]:
-    """Import `module:attribute` (e.g. "function_app:app") from the project root.
-
-    Returns the app and the module's optional `shutdown()` hook, which stores use to close connections.
-    """
-    module_name, _, attribute = spec.partition(":")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    module = importlib.import_module(module_name)
-    app = getattr(module, attribute or "app")
-    shutdown = getattr(module, "shutdown", None)
-    return app, shutdown if callable(shutdown) else None
-
-
-# --- HTTP routes ----------------------------------------------------------------------------------------------
-
-_PARAM = re.compile(r"\{([^{}]+)\}")
-_CONSTRAINTS = {
-    "int": r"-?\d+",
-    "long": r"-?\d+",
-    "decimal": r"-?\d+(?:\.\d+)?",
-    "double": r"-?\d+(?:\.\d+)?",
-    "float": r"-?\d+(?:\.\d+)?",
-    "bool": r"true|false",
-    "alpha": r"[A-Za-z]+",
-    "guid": r"[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}",
-}
-
-
-@dataclass(frozen=True)
-class HttpRoute:
-    """An HTTP trigger's route template, compiled once: `webchat/sessions/{session_id}`, `{id:int}`, `{*rest}`."""
-
-    function: Function
-    template: str
-    methods: frozenset[str] | None  # None: every method
-    pattern: re.Pattern[str]
-    names: tuple[str, ...]
-    rank: tuple[int, ...]  # literal segments win over parameters, parameters over catch-alls (as in ASP.NET)
-
-    @classmethod
-    def compile(cls, function: Function, template: str, methods: frozenset[str] | None) -> HttpRoute:
-        regex, names, rank = "", [], []
-
-        def param(spec: str, default: str = "[^/]+?") -> str:
-            name, *constraints = spec.split(":")  # extra constraints such as min(1) are not enforced
-            names.append(name)
-            known = [_CONSTRAINTS[c] for c in constraints if c in _CONSTRAINTS]
-            return f"(?P<p{len(names) - 1}>{known[0] if known else default})"
-
-        for segment in filter(None, template.split("/")):
-            whole = _PARAM.fullmatch(segment)
-            if whole and whole[1].startswith("*"):  # catch-all: the rest of the path, possibly empty
-                regex += f"(?:/{param(whole[1].lstrip('*'), '.*')})?"
-                rank.append(4)
-                break
-            if whole and whole[1].endswith("?"):  # optional segment
-                regex += f"(?:/{param(whole[1][:-1])})?"
-                rank.append(3)
-                continue
-            pieces, last = [], 0
-            for match in _PARAM.finditer(segment):
-                pieces += [re.escape(segment[last : match.start()]), param(match[1])]
-                last = match.end()
-            regex += "/" + "".join(pieces) + re.escape(segment[last:])
-            rank.append(0 if not pieces else 1 if ":" in segment else 2)
-        pattern = re.compile(regex + "/?", re.IGNORECASE)  # routes are case-insensitive; a trailing / is fine
-        return cls(function, template, methods, pattern, tuple(names), tuple(rank))
-
-    def match(self, path: str) -> dict[str, str] | None:
-        """Route parameters for a raw path (after the prefix), or None."""
-        found = self.pattern.fullmatch(path)
-        if found is None:
-            return None
-        values = (found[f"p{i}"] for i in range(len(self.names)))
-        return {name: unquote(value) for name, value in zip(self.names, values) if value is not None}
-
-
-# --- Event Grid payloads --------------------------------------------------------------------------------------
-
-
-class BadRequest(Exception):
-    """The caller sent something we cannot use; `status` and the message go back as JSON."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def parse_events(body: bytes) -> list[dict[str, Any]]:
-    """The JSON array (or single object) Event Grid posts, size-checked."""
-    if len(body) > MAX_EVENTGRID_BYTES:
-        raise BadRequest(f"Event Grid batches are at most {MAX_EVENTGRID_BYTES} bytes", 413)
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        raise BadRequest("body is not valid JSON") from None
-    items = [payload] if isinstance(payload, dict) else payload
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise BadRequest("body must be a JSON array of event objects, or one event object")
-    if not items:
-        raise BadRequest("body holds no events")
-    if len(items) > MAX_EVENTGRID_EVENTS:
-        raise BadRequest(f"Event Grid batches hold at most {MAX_EVENTGRID_EVENTS} events, got {len(items)}", 413)
-    return items
-
-
-def validation_code(items: list[dict[str, Any]]) -> str:
-    """The code to echo in the subscription-validation handshake (PROTOCOLS.md B.2)."""
-    event = items[0]
-    data = event.get("data")
-    if event.get("eventType") != VALIDATION_EVENT or not isinstance(data, dict):
-        raise BadRequest(f"a SubscriptionValidation request carries one {VALIDATION_EVENT}")
-    code = data.get("validationCode")
-    if not isinstance(code, str) or not code:
-        raise BadRequest("the validation event has no data.validationCode")
-    return code
-
-
-def to_trigger_event(index: int, item: dict[str, Any]) -> func.EventGridEvent | func.CloudEvent:
-    """Check one event's required fields, then decode it with the worker's own converter.
-
-    Using the SDK converter means the function gets exactly what it would get in Azure: a CloudEvent when
-    `specversion` is present, else an EventGridEvent.
-    """
-    if "specversion" in item:
-        required, time_key = ("specversion", "id", "source", "type"), "time"
-    else:
-        required, time_key = ("id", "eventType", "eventTime"), "eventTime"
-        if not isinstance(item.get("subject"), str):  # may be empty, as in the validation event
-            raise BadRequest(f"event {index}: subject is missing or not a string")
-    for key in required:
-        if not isinstance(item.get(key), str) or not item[key]:
-            raise BadRequest(f"event {index}: {key} is missing or not a non-empty string")
-    if item.get("specversion", "1.0") != "1.0":
-        raise BadRequest(f"event {index}: specversion must be 1.0, not {item['specversion']!r}")
-    if item.get(time_key) is not None:
-        try:
-            EventGridEventInConverter._parse_datetime(item[time_key])
-        except (ValueError, TypeError):
-            raise BadRequest(f"event {index}: {time_key} is not an ISO 8601 time: {item[time_key]!r}") from None
-    return EventGridEventInConverter.decode(Datum(json.dumps(item), "json"), trigger_metadata={})
 
 
 # --- the host -------------------------------------------------------------------------------------------------

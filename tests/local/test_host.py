@@ -22,8 +22,10 @@ import pytest_asyncio
 from azure.functions.decorators.core import Binding
 from azure.functions.decorators.function_app import Function
 
-from local.host import Host, Invocation, load_local_settings, read_route_prefix
-from tests.peers.local_host import PROJECT_ROOT
+from local.host import Host, Invocation
+from local.project import SKIP_LOCAL_SETTINGS
+from shared.settings import SETTINGS
+from tests.peers.local_host import PROJECT_ROOT, host_environ
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 received: list[func.EventGridEvent | func.CloudEvent] = []
@@ -306,32 +308,7 @@ async def test_event_grid_errors(host: Host, http: aiohttp.ClientSession):
     assert await failing.json() == {"error": "internal error"}
 
 
-# --- settings and lifecycle -----------------------------------------------------------------------------------
-
-
-def test_local_settings_fill_the_environment_without_overriding(tmp_path: Path, monkeypatch):
-    values = {"SB_TEST_NEW": "from-file", "SB_TEST_SET": "from-file", "SB_TEST_NUM": 5}
-    (tmp_path / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": values}))
-    monkeypatch.setenv("SB_TEST_SET", "from-shell")
-    monkeypatch.delenv("SB_TEST_NEW", raising=False)
-    monkeypatch.delenv("SB_TEST_NUM", raising=False)
-
-    added = load_local_settings(tmp_path)
-
-    assert sorted(added) == ["SB_TEST_NEW", "SB_TEST_NUM"]
-    assert (os.environ["SB_TEST_NEW"], os.environ["SB_TEST_SET"], os.environ["SB_TEST_NUM"]) == (
-        "from-file",
-        "from-shell",
-        "5",
-    )
-    for key in added:
-        monkeypatch.delenv(key)
-
-
-def test_route_prefix_comes_from_host_json(tmp_path: Path):
-    assert read_route_prefix(tmp_path) == "api"
-    (tmp_path / "host.json").write_text(json.dumps({"version": "2.0", "extensions": {"http": {"routePrefix": ""}}}))
-    assert read_route_prefix(tmp_path) == ""
+# --- lifecycle ----------------------------------------------------------------------------------------------------
 
 
 async def test_stop_awaits_the_apps_shutdown_and_an_empty_prefix_serves_at_root():
@@ -374,7 +351,7 @@ def test_python_m_local_says_which_setting_to_change_when_the_port_is_busy(tmp_p
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        env = {**os.environ, "PORT": str(port), "SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_POLICY": "offline"}
+        env = host_environ({"PORT": str(port), "SWITCHBOARD_DATA_DIR": str(tmp_path), "SWITCHBOARD_POLICY": "offline"})
         done = subprocess.run(
             [sys.executable, "-m", "local", "--app", "tests.local.test_host:app"],
             cwd=PROJECT_ROOT,
@@ -386,3 +363,16 @@ def test_python_m_local_says_which_setting_to_change_when_the_port_is_busy(tmp_p
 
     assert done.returncode == 1
     assert f"port {port} is in use: set PORT=" in done.stderr
+
+
+def test_test_hosts_inherit_no_switchboard_settings_and_skip_local_settings_json(monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://developer.example/v1")
+    monkeypatch.setenv("REDIS_URL", "redis://developer.example")
+    monkeypatch.setenv("SB_TEST_UNRELATED", "kept")
+
+    env = host_environ({"REDIS_URL": "redis://fixture"})
+
+    assert set(SETTINGS) & set(env) == {"REDIS_URL"}
+    assert env["REDIS_URL"] == "redis://fixture"
+    assert (env["SB_TEST_UNRELATED"], env["PATH"]) == ("kept", os.environ["PATH"])
+    assert env[SKIP_LOCAL_SETTINGS] == "1"

@@ -3,6 +3,11 @@
 `live_host` is the shared offline instance (a base URL string). Tests that need their own configuration (e.g. with
 REDIS_URL) call `local_host_factory(REDIS_URL=...)` and get a `LocalHost` with `.url` and `.stop()`; whatever is
 still running at the end of the session is stopped for them.
+
+A test host sees only what its test gives it: it inherits the environment (PATH and the like) minus every Switchboard
+setting, so a developer's shell (OPENAI_BASE_URL, REDIS_URL, COSMOS_ENDPOINT, ...) cannot change what the tests run
+against, and it runs with SWITCHBOARD_SKIP_LOCAL_SETTINGS=1, so a local.settings.json in the repo root cannot either
+(the host reads that file from the project root whatever its working directory).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
+from local.project import SKIP_LOCAL_SETTINGS
+from shared.settings import SETTINGS
 from tests.peers import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -82,21 +89,26 @@ class LocalHost:
         return self.process.returncode
 
 
+def host_environ(env: Mapping[str, str]) -> dict[str, str]:
+    """A test host's environment: this process's minus every Switchboard setting, local.settings.json off, then `env`."""
+    inherited = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+    return {**inherited, SKIP_LOCAL_SETTINGS: "1", **env}
+
+
 def start_local_host(workdir: Path, args: tuple[str, ...] = (), **env: str) -> LocalHost:
     """Start `python -m local` offline on a free port with its own data dir under `workdir`; wait until it serves.
 
-    `env` overrides or adds settings (e.g. REDIS_URL=...). Raises LocalHostFailed with the host's stderr.
+    `env` overrides or adds settings (e.g. REDIS_URL=...); nothing else comes from the developer's shell or
+    local.settings.json (see the module docstring). Raises LocalHostFailed with the host's stderr.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    environ = {
-        **os.environ,
+    defaults = {
         "PORT": str(free_port()),
         "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
         "SWITCHBOARD_POLICY": "offline",
         "PYTHONUNBUFFERED": "1",
-        **env,
     }
-    host = LocalHost(environ, workdir, args)
+    host = LocalHost(host_environ({**defaults, **env}), workdir, args)
     try:
         host.wait_ready()
     except LocalHostFailed:

@@ -83,7 +83,7 @@ async def build_services(settings: Settings) -> Services:
         state=state,
         policy=policy,
         conversation=Conversation(scenario, customers, state, policy, session_ttl_seconds=settings.session_ttl_seconds),
-        tokens=TokenSigner(load_secret(settings.webchat_token_secret, settings.data_dir)),
+        tokens=TokenSigner(load_secret(settings.token_secret, settings.data_dir)),
     )
 
 

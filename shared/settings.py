@@ -37,7 +37,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OPENAI_MODEL": ("gpt-4o-mini", "Model name for OPENAI_BASE_URL."),
     "LLM_TIMEOUT_SECONDS": ("20", "Timeout of one LLM request; on expiry the customer hears a fallback line."),
     "AZURE_CLIENT_ID": ("", "Client id of the user-assigned managed identity that azure-identity should use."),
-    "WEBCHAT_TOKEN_SECRET": ("", "HMAC secret for web chat tokens. Empty: a random one kept in SWITCHBOARD_DATA_DIR (local only)."),
+    "SWITCHBOARD_TOKEN_SECRET": ("", "HMAC secret for signed tokens (web chat sessions, handoff links, media gateway URLs). Empty: a random one kept in SWITCHBOARD_DATA_DIR (local only)."),
     "WEBCHAT_TOKEN_TTL_SECONDS": ("86400", "Lifetime of a web chat session token."),
     "WEBCHAT_MAX_MESSAGE_CHARS": ("2000", "Longest customer message accepted by web chat."),
 }
@@ -71,7 +71,7 @@ class Settings:
     openai_model: str
     llm_timeout_seconds: float
     azure_client_id: str
-    webchat_token_secret: str
+    token_secret: str
     webchat_token_ttl_seconds: int
     webchat_max_message_chars: int
 
@@ -106,7 +106,7 @@ class Settings:
             openai_model=env.str("OPENAI_MODEL"),
             llm_timeout_seconds=env.float("LLM_TIMEOUT_SECONDS"),
             azure_client_id=env.str("AZURE_CLIENT_ID"),
-            webchat_token_secret=env.str("WEBCHAT_TOKEN_SECRET"),
+            token_secret=env.str("SWITCHBOARD_TOKEN_SECRET"),
             webchat_token_ttl_seconds=env.int("WEBCHAT_TOKEN_TTL_SECONDS"),
             webchat_max_message_chars=env.int("WEBCHAT_MAX_MESSAGE_CHARS"),
         )

@@ -70,7 +70,7 @@ def load_secret(configured: str, data_dir: Path) -> bytes:
     if configured:
         return configured.encode()
     if os.environ.get("WEBSITE_INSTANCE_ID"):  # running in Azure App Service / Functions
-        raise RuntimeError("WEBCHAT_TOKEN_SECRET must be set in Azure (a Key Vault reference): refusing a random one")
+        raise RuntimeError("SWITCHBOARD_TOKEN_SECRET must be set in Azure (a Key Vault reference): refusing a random one")
     path = data_dir / "token-secret"
     data_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -29,6 +29,7 @@ RETRY_AFTER_SECONDS = 1.0
 
 _STATE = "sb:state:"
 _EVENT = "sb:event:"
+_COUNTER = "sb:count:"
 
 
 class RedisSessionState(SessionState):
@@ -56,6 +57,12 @@ class RedisSessionState(SessionState):
     async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
         # SET NX is the atomic "first one wins": Redis answers OK to exactly one caller and nil to the rest.
         return bool(await self._call(self._redis.set(_EVENT + event_id, "1", nx=True, px=_millis(ttl_seconds))))
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        return int(await self._call(self._redis.incrby(_COUNTER + key, amount)))
+
+    async def set_counter(self, key: str, value: int) -> None:
+        await self._call(self._redis.set(_COUNTER + key, int(value)))
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -141,5 +141,20 @@ class SessionState(ABC):
         Inbound handlers call this before any side effect, so a redelivered event has no second effect.
         """
 
+    @abstractmethod
+    async def increment(self, key: str, amount: int = 1) -> int:
+        """Atomically add `amount` (may be negative) to the counter `key` (absent = 0); return the new value.
+
+        Counters (queue depth, calls in progress) do not expire: they describe the present, not a session.
+        """
+
+    @abstractmethod
+    async def set_counter(self, key: str, value: int) -> None:
+        """Set the counter `key` to `value` (operators correcting or driving the queue metrics)."""
+
+    async def counter(self, key: str) -> int:
+        """The counter's current value (0 when absent)."""
+        return await self.increment(key, 0)
+
     async def close(self) -> None:
         """Release connections. The default holds none."""

@@ -23,6 +23,7 @@ class InProcessSessionState(SessionState):
         # key -> (expires_at on the monotonic clock, JSON text). Monotonic: a wall-clock jump must not expire or
         # resurrect anything.
         self._entries: dict[str, tuple[float, str]] = {}
+        self._counters: dict[str, int] = {}
         self._lock = threading.Lock()  # the host may call from worker threads as well as the event loop
         self._writes_since_sweep = 0
         self._sweep_after = _MIN_WRITES_BETWEEN_SWEEPS
@@ -47,6 +48,16 @@ class InProcessSessionState(SessionState):
                 return False
             self._store(_event(event_id), "1", ttl_seconds)
             return True
+
+    async def increment(self, key: str, amount: int = 1) -> int:
+        with self._lock:
+            value = self._counters.get(key, 0) + amount
+            self._counters[key] = value
+            return value
+
+    async def set_counter(self, key: str, value: int) -> None:
+        with self._lock:
+            self._counters[key] = value
 
     # Under the lock ---------------------------------------------------------------------------------------------
 

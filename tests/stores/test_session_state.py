@@ -124,6 +124,25 @@ async def test_event_ids_and_state_keys_do_not_collide(state: SessionState) -> N
     assert await state.mark_processed(shared_name, ttl_seconds=60) is False
 
 
+# Counters -------------------------------------------------------------------------------------------------------
+
+
+async def test_concurrent_increments_are_all_counted(state: SessionState) -> None:
+    name = key()
+    assert await state.counter(name) == 0
+    await asyncio.gather(*(state.increment(name) for _ in range(50)), *(state.increment(name, -1) for _ in range(20)))
+    assert await state.counter(name) == 30
+
+
+async def test_a_counter_can_be_set_and_is_apart_from_state_keys(state: SessionState) -> None:
+    name = key()
+    await state.set_counter(name, 12)
+    assert await state.increment(name, 3) == 15
+    assert await state.get(name) is None
+    await state.put(name, {"v": 1}, ttl_seconds=60)
+    assert await state.counter(name) == 15
+
+
 # Redis only: an outage is Unavailable, quickly, and the store recovers --------------------------------------------
 
 

@@ -6,13 +6,14 @@ The same file runs in Azure (Functions host + Durable extension) and on one mach
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import docs, webchat
+from functions import docs, ops, webchat
 from shared.bootstrap import close_services
 
 # Web chat endpoints authenticate with their own signed tokens, so the Functions key layer stays off for them.
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(webchat.bp)
 app.register_functions(docs.bp)
+app.register_functions(ops.bp)
 
 
 async def shutdown() -> None:

@@ -153,6 +153,66 @@ _SCHEMAS: dict[str, Any] = {
     },
 }
 
+_COUNT = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
+_SCHEMAS["QueueView"] = {
+    "type": "object",
+    "description": "The live queue metrics, the scenario's thresholds, and whether a phone caller is offered a switch.",
+    "properties": {
+        "queue": {
+            "type": "object",
+            "properties": {
+                "waiting": {"type": ["integer", "null"]},
+                "in_progress": {"type": ["integer", "null"]},
+                "estimated_wait_seconds": {"type": ["number", "null"]},
+                "incident_customers": {"type": ["integer", "null"]},
+                "known": {"type": "boolean", "description": "False when the figures cannot be read: no switch is offered."},
+            },
+            "required": ["waiting", "in_progress", "estimated_wait_seconds", "incident_customers", "known"],
+            "additionalProperties": False,
+        },
+        "thresholds": {
+            "type": "object",
+            "properties": {
+                "queue_wait_threshold_seconds": {"type": "number"},
+                "queue_depth_threshold": {"type": "integer"},
+                "mass_outage_threshold": {"type": "integer"},
+            },
+            "required": ["queue_wait_threshold_seconds", "queue_depth_threshold", "mass_outage_threshold"],
+            "additionalProperties": False,
+        },
+        "switch_offered": {"type": "boolean"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+    },
+    "required": ["queue", "thresholds", "switch_offered", "reasons"],
+    "additionalProperties": False,
+}
+_SCHEMAS["QueueUpdate"] = {
+    "type": "object",
+    "description": "Set values, add to the counters, or drop pinned values (estimate, incident).",
+    "properties": {
+        "set": {
+            "type": "object",
+            "properties": {
+                "waiting": _COUNT,
+                "in_progress": _COUNT,
+                "estimated_wait_seconds": {"type": "number", "minimum": 0, "maximum": 10_000_000},
+                "incident_customers": _COUNT,
+            },
+            "additionalProperties": False,
+        },
+        "adjust": {
+            "type": "object",
+            "properties": {
+                "waiting": {"type": "integer", "minimum": -10_000_000, "maximum": 10_000_000},
+                "in_progress": {"type": "integer", "minimum": -10_000_000, "maximum": 10_000_000},
+            },
+            "additionalProperties": False,
+        },
+        "clear_overrides": {"type": "boolean"},
+    },
+    "additionalProperties": False,
+}
+
 _RESPONSES: dict[str, Any] = {
     "BadRequest": _error(
         "Malformed JSON, a body that is not an object, a missing, empty or wrongly typed field, an unknown field, text "
@@ -196,6 +256,30 @@ OPENAPI: dict[str, Any] = {
         ),
     },
     "paths": {
+        "/api/ops/queue": {
+            "get": {
+                "operationId": "getQueue",
+                "summary": "The live queue metrics and whether a switch is being offered.",
+                "tags": ["ops"],
+                "security": [{"functionKey": []}],
+                "responses": {
+                    "200": {"description": "The metrics.", "content": _json(_ref("QueueView"))},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+            "post": {
+                "operationId": "updateQueue",
+                "summary": "Set or adjust the queue metrics (demos, load tests, declaring an incident).",
+                "tags": ["ops"],
+                "security": [{"functionKey": []}],
+                "requestBody": {"required": True, "content": _json(_ref("QueueUpdate"))},
+                "responses": {
+                    "200": {"description": "The metrics after the change.", "content": _json(_ref("QueueView"))},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
         "/api/webchat": {
             "get": {
                 "operationId": "getChatPage",
@@ -280,6 +364,12 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "securitySchemes": {
+            "functionKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "x-functions-key",
+                "description": "An Azure Functions key (or `?code=`); the local host does not ask for one.",
+            },
             "webchatToken": {
                 "type": "http",
                 "scheme": "bearer",
@@ -289,6 +379,7 @@ OPENAPI: dict[str, Any] = {
     },
     "tags": [
         {"name": "webchat", "description": "Web chat: the chat page and its session API."},
+        {"name": "ops", "description": "Operator endpoints (a function key in Azure)."},
         {"name": "meta", "description": "About the API itself."},
     ],
 }

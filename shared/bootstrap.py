@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from shared.conversation import Conversation
 from shared.models import Customer, Identity, IdentityKind
 from shared.policies.base import Policy
+from shared.queue import QueueMetrics
 from shared.scenario import Scenario, load_scenario
 from shared.settings import Settings
 from shared.stores import build_customer_store, build_session_state
@@ -31,6 +32,7 @@ class Services:
     policy: Policy
     conversation: Conversation
     tokens: TokenSigner
+    queue: QueueMetrics
 
     async def close(self) -> None:
         for closeable in (self.policy, self.state, self.customers):
@@ -66,6 +68,7 @@ async def build_services(settings: Settings) -> Services:
     customers = build_customer_store(settings)
     state = build_session_state(settings)
     policy = build_policy(settings)
+    queue = QueueMetrics(state)
     if not settings.cosmos_endpoint:
         await seed_demo_customers(customers, scenario)
     elif settings.cosmos_key:
@@ -82,8 +85,11 @@ async def build_services(settings: Settings) -> Services:
         customers=customers,
         state=state,
         policy=policy,
-        conversation=Conversation(scenario, customers, state, policy, session_ttl_seconds=settings.session_ttl_seconds),
+        conversation=Conversation(
+            scenario, customers, state, policy, queue=queue, session_ttl_seconds=settings.session_ttl_seconds
+        ),
         tokens=TokenSigner(load_secret(settings.token_secret, settings.data_dir)),
+        queue=queue,
     )
 
 

@@ -9,12 +9,15 @@ Hot state (the policy's scratch, the active agent) is a cache: if it is lost, th
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
 from shared.models import Channel, ChannelSession, Customer, Identity, SessionStatus, Turn
-from shared.policies.base import HandoffRequest, Policy, TextDelta, TurnContext
+from shared.policies.base import HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext
+from shared.queue import QueueMetrics
+from shared.router import SwitchDecision, available_channels, decide
 from shared.scenario import AgentSpec, Scenario
 from shared.stores.base import CustomerStore, SessionState
 
@@ -26,6 +29,14 @@ MAX_HOPS = 3
 HISTORY_TURNS = 20
 
 OnText = Callable[[str, str], Awaitable[None]]  # (text delta, agent name)
+#: Channel bookkeeping applied to the session inside the write that saves the turn (WhatsApp logs the inbound
+#: message id and the replies it owes there, so a redelivered message can never be answered twice). It may run
+#: more than once (optimistic concurrency re-applies it), so it must be a pure function of the session and replies.
+OnSave = Callable[[ChannelSession, "list[Reply]"], None]
+
+# A message that names another channel may be the customer asking to move; only then is the queue worth reading
+# on a text channel.
+_MENTIONS_CHANNEL = re.compile(r"whats\s?app|web\s?chat|chat (online|instead)|online chat|text me|a link", re.I)
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,7 @@ class TurnOutcome:
     replies: list[Reply]
     agent: str  # the active agent after this turn
     customer: Customer  # the record as stored after this turn
+    switch_to: str | None = None  # the customer accepted to continue on this channel: the channel starts the handoff
 
 
 @dataclass(frozen=True)
@@ -60,18 +72,22 @@ class Conversation:
         state: SessionState,
         policy: Policy,
         *,
+        queue: QueueMetrics | None = None,
         session_ttl_seconds: float = 86400,
     ) -> None:
         self.scenario = scenario
         self.customers = customers
         self.state = state
         self.policy = policy
+        self.queue = queue or QueueMetrics(state)
         self.session_ttl_seconds = session_ttl_seconds
 
-    async def open(self, channel: Channel, session_id: str, customer_id: str) -> Opened:
+    async def open(self, channel: Channel, session_id: str, customer_id: str, *, greet: bool = True) -> Opened:
         """Start a session for a customer on a channel, greeted by the scenario's start agent.
 
-        Opening a session that already exists returns it unchanged (a retried request opens nothing twice).
+        Opening a session that already exists returns it unchanged (a retried request opens nothing twice). With
+        `greet=False` the session starts silent: on WhatsApp the customer writes first, and the answer to that
+        message is a better first word than a greeting asking what they want.
         """
         start = self.scenario.agent(self.scenario.start_agent)
 
@@ -79,23 +95,35 @@ class Conversation:
             if session_id in customer.sessions:
                 return False
             session = ChannelSession(session_id=session_id, channel=channel, active_agent=start.name)
-            session.add_turn(Turn(role="agent", text=self._greeting(start, customer), agent=start.name))
+            if greet:
+                session.add_turn(Turn(role="agent", text=self._greeting(start, customer), agent=start.name))
             customer.sessions[session_id] = session
             return True
 
         customer, _ = await self.customers.update(customer_id, add_session)
         session = customer.sessions[session_id]
         await self._save_hot(session_id, customer_id, session.active_agent or start.name, {})
-        replies = [Reply(t.text, t.agent or start.name) for t in session.turns[:1]]
+        replies = [Reply(t.text, t.agent or start.name) for t in session.turns[:1] if t.role == "agent"]
         return Opened(session_id, customer, replies, session.active_agent or start.name)
 
-    async def open_for_identity(self, channel: Channel, session_id: str, identity: Identity) -> Opened:
+    async def open_for_identity(
+        self, channel: Channel, session_id: str, identity: Identity, *, greet: bool = True
+    ) -> Opened:
         """Open a session for whoever holds `identity`, creating the customer on first contact."""
         customer, _ = await self.customers.get_or_create(identity)
-        return await self.open(channel, session_id, customer.customer_id)
+        return await self.open(channel, session_id, customer.customer_id, greet=greet)
 
-    async def turn(self, session_id: str, customer_id: str, text: str, on_text: OnText | None = None) -> TurnOutcome:
-        """Handle one customer message. `on_text` receives reply text as it is produced (voice speaks it early)."""
+    async def turn(
+        self,
+        session_id: str,
+        customer_id: str,
+        text: str,
+        on_text: OnText | None = None,
+        *,
+        on_save: OnSave | None = None,
+    ) -> TurnOutcome:
+        """Handle one customer message. `on_text` receives reply text as it is produced (voice speaks it early);
+        `on_save` adds channel bookkeeping to the same write as the turn."""
         text = text.strip()
         if not text:
             raise InvalidInput("text must not be empty")
@@ -117,11 +145,12 @@ class Conversation:
             history=session.turns[-HISTORY_TURNS:],
             scratch=dict(hot.get("scratch") or {}),
             channel=session.channel.value,
+            switch=await self._switch_decision(customer, session.channel.value, text),
         )
-        replies = await self._run_agents(ctx, on_text)
-        customer = await self._save_turn(customer_id, session_id, text, agent.name, ctx, replies)
+        replies, switch_to = await self._run_agents(ctx, on_text)
+        customer = await self._save_turn(customer_id, session_id, text, agent.name, ctx, replies, on_save)
         await self._save_hot(session_id, customer_id, ctx.agent.name, ctx.scratch)
-        return TurnOutcome(replies, ctx.agent.name, customer)
+        return TurnOutcome(replies, ctx.agent.name, customer, switch_to)
 
     async def transcript(self, session_id: str, customer_id: str) -> ChannelSession:
         customer = await self.customers.get(customer_id)
@@ -131,8 +160,16 @@ class Conversation:
 
     # The agent loop --------------------------------------------------------------------------------------------
 
-    async def _run_agents(self, ctx: TurnContext, on_text: OnText | None) -> list[Reply]:
+    async def _switch_decision(self, customer: Customer, channel: str, text: str) -> SwitchDecision:
+        """Voice always consults the queue (it may offer a switch); text channels only when the customer asks."""
+        omni = self.scenario.omnichannel
+        if channel != "voice" and not _MENTIONS_CHANNEL.search(text):
+            return SwitchDecision(False, available_channels(omni, customer, channel))
+        return decide(omni, await self.queue.snapshot(), customer, channel)
+
+    async def _run_agents(self, ctx: TurnContext, on_text: OnText | None) -> tuple[list[Reply], str | None]:
         replies: list[Reply] = []
+        switch_to: str | None = None
         for _hop in range(MAX_HOPS + 1):
             self._extract_slots(ctx)
             handoff: HandoffRequest | None = None
@@ -144,6 +181,12 @@ class Conversation:
                         await on_text(event.text, ctx.agent.name)
                 elif isinstance(event, HandoffRequest):
                     handoff = event
+                    break
+                elif isinstance(event, SwitchRequest):
+                    if event.channel in ctx.switch.channels:
+                        switch_to = event.channel
+                    else:
+                        log.warning("%s asked to switch to %s, which this customer cannot take", ctx.agent.name, event.channel)
                     break
             if text := "".join(parts).strip():
                 replies.append(Reply(text, ctx.agent.name))
@@ -161,7 +204,7 @@ class Conversation:
                 replies.append(Reply(target.greeting, target.name))
                 if on_text is not None:
                     await on_text(target.greeting, target.name)
-        return replies
+        return replies, switch_to
 
     def _follow(self, agent: AgentSpec, handoff: HandoffRequest) -> AgentSpec | None:
         if handoff.target == agent.name or agent.edge_to(handoff.target) is None:
@@ -189,7 +232,14 @@ class Conversation:
     # Persistence -----------------------------------------------------------------------------------------------
 
     async def _save_turn(
-        self, customer_id: str, session_id: str, text: str, agent: str, ctx: TurnContext, replies: list[Reply]
+        self,
+        customer_id: str,
+        session_id: str,
+        text: str,
+        agent: str,
+        ctx: TurnContext,
+        replies: list[Reply],
+        on_save: OnSave | None = None,
     ) -> Customer:
         turns = [Turn(role="customer", text=text, agent=agent)] + [Turn("agent", r.text, r.agent) for r in replies]
 
@@ -199,6 +249,8 @@ class Conversation:
                 session.add_turn(turn)
             session.active_agent = ctx.agent.name
             customer.collected.update(ctx.learned)
+            if on_save is not None:
+                on_save(session, replies)
 
         customer, _ = await self.customers.update(customer_id, record)
         return customer

@@ -185,7 +185,10 @@ _SLOT_KEYS = {"description", "ask", "pattern", "kind", "choices"}
 _TOOL_KEYS = {"description", "parameters", "requires", "keywords"}
 _EDGE_KEYS = {"to", "mode", "when"}
 _INTENT_KEYS = {"examples", "keywords"}
-_REQUIRED_PHRASES = {"clarify", "fallback", "farewell", "thanks"}
+_REQUIRED_PHRASES = {
+    "clarify", "fallback", "farewell", "thanks", "anything_else",
+    "switch_offer", "switch_accepted", "switch_declined", "switch_unavailable",
+}
 
 
 @lru_cache(maxsize=8)

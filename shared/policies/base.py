@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from shared.models import Turn
+from shared.router import SwitchDecision
 from shared.scenario import AgentSpec, Requirement, Scenario, ToolResult
 
 
@@ -34,7 +35,14 @@ class HandoffRequest:
     reason: str = ""
 
 
-PolicyEvent = TextDelta | HandoffRequest
+@dataclass(frozen=True)
+class SwitchRequest:
+    """The customer agreed to continue on another channel; the channel starts the handoff, then the turn ends."""
+
+    channel: str
+
+
+PolicyEvent = TextDelta | HandoffRequest | SwitchRequest
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,8 @@ class TurnContext:
     history: list[Turn]  # this session's turns before this one, oldest first
     scratch: dict[str, Any]  # the policy's own hot per-session state (survives across turns, expires)
     channel: str = "webchat"
+    # Whether to offer another channel now (a long phone queue) and which ones this customer can take.
+    switch: SwitchDecision = field(default_factory=lambda: SwitchDecision(False))
     learned: dict[str, str] = field(default_factory=dict)  # slots learned during this turn
     tool_calls: list[ToolCall] = field(default_factory=list)
 
@@ -106,7 +116,7 @@ class Policy(ABC):
 
     @abstractmethod
     def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
-        """Yield TextDelta events and at most one HandoffRequest (then stop)."""
+        """Yield TextDelta events, then at most one HandoffRequest or SwitchRequest (and stop)."""
 
     async def close(self) -> None:
         """Release clients. The default holds none."""

@@ -51,6 +51,31 @@ _DONT_KNOW = re.compile(
 )
 
 
+_AFFIRM = re.compile(
+    r"^\s*(yes|yeah|yep|yup|sure|ok|okay|please( do)?|go ahead|that works|sounds good|do it|send it|absolutely|"
+    r"of course|why not|let'?s do (it|that))\b",
+    re.I,
+)
+_DENY = re.compile(r"^\s*(no|nope|nah|not now|i'?ll (wait|stay)|no,? thanks?|i'?d rather (wait|stay))\b", re.I)
+_CHANNEL_WORDS = {
+    "whatsapp": re.compile(r"\bwhats\s?app\b|\btext me\b", re.I),
+    "webchat": re.compile(r"\bweb\s?chat\b|\bchat (online|instead)\b|\bonline chat\b|\bsend me a link\b", re.I),
+}
+
+
+def affirm(text: str) -> bool:
+    return bool(_AFFIRM.search(text))
+
+
+def deny(text: str) -> bool:
+    return bool(_DENY.search(text))
+
+
+def requested_channel(text: str) -> str | None:
+    """The channel a message names ("can we do this on WhatsApp?"), if any."""
+    return next((channel for channel, words in _CHANNEL_WORDS.items() if words.search(text)), None)
+
+
 def dont_know(text: str) -> bool:
     """The customer says they cannot give what was asked ("I don't have my account number")."""
     return bool(_DONT_KNOW.search(text))

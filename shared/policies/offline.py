@@ -13,19 +13,56 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from shared.policies.base import HandoffRequest, PolicyEvent, TextDelta, TurnContext, Policy
-from shared.policies.nlu import classifier_for, dont_know, small_talk, tokens
+from shared.policies.base import HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext
+from shared.policies.nlu import affirm, classifier_for, deny, dont_know, requested_channel, small_talk, tokens
 from shared.scenario import ToolSpec
 
 _PENDING = "pending"  # scratch key: {"agent", "tool", "slots"} while the agent waits for an answer
+_OFFERED = "switch_offered"  # scratch key: the channel we offered to continue on
+_DECLINED = "switch_declined"  # scratch key: the customer said no to a switch; don't ask again
+
+CHANNEL_NAMES = {"whatsapp": "WhatsApp", "webchat": "web chat", "voice": "the phone"}
 
 
 class OfflinePolicy(Policy):
     name = "offline"
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
-        for event in self._decide(ctx):
+        events = self._switch(ctx)
+        if events is None:
+            events = self._decide(ctx)
+            if ctx.switch.offer and not any(isinstance(e, HandoffRequest) for e in events):
+                events += self._offer(ctx)
+        for event in events:
             yield event
+
+    def _switch(self, ctx: TurnContext) -> list[PolicyEvent] | None:
+        """Moving channel: the customer asks for it, or answers the offer we made. None when it is not about that."""
+        scenario = ctx.scenario
+        asked = requested_channel(ctx.text)
+        offered = ctx.scratch.get(_OFFERED)
+        if asked is None and offered and not ctx.learned:
+            if affirm(ctx.text):
+                asked = offered
+            elif deny(ctx.text):
+                ctx.scratch.pop(_OFFERED, None)
+                ctx.scratch[_DECLINED] = True
+                return [TextDelta(scenario.phrase("switch_declined"))]
+        if asked is None:
+            return None
+        name = CHANNEL_NAMES.get(asked, asked)
+        if asked not in ctx.switch.channels:
+            return [TextDelta(scenario.phrase("switch_unavailable", channel=name))]
+        ctx.scratch.pop(_OFFERED, None)
+        return [TextDelta(scenario.phrase("switch_accepted", channel=name)), SwitchRequest(asked)]
+
+    def _offer(self, ctx: TurnContext) -> list[PolicyEvent]:
+        """Offer the best alternate channel once per session, when the router says the queue is bad."""
+        if ctx.scratch.get(_OFFERED) or ctx.scratch.get(_DECLINED) or not ctx.switch.channels:
+            return []
+        channel = ctx.switch.channels[0]
+        ctx.scratch[_OFFERED] = channel
+        return [TextDelta(" " + ctx.scenario.phrase("switch_offer", channel=CHANNEL_NAMES.get(channel, channel)))]
 
     def _decide(self, ctx: TurnContext) -> list[PolicyEvent]:
         scenario, agent = ctx.scenario, ctx.agent

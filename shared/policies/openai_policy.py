@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator, NamedTuple
 
 import openai
 
-from shared.policies.base import HandoffRequest, Policy, PolicyEvent, TextDelta, TurnContext
+from shared.policies.base import HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext
 from shared.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ MAX_RETRIES = 2  # the SDK's own retries (with backoff) on timeouts, connection 
 MAX_ROUNDS = 5  # model calls per customer turn: tool rounds plus the final answer
 HISTORY_TURNS = 20  # session turns sent back to the model; older ones live in the summary
 HANDOFF_PREFIX = "handoff_to_"
+CHECK_QUEUE = "check_queue"
+SWITCH_CHANNEL = "switch_channel"
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
@@ -110,6 +112,13 @@ class OpenAIPolicy(Policy):
                     return
 
                 ordered = [calls[i] for i in sorted(calls)]
+                if switch := next((c for c in ordered if c.name == SWITCH_CHANNEL), None):
+                    channel = str((_parse_arguments(switch.arguments) or {}).get("channel") or "")
+                    if channel in ctx.switch.channels:
+                        if not said:  # the customer must hear where to go next
+                            yield TextDelta(ctx.scenario.phrase("switch_accepted", channel=_channel_name(channel)))
+                        yield SwitchRequest(channel)
+                        return
                 if handoff := next((c for c in ordered if c.name in handoffs), None):
                     # A handoff ends the turn; other calls in the same batch belong to the next agent's job.
                     arguments = _parse_arguments(handoff.arguments) or {}
@@ -167,6 +176,17 @@ def system_message(ctx: TurnContext) -> dict[str, str]:
         "Use the tools to look things up; never invent account details. When a tool result says something is"
         " missing, ask the customer exactly that. If another agent should take over, call its handoff function.",
     ]
+    if ctx.switch.offer:
+        lines.append(
+            f"The phone queue is long right now ({'; '.join(ctx.switch.reasons)}). Offer once to continue on "
+            f"{' or '.join(_channel_name(c) for c in ctx.switch.channels)}, where nothing needs repeating; if the"
+            f" customer agrees, call {SWITCH_CHANNEL}."
+        )
+    elif ctx.switch.channels:
+        lines.append(
+            f"If the customer asks to continue on {' or '.join(_channel_name(c) for c in ctx.switch.channels)},"
+            f" call {SWITCH_CHANNEL}."
+        )
     if ctx.channel == "voice":
         lines.append("Your reply is spoken aloud: short plain sentences, no lists, no markdown.")
     else:
@@ -203,6 +223,10 @@ def tool_schemas(ctx: TurnContext) -> list[dict[str, Any]]:
         # No "required" list: requirements are any-of sets that JSON schema cannot say plainly, and call_tool
         # answers an unmet one with the question to ask.
         tools.append(_function(name, spec.description, properties))
+    tools.append(_function(CHECK_QUEUE, "How busy the phone queue is, and whether to offer another channel.", {}))
+    if ctx.switch.channels:
+        channel = {"channel": {"type": "string", "enum": list(ctx.switch.channels)}}
+        tools.append(_function(SWITCH_CHANNEL, "The customer agreed to continue on another channel.", channel))
     for edge in ctx.agent.handoffs:
         reason = {"reason": {"type": "string", "description": "Why the customer needs this agent, in a few words."}}
         tools.append(_function(f"{HANDOFF_PREFIX}{edge.target}", edge.when, reason))
@@ -235,6 +259,8 @@ class _PendingCall:
 
 def run_tool(ctx: TurnContext, name: str, raw_arguments: str) -> dict[str, Any]:
     """Run one tool call from the model and say what happened, in a form the model can act on."""
+    if name == CHECK_QUEUE:
+        return {"ok": True, "data": ctx.switch.to_dict()}
     if name not in ctx.agent.tools:
         return {"ok": False, "error": f"There is no tool named {name!r}. Use only the tools you were given."}
     arguments = _parse_arguments(raw_arguments)
@@ -249,6 +275,10 @@ def run_tool(ctx: TurnContext, name: str, raw_arguments: str) -> dict[str, Any]:
         return {"ok": False, "missing": list(call.missing.any_of), "ask": call.missing.ask}
     assert call.result is not None
     return {"ok": call.result.ok, "data": call.result.data, "say": call.result.say}
+
+
+def _channel_name(channel: str) -> str:
+    return {"whatsapp": "WhatsApp", "webchat": "web chat"}.get(channel, channel)
 
 
 def _parse_arguments(raw: str) -> dict[str, Any] | None:

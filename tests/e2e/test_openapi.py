@@ -290,7 +290,11 @@ def test_paths_and_operations(document):
 def test_security_schemes(document):
     schemes = document["components"]["securitySchemes"]
     assert schemes["webchatToken"] == {**schemes["webchatToken"], "type": "http", "scheme": "bearer"}
+    assert schemes["functionKey"]["type"] == "apiKey"
     for path, method, _, operation in operations(document):
+        if path.startswith("/api/ops/"):
+            assert operation.get("security") == [{"functionKey": []}], f"{method.upper()} {path}: operators only"
+            continue
         protected = "{session_id}" in path
         assert bool(operation.get("security")) == protected, f"{method.upper()} {path}: bearer iff per-session"
         if protected:
@@ -319,6 +323,8 @@ def test_the_documented_routes(document):
         ("POST", "/api/webchat/sessions/{session_id}/messages"),
         ("GET", "/api/webchat/sessions/{session_id}"),
         ("GET", "/api/openapi.json"),
+        ("GET", "/api/ops/queue"),
+        ("POST", "/api/ops/queue"),
     }
 
 
@@ -467,6 +473,12 @@ async def test_every_operation_answers_as_documented(checker):
     await c.call("GET", session, 401, session_id=a["session_id"], token=forged)
     await c.call("GET", session, 403, session_id=a["session_id"], token=b["token"])
     await c.call("GET", session, {403, 404}, session_id="web_0000", token=a["token"])
+
+    # Operators.
+    await c.call("GET", "/api/ops/queue", 200)
+    await c.call("POST", "/api/ops/queue", 200, json_body={"adjust": {"waiting": 0}})
+    for body in ({"set": {"waiting": -1}}, {"nope": 1}, {"set": []}):
+        await c.call("POST", "/api/ops/queue", 400, json_body=body)
 
     documented = {(method.upper(), path) for path, method, _, _ in operations(c.document)}
     assert c.exercised == documented, f"not exercised: {documented - c.exercised}"

@@ -15,8 +15,9 @@ import openai
 import pytest
 
 from shared.models import Turn
-from shared.policies.base import HandoffRequest, PolicyEvent, TextDelta, TurnContext
+from shared.policies.base import HandoffRequest, PolicyEvent, SwitchRequest, TextDelta, TurnContext
 from shared.policies.openai_policy import MAX_ROUNDS, OpenAIPolicy, build_openai_client
+from shared.router import SwitchDecision
 from shared.scenario import Scenario, load_scenario
 from shared.settings import Settings, SettingsError
 from tests.peers.openai_server import OpenAITestServer
@@ -217,7 +218,7 @@ async def test_handoff_call_yields_a_handoff_and_nothing_after(
 
     assert await run(policy, ctx) == [HandoffRequest("OutageAgent", "power outage at home")]
     (request,) = openai_server.requests
-    handoffs = {t["function"]["name"]: t["function"] for t in request.tools}
+    handoffs = {t["function"]["name"]: t["function"] for t in request.tools if t["function"]["name"].startswith("handoff_")}
     assert set(handoffs) == {f"handoff_to_{e.target}" for e in ctx.agent.handoffs}
     outage = handoffs["handoff_to_OutageAgent"]
     assert outage["description"] == ctx.agent.edge_to("OutageAgent").when
@@ -333,3 +334,19 @@ async def test_azure_without_a_key_uses_managed_identity() -> None:
 def test_no_endpoint_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="AZURE_OPENAI_ENDPOINT or OPENAI_BASE_URL"):
         build_openai_client(Settings.from_env({}))
+
+
+async def test_the_queue_tool_and_an_accepted_switch(openai_server: OpenAITestServer, policy: OpenAIPolicy) -> None:
+    ctx = make_ctx("OutageAgent", "is it busy? then yes, WhatsApp please")
+    ctx.switch = SwitchDecision(True, ("whatsapp", "webchat"), ("estimated wait 400 s is over 120 s",))
+    openai_server.reply_tool_calls(("check_queue", {}))
+    openai_server.reply_tool_calls(("switch_channel", {"channel": "whatsapp"}))
+
+    events = await run(policy, ctx)
+    assert events[-1] == SwitchRequest("whatsapp")
+    assert "WhatsApp" in "".join(e.text for e in events[:-1])  # the customer is told where to go
+    first, second = openai_server.requests
+    assert "The phone queue is long right now (estimated wait 400 s is over 120 s)" in first.messages[0]["content"]
+    assert first.tool("switch_channel")["parameters"]["properties"]["channel"]["enum"] == ["whatsapp", "webchat"]
+    queue_answer = json.loads(second.messages[-1]["content"])
+    assert queue_answer["data"] == {"offer": True, "channels": ["whatsapp", "webchat"], "reasons": ["estimated wait 400 s is over 120 s"]}

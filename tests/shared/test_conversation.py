@@ -151,3 +151,37 @@ async def test_the_insurance_scenario_runs_on_the_same_core(conversation) -> Non
     assert re.search(r"claim CLM-\d{5}", reply)
     reply = await chat.say("what's my deductible?")
     assert chat.agent == "PolicyAgent" and "$500" in reply
+
+
+async def test_a_busy_phone_queue_gets_a_whatsapp_offer_and_yes_accepts_it(conversation) -> None:
+    await conversation.queue.set(waiting=70, estimated_wait_seconds=420)
+    chat = await new_chat(conversation, Channel.VOICE, Identity(IdentityKind.PHONE, "+15555550100"))
+    outcome = await conversation.turn(chat.session_id, chat.customer_id, "there's no power on my street")
+    reply = " ".join(r.text for r in outcome.replies)
+    assert "4:00 PM" in reply and "WhatsApp" in reply and outcome.switch_to is None
+
+    outcome = await conversation.turn(chat.session_id, chat.customer_id, "yes please")
+    assert outcome.switch_to == "whatsapp"
+    assert "sending you a WhatsApp message" in outcome.replies[0].text
+
+
+async def test_no_thanks_declines_the_offer_once_and_for_all(conversation) -> None:
+    await conversation.queue.set(waiting=70, estimated_wait_seconds=420)
+    chat = await new_chat(conversation, Channel.VOICE, Identity(IdentityKind.PHONE, "+15555550111"))
+    assert "WhatsApp" in await chat.say("I have a billing question")
+    assert "carry on here" in await chat.say("no thanks, I'll stay on the phone")
+    assert "WhatsApp" not in await chat.say("what's my balance")
+
+
+async def test_a_quiet_queue_makes_no_offer(conversation) -> None:
+    chat = await new_chat(conversation, Channel.VOICE, Identity(IdentityKind.PHONE, "+15555550100"))
+    assert "WhatsApp" not in await chat.say("there's no power on my street")
+
+
+async def test_a_web_chat_customer_can_ask_to_move_to_whatsapp_once_we_know_their_number(conversation) -> None:
+    chat = await new_chat(conversation)
+    assert "can't move this conversation to WhatsApp" in await chat.say("can we do this on WhatsApp instead?")
+    await chat.say("what's my balance")
+    await chat.say("my number is 555 555 0100")
+    outcome = await conversation.turn(chat.session_id, chat.customer_id, "can we do this on WhatsApp instead?")
+    assert outcome.switch_to == "whatsapp"

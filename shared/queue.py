@@ -1,0 +1,133 @@
+"""Live queue metrics: calls waiting, calls in progress, and an estimated wait from recent answer times.
+
+Call events feed them (IncomingCall → arrived, CallConnected → answered, CallDisconnected → ended); each step counts
+once per call id, because Event Grid and ACS redeliver. Operators can set or adjust them (`/api/ops/queue`) for
+demos and load tests. The figures live in SessionState (Redis in Azure), shared by every instance; if it cannot be
+read, the snapshot says "unknown" and nobody is offered a switch on a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+from shared.errors import SwitchboardError
+from shared.stores.base import SessionState
+
+log = logging.getLogger(__name__)
+
+WAITING = "queue:waiting"
+IN_PROGRESS = "queue:in_progress"
+_RECENT = "queue:recent_waits"  # {"waits": [seconds, ...]} newest last
+_OVERRIDE = "queue:override"  # {"estimated_wait_seconds": s, "incident_customers": n} set by an operator
+_CALL = "queue:call:"  # per call: {"arrived_at": epoch seconds, "answered": bool}
+
+#: How many recent answer waits the estimate looks at, and how long a call's bookkeeping is kept.
+RECENT_WAITS = 20
+CALL_TTL_SECONDS = 24 * 3600
+OVERRIDE_TTL_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """What the queue looks like now; None means unknown."""
+
+    waiting: int | None
+    in_progress: int | None
+    estimated_wait_seconds: float | None
+    incident_customers: int | None = None  # customers affected by a declared mass incident (an outage)
+
+    @property
+    def known(self) -> bool:
+        return self.waiting is not None and self.estimated_wait_seconds is not None
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "known": self.known}
+
+
+UNKNOWN = QueueSnapshot(None, None, None, None)
+
+
+class QueueMetrics:
+    def __init__(self, state: SessionState, clock=time.time) -> None:
+        self._state = state
+        self._clock = clock
+
+    async def call_arrived(self, call_id: str) -> None:
+        if await self._once("arrived", call_id):
+            await self._state.put(_CALL + call_id, {"arrived_at": self._clock(), "answered": False}, CALL_TTL_SECONDS)
+            await self._state.increment(WAITING)
+
+    async def call_answered(self, call_id: str) -> None:
+        """The call left the queue: our agent (or a person) picked it up."""
+        if not await self._once("answered", call_id):
+            return
+        call = await self._state.get(_CALL + call_id)
+        if call is None:  # we never saw it arrive (state lost, or answered elsewhere): count it in progress only
+            await self._state.increment(IN_PROGRESS)
+            return
+        await self._state.put(_CALL + call_id, {**call, "answered": True}, CALL_TTL_SECONDS)
+        await self._state.increment(WAITING, -1)
+        await self._state.increment(IN_PROGRESS)
+        await self._record_wait(max(0.0, self._clock() - call["arrived_at"]))
+
+    async def call_ended(self, call_id: str) -> None:
+        if not await self._once("ended", call_id):
+            return
+        call = await self._state.get(_CALL + call_id)
+        if call is not None:
+            await self._state.increment(IN_PROGRESS if call["answered"] else WAITING, -1)
+
+    async def snapshot(self) -> QueueSnapshot:
+        try:
+            waiting = max(0, await self._state.counter(WAITING))
+            in_progress = max(0, await self._state.counter(IN_PROGRESS))
+            override = await self._state.get(_OVERRIDE) or {}
+            recent = (await self._state.get(_RECENT) or {}).get("waits", [])
+        except SwitchboardError as exc:
+            log.warning("queue metrics unavailable: %s", exc)
+            return UNKNOWN
+        estimate = override.get("estimated_wait_seconds")
+        if estimate is None:
+            # Nobody waiting means no wait; otherwise the typical recent time to answer, if we have any.
+            estimate = 0.0 if waiting == 0 else (statistics.median(recent) if recent else None)
+        return QueueSnapshot(waiting, in_progress, estimate, override.get("incident_customers"))
+
+    async def set(
+        self,
+        *,
+        waiting: int | None = None,
+        in_progress: int | None = None,
+        estimated_wait_seconds: float | None = None,
+        incident_customers: int | None = None,
+        clear_overrides: bool = False,
+    ) -> QueueSnapshot:
+        """Operator control: set counters, pin the estimate or declare an incident (None leaves a value alone)."""
+        if waiting is not None:
+            await self._state.set_counter(WAITING, waiting)
+        if in_progress is not None:
+            await self._state.set_counter(IN_PROGRESS, in_progress)
+        override = {} if clear_overrides else (await self._state.get(_OVERRIDE) or {})
+        if estimated_wait_seconds is not None:
+            override["estimated_wait_seconds"] = estimated_wait_seconds
+        if incident_customers is not None:
+            override["incident_customers"] = incident_customers
+        await self._state.put(_OVERRIDE, override, OVERRIDE_TTL_SECONDS)
+        return await self.snapshot()
+
+    async def adjust(self, *, waiting: int = 0, in_progress: int = 0) -> QueueSnapshot:
+        if waiting:
+            await self._state.increment(WAITING, waiting)
+        if in_progress:
+            await self._state.increment(IN_PROGRESS, in_progress)
+        return await self.snapshot()
+
+    async def _once(self, step: str, call_id: str) -> bool:
+        return await self._state.mark_processed(f"queue:{step}:{call_id}", CALL_TTL_SECONDS)
+
+    async def _record_wait(self, seconds: float) -> None:
+        # Read-modify-write: two answers at the same instant may drop one sample, which an estimate can afford.
+        recent = (await self._state.get(_RECENT) or {}).get("waits", [])
+        await self._state.put(_RECENT, {"waits": [*recent, round(seconds, 1)][-RECENT_WAITS:]}, CALL_TTL_SECONDS)

@@ -6,16 +6,20 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PEERS  := tests/peers/node_modules/.installed
+# checkov (the infra/ scan in `make test`) pins dozens of packages, so it lives in its own venv, apart from the app's.
+TOOLS       := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+CHECKOV     := checkov==3.3.30
 
 .PHONY: run test setup clean
 
 run: $(STAMP)
 	@$(PY) -m local
 
-test: $(STAMP) $(PEERS)
+test: $(STAMP) $(PEERS) $(TOOLS_STAMP)
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
-setup: $(STAMP) $(PEERS)
+setup: $(STAMP) $(PEERS) $(TOOLS_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -36,5 +40,12 @@ $(PEERS): tests/peers/package.json
 	  echo "Install Node.js 18+ with npm to run them."; \
 	fi
 
+# A failed install does not stop `make test`: tests/infra/test_checkov.py then skips with the reason (fails in CI).
+$(TOOLS_STAMP): Makefile
+	@echo "Installing $(CHECKOV) into $(TOOLS) ..."
+	@{ test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS); } && \
+	  $(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "$(CHECKOV)" && touch $(TOOLS_STAMP) || \
+	  echo "Could not install $(CHECKOV) into $(TOOLS): the infra/ scan will be skipped (CI=true makes it fail)."
+
 clean:
-	rm -rf $(VENV) tests/peers/node_modules .data .pytest_cache
+	rm -rf $(VENV) $(TOOLS) tests/peers/node_modules .data .pytest_cache

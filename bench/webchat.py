@@ -39,25 +39,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
-import os
-import shutil
-import signal
-import socket
 import ssl
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/webchat.py`
+from common import HostFailed, local_host, percentile  # noqa: E402
+
 
 #: What a customer says, in order; clients with more turns start over.
 JOURNEY = (
@@ -70,7 +63,6 @@ JOURNEY = (
     "Thanks, that's all",
 )
 
-STARTUP_TIMEOUT = 60.0
 
 
 @dataclass
@@ -81,91 +73,6 @@ class Results:
     errors: Counter[str] = field(default_factory=Counter)
     turns_done: int = 0
     turns_planned: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
-
-
-@contextmanager
-def local_host() -> Iterator[str]:
-    """`python -m local` on a free port with a temporary data dir; yields its base URL and stops it after."""
-    workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
-        "SWITCHBOARD_POLICY": "offline",
-        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log_path = workdir / "host.log"
-    url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "local"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops anything it started
-        )
-    try:
-        _wait_healthy(process, url, log_path)
-        yield url
-    finally:
-        _stop(process)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-class HostFailed(RuntimeError):
-    pass
-
-
-def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise HostFailed(f"the local host exited with status {process.returncode}:\n{_tail(log_path)}")
-            try:
-                if client.get(f"{url}/healthz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise HostFailed(f"the local host did not answer {url}/healthz within {STARTUP_TIMEOUT:.0f} s:\n{_tail(log_path)}")
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)  # the group we created with start_new_session
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _error_kind(response: httpx.Response) -> str:
@@ -327,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         return measure(args.url.rstrip("/"), started_host=False)
     print("starting the local host ...", file=sys.stderr, flush=True)
     try:
-        with local_host() as url:
-            return measure(url, started_host=True)
+        with local_host() as host:
+            return measure(host.url, started_host=True)
     except HostFailed as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

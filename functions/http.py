@@ -58,16 +58,16 @@ def bearer_token(req: func.HttpRequest) -> str:
     return token.strip()
 
 
-Handler = Callable[[func.HttpRequest], Awaitable[func.HttpResponse]]
+Handler = Callable[..., Awaitable[func.HttpResponse]]  # (req, **other bindings such as a durable client)
 
 
 def handles_errors(handler: Handler) -> Handler:
     """Turn domain errors into clear 4xx/503 answers; anything else is a logged 500 with no detail to the caller."""
 
     @functools.wraps(handler)
-    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    async def wrapper(req: func.HttpRequest, **bindings: Any) -> func.HttpResponse:
         try:
-            return await handler(req)
+            return await handler(req, **bindings)
         except InvalidInput as exc:
             return error(400, str(exc))
         except Unauthorized as exc:

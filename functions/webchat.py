@@ -10,14 +10,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import azure.durable_functions as df
 import azure.functions as func
 
+from functions.handoff import notify_engaged, start_handoff
 from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
 from shared.bootstrap import Services, get_services
 from shared.errors import InvalidInput, Unauthorized
 from shared.models import Channel, Identity, IdentityKind, new_id
 
-bp = func.Blueprint()
+bp = df.Blueprint()
 
 TOKEN_AUDIENCE = "webchat"
 _PAGE = Path(__file__).parent / "static" / "webchat.html"
@@ -43,21 +45,28 @@ async def webchat_page(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="webchat/sessions", methods=["POST"])
+@bp.durable_client_input(client_name="client")
 @handles_errors
-async def webchat_create_session(req: func.HttpRequest) -> func.HttpResponse:
+async def webchat_create_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """A new conversation, or, with a handoff link's token, the continuation of one from another channel."""
     body = json_body(req, allow_empty=True)
     if unknown := set(body) - {"handoff_token"}:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-    if "handoff_token" in body:
-        if not isinstance(body["handoff_token"], str) or not body["handoff_token"]:
-            raise InvalidInput('"handoff_token" must be a non-empty string')
-        # Continuing from another channel arrives with the handoff issue; until then no link can be valid.
-        raise Unauthorized("this handoff link is not valid")
     services = await get_services()
     session_id = new_id("web")
-    opened = await services.conversation.open_for_identity(
-        Channel.WEBCHAT, session_id, Identity(IdentityKind.WEBCHAT, session_id)
-    )
+    if "handoff_token" in body:
+        customer_id, used = await _redeem_handoff_link(services, body["handoff_token"])
+        try:
+            opened = await services.conversation.open(Channel.WEBCHAT, session_id, customer_id)
+        except BaseException:
+            await services.state.release_processed(used)  # nothing was opened: the link still works
+            raise
+        if opened.continued is not None:
+            await notify_engaged(client, opened.continued, session_id)
+    else:
+        opened = await services.conversation.open_for_identity(
+            Channel.WEBCHAT, session_id, Identity(IdentityKind.WEBCHAT, session_id)
+        )
     token = services.tokens.issue(
         TOKEN_AUDIENCE, services.settings.webchat_token_ttl_seconds, sid=session_id, cid=opened.customer.customer_id
     )
@@ -73,12 +82,15 @@ async def webchat_create_session(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="webchat/sessions/{session_id}/messages", methods=["POST"])
+@bp.durable_client_input(client_name="client")
 @handles_errors
-async def webchat_post_message(req: func.HttpRequest) -> func.HttpResponse:
+async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
     text = _message_text(json_body(req), services.settings.webchat_max_message_chars)
     outcome = await services.conversation.turn(session_id, customer_id, text)
+    if outcome.switch_to is not None:
+        await start_handoff(client, customer_id, session_id, Channel.WEBCHAT.value, outcome.switch_to)
     return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent})
 
 
@@ -93,9 +105,31 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
             "session_id": session.session_id,
             "agent": session.active_agent or services.scenario.start_agent,
             "status": session.status.value,
-            "turns": [t.to_dict() for t in session.turns],
+            "turns": [{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at} for t in session.turns],
         }
     )
+
+
+async def _redeem_handoff_link(services: Services, token: object) -> tuple[str, str]:
+    """The customer a handoff link belongs to, if the link is genuine, unexpired, unused and still wanted; and the
+    key under which it is now marked used."""
+    from shared.handoff import TOKEN_AUDIENCE as LINK_AUDIENCE
+
+    if not isinstance(token, str) or not token:
+        raise InvalidInput('"handoff_token" must be a non-empty string')
+    try:
+        claims = services.tokens.verify(token, LINK_AUDIENCE)
+    except Unauthorized as exc:
+        raise Unauthorized(f"this link cannot be used: {exc}") from None
+    customer = await services.customers.get(str(claims["cid"]))
+    handoff = customer.handoff
+    if handoff is None or handoff.instance_id != claims.get("hid") or not handoff.open:
+        raise Unauthorized("this link is no longer valid: the conversation has moved on or expired")
+    used = f"handoff-link:{claims['jti']}"
+    lifetime = services.settings.handoff_expire_after_seconds + services.settings.handoff_remind_after_seconds
+    if not await services.state.mark_processed(used, lifetime):
+        raise Unauthorized("this link has already been used")
+    return customer.customer_id, used
 
 
 def _authorize(req: func.HttpRequest, services: Services) -> tuple[str, str]:

@@ -10,19 +10,22 @@ import argparse
 import asyncio
 import errno
 import logging
+import os
 import signal
 import sys
 from typing import Protocol
 
+from local import PortInUse
+from local.acs.calls import CallsApi
+from local.acs.messages import CHANNEL_ID, MessagesApi
+from local.acs.server import AcsEmulator, EmulatorService
+from local.durable import DATABASE_NAME, DurableExtension, read_task_hub
+from local.gateway import GatewayFailed, GatewayService
 from local.host import Host
 from local.project import load_app, load_local_settings, read_route_prefix
 from shared.settings import PROJECT_ROOT, Settings, SettingsError
 
 log = logging.getLogger("local")
-
-
-class PortInUse(Exception):
-    """A service's port is taken; the message says which setting moves it."""
 
 
 class Service(Protocol):
@@ -51,9 +54,11 @@ class FunctionsHost:
     async def start(self) -> None:
         # Import the app inside the running loop: anything it builds at import time belongs to this loop.
         app, shutdown = load_app(self._app_spec, PROJECT_ROOT)
+        durable = DurableExtension(self._settings.data_dir / DATABASE_NAME, task_hub=read_task_hub(PROJECT_ROOT))
         self._host = Host(
             app,
             route_prefix=read_route_prefix(PROJECT_ROOT),
+            extensions=[durable],
             on_shutdown=shutdown,
             function_directory=PROJECT_ROOT,
         )
@@ -81,7 +86,29 @@ class FunctionsHost:
 
 def services(settings: Settings, args: argparse.Namespace) -> list[Service]:
     """Everything `make run` starts, in start order."""
-    return [FunctionsHost(settings, args.app, args.access_log)]
+    running: list[Service] = []
+    if not settings.acs_endpoint:  # a configured ACS resource replaces the emulator
+        running.append(acs_emulator(settings))
+    running.append(FunctionsHost(settings, args.app, args.access_log))
+    running.append(GatewayService(settings))
+    return running
+
+
+def acs_emulator(settings: Settings) -> EmulatorService:
+    """The local ACS emulator, and the app pointed at it.
+
+    The app reads its settings when it first needs them, after this runs, so the emulator's endpoint, key and
+    WhatsApp channel become the app's ACS_ENDPOINT, ACS_ACCESS_KEY and WHATSAPP_CHANNEL_ID. A key or channel id the
+    user set is the emulator's too, so requests they sign themselves are accepted.
+    """
+    channel_id = settings.whatsapp_channel_id or CHANNEL_ID
+    modules = [MessagesApi(channel_id), CallsApi()]
+    emulator = AcsEmulator(functions_url=f"http://127.0.0.1:{settings.port}", modules=modules)
+    if settings.acs_access_key:
+        emulator.access_key = settings.acs_access_key
+    service = EmulatorService(emulator, settings.acs_emulator_port)
+    os.environ.update(ACS_ENDPOINT=service.url, ACS_ACCESS_KEY=emulator.access_key, WHATSAPP_CHANNEL_ID=channel_id)
+    return service
 
 
 async def serve(running: list[Service]) -> None:
@@ -125,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(serve(services(settings, args)))
-    except PortInUse as exc:
+    except (PortInUse, GatewayFailed) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1
     except SettingsError as exc:  # raised while importing the app

@@ -1,7 +1,15 @@
-"""The media gateway: the always-warm container that runs the live audio loop of a call.
+"""The media gateway: the always-warm process that runs the live audio loop of every call.
 
-ACS streams the caller's audio here over a WebSocket; a per-call pipeline (voice activity detection, speech-to-text,
-the conversation core in shared/, text-to-speech, barge-in) answers in real time. It arrives with the voice issue;
-the conversation core it will call is `shared.conversation.Conversation.turn(..., on_text=...)`, which already
-streams reply text so speech can start before the reply is finished.
+ACS opens a WebSocket per call (server.py), speaking the media-streaming protocol (serializer.py). Each call
+(call.py) runs a pipeline of stages, each a `FrameProcessor` (processor.py) passing frames (frames.py):
+
+    vad.py         Silero VAD: the caller's turns, and only the audio around speech goes on
+    transcribe.py  speech-to-text (stt/: faster-whisper offline, Azure AI Speech, a scripted one)
+    agent.py       the conversation core in shared/ (`Conversation.turn` streams reply text); barge-in
+    speak.py       TTS a clause at a time (splitter.py; tts/: piper offline, Azure neural voices, a tone)
+    output.py      20 ms frames at real-time pace (pacing.py), an interruption as StopAudio
+
+Each reply is a `ReplyHandle` (reply.py). Speech engines are chosen and loaded once per process (engines.py);
+per-turn latencies go to the log and OpenTelemetry (metrics.py); ending a call goes through hooks.py.
+Run it with `python -m media_gateway`.
 """

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
+from shared.calls import CallControl, build_call_control
 from shared.conversation import Conversation
+from shared.messenger import Messenger, build_messenger
 from shared.models import Customer, Identity, IdentityKind
 from shared.policies.base import Policy
 from shared.queue import QueueMetrics
@@ -19,6 +22,7 @@ from shared.settings import Settings
 from shared.stores import build_customer_store, build_session_state
 from shared.stores.base import CustomerStore, SessionState
 from shared.tokens import TokenSigner, load_secret
+from shared.whatsapp.service import WhatsAppService
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +37,15 @@ class Services:
     conversation: Conversation
     tokens: TokenSigner
     queue: QueueMetrics
+    call_control: CallControl
+    messenger: Messenger
+
+    @cached_property
+    def whatsapp(self) -> WhatsAppService:
+        return WhatsAppService(self.scenario, self.customers, self.state, self.conversation, self.messenger)
 
     async def close(self) -> None:
-        for closeable in (self.policy, self.state, self.customers):
+        for closeable in (self.messenger, self.call_control, self.policy, self.state, self.customers):
             try:
                 await closeable.close()
             except Exception:  # closing is best effort; report and go on closing the rest
@@ -90,6 +100,8 @@ async def build_services(settings: Settings) -> Services:
         ),
         tokens=TokenSigner(load_secret(settings.token_secret, settings.data_dir)),
         queue=queue,
+        call_control=build_call_control(settings),
+        messenger=build_messenger(settings),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
-from shared.models import Channel, ChannelSession, Customer, Identity, SessionStatus, Turn
+from shared.models import Channel, ChannelSession, Customer, Handoff, HandoffStatus, Identity, SessionStatus, Turn, utcnow
 from shared.policies.base import HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext
 from shared.queue import QueueMetrics
 from shared.router import SwitchDecision, available_channels, decide
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: How many agent switches one customer message may cause (guards against two agents bouncing a customer).
 MAX_HOPS = 3
+#: The continuation opening, unless the scenario's phrases give a `continue` line.
+_CONTINUE = "Hi {name}, it's {company} again, carrying on from {came_from}."
 #: How much of the session's transcript a policy sees.
 HISTORY_TURNS = 20
 
@@ -43,6 +45,7 @@ _MENTIONS_CHANNEL = re.compile(r"whats\s?app|web\s?chat|chat (online|instead)|on
 class Reply:
     text: str
     agent: str
+    tool: str | None = None  # the tool whose result this reply gives, if any
 
     def to_dict(self) -> dict[str, str]:
         return {"text": self.text, "agent": self.agent}
@@ -62,6 +65,7 @@ class Opened:
     customer: Customer
     replies: list[Reply]
     agent: str
+    continued: Handoff | None = None  # the handoff this session continues: the channel tells the orchestration
 
 
 class Conversation:
@@ -83,28 +87,41 @@ class Conversation:
         self.session_ttl_seconds = session_ttl_seconds
 
     async def open(self, channel: Channel, session_id: str, customer_id: str, *, greet: bool = True) -> Opened:
-        """Start a session for a customer on a channel, greeted by the scenario's start agent.
+        """Start a session for a customer on a channel.
 
-        Opening a session that already exists returns it unchanged (a retried request opens nothing twice). With
-        `greet=False` the session starts silent: on WhatsApp the customer writes first, and the answer to that
-        message is a better first word than a greeting asking what they want.
+        A customer handed over to this channel continues where they left off: the agent they were talking to greets
+        them with what they were doing, and the handoff is marked engaged in the same write. Anyone else is greeted
+        by the scenario's start agent, unless `greet=False`: on WhatsApp the customer writes first, and the answer to
+        that message is a better first word than a greeting asking what they want. Opening a session that already
+        exists returns it unchanged (a retried request opens nothing twice).
         """
-        start = self.scenario.agent(self.scenario.start_agent)
 
-        def add_session(customer: Customer) -> bool:
+        def add_session(customer: Customer) -> Handoff | None:
             if session_id in customer.sessions:
-                return False
-            session = ChannelSession(session_id=session_id, channel=channel, active_agent=start.name)
-            if greet:
-                session.add_turn(Turn(role="agent", text=self._greeting(start, customer), agent=start.name))
+                return None
+            agent = self.scenario.agent(self.scenario.start_agent)
+            handoff = customer.handoff
+            continued = handoff if handoff and handoff.open and handoff.to_channel is channel else None
+            greeting = self._greeting(agent, customer) if greet else None
+            if continued is not None:
+                previous = customer.sessions.get(continued.from_session_id)
+                if previous is not None and previous.active_agent in self.scenario.agents:
+                    agent = self.scenario.agent(previous.active_agent)
+                greeting = self._continuation(customer, continued)
+                continued.status, continued.to_session_id = HandoffStatus.ENGAGED, session_id
+                continued.updated_at = utcnow()
+            session = ChannelSession(session_id=session_id, channel=channel, active_agent=agent.name)
+            if greeting:
+                session.add_turn(Turn(role="agent", text=greeting, agent=agent.name))
             customer.sessions[session_id] = session
-            return True
+            return continued
 
-        customer, _ = await self.customers.update(customer_id, add_session)
+        customer, continued = await self.customers.update(customer_id, add_session)
         session = customer.sessions[session_id]
-        await self._save_hot(session_id, customer_id, session.active_agent or start.name, {})
-        replies = [Reply(t.text, t.agent or start.name) for t in session.turns[:1] if t.role == "agent"]
-        return Opened(session_id, customer, replies, session.active_agent or start.name)
+        agent = session.active_agent or self.scenario.start_agent
+        await self._save_hot(session_id, customer_id, agent, {})
+        replies = [Reply(t.text, t.agent or agent) for t in session.turns[:1] if t.role == "agent"]
+        return Opened(session_id, customer, replies, agent, continued)
 
     async def open_for_identity(
         self, channel: Channel, session_id: str, identity: Identity, *, greet: bool = True
@@ -158,6 +175,26 @@ class Conversation:
             raise NotFound(f"no session {session_id!r} for this customer")
         return customer.sessions[session_id]
 
+    async def interrupted(self, session_id: str, customer_id: str, heard: list[Reply]) -> None:
+        """Voice barge-in: the customer cut the latest reply short, so the transcript keeps only what they heard.
+
+        Replaces the agent turns after the session's last customer turn (the reply, or the greeting) with `heard`,
+        which is empty when none of it was heard.
+        """
+
+        def cut(customer: Customer) -> None:
+            session = customer.sessions.get(session_id)
+            if session is None:
+                raise NotFound(f"no session {session_id!r} for this customer")
+            keep = len(session.turns)
+            while keep and session.turns[keep - 1].role == "agent":
+                keep -= 1
+            del session.turns[keep:]
+            for reply in heard:
+                session.add_turn(Turn("agent", reply.text, reply.agent))
+
+        await self.customers.update(customer_id, cut)
+
     # The agent loop --------------------------------------------------------------------------------------------
 
     async def _switch_decision(self, customer: Customer, channel: str, text: str) -> SwitchDecision:
@@ -174,6 +211,7 @@ class Conversation:
             self._extract_slots(ctx)
             handoff: HandoffRequest | None = None
             parts: list[str] = []
+            calls_before = len(ctx.tool_calls)
             async for event in self.policy.respond(ctx):
                 if isinstance(event, TextDelta):
                     parts.append(event.text)
@@ -189,7 +227,8 @@ class Conversation:
                         log.warning("%s asked to switch to %s, which this customer cannot take", ctx.agent.name, event.channel)
                     break
             if text := "".join(parts).strip():
-                replies.append(Reply(text, ctx.agent.name))
+                answered = [c.name for c in ctx.tool_calls[calls_before:] if c.result is not None and c.result.ok]
+                replies.append(Reply(text, ctx.agent.name, answered[-1] if answered else None))
             if handoff is None:
                 break
             target = self._follow(ctx.agent, handoff)
@@ -223,6 +262,13 @@ class Conversation:
             if value := slot.extract(ctx.text):
                 ctx.learn(slot.name, value)
 
+    def _continuation(self, customer: Customer, handoff: Handoff) -> str:
+        name = (customer.collected.get("customer_name") or "").split(" ")[0]
+        came_from = {"voice": "your call", "whatsapp": "WhatsApp", "webchat": "our web chat"}[handoff.from_channel.value]
+        template = self.scenario.phrases.get("continue", _CONTINUE)
+        opening = template.format(company=self.scenario.company, came_from=came_from, name=name or "there")
+        return " ".join(p for p in (opening, customer.summary) if p)
+
     def _greeting(self, agent: AgentSpec, customer: Customer) -> str:
         name = customer.collected.get("customer_name")
         if name and "welcome_back" in self.scenario.phrases:
@@ -241,7 +287,9 @@ class Conversation:
         replies: list[Reply],
         on_save: OnSave | None = None,
     ) -> Customer:
-        turns = [Turn(role="customer", text=text, agent=agent)] + [Turn("agent", r.text, r.agent) for r in replies]
+        turns = [Turn(role="customer", text=text, agent=agent)] + [
+            Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
+        ]
 
         def record(customer: Customer) -> None:
             session = customer.sessions[session_id]

@@ -16,6 +16,8 @@ from typing import Any
 
 #: Sessions keep their most recent turns; older ones are folded into the summary.
 MAX_TURNS_PER_SESSION = 200
+#: Messaging sessions keep the delivery log of their most recent messages (in and out).
+MAX_MESSAGES_PER_SESSION = 400
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 
@@ -76,13 +78,60 @@ class Turn:
     text: str
     agent: str | None = None  # which agent spoke (or was active when the customer spoke)
     at: str = field(default_factory=utcnow)
+    tool: str | None = None  # agent turns: the tool whose result this reply gives (summaries quote these)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if self.tool is None:
+            del data["tool"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:
-        return cls(role=data["role"], text=data["text"], agent=data.get("agent"), at=data.get("at") or utcnow())
+        return cls(
+            role=data["role"], text=data["text"], agent=data.get("agent"), at=data.get("at") or utcnow(),
+            tool=data.get("tool"),
+        )
+
+
+class Delivery(StrEnum):
+    """Where a message on a messaging channel (WhatsApp) stands. Outbound ones move forward, never back."""
+
+    RECEIVED = "received"  # inbound: the customer's message reached us
+    PENDING = "pending"  # outbound: decided, not yet accepted by the channel
+    HELD = "held"  # outbound: outside the customer-service window; goes out when the customer writes again
+    ACCEPTED = "accepted"  # the channel took it and gave it an id
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"  # `error` says why; a permanent send failure or the channel's failed status
+
+
+@dataclass
+class ChannelMessage:
+    """One message on a messaging channel, in the session's delivery log.
+
+    The turns say what was said; the log says what travelled: the channel's message ids (which delivery status
+    events refer to), the repeatability key of each send, and how far each message got.
+    """
+
+    key: str  # inbound: the channel's message id; outbound: our repeatability id for the send
+    direction: str  # "in" or "out"
+    kind: str  # text, template, image, audio, button, ...
+    text: str  # the text, caption, template name or button title ("" when there is none)
+    status: Delivery
+    message_id: str | None = None  # the channel's id: the inbound message's, or the receipt of an outbound send
+    reply_to: str | None = None  # outbound: the inbound message id it answers
+    error: str | None = None
+    at: str = field(default_factory=utcnow)
+    updated_at: str = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChannelMessage:
+        return cls(**{**data, "status": Delivery(data["status"])})
 
 
 @dataclass
@@ -94,11 +143,27 @@ class ChannelSession:
     started_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     turns: list[Turn] = field(default_factory=list)
+    # Messaging channels only: when the customer last wrote (opens WhatsApp's 24-hour window) and the delivery log.
+    last_inbound_at: str | None = None
+    messages: list[ChannelMessage] = field(default_factory=list)
 
     def add_turn(self, turn: Turn) -> None:
         self.turns.append(turn)
         del self.turns[:-MAX_TURNS_PER_SESSION]
         self.updated_at = turn.at
+
+    def add_message(self, message: ChannelMessage) -> None:
+        self.messages.append(message)
+        del self.messages[:-MAX_MESSAGES_PER_SESSION]
+
+    def message(self, *, key: str | None = None, message_id: str | None = None) -> ChannelMessage | None:
+        """The logged message with this key or channel message id, newest first."""
+        for message in reversed(self.messages):
+            if key is not None and message.key == key:
+                return message
+            if message_id is not None and message.message_id == message_id:
+                return message
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +174,8 @@ class ChannelSession:
             "started_at": self.started_at,
             "updated_at": self.updated_at,
             "turns": [t.to_dict() for t in self.turns],
+            "last_inbound_at": self.last_inbound_at,
+            "messages": [m.to_dict() for m in self.messages],
         }
 
     @classmethod
@@ -121,7 +188,44 @@ class ChannelSession:
             started_at=data.get("started_at") or utcnow(),
             updated_at=data.get("updated_at") or utcnow(),
             turns=[Turn.from_dict(t) for t in data.get("turns", [])],
+            last_inbound_at=data.get("last_inbound_at"),
+            messages=[ChannelMessage.from_dict(m) for m in data.get("messages", [])],
         )
+
+
+class HandoffStatus(StrEnum):
+    STARTED = "started"  # the customer accepted; the orchestration is summarising and saving the context
+    INVITED = "invited"  # the invitation went out on the new channel; waiting for the customer
+    REMINDED = "reminded"
+    ENGAGED = "engaged"  # the customer wrote on the new channel: the conversation continues there
+    EXPIRED = "expired"  # nobody came; the context stays on the record for next time
+
+
+@dataclass
+class Handoff:
+    """A move from one channel to another, as the customer record remembers it (the orchestration drives it)."""
+
+    instance_id: str  # the Durable orchestration's id
+    from_session_id: str
+    from_channel: Channel
+    to_channel: Channel
+    status: HandoffStatus = HandoffStatus.STARTED
+    started_at: str = field(default_factory=utcnow)
+    updated_at: str = field(default_factory=utcnow)
+    to_session_id: str | None = None  # the session that continued it, once engaged
+
+    @property
+    def open(self) -> bool:
+        return self.status in (HandoffStatus.STARTED, HandoffStatus.INVITED, HandoffStatus.REMINDED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "from_channel": self.from_channel.value, "to_channel": self.to_channel.value,
+                "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Handoff:
+        return cls(**{**data, "from_channel": Channel(data["from_channel"]), "to_channel": Channel(data["to_channel"]),
+                      "status": HandoffStatus(data["status"])})
 
 
 @dataclass
@@ -131,6 +235,7 @@ class Customer:
     sessions: dict[str, ChannelSession] = field(default_factory=dict)
     collected: dict[str, str] = field(default_factory=dict)  # slot name -> value, e.g. account_number
     summary: str = ""
+    handoff: Handoff | None = None  # the latest channel move, if any
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     # Concurrency token owned by the store: an integer version in SQLite, the ETag in Cosmos. Callers never set it.
@@ -159,6 +264,7 @@ class Customer:
             "sessions": {sid: s.to_dict() for sid, s in self.sessions.items()},
             "collected": dict(self.collected),
             "summary": self.summary,
+            "handoff": self.handoff.to_dict() if self.handoff else None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -171,6 +277,7 @@ class Customer:
             sessions={sid: ChannelSession.from_dict(s) for sid, s in data.get("sessions", {}).items()},
             collected=dict(data.get("collected", {})),
             summary=data.get("summary", ""),
+            handoff=Handoff.from_dict(data["handoff"]) if data.get("handoff") else None,
             created_at=data.get("created_at") or utcnow(),
             updated_at=data.get("updated_at") or utcnow(),
             version=version,

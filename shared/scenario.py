@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -116,6 +117,7 @@ class IntentSpec:
     name: str
     examples: tuple[str, ...]
     keywords: dict[str, float]  # word or phrase -> weight
+    summary: str = ""  # how a handoff summary names this topic; may use {company} and slots ({service_address})
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,48 @@ class Omnichannel:
     queue_depth_threshold: int = 50
     mass_outage_threshold: int = 1000
     alternate_channels: tuple[str, ...] = ("whatsapp", "webchat")
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    """One body parameter of a WhatsApp template, in the template's order."""
+
+    name: str
+    text: str  # may name {company} and slots ({customer_name}), filled from the customer's record
+    fallback: str = ""  # used when a slot the text names is not on the record (required if it names one)
+
+
+@dataclass(frozen=True)
+class WhatsAppTemplate:
+    """The approved template sent when WhatsApp's 24-hour customer-service window is closed."""
+
+    name: str
+    language: str
+    parameters: tuple[TemplateParameter, ...] = ()
+
+    def values(self, company: str, collected: dict[str, str]) -> list[tuple[str, str]]:
+        """(parameter name, text) in body order, for this customer."""
+        values = []
+        for p in self.parameters:
+            try:
+                values.append((p.name, p.text.format_map({**collected, "company": company})))
+            except KeyError:
+                values.append((p.name, p.fallback))
+        return values
+
+
+DEFAULT_NON_TEXT_REPLY = "Thanks! I can only read text messages here. Could you tell me in words what you need?"
+
+
+@dataclass(frozen=True)
+class WhatsAppSpec:
+    template: WhatsAppTemplate | None = None  # None: outside the window nothing can be sent (recorded as failed)
+    non_text_reply: str = DEFAULT_NON_TEXT_REPLY  # the answer to an image, voice note, location, ...
+    # Channel handoff messages (business-initiated, so templates); their parameters may also name {summary} and,
+    # for the web chat link, {link}. None: that message is not sent (the handoff records why).
+    invite: WhatsAppTemplate | None = None  # "continue here on WhatsApp"
+    link_invite: WhatsAppTemplate | None = None  # "continue in your browser: {link}"
+    reminder: WhatsAppTemplate | None = None  # the one nudge when the customer has not come yet
 
 
 @dataclass(frozen=True)
@@ -152,6 +196,8 @@ class Scenario:
     omnichannel: Omnichannel
     data: ScenarioData
     path: Path
+    escalation: str = ""  # E.164 number of the human team a call is transferred to; empty: no transfer
+    whatsapp: WhatsAppSpec = WhatsAppSpec()
 
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]
@@ -179,12 +225,16 @@ def normalize_slot(kind: str, raw: str) -> str:
 
 # Loading --------------------------------------------------------------------------------------------------------
 
-_TOP_KEYS = {"name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel"}
+_TOP_KEYS = {
+    "name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel", "escalation",
+    "whatsapp",
+}
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _AGENT_KEYS = {"title", "greeting", "instructions", "intents", "slots", "tools", "handoffs"}
 _SLOT_KEYS = {"description", "ask", "pattern", "kind", "choices"}
 _TOOL_KEYS = {"description", "parameters", "requires", "keywords"}
 _EDGE_KEYS = {"to", "mode", "when"}
-_INTENT_KEYS = {"examples", "keywords"}
+_INTENT_KEYS = {"examples", "keywords", "summary"}
 _REQUIRED_PHRASES = {
     "clarify", "fallback", "farewell", "thanks", "anything_else",
     "switch_offer", "switch_accepted", "switch_declined", "switch_unavailable",
@@ -226,6 +276,12 @@ def load_scenario(name_or_path: str) -> Scenario:
     _check_keys(omni_raw, set(Omnichannel.__dataclass_fields__), f"{where}: omnichannel")
     omnichannel = Omnichannel(**{k: tuple(v) if isinstance(v, list) else v for k, v in omni_raw.items()})
 
+    escalation = raw.get("escalation", "")
+    if not isinstance(escalation, str) or (escalation and not _E164.match(escalation)):
+        raise ScenarioError(f"{where}: escalation must be a quoted E.164 phone number like '+15555550199'")
+
+    whatsapp = _whatsapp(raw.get("whatsapp") or {}, slots, f"{where}: whatsapp")
+
     data_file = folder / "data.yaml"
     data = ScenarioData(_read_yaml(data_file) if data_file.is_file() else {})
     return Scenario(
@@ -240,6 +296,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         omnichannel=omnichannel,
         data=data,
         path=folder,
+        escalation=escalation,
+        whatsapp=whatsapp,
     )
 
 
@@ -315,12 +373,56 @@ def _tool(
     )
 
 
+_HANDOFF_TEMPLATES = {"invite": {"summary"}, "link_invite": {"summary", "link"}, "reminder": {"summary", "link"}}
+
+
+def _whatsapp(body: dict[str, Any], slots: dict[str, SlotSpec], where: str) -> WhatsAppSpec:
+    _check_keys(body, {"template", "non_text_reply", *_HANDOFF_TEMPLATES}, where)
+    templates = {
+        key: _template(body[key], slots, f"{where}.{key}", extra_fields)
+        for key, extra_fields in {"template": set(), **_HANDOFF_TEMPLATES}.items()
+        if key in body
+    }
+    reply = body.get("non_text_reply", DEFAULT_NON_TEXT_REPLY)
+    if not isinstance(reply, str) or not reply.strip():
+        raise ScenarioError(f"{where}.non_text_reply: must be a non-empty sentence")
+    return WhatsAppSpec(non_text_reply=reply.strip(), **templates)
+
+
+def _template(raw: Any, slots: dict[str, SlotSpec], where: str, extra_fields: set[str]) -> WhatsAppTemplate:
+    """An approved WhatsApp template: its parameters may name {company}, slots, and the message's `extra_fields`."""
+    _check_keys(raw, {"name", "language", "parameters"}, where, required={"name", "language"})
+    if not re.fullmatch(r"[a-z0-9_]+", str(raw["name"])):
+        raise ScenarioError(f"{where}.name: WhatsApp template names are lowercase letters, digits and _")
+    if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", str(raw["language"])):
+        raise ScenarioError(f"{where}.language: a WhatsApp language code like en_US, not {raw['language']!r}")
+    if not isinstance(raw.get("parameters") or [], list):
+        raise ScenarioError(f"{where}.parameters: must be a list of {{name, text[, fallback]}}")
+    parameters = []
+    for i, p in enumerate(raw.get("parameters") or []):
+        here = f"{where}.parameters[{i}]"
+        _check_keys(p, {"name", "text", "fallback"}, here, required={"name", "text"})
+        named = {field for _, field, _, _ in string.Formatter().parse(str(p["text"])) if field is not None}
+        if unknown := named - set(slots) - {"company"} - extra_fields:
+            also = "".join(f", {{{name}}}" for name in sorted(extra_fields))
+            raise ScenarioError(f"{here}.text: {sorted(unknown)} are neither slots nor {{company}}{also}")
+        if named & set(slots) and not p.get("fallback"):
+            raise ScenarioError(f"{here}: names a slot, so it needs a fallback for customers without it")
+        parameters.append(TemplateParameter(str(p["name"]), str(p["text"]), str(p.get("fallback", ""))))
+    return WhatsAppTemplate(str(raw["name"]), str(raw["language"]), tuple(parameters))
+
+
 def _intent(name: str, body: dict[str, Any], where: str) -> IntentSpec:
     _check_keys(body, _INTENT_KEYS, where)
     keywords = body.get("keywords") or {}
     if isinstance(keywords, list):
         keywords = {k: 1.0 for k in keywords}
-    return IntentSpec(name, tuple(body.get("examples") or ()), {str(k): float(v) for k, v in keywords.items()})
+    return IntentSpec(
+        name,
+        tuple(body.get("examples") or ()),
+        {str(k): float(v) for k, v in keywords.items()},
+        str(body.get("summary") or "").strip(),
+    )
 
 
 def _agent(name: str, body: dict[str, Any], where: str) -> AgentSpec:

@@ -26,8 +26,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "COSMOS_DATABASE": ("switchboard", "Cosmos database name."),
     "COSMOS_CONTAINER": ("customers", "Cosmos container, partitioned on /customer_id."),
     "COSMOS_VERIFY_TLS": ("true", "Verify the Cosmos TLS certificate; `false` only for a local emulator's self-signed one."),
-    "REDIS_URL": ("", "Redis URL for hot session state (redis:// or rediss://). Empty: in-process state (one instance only)."),
+    "REDIS_URL": ("", "Redis URL for hot session state (redis:// or rediss://). Empty: see SESSION_STATE."),
     "SESSION_TTL_SECONDS": ("86400", "How long hot session state lives after its last use."),
+    "SESSION_STATE": ("auto", "Where hot session state, queue counters and processed-event ids live: `sqlite` (a file in SWITCHBOARD_DATA_DIR, shared by the local processes), `memory` (this process only), `redis`, `cosmos`, or `auto` (redis when REDIS_URL is set, else cosmos when COSMOS_ENDPOINT is set, else sqlite)."),
+    "COSMOS_STATE_CONTAINER": ("sessions", "Cosmos container for session state when SESSION_STATE resolves to cosmos: partitioned on /id, TTL on."),
     "AZURE_OPENAI_ENDPOINT": ("", "Azure OpenAI endpoint. Set: the OpenAI policy uses it."),
     "AZURE_OPENAI_DEPLOYMENT": ("gpt-4o-mini", "Azure OpenAI chat model deployment name."),
     "AZURE_OPENAI_API_VERSION": ("2024-10-21", "Azure OpenAI REST API version."),
@@ -38,8 +40,29 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "LLM_TIMEOUT_SECONDS": ("20", "Timeout of one LLM request; on expiry the customer hears a fallback line."),
     "AZURE_CLIENT_ID": ("", "Client id of the user-assigned managed identity that azure-identity should use."),
     "SWITCHBOARD_TOKEN_SECRET": ("", "HMAC secret for signed tokens (web chat sessions, handoff links, media gateway URLs). Empty: a random one kept in SWITCHBOARD_DATA_DIR (local only)."),
+    "HANDOFF_REMIND_AFTER_SECONDS": ("600", "After a channel handoff invite, how long to wait for the customer before one reminder."),
+    "HANDOFF_EXPIRE_AFTER_SECONDS": ("3600", "After the reminder, how long to wait before the handoff expires."),
     "WEBCHAT_TOKEN_TTL_SECONDS": ("86400", "Lifetime of a web chat session token."),
     "WEBCHAT_MAX_MESSAGE_CHARS": ("2000", "Longest customer message accepted by web chat."),
+    "ACS_ENDPOINT": ("", "Azure Communication Services endpoint (https://<resource>.communication.azure.com) that sends WhatsApp replies. Empty under `make run`: the local ACS emulator."),
+    "ACS_ACCESS_KEY": ("", "ACS access key. Empty: Entra ID (managed identity) through azure-identity. Under `make run` without ACS_ENDPOINT: the emulator's key (random unless set)."),
+    "WHATSAPP_CHANNEL_ID": ("", "Channel registration id (a GUID) of the WhatsApp number on the ACS resource that replies come from. Under `make run` without ACS_ENDPOINT: the emulator's."),
+    "ACS_EMULATOR_PORT": ("7072", "Port of the local ACS emulator that `make run` starts when ACS_ENDPOINT is empty; it listens on 127.0.0.1."),
+    "GATEWAY_PORT": ("8765", "Port of the local media gateway (`make run`); it listens on 127.0.0.1."),
+    "GATEWAY_PUBLIC_URL": ("", "WebSocket base URL at which ACS reaches the media gateway (wss://... in Azure). Empty: ws://127.0.0.1:$GATEWAY_PORT."),
+    "GATEWAY_HOST": ("127.0.0.1", "Interface the media gateway listens on; its container sets 0.0.0.0."),
+    "GATEWAY_END_OF_TURN_MS": ("500", "Silence after caller speech that ends their turn, in ms: lower answers sooner, higher lets callers pause."),
+    "GATEWAY_MAX_CALLS": ("100", "Calls one media gateway process carries at once; more get 503 on the WebSocket upgrade."),
+    "GATEWAY_PRELOAD_MODELS": ("true", "Load the media gateway's speech models as it starts, so the first caller does not wait (`false`: on the first call; the tests' hosts do this)."),
+    "SPEECH_ENDPOINT": ("", "Azure AI Speech endpoint (https://<resource>.cognitiveservices.azure.com/). Set (or SPEECH_REGION): the gateway uses Azure speech-to-text and neural TTS. Empty: offline faster-whisper and piper."),
+    "SPEECH_REGION": ("", "Azure AI Speech region (e.g. eastus), an alternative to SPEECH_ENDPOINT when using a key."),
+    "SPEECH_KEY": ("", "Azure AI Speech key. Empty: Entra ID (managed identity) through azure-identity, which needs SPEECH_ENDPOINT."),
+    "SPEECH_VOICE": ("en-US-JennyNeural", "Azure neural TTS voice the agent speaks with (the offline voice is piper's en_US joe)."),
+    "SPEECH_LANGUAGE": ("en-US", "Language Azure speech-to-text recognises."),
+    "CALL_AUDIO_SAMPLE_RATE": ("16000", "Call audio streamed between ACS and the media gateway: 16000 or 24000 Hz (16-bit mono PCM, 20 ms frames)."),
+    "CALL_TOKEN_TTL_SECONDS": ("14400", "Lifetime of a call's signed tokens (in the media gateway URL and the callback URL): the longest call."),
+    "ACS_RESOURCE_IMMUTABLE_ID": ("", "The ACS resource's immutable id. Set: call callbacks must carry ACS's signed JWT for it. Empty: the signed per-call token in the callback URL is checked alone (local)."),
+    "ACS_OPENID_CONFIGURATION_URL": ("https://acscallautomation.communication.azure.com/calling/.well-known/acsopenidconfiguration", "OpenID metadata naming the keys that sign ACS callback JWTs."),
 }
 
 
@@ -62,6 +85,8 @@ class Settings:
     cosmos_verify_tls: bool
     redis_url: str
     session_ttl_seconds: int
+    session_state: str  # memory, redis or cosmos: `auto` is resolved here
+    cosmos_state_container: str
     azure_openai_endpoint: str
     azure_openai_deployment: str
     azure_openai_api_version: str
@@ -73,7 +98,28 @@ class Settings:
     azure_client_id: str
     token_secret: str
     webchat_token_ttl_seconds: int
+    handoff_remind_after_seconds: float
+    handoff_expire_after_seconds: float
     webchat_max_message_chars: int
+    acs_endpoint: str
+    acs_access_key: str
+    whatsapp_channel_id: str
+    acs_emulator_port: int
+    gateway_port: int
+    gateway_public_url: str
+    gateway_host: str
+    gateway_end_of_turn_ms: int
+    gateway_max_calls: int
+    gateway_preload_models: bool
+    speech_endpoint: str
+    speech_region: str
+    speech_key: str
+    speech_voice: str
+    speech_language: str
+    call_audio_sample_rate: int
+    call_token_ttl_seconds: int
+    acs_resource_immutable_id: str
+    acs_openid_configuration_url: str
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -83,6 +129,10 @@ class Settings:
         policy = env.str("SWITCHBOARD_POLICY").lower()
         if policy not in ("auto", "offline", "openai"):
             raise SettingsError(f"SWITCHBOARD_POLICY must be auto, offline or openai, not {policy!r}")
+        gateway_port = env.int("GATEWAY_PORT")
+        sample_rate = env.int("CALL_AUDIO_SAMPLE_RATE")
+        if sample_rate not in (16000, 24000):
+            raise SettingsError(f"CALL_AUDIO_SAMPLE_RATE must be 16000 or 24000, not {sample_rate}")
         return cls(
             scenario=env.str("SWITCHBOARD_SCENARIO"),
             data_dir=data_dir if data_dir.is_absolute() else PROJECT_ROOT / data_dir,
@@ -97,6 +147,8 @@ class Settings:
             cosmos_verify_tls=env.bool("COSMOS_VERIFY_TLS"),
             redis_url=env.str("REDIS_URL"),
             session_ttl_seconds=env.int("SESSION_TTL_SECONDS"),
+            session_state=_session_state(env),
+            cosmos_state_container=env.str("COSMOS_STATE_CONTAINER"),
             azure_openai_endpoint=env.str("AZURE_OPENAI_ENDPOINT"),
             azure_openai_deployment=env.str("AZURE_OPENAI_DEPLOYMENT"),
             azure_openai_api_version=env.str("AZURE_OPENAI_API_VERSION"),
@@ -108,8 +160,36 @@ class Settings:
             azure_client_id=env.str("AZURE_CLIENT_ID"),
             token_secret=env.str("SWITCHBOARD_TOKEN_SECRET"),
             webchat_token_ttl_seconds=env.int("WEBCHAT_TOKEN_TTL_SECONDS"),
+            handoff_remind_after_seconds=env.float("HANDOFF_REMIND_AFTER_SECONDS"),
+            handoff_expire_after_seconds=env.float("HANDOFF_EXPIRE_AFTER_SECONDS"),
             webchat_max_message_chars=env.int("WEBCHAT_MAX_MESSAGE_CHARS"),
+            acs_endpoint=env.str("ACS_ENDPOINT").rstrip("/"),
+            acs_access_key=env.str("ACS_ACCESS_KEY"),
+            whatsapp_channel_id=env.str("WHATSAPP_CHANNEL_ID"),
+            acs_emulator_port=env.int("ACS_EMULATOR_PORT"),
+            gateway_port=gateway_port,
+            gateway_public_url=(env.str("GATEWAY_PUBLIC_URL") or f"ws://127.0.0.1:{gateway_port}").rstrip("/"),
+            gateway_host=env.str("GATEWAY_HOST"),
+            gateway_end_of_turn_ms=_positive(env, "GATEWAY_END_OF_TURN_MS"),
+            gateway_max_calls=_positive(env, "GATEWAY_MAX_CALLS"),
+            gateway_preload_models=env.bool("GATEWAY_PRELOAD_MODELS"),
+            speech_endpoint=env.str("SPEECH_ENDPOINT").rstrip("/"),
+            speech_region=env.str("SPEECH_REGION"),
+            speech_key=env.str("SPEECH_KEY"),
+            speech_voice=env.str("SPEECH_VOICE"),
+            speech_language=env.str("SPEECH_LANGUAGE"),
+            call_audio_sample_rate=sample_rate,
+            call_token_ttl_seconds=env.int("CALL_TOKEN_TTL_SECONDS"),
+            acs_resource_immutable_id=env.str("ACS_RESOURCE_IMMUTABLE_ID"),
+            acs_openid_configuration_url=env.str("ACS_OPENID_CONFIGURATION_URL"),
         )
+
+    @property
+    def uses_azure_speech(self) -> bool:
+        """Azure AI Speech is configured: the media gateway's speech-to-text and TTS use it."""
+        if self.speech_region and not self.speech_key:
+            raise SettingsError("SPEECH_REGION needs SPEECH_KEY; with managed identity set SPEECH_ENDPOINT instead")
+        return bool(self.speech_endpoint or self.speech_region)
 
     @property
     def uses_llm(self) -> bool:
@@ -119,6 +199,27 @@ class Settings:
         if self.policy == "openai" and not configured:
             raise SettingsError("SWITCHBOARD_POLICY=openai needs AZURE_OPENAI_ENDPOINT or OPENAI_BASE_URL")
         return configured
+
+
+def _positive(env: _Reader, key: str) -> int:
+    value = env.int(key)
+    if value == 0:
+        raise SettingsError(f"{key} must be more than 0")
+    return value
+
+
+def _session_state(env: _Reader) -> str:
+    choice = env.str("SESSION_STATE").lower()
+    redis_url, cosmos_endpoint = env.str("REDIS_URL"), env.str("COSMOS_ENDPOINT")
+    if choice == "auto":
+        return "redis" if redis_url else "cosmos" if cosmos_endpoint else "sqlite"
+    if choice not in ("sqlite", "memory", "redis", "cosmos"):
+        raise SettingsError(f"SESSION_STATE must be auto, sqlite, memory, redis or cosmos, not {choice!r}")
+    if choice == "redis" and not redis_url:
+        raise SettingsError("SESSION_STATE=redis needs REDIS_URL")
+    if choice == "cosmos" and not cosmos_endpoint:
+        raise SettingsError("SESSION_STATE=cosmos needs COSMOS_ENDPOINT")
+    return choice
 
 
 class _Reader:

@@ -69,7 +69,7 @@ def load_secret(configured: str, data_dir: Path) -> bytes:
     """The configured secret; or, outside Azure, a random one kept in the data folder so restarts keep sessions."""
     if configured:
         return configured.encode()
-    if os.environ.get("WEBSITE_INSTANCE_ID"):  # running in Azure App Service / Functions
+    if os.environ.get("WEBSITE_INSTANCE_ID") or os.environ.get("CONTAINER_APP_NAME"):  # Functions, or Container Apps
         raise RuntimeError("SWITCHBOARD_TOKEN_SECRET must be set in Azure (a Key Vault reference): refusing a random one")
     path = data_dir / "token-secret"
     data_dir.mkdir(parents=True, exist_ok=True)

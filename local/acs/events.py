@@ -44,8 +44,10 @@ async def post_event_grid(
         return response.status
 
 
-async def post_callbacks(session: aiohttp.ClientSession, callback_url: str, events: list[dict[str, Any]]) -> int:
-    """POST Call Automation callback CloudEvents to the URL the app gave at answer time."""
-    async with session.post(callback_url, json=events) as response:
+async def post_callbacks(
+    session: aiohttp.ClientSession, callback_url: str, events: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> int:
+    """POST Call Automation callback CloudEvents to the URL the app gave at answer time (`headers`: the JWT)."""
+    async with session.post(callback_url, json=events, headers=headers) as response:
         await response.read()
         return response.status

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
+from local import PortInUse
 from local.acs.auth import verify
 
 log = logging.getLogger("local.acs")
@@ -78,8 +79,6 @@ class EmulatorService:
         except OSError as exc:
             await self._runner.cleanup()
             if exc.errno == errno.EADDRINUSE:
-                from local.__main__ import PortInUse
-
                 raise PortInUse(f"port {self.port} is in use: set ACS_EMULATOR_PORT=<another port>") from None
             raise
 

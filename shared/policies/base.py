@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from shared.models import Turn
+from shared.models import Customer, Turn
 from shared.router import SwitchDecision
 from shared.scenario import AgentSpec, Requirement, Scenario, ToolResult
 
@@ -117,6 +117,12 @@ class Policy(ABC):
     @abstractmethod
     def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
         """Yield TextDelta events, then at most one HandoffRequest or SwitchRequest (and stop)."""
+
+    async def summarise(self, scenario: Scenario, customer: Customer, session_id: str) -> str:
+        """What the customer was doing in a session, said to them, for the channel they move to. No model needed."""
+        from shared.summary import extractive_summary  # summary imports the offline NLU; only handoffs need it
+
+        return extractive_summary(scenario, customer, session_id)
 
     async def close(self) -> None:
         """Release clients. The default holds none."""

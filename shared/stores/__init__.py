@@ -28,11 +28,23 @@ def build_customer_store(settings: Settings) -> CustomerStore:
 
 
 def build_session_state(settings: Settings) -> SessionState:
-    """Redis when REDIS_URL is set, else this process's memory (right for one local instance only)."""
-    if settings.redis_url:
+    """As SESSION_STATE says (auto: Redis if REDIS_URL, else Cosmos if COSMOS_ENDPOINT, else SQLite). Does no I/O.
+
+    SQLite is the embedded default, shared by the local processes (host, gateway); memory is right for one process
+    only; Cosmos serves deployments without Redis.
+    """
+    if settings.session_state == "redis":
         from shared.stores.azure_redis import RedisSessionState
 
         return RedisSessionState(settings.redis_url)
+    if settings.session_state == "cosmos":
+        from shared.stores.azure_cosmos_state import CosmosSessionState
+
+        return CosmosSessionState.from_settings(settings)
+    if settings.session_state == "sqlite":
+        from shared.stores.embedded_sqlite_state import SqliteSessionState
+
+        return SqliteSessionState(settings.data_dir / "state.sqlite3")
     from shared.stores.embedded_state import InProcessSessionState
 
     return InProcessSessionState()

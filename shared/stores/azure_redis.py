@@ -58,6 +58,9 @@ class RedisSessionState(SessionState):
         # SET NX is the atomic "first one wins": Redis answers OK to exactly one caller and nil to the rest.
         return bool(await self._call(self._redis.set(_EVENT + event_id, "1", nx=True, px=_millis(ttl_seconds))))
 
+    async def release_processed(self, event_id: str) -> None:
+        await self._call(self._redis.delete(_EVENT + event_id))
+
     async def increment(self, key: str, amount: int = 1) -> int:
         return int(await self._call(self._redis.incrby(_COUNTER + key, amount)))
 

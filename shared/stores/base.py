@@ -142,6 +142,14 @@ class SessionState(ABC):
         """
 
     @abstractmethod
+    async def release_processed(self, event_id: str) -> None:
+        """Forget `event_id`, so its next delivery is handled; no error if it was never marked.
+
+        A handler that fails after marking calls this before re-raising: the event source's redelivery must get
+        through, or a transient failure would lose the event for good.
+        """
+
+    @abstractmethod
     async def increment(self, key: str, amount: int = 1) -> int:
         """Atomically add `amount` (may be negative) to the counter `key` (absent = 0); return the new value.
 

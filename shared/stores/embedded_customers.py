@@ -1,30 +1,22 @@
 """CustomerStore on a local SQLite file: the embedded default when no Cosmos endpoint is configured.
 
-The local host and a test process may open the same file at once, so every read goes to the file (no cache), the
-journal is WAL (readers never wait for the writer) and a busy timeout makes a writer wait for the other process's
-lock instead of failing. Within one process every call runs on one worker thread with one connection: that keeps
-blocking I/O off the event loop and serialises our own writers, so the busy timeout is only ever spent on another
-process.
+Documents are JSON with an integer version column for optimistic concurrency; identities are a table whose primary
+key makes a claim atomic. The file may be shared by several local processes (see shared/stores/sqlite.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, TypeVar
 
 from shared.errors import Conflict
 from shared.models import Customer, Identity
 from shared.stores.base import CustomerStore
+from shared.stores.sqlite import SqliteWorker, immediate
 
 T = TypeVar("T")
-
-#: How long a write waits for another process holding the lock before SQLite gives up with "database is locked".
-BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS customers (
@@ -43,40 +35,13 @@ CREATE INDEX IF NOT EXISTS identities_by_customer ON identities (customer_id);
 class SqliteCustomerStore(CustomerStore):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-customers")
-        self._conn: sqlite3.Connection | None = None  # opened on the worker thread, used only there
-
-    # Plumbing ---------------------------------------------------------------------------------------------------
+        self._db = SqliteWorker(self.path, _SCHEMA, "sqlite-customers")
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self._on_worker, work)
-
-    def _on_worker(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:
-            self._conn = self._open()
-        return work(self._conn)
-
-    def _open(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: autocommit, so single statements commit at once and multi-statement writes say
-        # BEGIN IMMEDIATE themselves (taking the write lock up front; a deferred read-then-write upgrade in WAL fails
-        # with SQLITE_BUSY without waiting for the busy timeout).
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before WAL: switching needs the lock too
-        conn.execute("PRAGMA journal_mode = WAL")
-        # In WAL, NORMAL survives an app crash; only a power cut can lose the last commits. Good for an embedded store.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(_SCHEMA)
-        return conn
+        return await self._db.run(work)
 
     async def close(self) -> None:
-        def shut(conn: sqlite3.Connection) -> None:
-            conn.close()
-            self._conn = None
-
-        if self._conn is not None:
-            await self._run(shut)
-        self._worker.shutdown(wait=True)
+        await self._db.close()
 
     # Hooks ------------------------------------------------------------------------------------------------------
 
@@ -123,7 +88,7 @@ class SqliteCustomerStore(CustomerStore):
 
     async def _delete(self, customer_id: str) -> None:
         def delete(conn: sqlite3.Connection) -> None:
-            with _immediate(conn):
+            with immediate(conn):
                 conn.execute("DELETE FROM identities WHERE customer_id = ?", (customer_id,))
                 conn.execute("DELETE FROM customers WHERE customer_id = ?", (customer_id,))
 
@@ -132,7 +97,7 @@ class SqliteCustomerStore(CustomerStore):
     async def _claim_identity(self, identity: Identity, customer_id: str) -> str:
         def claim(conn: sqlite3.Connection) -> str:
             # One transaction, so the owner we report is the one our INSERT met, not one that came after a delete.
-            with _immediate(conn):
+            with immediate(conn):
                 conn.execute(
                     "INSERT OR IGNORE INTO identities (key, customer_id) VALUES (?, ?)", (identity.key, customer_id)
                 )
@@ -146,15 +111,3 @@ class SqliteCustomerStore(CustomerStore):
             return None if row is None else row[0]
 
         return await self._run(owner)
-
-
-@contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """Run the block in a write transaction taken up front; roll back if it raises."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")

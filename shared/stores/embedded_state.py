@@ -49,6 +49,10 @@ class InProcessSessionState(SessionState):
             self._store(_event(event_id), "1", ttl_seconds)
             return True
 
+    async def release_processed(self, event_id: str) -> None:
+        with self._lock:
+            self._entries.pop(_event(event_id), None)
+
     async def increment(self, key: str, amount: int = 1) -> int:
         with self._lock:
             value = self._counters.get(key, 0) + amount

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -340,7 +341,11 @@ def test_python_m_local_serves_the_app_and_stops_cleanly_on_sigterm(local_host_f
 
     with urllib.request.urlopen(f"{process.url}/healthz") as response:
         assert "on_event" in json.load(response)["functions"]
-    assert f"{process.url}/api/webchat" in process.stdout()  # the banner
+    # The banner comes once every service is up (the media gateway starts after the host answers /healthz).
+    deadline = time.monotonic() + 60
+    while f"{process.url}/api/webchat" not in process.stdout() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"{process.url}/api/webchat" in process.stdout()
 
     assert process.stop() == 0
     assert "Goodbye" in process.stdout()

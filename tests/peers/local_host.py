@@ -43,6 +43,8 @@ class LocalHost:
     def __init__(self, env: dict[str, str], workdir: Path, args: tuple[str, ...] = ()) -> None:
         self.port = int(env["PORT"])
         self.url = f"http://127.0.0.1:{self.port}"
+        # The ACS emulator `python -m local` starts beside the host (none when ACS_ENDPOINT points elsewhere).
+        self.acs_url = f"http://127.0.0.1:{env['ACS_EMULATOR_PORT']}" if not env.get("ACS_ENDPOINT") else None
         self._stdout_path, self._stderr_path = workdir / "host.stdout.log", workdir / "host.stderr.log"
         self._stdout = open(self._stdout_path, "wb")  # noqa: SIM115 - closed in stop()
         self._stderr = open(self._stderr_path, "wb")  # noqa: SIM115
@@ -104,6 +106,9 @@ def start_local_host(workdir: Path, args: tuple[str, ...] = (), **env: str) -> L
     workdir.mkdir(parents=True, exist_ok=True)
     defaults = {
         "PORT": str(free_port()),
+        "ACS_EMULATOR_PORT": str(free_port()),  # never 7072: a developer's `make run` may hold it
+        "GATEWAY_PORT": str(free_port()),  # the media gateway `python -m local` starts; never 8765 either
+        "GATEWAY_PRELOAD_MODELS": "false",  # a test host's gateway loads speech models only if a test calls it
         "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
         "SWITCHBOARD_POLICY": "offline",
         "PYTHONUNBUFFERED": "1",

@@ -185,3 +185,19 @@ async def test_a_web_chat_customer_can_ask_to_move_to_whatsapp_once_we_know_thei
     await chat.say("my number is 555 555 0100")
     outcome = await conversation.turn(chat.session_id, chat.customer_id, "can we do this on WhatsApp instead?")
     assert outcome.switch_to == "whatsapp"
+
+
+async def test_a_silent_open_and_channel_bookkeeping_saved_with_the_turn(conversation) -> None:
+    # WhatsApp's use: the customer wrote first, so no greeting; the channel's log rides in the turn's own write.
+    jordan = Identity(IdentityKind.PHONE, "+15555550100")
+    opened = await conversation.open_for_identity(Channel.WHATSAPP, "wa_test", jordan, greet=False)
+    assert opened.replies == [] and opened.customer.sessions["wa_test"].turns == []
+    assert (await conversation.open(Channel.WHATSAPP, "wa_test", opened.customer.customer_id)).replies == []
+
+    def note(session, replies) -> None:
+        session.last_inbound_at = f"{len(replies)} replies"
+
+    outcome = await conversation.turn("wa_test", opened.customer.customer_id, "my lights are out", on_save=note)
+    stored = (await conversation.customers.get(opened.customer.customer_id)).sessions["wa_test"]
+    assert stored.last_inbound_at == f"{len(outcome.replies)} replies"
+    assert [t.role for t in stored.turns] == ["customer", "agent"] and "4:00 PM" in stored.turns[-1].text

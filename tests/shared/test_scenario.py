@@ -53,6 +53,12 @@ def _broken_copy(tmp_path: Path, edit) -> Path:
         (lambda s: s["tools"].update(teleport={"description": "x"}), "tools.teleport: tools.py has no function"),
         (lambda s: s["phrases"].pop("fallback"), r"phrases is missing \['fallback'\]"),
         (lambda s: s["omnichannel"].update(queue_wait=5), r"omnichannel: unknown key\(s\) \['queue_wait'\]"),
+        (lambda s: s["whatsapp"].update(templates={}), r"whatsapp: unknown key\(s\) \['templates'\]"),
+        (lambda s: s["whatsapp"]["template"].pop("language"), r"whatsapp.template: missing key\(s\) \['language'\]"),
+        (lambda s: s["whatsapp"]["template"].update(name="Claim Update"), "template names are lowercase"),
+        (lambda s: s["whatsapp"]["template"]["parameters"].append({"name": "p", "text": "{policy}", "fallback": "x"}),
+         r"\['policy'\] are neither slots nor \{company\}"),
+        (lambda s: s["whatsapp"]["template"]["parameters"][0].pop("fallback"), "needs a fallback"),
     ],
 )
 def test_a_broken_scenario_names_the_problem(tmp_path: Path, edit, message: str) -> None:

@@ -1,4 +1,4 @@
-"""SessionState contract: in-process and Redis must behave the same to their callers.
+"""SessionState contract: in-process, Redis and Cosmos (on the emulator) must behave the same to their callers.
 
 The last sections test what only one adapter must do: Redis turning an outage into Unavailable and recovering, the
 in-process store not growing without bound.
@@ -15,8 +15,11 @@ import pytest
 
 from shared.errors import Unavailable
 from shared.stores import SessionState
+from shared.stores.azure_cosmos_state import CosmosSessionState
 from shared.stores.azure_redis import RedisSessionState
+from shared.stores.embedded_sqlite_state import SqliteSessionState
 from shared.stores.embedded_state import InProcessSessionState
+from tests.peers.cosmos_emulator import CosmosEmulator
 from tests.peers.redis_server import RedisServer
 
 SHORT_TTL = 0.3  # seconds; long enough to read back at once, short enough to wait out
@@ -36,7 +39,24 @@ async def redis_state(redis_url: str) -> AsyncIterator[RedisSessionState]:
     await state.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(scope="module")
+async def cosmos_state(cosmos_emulator: CosmosEmulator) -> AsyncIterator[CosmosSessionState]:
+    state = CosmosSessionState(
+        cosmos_emulator.endpoint, cosmos_emulator.key, "switchboard_tests", f"sessions_{uuid.uuid4().hex[:12]}",
+        verify_tls=False, create_container=True,
+    )
+    yield state
+    await state.close()
+
+
+@pytest.fixture
+async def sqlite_state(tmp_path) -> AsyncIterator[SqliteSessionState]:
+    state = SqliteSessionState(tmp_path / "state.sqlite3")
+    yield state
+    await state.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "cosmos"])
 def state(request: pytest.FixtureRequest) -> SessionState:
     return request.getfixturevalue(f"{request.param}_state")
 
@@ -114,6 +134,15 @@ async def test_concurrent_deliveries_of_one_event_let_exactly_one_through(state:
     assert sorted(results) == [False] * 19 + [True]
 
 
+async def test_a_released_event_is_handled_again(state: SessionState) -> None:
+    event = f"evt_{uuid.uuid4().hex}"
+    assert await state.mark_processed(event, ttl_seconds=60) is True
+    await state.release_processed(event)
+    assert await state.mark_processed(event, ttl_seconds=60) is True
+    assert await state.mark_processed(event, ttl_seconds=60) is False
+    await state.release_processed(f"evt_{uuid.uuid4().hex}")  # never marked: no error
+
+
 async def test_event_ids_and_state_keys_do_not_collide(state: SessionState) -> None:
     shared_name = key()
     assert await state.mark_processed(shared_name, ttl_seconds=60) is True
@@ -181,3 +210,20 @@ async def test_in_process_state_drops_expired_keys_nobody_reads_again(memory_sta
 
     # 6000 keys written, 3000 of them long expired and never touched again: a sweep must have dropped most.
     assert len(memory_state._entries) < 4500  # noqa: SLF001 - memory use is the behaviour under test
+
+
+# SQLite only: two processes (here: two adapters on one file) see one state -----------------------------------------
+
+
+async def test_the_sqlite_state_is_shared_by_everyone_on_the_file(tmp_path) -> None:
+    host, gateway = SqliteSessionState(tmp_path / "s.sqlite3"), SqliteSessionState(tmp_path / "s.sqlite3")
+    try:
+        await host.set_counter("queue:waiting", 60)
+        assert await gateway.increment("queue:waiting", -1) == 59
+        assert await host.mark_processed("evt_1", 60) is True
+        assert await gateway.mark_processed("evt_1", 60) is False
+        await gateway.put("session:1", {"agent": "OutageAgent"}, 60)
+        assert await host.get("session:1") == {"agent": "OutageAgent"}
+    finally:
+        await host.close()
+        await gateway.close()

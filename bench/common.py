@@ -1,0 +1,123 @@
+"""What the benchmarks share: a `python -m local` of their own, and percentiles.
+
+The host gets free ports for everything it starts (functions host, ACS emulator, media gateway), so a benchmark
+runs beside a developer's `make run`, and its own data dir, removed afterwards.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class BenchHost:
+    url: str
+    acs_url: str
+    data_dir: Path
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def local_host(**settings: str) -> Iterator[BenchHost]:
+    """`python -m local` on free ports with a temporary data dir (plus `settings`); stopped after."""
+    workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    port, acs_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "ACS_EMULATOR_PORT": str(acs_port),
+        "GATEWAY_PORT": str(free_port()),
+        "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
+        "SWITCHBOARD_POLICY": "offline",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "PYTHONUNBUFFERED": "1",
+        **settings,
+    }
+    log_path = workdir / "host.log"
+    url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops anything it started
+        )
+    try:
+        _wait_healthy(process, url, log_path)
+        yield BenchHost(url, f"http://127.0.0.1:{acs_port}", workdir / "data")
+    finally:
+        _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class HostFailed(RuntimeError):
+    pass
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise HostFailed(f"the local host exited with status {process.returncode}:\n{_tail(log_path)}")
+            try:
+                if client.get(f"{url}/healthz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise HostFailed(f"the local host did not answer {url}/healthz within {STARTUP_TIMEOUT:.0f} s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)  # the group we created with start_new_session
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+

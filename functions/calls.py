@@ -1,0 +1,100 @@
+"""Voice calls: the IncomingCall Event Grid trigger, the Call Automation callback webhook, and call control.
+
+IncomingCall is answered once (Event Grid redelivers) with media streaming to the media gateway. Callbacks are
+authenticated by the signed token in the callback URL (plus ACS's JWT in Azure, see shared/calls/callback_auth.py).
+The control routes let the media gateway end or transfer the call it carries, with the media token it was given.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import azure.functions as func
+
+from functions.http import Forbidden, Handler, bearer_token, error, handles_errors, json_response
+from shared.bootstrap import get_services
+from shared.calls.control import CallEnded, CallRejected
+from shared.calls.events import INCOMING_CALL, parse_callbacks, parse_incoming_call
+from shared.calls.service import MEDIA_AUDIENCE, CallService
+from shared.calls.service import Forbidden as ForeignCall
+from shared.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+
+
+@bp.event_grid_trigger(arg_name="event")
+async def incoming_call(event: func.EventGridEvent) -> None:
+    if event.event_type != INCOMING_CALL:
+        log.warning("incoming_call got a %s event (%s): filter the subscription on IncomingCall", event.event_type, event.id)
+        return
+    try:
+        call = parse_incoming_call(event.id, event.get_json())
+    except (InvalidInput, ValueError) as exc:  # Event Grid would redeliver a failure forever: log it and drop it
+        log.warning("dropped a malformed IncomingCall event %s: %s", event.id, exc)
+        return
+    await CallService(await get_services()).answer(call)
+
+
+def _call_errors(handler: Handler) -> Handler:
+    """Call-specific outcomes as HTTP answers; everything else is handled by `handles_errors`."""
+
+    @functools.wraps(handler)
+    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return await handler(req)
+        except ForeignCall as exc:
+            raise Forbidden(str(exc)) from None
+        except (CallEnded, CallRejected) as exc:
+            return error(409, str(exc))
+
+    return wrapper
+
+
+@bp.route(route="calls/callbacks", methods=["POST"])
+@handles_errors
+@_call_errors
+async def call_callbacks(req: func.HttpRequest) -> func.HttpResponse:
+    calls = CallService(await get_services())
+    ref = await calls.authenticate_callback(req.params.get("token", ""), req.headers.get("Authorization", ""))
+    events = parse_callbacks(req.get_body() or b"")
+    await calls.on_callbacks(ref, events)
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="calls/{call_id}", methods=["GET"])
+@handles_errors
+@_call_errors
+async def call_get(req: func.HttpRequest) -> func.HttpResponse:
+    calls, call_id = await _authorize(req)
+    return json_response(await calls.describe(call_id))
+
+
+@bp.route(route="calls/{call_id}/hangup", methods=["POST"])
+@handles_errors
+@_call_errors
+async def call_hang_up(req: func.HttpRequest) -> func.HttpResponse:
+    calls, call_id = await _authorize(req)
+    await calls.hang_up(call_id)
+    return json_response({"call_id": call_id, "action": "hangup"}, status=202)
+
+
+@bp.route(route="calls/{call_id}/transfer", methods=["POST"])
+@handles_errors
+@_call_errors
+async def call_transfer(req: func.HttpRequest) -> func.HttpResponse:
+    calls, call_id = await _authorize(req)
+    number = await calls.transfer(call_id)
+    return json_response({"call_id": call_id, "action": "transfer", "target": number}, status=202)
+
+
+async def _authorize(req: func.HttpRequest) -> tuple[CallService, str]:
+    """The call in the path, if the bearer token is that call's media token (what the gateway holds)."""
+    services = await get_services()
+    claims = services.tokens.verify(bearer_token(req), MEDIA_AUDIENCE)
+    call_id = req.route_params.get("call_id", "")
+    if claims.get("call") != call_id:
+        raise Forbidden("this token belongs to another call")
+    return CallService(services), call_id

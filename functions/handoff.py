@@ -1,0 +1,195 @@
+"""The channel handoff on Durable Functions: summarise, save the context, invite, wait for the customer, remind,
+expire. The orchestrator only decides; every step with I/O is an activity (shared/handoff.py), safe to run twice.
+
+Channels start a handoff with `start_handoff` (web chat and WhatsApp from their own triggers, the media gateway
+through `POST /api/handoffs`), and tell it the customer arrived with `notify_engaged`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from functions.http import handles_errors, json_body, json_response
+from shared.bootstrap import get_services
+from shared.errors import InvalidInput, NotFound
+from shared.models import Channel, Handoff
+
+log = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+ENGAGED_EVENT = "CustomerEngaged"
+ORCHESTRATOR = "handoff_orchestrator"
+# Transient failures (a throttled send, a store blip) are retried by Durable, with backoff, before a step fails.
+RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=4)
+
+
+@bp.orchestration_trigger(context_name="context")
+def handoff_orchestrator(context: df.DurableOrchestrationContext):
+    plan = context.get_input()
+    status = {"instance_id": context.instance_id, "to_channel": plan["to_channel"], "step": "summarising"}
+
+    context.set_custom_status(status)
+    summary = yield context.call_activity_with_retry("handoff_summarise", RETRY, plan)
+
+    context.set_custom_status({**status, "step": "saving context"})
+    holder = yield context.call_activity_with_retry("handoff_save_context", RETRY, {"plan": plan, "summary": summary})
+    plan = {**plan, "customer_id": holder}  # the record the new channel will find (see shared.handoff.save_context)
+
+    context.set_custom_status({**status, "step": "inviting"})
+    invite = yield context.call_activity_with_retry("handoff_invite", RETRY, plan)
+    status = {**status, "invite": invite}
+
+    for step, wait_seconds in (("waiting", plan["remind_after_seconds"]), ("reminded", plan["expire_after_seconds"])):
+        context.set_custom_status({**status, "step": step})
+        deadline = context.current_utc_datetime + timedelta(seconds=wait_seconds)
+        timer = context.create_timer(deadline)
+        engaged = context.wait_for_external_event(ENGAGED_EVENT)
+        winner = yield context.task_any([engaged, timer])
+        if winner == engaged:
+            timer.cancel()
+            session_id = _event_value(engaged.result)
+            context.set_custom_status({**status, "step": "engaged", "session_id": session_id})
+            return {"outcome": "engaged", "session_id": session_id}
+        if step == "waiting":
+            still_waiting = yield context.call_activity_with_retry("handoff_remind", RETRY, plan)
+            if not still_waiting:  # they arrived, but the event has not reached us (or never will): done
+                context.set_custom_status({**status, "step": "engaged"})
+                return {"outcome": "engaged"}
+
+    expired = yield context.call_activity_with_retry("handoff_expire", RETRY, plan)
+    outcome = "expired" if expired else "engaged"
+    context.set_custom_status({**status, "step": outcome})
+    return {"outcome": outcome}
+
+
+def _event_value(raw):
+    """The Python client double-encodes event data (a string arrives with its quotes), a plain POST does not."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+@bp.activity_trigger(input_name="plan")
+async def handoff_summarise(plan: dict) -> str:
+    from shared import handoff
+
+    return await handoff.summarise(await get_services(), handoff.HandoffPlan.from_dict(plan))
+
+
+@bp.activity_trigger(input_name="work")
+async def handoff_save_context(work: dict) -> str:
+    from shared import handoff
+
+    return await handoff.save_context(await get_services(), handoff.HandoffPlan.from_dict(work["plan"]), work["summary"])
+
+
+@bp.activity_trigger(input_name="plan")
+async def handoff_invite(plan: dict) -> dict:
+    from shared import handoff
+
+    return await handoff.invite(await get_services(), handoff.HandoffPlan.from_dict(plan))
+
+
+@bp.activity_trigger(input_name="plan")
+async def handoff_remind(plan: dict) -> bool:
+    from shared import handoff
+
+    return await handoff.remind(await get_services(), handoff.HandoffPlan.from_dict(plan))
+
+
+@bp.activity_trigger(input_name="plan")
+async def handoff_expire(plan: dict) -> bool:
+    from shared import handoff
+
+    return await handoff.expire(await get_services(), handoff.HandoffPlan.from_dict(plan))
+
+
+# Client side ------------------------------------------------------------------------------------------------------
+
+
+async def start_handoff(
+    client: df.DurableOrchestrationClient, customer_id: str, session_id: str, from_channel: str, to_channel: str
+) -> str:
+    """Start (once) the handoff of this session; returns the orchestration id."""
+    from shared.handoff import HandoffPlan, instance_id_for
+
+    services = await get_services()
+    instance_id = instance_id_for(session_id)
+    existing = await client.get_status(instance_id)
+    if existing is not None and existing.runtime_status is not None:
+        return instance_id  # accepted twice: the first acceptance already started it
+    plan = HandoffPlan(
+        instance_id=instance_id,
+        customer_id=customer_id,
+        from_session_id=session_id,
+        from_channel=from_channel,
+        to_channel=to_channel,
+        remind_after_seconds=services.settings.handoff_remind_after_seconds,
+        expire_after_seconds=services.settings.handoff_expire_after_seconds,
+    )
+    await client.start_new(ORCHESTRATOR, instance_id, plan.to_dict())
+    log.info("handoff %s started: %s -> %s", instance_id, from_channel, to_channel)
+    return instance_id
+
+
+async def notify_engaged(client: df.DurableOrchestrationClient, handoff: Handoff, session_id: str) -> None:
+    """Tell the orchestration the customer arrived. Best effort: the record already says so, and the reminder step
+    reads the record, so a lost event costs at most a skipped reminder, never a wrong one."""
+    try:
+        await client.raise_event(handoff.instance_id, ENGAGED_EVENT, session_id)
+    except Exception as exc:  # the orchestration may have finished or been purged; the record is the truth
+        log.warning("handoff %s: could not raise %s: %s", handoff.instance_id, ENGAGED_EVENT, exc)
+
+
+@bp.route(route="handoffs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+@handles_errors
+async def handoffs_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """For channels outside the function app (the media gateway): `{customer_id, session_id, to_channel}`."""
+    body = json_body(req)
+    if unknown := set(body) - {"customer_id", "session_id", "to_channel"}:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+    for key in ("customer_id", "session_id", "to_channel"):
+        if not isinstance(body.get(key), str) or not body[key]:
+            raise InvalidInput(f'"{key}" is required and must be a string')
+    if body["to_channel"] not in (Channel.WHATSAPP, Channel.WEBCHAT):
+        raise InvalidInput('"to_channel" must be whatsapp or webchat')
+    services = await get_services()
+    customer = await services.customers.get(body["customer_id"])
+    session = customer.sessions.get(body["session_id"])
+    if session is None:
+        raise NotFound("no such session for this customer")
+    instance_id = await start_handoff(client, customer.customer_id, session.session_id, session.channel.value, body["to_channel"])
+    return json_response({"id": instance_id, "status_url": f"/api/handoffs/{instance_id}"}, status=202)
+
+
+@bp.route(route="handoffs/{instance_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@bp.durable_client_input(client_name="client")
+@handles_errors
+async def handoffs_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    instance_id = req.route_params.get("instance_id", "")
+    status = await client.get_status(instance_id)
+    if status is None or status.runtime_status is None:
+        raise NotFound(f"no handoff {instance_id!r}")
+    custom = status.custom_status or {}
+    return json_response(
+        {
+            "id": instance_id,
+            "runtime_status": status.runtime_status.value,
+            "step": custom.get("step"),
+            "to_channel": custom.get("to_channel"),
+            "invite": custom.get("invite"),
+            "output": status.output,
+            "created_time": status.created_time.isoformat() if status.created_time else None,
+            "last_updated_time": status.last_updated_time.isoformat() if status.last_updated_time else None,
+        }
+    )

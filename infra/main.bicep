@@ -1,0 +1,391 @@
+// Switchboard on Azure, per use by default: everything bills by use except the media gateway's one idle replica,
+// the container registry and the phone number (docs/cost.md). `azd up` provisions this, deploys both services
+// (azure.yaml), then its postdeploy hook provisions again with the Event Grid subscriptions (infra/hooks/).
+//
+//   function app (Flex Consumption, Python 3.11) ── Durable task hub ──▶ storage (identity, no keys)
+//   media gateway (Container Apps, min 1 replica) ◀── ACS media WebSocket
+//   ACS ── Event Grid system topic ──▶ incoming_call, whatsapp_events (the function app's Event Grid triggers)
+//   Cosmos DB serverless (customers + session state) | optional Azure Managed Redis
+//   Azure AI Services (gpt-4o-mini, Speech, optional Foundry project) | Application Insights + Log Analytics
+//   one user-assigned managed identity with data-plane roles on each; Key Vault for the token secret
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; names the resource group and seeds every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region for everything except ACS and Event Grid (global). Must offer Flex Consumption.')
+param location string
+
+@description('Region for Azure AI Services when the model is not offered in `location`. Empty: `location`.')
+param aiLocation string = ''
+
+@description('Object id of the person running azd (AZURE_PRINCIPAL_ID). Gets Key Vault Secrets Officer on the vault only.')
+param principalId string = ''
+
+@secure()
+@description('HMAC secret for signed tokens. azd reads it back from Key Vault on every provision, or makes a random one the first time (main.parameters.json).')
+param tokenSecret string
+
+@allowed([
+  'none'
+  'Balanced_B0'
+])
+@description('Azure Managed Redis for hot state, or none: the app then keeps hot state, queue counters and processed-event ids in Cosmos DB. Prices per option in docs/cost.md.')
+param redisSku string = 'none'
+
+@description('Redis with replication (twice the price). Only used when redisSku is not none.')
+param redisHighAvailability bool = false
+
+@minValue(0)
+@description('Always-ready instances for incoming_call. 0: the first call after an idle spell waits for a cold start while it rings; 1: no wait, a baseline charge (docs/deploy.md, docs/cost.md).')
+param alwaysReadyInstances int = 0
+
+@minValue(40)
+@maxValue(1000)
+param functionMaxInstances int = 100
+
+@allowed([
+  512
+  2048
+  4096
+])
+@description('Flex Consumption instance memory; GB-seconds are billed at this size.')
+param functionInstanceMemoryMB int = 2048
+
+@minValue(1)
+@description('Most media gateway replicas; each carries callsPerReplica calls.')
+param gatewayMaxReplicas int = 3
+
+@minValue(1)
+param gatewayCallsPerReplica int = 10
+
+@description('Port the media gateway listens on in its container (GATEWAY_PORT).')
+param gatewayPort int = 8765
+
+@description('Image azd built and pushed for the gateway (SERVICE_GATEWAY_IMAGE_NAME); empty before the first deploy.')
+param gatewayImageName string = ''
+
+param chatModelDeployment string = 'gpt-4o-mini'
+param chatModelName string = 'gpt-4o-mini'
+param chatModelVersion string = '2024-07-18'
+
+@description('Thousands of tokens per minute for the deployment (a quota, not a price: GlobalStandard bills per token).')
+param chatModelCapacity int = 30
+
+@description('Create an AI Foundry project on the AI Services account (for azure-ai-projects).')
+param deployFoundryProject bool = false
+
+@description('Geography where ACS keeps data at rest.')
+param acsDataLocation string = 'United States'
+
+@description('Channel registration id of the WhatsApp number, once registered on the ACS resource (docs/deploy.md).')
+param whatsappChannelId string = ''
+
+@description('Create the Event Grid subscriptions. False on the first provision (no code yet to answer the handshake); the postdeploy hook sets it.')
+param eventSubscriptions bool = false
+
+@description('Scenario folder the agents come from (SWITCHBOARD_SCENARIO).')
+param scenario string = 'utilities'
+
+var tags = {
+  'azd-env-name': environmentName
+}
+var token = toLower(uniqueString(subscription().id, environmentName, location))
+var useRedis = redisSku != 'none'
+
+var names = {
+  identity: 'id-${token}'
+  logAnalytics: 'log-${token}'
+  appInsights: 'appi-${token}'
+  storage: 'st${token}'
+  keyVault: 'kv-${token}'
+  cosmos: 'cosmos-${token}'
+  redis: 'redis-${token}'
+  ai: 'ai-${token}'
+  acs: 'acs-${token}'
+  systemTopic: 'evgt-acs-${token}'
+  registry: 'cr${token}'
+  containerEnv: 'cae-${token}'
+  gateway: 'ca-gw-${token}'
+  functionApp: 'func-${token}'
+  plan: 'plan-${token}'
+  foundryProject: 'switchboard'
+}
+var cosmosDatabase = 'switchboard'
+var customersContainer = 'customers'
+var sessionsContainer = 'sessions'
+var taskHubName = 'switchboard'
+var deploymentContainer = 'app-package'
+var deadLetterContainer = 'eventgrid-deadletter'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: names.logAnalytics
+    applicationInsightsName: names.appInsights
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    deploymentContainerName: deploymentContainer
+    deadLetterContainerName: deadLetterContainer
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: names.keyVault
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    userPrincipalId: principalId
+    tokenSecret: tokenSecret
+  }
+}
+
+module cosmos 'modules/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    accountName: names.cosmos
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    databaseName: cosmosDatabase
+    customersContainerName: customersContainer
+    sessionsContainerName: sessionsContainer
+  }
+}
+
+module redis 'modules/redis.bicep' = if (useRedis) {
+  name: 'redis'
+  scope: rg
+  params: {
+    name: names.redis
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+    keyVaultName: keyVault.outputs.name
+    sku: useRedis ? redisSku : 'Balanced_B0'
+    highAvailability: redisHighAvailability
+  }
+}
+
+module ai 'modules/ai.bicep' = {
+  name: 'ai'
+  scope: rg
+  params: {
+    name: names.ai
+    location: empty(aiLocation) ? location : aiLocation
+    tags: tags
+    principalId: identity.outputs.principalId
+    identityId: identity.outputs.id
+    modelDeploymentName: chatModelDeployment
+    modelName: chatModelName
+    modelVersion: chatModelVersion
+    modelCapacity: chatModelCapacity
+    deployFoundryProject: deployFoundryProject
+    foundryProjectName: names.foundryProject
+  }
+}
+
+module acs 'modules/acs.bicep' = {
+  name: 'acs'
+  scope: rg
+  params: {
+    name: names.acs
+    systemTopicName: names.systemTopic
+    tags: tags
+    principalId: identity.outputs.principalId
+    identityId: identity.outputs.id
+    dataLocation: acsDataLocation
+  }
+}
+
+module registry 'modules/registry.bicep' = {
+  name: 'registry'
+  scope: rg
+  params: {
+    name: names.registry
+    location: location
+    tags: tags
+    principalId: identity.outputs.principalId
+  }
+}
+
+module containerEnv 'modules/container-env.bicep' = {
+  name: 'container-env'
+  scope: rg
+  params: {
+    name: names.containerEnv
+    location: location
+    tags: tags
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+// Both compute resources know each other's address up front: the gateway's from the environment's domain, the
+// function app's from its name (Flex apps get <name>.azurewebsites.net), so neither waits for the other.
+var publicUrl = 'https://${names.functionApp}.azurewebsites.net'
+var gatewayPublicUrl = 'wss://${names.gateway}.${containerEnv.outputs.defaultDomain}'
+
+// What the app reads (shared/settings.py SETTINGS), the same for the function app and the gateway. Settings not set
+// here keep their defaults, or are local-only, or are keys the identity replaces: tests/infra/test_templates.py
+// lists each one with its reason and fails when the code reads a setting that is neither here nor listed there.
+var appSettings = {
+  SWITCHBOARD_SCENARIO: scenario
+  SWITCHBOARD_PUBLIC_URL: publicUrl
+  SWITCHBOARD_POLICY: 'openai'
+  LOG_LEVEL: 'INFO'
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  COSMOS_ENDPOINT: cosmos.outputs.endpoint
+  COSMOS_DATABASE: cosmosDatabase
+  COSMOS_CONTAINER: customersContainer
+  COSMOS_STATE_CONTAINER: sessionsContainer
+  SESSION_STATE: useRedis ? 'redis' : 'cosmos'
+  AZURE_OPENAI_ENDPOINT: ai.outputs.openAiEndpoint
+  AZURE_OPENAI_DEPLOYMENT: ai.outputs.modelDeploymentName
+  ACS_ENDPOINT: acs.outputs.endpoint
+  ACS_RESOURCE_IMMUTABLE_ID: acs.outputs.immutableResourceId
+  WHATSAPP_CHANNEL_ID: whatsappChannelId
+  GATEWAY_PUBLIC_URL: gatewayPublicUrl
+  GATEWAY_PORT: string(gatewayPort)
+  GATEWAY_HOST: '0.0.0.0' // inside its container; the function app ignores it
+  // The hard cap per replica: twice the scale-out threshold, headroom while another replica starts.
+  GATEWAY_MAX_CALLS: string(gatewayCallsPerReplica * 2)
+  SPEECH_ENDPOINT: ai.outputs.endpoint
+  APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
+}
+
+// Secrets: Key Vault secret URIs. The function app gets Key Vault references, the gateway Container Apps secrets.
+var secretSettings = union({
+  SWITCHBOARD_TOKEN_SECRET: keyVault.outputs.tokenSecretUri
+}, useRedis ? {
+  REDIS_URL: redis.outputs.urlSecretUri
+} : {})
+var keyVaultReferences = union({
+  SWITCHBOARD_TOKEN_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSecretUri})'
+}, useRedis ? {
+  REDIS_URL: '@Microsoft.KeyVault(SecretUri=${redis.outputs.urlSecretUri})'
+} : {})
+
+module functions 'modules/functions.bicep' = {
+  name: 'functions'
+  scope: rg
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    storageBlobEndpoint: storage.outputs.blobEndpoint
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    appSettings: appSettings
+    keyVaultReferences: keyVaultReferences
+    alwaysReadyInstances: alwaysReadyInstances
+    maximumInstanceCount: functionMaxInstances
+    instanceMemoryMB: functionInstanceMemoryMB
+    taskHubName: taskHubName
+  }
+}
+
+module gateway 'modules/gateway.bicep' = {
+  name: 'gateway'
+  scope: rg
+  params: {
+    name: names.gateway
+    location: location
+    tags: tags
+    environmentId: containerEnv.outputs.id
+    identityId: identity.outputs.id
+    registryLoginServer: registry.outputs.loginServer
+    imageName: gatewayImageName
+    port: gatewayPort
+    maxReplicas: gatewayMaxReplicas
+    callsPerReplica: gatewayCallsPerReplica
+    appSettings: union(appSettings, {
+      OTEL_SERVICE_NAME: 'switchboard-gateway'
+    })
+    secretSettings: secretSettings
+  }
+}
+
+module events 'modules/events.bicep' = if (eventSubscriptions) {
+  name: 'events'
+  scope: rg
+  params: {
+    systemTopicName: acs.outputs.systemTopicName
+    functionAppName: functions.outputs.name
+    identityId: identity.outputs.id
+    storageAccountId: storage.outputs.id
+    deadLetterContainerName: storage.outputs.deadLetterContainerName
+  }
+}
+
+// azd writes these to .azure/<env>/.env: the hook reads a few, and a developer can point a local run at the
+// deployed services with them. Secrets are not outputs, and neither is AZURE_CLIENT_ID: in a developer's shell it
+// would steer azure-identity toward a managed identity their machine does not have.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = subscription().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_FUNCTION_APP_NAME string = functions.outputs.name
+output AZURE_EVENTGRID_SYSTEM_TOPIC string = acs.outputs.systemTopicName
+output AZURE_AI_SERVICES_ENDPOINT string = ai.outputs.endpoint
+output AZURE_AI_PROJECT_ENDPOINT string = ai.outputs.projectEndpoint
+output SERVICE_GATEWAY_NAME string = gateway.outputs.name
+output SWITCHBOARD_SCENARIO string = scenario
+output SWITCHBOARD_PUBLIC_URL string = publicUrl
+output SWITCHBOARD_POLICY string = 'openai'
+output LOG_LEVEL string = 'INFO'
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output COSMOS_DATABASE string = cosmosDatabase
+output COSMOS_CONTAINER string = customersContainer
+output COSMOS_STATE_CONTAINER string = sessionsContainer
+output SESSION_STATE string = useRedis ? 'redis' : 'cosmos'
+output AZURE_OPENAI_ENDPOINT string = ai.outputs.openAiEndpoint
+output AZURE_OPENAI_DEPLOYMENT string = ai.outputs.modelDeploymentName
+output ACS_ENDPOINT string = acs.outputs.endpoint
+output ACS_RESOURCE_IMMUTABLE_ID string = acs.outputs.immutableResourceId
+output WHATSAPP_CHANNEL_ID string = whatsappChannelId
+output GATEWAY_PUBLIC_URL string = gatewayPublicUrl
+output GATEWAY_PORT string = string(gatewayPort)
+output GATEWAY_HOST string = '0.0.0.0'
+output GATEWAY_MAX_CALLS string = string(gatewayCallsPerReplica * 2)
+output SPEECH_ENDPOINT string = ai.outputs.endpoint
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.connectionString

@@ -1,0 +1,103 @@
+// Event Grid subscriptions from the ACS system topic to the function app's Event Grid triggers:
+//   Microsoft.Communication.IncomingCall                  -> incoming_call    (functions/calls.py)
+//   Microsoft.Communication.AdvancedMessageReceived       -> whatsapp_events  (functions/whatsapp.py)
+//   Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated -> whatsapp_events
+// The endpoint is the Functions host's Event Grid webhook, authenticated by the host's `eventgrid_extension` system
+// key in the URL. That key is read here with listKeys: Event Grid cannot present a managed identity to the host's
+// webhook, and the key only exists once the code is deployed, which is why this module runs from the postdeploy hook.
+// Undeliverable events go to a storage container (written with the managed identity), never dropped silently.
+
+param systemTopicName string
+param functionAppName string
+param identityId string
+param storageAccountId string
+param deadLetterContainerName string
+
+resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: systemTopicName
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: functionAppName
+}
+
+resource functionHost 'Microsoft.Web/sites/host@2024-04-01' existing = {
+  parent: functionApp
+  name: 'default'
+}
+
+var webhookBase = 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/EventGrid'
+var systemKey = functionHost.listKeys().systemKeys.eventgrid_extension
+
+var deadLetter = {
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentity: identityId
+  }
+  deadLetterDestination: {
+    endpointType: 'StorageBlob'
+    properties: {
+      resourceId: storageAccountId
+      blobContainerName: deadLetterContainerName
+    }
+  }
+}
+
+// A call rings for about half a minute: a delivery that arrives later can only answer a call that has gone.
+// Try for one minute (Event Grid's shortest time-to-live), then dead-letter for the record.
+resource incomingCall 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: systemTopic
+  name: 'incoming-call'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: '${webhookBase}?functionName=incoming_call&code=${systemKey}'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Communication.IncomingCall'
+      ]
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: {
+      maxDeliveryAttempts: 5
+      eventTimeToLiveInMinutes: 1
+    }
+    deadLetterWithResourceIdentity: deadLetter
+  }
+}
+
+// A WhatsApp message is worth delivering late: retry for a day (Event Grid's defaults), the handler dedups by id.
+resource whatsapp 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: systemTopic
+  name: 'whatsapp-events'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: '${webhookBase}?functionName=whatsapp_events&code=${systemKey}'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Communication.AdvancedMessageReceived'
+        'Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated'
+      ]
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+    deadLetterWithResourceIdentity: deadLetter
+  }
+}
+
+output incomingCallSubscription string = incomingCall.name
+output whatsappSubscription string = whatsapp.name

@@ -1,0 +1,160 @@
+// The function app on the Flex Consumption plan (FC1): Linux, Python 3.11, scale to zero, billed per execution
+// GB-second. Its deployment package and the Durable Functions task hub live in the storage account, reached with the
+// managed identity (AzureWebJobsStorage__accountName / __credential / __clientId): no storage key anywhere.
+//
+// Always-ready instances (alwaysReadyInstances, default 0) are the one trade-off to choose knowingly: an
+// IncomingCall must be answered while the phone rings (about half a minute). With 0, the first call after an idle
+// spell waits for an instance to start (typically a few seconds); with 1, that start is gone for a baseline charge
+// of about $21 a month at 2 GB (docs/cost.md). The always-ready instance is given to the incoming_call function,
+// which Flex scales on its own (Event Grid triggers are not in the http group).
+
+param name string
+param planName string
+param location string
+param tags object
+param identityId string
+param identityClientId string
+param storageAccountName string
+param storageBlobEndpoint string
+param deploymentContainerName string
+
+@description('Settings the app reads (shared/settings.py), identical for the function app and the gateway.')
+param appSettings object
+
+@description('Secret settings as Key Vault references (@Microsoft.KeyVault(SecretUri=...)), resolved by the platform with the identity.')
+param keyVaultReferences object
+
+@minValue(0)
+param alwaysReadyInstances int
+
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int
+
+param taskHubName string
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: Zone redundancy for Flex Consumption exists only in some regions and is fixed at creation; leaving it off keeps the template deployable in every Flex region.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17: Client certificates cannot be required: Event Grid, ACS callbacks and customers' browsers call this app and present none.
+  // checkov:skip=CKV_AZURE_62: The app must be reachable from everywhere: Event Grid, ACS and customers' browsers have no fixed addresses.
+  // checkov:skip=CKV_AZURE_212: Scaling to zero is the point of the per-use design; alwaysReadyInstances keeps instances warm when wanted.
+  // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; the platform replaces failed instances itself.
+  // checkov:skip=CKV_AZURE_222: Public network access is required for the webhooks and the web chat; each endpoint authenticates its caller (Event Grid system key, signed tokens, function keys).
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'functions'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+        alwaysReady: alwaysReadyInstances > 0 ? [
+          {
+            name: 'function:incoming_call'
+            instanceCount: alwaysReadyInstances
+          }
+        ] : []
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// The Functions host's own settings, then the app's. Flex Consumption sets the worker runtime and the extension
+// version from functionAppConfig, and refuses FUNCTIONS_WORKER_RUNTIME / FUNCTIONS_EXTENSION_VERSION as settings.
+var hostSettings = {
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  TASKHUB_NAME: taskHubName
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  OTEL_SERVICE_NAME: 'switchboard-functions'
+}
+
+// checkov applies its App Service "web" configuration checks to every sites/config resource; this one holds app
+// settings only, so each skip below says why the feature it asks for does not fit this function app.
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_13: App Service Authentication would demand a sign-in before every endpoint, but the callers are Event Grid (system key), ACS callbacks (signed per-call token, ACS JWT) and anonymous customers (signed web chat tokens); each endpoint authenticates its own caller.
+  // checkov:skip=CKV_AZURE_222: Public network access is set on the site (see its skip); this resource holds app settings only.
+  // checkov:skip=CKV_AZURE_63: App Service web-server HTTP logs are not how a function app is observed; every request is recorded in Application Insights.
+  // checkov:skip=CKV_AZURE_65: Detailed error pages are an App Service web-server feature; function failures and their stack traces are recorded in Application Insights.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is an App Service web-server feature; failed invocations are recorded in Application Insights.
+  // checkov:skip=CKV_AZURE_80: A .NET Framework version does not apply to a Python app.
+  // checkov:skip=CKV_AZURE_88: Flex Consumption deploys from a blob container and uses no Azure Files share.
+  parent: functionApp
+  name: 'appsettings'
+  properties: union(hostSettings, appSettings, keyVaultReferences)
+}
+
+// azd deploys with the developer's Entra login; basic (FTP / SCM password) publishing stays off.
+resource ftp 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scm 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output defaultHostName string = functionApp.properties.defaultHostName

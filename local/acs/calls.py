@@ -1,0 +1,569 @@
+"""Call Automation in the ACS emulator: the REST subset the SDK calls, and a driver surface that places calls.
+
+A call is placed with `POST /_emulator/calls {"from": "+15555550100"}`: the emulator posts an IncomingCall event to
+the Functions host's Event Grid endpoint, as ACS does through Event Grid. When the app answers (`POST
+/calling/callConnections:answer`, HMAC-checked like every API route), the emulator posts CallConnected to the
+callback URL the app gave, opens the media WebSocket to its transport URL (`media.py`) and posts
+MediaStreamingStarted, or MediaStreamingFailed if the WebSocket cannot be opened. Hang-up, transfer, play and
+start/stop media streaming answer and call back the same way (PROTOCOLS.md B.3-B.5).
+
+The unauthenticated `/_emulator/calls/...` routes are for people and tests: list and inspect calls, push caller
+audio, read the audio the app sent, hang up as the caller, redeliver the IncomingCall event, and a WebSocket
+(`/_emulator/calls/{id}/media`) on which the phone simulator sends caller audio and hears the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import re
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from local.acs.events import event_grid_event, now_iso, post_callbacks, post_event_grid
+from local.acs.media import CallAudio, MediaLeg
+from local.acs.oidc import CallbackSigner
+
+log = logging.getLogger("local.acs.calls")
+
+INCOMING_CALL_FUNCTION = "incoming_call"  # the Event Grid trigger in functions/calls.py
+DEFAULT_CALLEE = "+18005550100"  # the contact center's number on the emulated resource
+RESOURCE_ID = "6b2d6f2e-0000-4000-8000-00000000ac50"  # the emulated resource's immutable id (JWT audience)
+RING_SECONDS = 30.0  # an IncomingCall context is good while the call rings
+MAX_CALLS = 200  # calls kept for inspection, oldest dropped first
+SAMPLE_RATES = {"pcm16kmono": 16000, "pcm24kmono": 24000}
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_ENDED = ("disconnected", "transferred", "missed")
+STARTED = ("mediaStreamingStarted", "subscriptionStarted")  # mediaStreamingUpdate status and details
+STOPPED = ("mediaStreamingStopped", "subscriptionStopped")
+
+CALLS_KEY = web.AppKey("acs_calls", object)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _phone(number: str) -> dict[str, Any]:
+    return {"kind": "phoneNumber", "rawId": f"4:{number}", "phoneNumber": {"value": number}}
+
+
+@dataclass
+class EmulatedCall:
+    correlation_id: str
+    caller: str | None
+    callee: str
+    display_name: str = ""
+    connection_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    server_call_id: str = field(default_factory=lambda: base64.urlsafe_b64encode(secrets.token_bytes(24)).decode())
+    context: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    state: str = "ringing"  # ringing, connected, disconnected, transferred, missed
+    created_at: float = field(default_factory=time.time)
+    event: dict[str, Any] = field(default_factory=dict)  # the IncomingCall event as first delivered
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    answer: dict[str, Any] | None = None  # the answer request the app sent
+    answer_request_id: str | None = None
+    callback_url: str = ""
+    actions: list[dict[str, Any]] = field(default_factory=list)  # every API request for this call, in order
+    callbacks: list[dict[str, Any]] = field(default_factory=list)  # every callback posted, with the app's status
+    transfer_target: str | None = None
+    audio: CallAudio = field(default_factory=CallAudio)
+    media: MediaLeg | None = None
+    listeners: set[web.WebSocketResponse] = field(default_factory=set)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    callback_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def ended(self) -> bool:
+        return self.state in _ENDED
+
+    def properties(self) -> dict[str, Any]:
+        """CallConnectionProperties as the service returns them."""
+        media = (self.answer or {}).get("mediaStreamingOptions")
+        props: dict[str, Any] = {
+            "callConnectionId": self.connection_id,
+            "serverCallId": self.server_call_id,
+            "correlationId": self.correlation_id,
+            "callConnectionState": {"ringing": "connecting", "connected": "connected"}.get(self.state, "disconnected"),
+            "callbackUri": self.callback_url,
+            "source": _phone(self.caller) if self.caller else {"kind": "unknown", "rawId": "4:anonymous"},
+            "targets": [_phone(self.callee)],
+        }
+        if media:
+            state = "active" if self.media is not None and self.media.state == "streaming" else "inactive"
+            props["mediaStreamingSubscription"] = {
+                "id": self.connection_id, "state": state, "subscribedContentTypes": ["audio"],
+            }
+        return props
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.correlation_id,
+            "call_connection_id": self.connection_id,
+            "from": self.caller,
+            "to": self.callee,
+            "state": self.state,
+            "media": self.media.state if self.media else "idle",
+            "transfer_target": self.transfer_target,
+        }
+
+    def details(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "incoming_call_event": self.event,
+            "deliveries": self.deliveries,
+            "answer": self.answer,
+            "answers": sum(1 for a in self.actions if a["op"] == "answer"),
+            "actions": self.actions,
+            "callbacks": self.callbacks,
+            "audio": self.audio.summary(),
+        }
+
+
+class CallsApi:
+    """The Call Automation module of the ACS emulator (an `ApiModule`)."""
+
+    name = "calls"
+
+    def __init__(self, *, sign_callbacks: bool = True, resource_id: str = RESOURCE_ID) -> None:
+        self.calls: OrderedDict[str, EmulatedCall] = OrderedDict()  # by correlation id
+        self.signer = CallbackSigner(resource_id) if sign_callbacks else None
+        self.functions_url = ""
+        self._session: aiohttp.ClientSession | None = None
+
+    def install(self, app: web.Application, emulator: Any) -> None:
+        self.functions_url = emulator.functions_url
+        app[CALLS_KEY] = self
+        emulator.state[self.name] = self
+        api = "/calling/callConnections"
+        app.router.add_post(api + ":answer", self.answer)
+        app.router.add_get(api + "/{target}", self.get_call)
+        app.router.add_delete(api + "/{target}", self.hang_up_self)
+        app.router.add_post(api + "/{target}", self.call_action)  # {id}:terminate, :transferToParticipant, ...
+        driver = "/_emulator/calls"
+        app.router.add_post(driver, self.place_call)
+        app.router.add_get(driver, self.list_calls)
+        app.router.add_get(driver + "/{id}", self.show_call)
+        app.router.add_post(driver + "/{id}/redeliver", self.redeliver)
+        app.router.add_post(driver + "/{id}/audio", self.push_audio)
+        app.router.add_get(driver + "/{id}/audio/{which}", self.read_audio)
+        app.router.add_post(driver + "/{id}/hangup", self.caller_hangs_up)
+        app.router.add_get(driver + "/{id}/media", self.phone_socket)
+        if self.signer is not None:
+            self.signer.install(app)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+
+    async def _start(self, app: web.Application) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def _stop(self, app: web.Application) -> None:
+        for call in list(self.calls.values()):
+            await self._end(call, "disconnected", notify_app=False)
+            for task in list(call.tasks):
+                task.cancel()
+            await asyncio.gather(*call.tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "the emulator app has not started"
+        return self._session
+
+    # The driver: placing and watching calls ---------------------------------------------------------------------
+
+    async def place_call(self, request: web.Request) -> web.Response:
+        body = await _json_object(request, allow_empty=True)
+        if isinstance(body, web.Response):
+            return body
+        if "from" not in body:
+            return _error(400, "BadRequest", '"from" is required: an E.164 number, or null for a withheld number')
+        caller, callee = body["from"], body.get("to", DEFAULT_CALLEE)
+        for name, value in (("from", caller), ("to", callee)):
+            if value is not None and (not isinstance(value, str) or not _E164.match(value)):
+                return _error(400, "BadRequest", f'"{name}" must be an E.164 number like "+15555550100"')
+        call = EmulatedCall(str(uuid.uuid4()), caller, callee, str(body.get("display_name") or ""))
+        call.event = event_grid_event(
+            "Microsoft.Communication.IncomingCall",
+            f"/caller/{'4:' + caller if caller else '4:anonymous'}/recipient/4:{callee}",
+            {
+                "to": _phone(callee),
+                "from": _phone(caller) if caller else {"kind": "unknown", "rawId": "4:anonymous"},
+                "callerDisplayName": call.display_name,
+                "incomingCallContext": call.context,
+                "correlationId": call.correlation_id,
+                "serverCallId": call.server_call_id,
+            },
+        )
+        self._remember(call)
+        self._spawn(call, self._ring_out(call))
+        status = await self._deliver(call, call.event)
+        if not 200 <= status < 300:
+            return web.json_response(
+                {**call.summary(), "error": self._delivery_error(status)}, status=502 if status == 0 else 201
+            )
+        return web.json_response({**call.summary(), "event_id": call.event["id"]}, status=201)
+
+    async def redeliver(self, request: web.Request) -> web.Response:
+        call = self._call(request)
+        body = await _json_object(request, allow_empty=True)
+        if isinstance(body, web.Response):
+            return body
+        event = call.event if body.get("same_event", True) else {**call.event, "id": str(uuid.uuid4())}
+        status = await self._deliver(call, event)
+        return web.json_response({"event_id": event["id"], "status": status})
+
+    async def list_calls(self, request: web.Request) -> web.Response:
+        return web.json_response({"calls": [c.summary() for c in self.calls.values()]})
+
+    async def show_call(self, request: web.Request) -> web.Response:
+        return web.json_response(self._call(request).details())
+
+    async def push_audio(self, request: web.Request) -> web.Response:
+        call = self._call(request)
+        if call.ended:
+            return _error(409, "CallEnded", f"the call has {call.state}")
+        call.audio.queue_caller_audio(await request.read())
+        return web.json_response(call.audio.summary())
+
+    async def read_audio(self, request: web.Request) -> web.Response:
+        call = self._call(request)
+        which = request.match_info["which"]
+        if which not in ("received", "played"):
+            return _error(404, "NotFound", "audio is /received (all the app sent) or /played (what the caller heard)")
+        pcm = bytes(call.audio.received if which == "received" else call.audio.played)
+        return web.Response(body=pcm, content_type="application/octet-stream",
+                            headers={"X-Sample-Rate": str(call.audio.sample_rate)})
+
+    async def caller_hangs_up(self, request: web.Request) -> web.Response:
+        call = self._call(request)
+        if not call.ended:
+            await self._end(call, "disconnected")
+        return web.json_response(call.summary())
+
+    async def phone_socket(self, request: web.Request) -> web.WebSocketResponse:
+        """The caller's handset: binary in = caller PCM, binary out = what the caller hears; JSON events both ways."""
+        call = self._call(request)
+        ws = web.WebSocketResponse(heartbeat=None, max_msg_size=8 * 1024 * 1024)
+        await ws.prepare(request)
+        call.listeners.add(ws)
+        try:
+            await ws.send_json({"kind": "state", **call.summary(), "sample_rate": call.audio.sample_rate})
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.BINARY:
+                    call.audio.queue_caller_audio(message.data)
+                elif message.type == aiohttp.WSMsgType.TEXT:
+                    try:
+                        command = json.loads(message.data)
+                    except ValueError:
+                        continue
+                    if isinstance(command, dict) and command.get("kind") == "hangup" and not call.ended:
+                        await self._end(call, "disconnected")
+        finally:
+            call.listeners.discard(ws)
+        return ws
+
+    # The Call Automation API (HMAC-checked by the emulator) ----------------------------------------------------
+
+    async def answer(self, request: web.Request) -> web.Response:
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        call = next((c for c in self.calls.values() if c.context == body.get("incomingCallContext")), None)
+        if call is None:
+            return _error(400, "BadRequest", "incomingCallContext is not a call ringing on this resource")
+        call.actions.append({"op": "answer", "body": body, "at": now_iso()})
+        repeat = request.headers.get("Repeatability-Request-ID")
+        if call.state == "connected" and repeat and repeat == call.answer_request_id:
+            return web.json_response(call.properties())  # the SDK retrying the same request: same answer
+        if call.state != "ringing":
+            return _error(400, "BadRequest", f"the call cannot be answered: it is {call.state}")
+        callback = body.get("callbackUri")
+        if not isinstance(callback, str) or not callback.startswith(("http://", "https://")):
+            return _error(400, "BadRequest", "callbackUri must be an http(s) URL")
+        media = body.get("mediaStreamingOptions")
+        if media is not None:
+            problem = _media_problem(media)
+            if problem:
+                return _error(400, "BadRequest", problem)
+            call.audio.sample_rate = SAMPLE_RATES[str(media.get("audioFormat", "pcm16KMono")).lower()]
+        call.answer, call.callback_url, call.state = body, callback, "connected"
+        call.answer_request_id = repeat
+        log.info("call %s answered; callbacks to %s", call.correlation_id, callback.split("?")[0])
+        self._spawn(call, self._after_answer(call))
+        return web.json_response(call.properties())
+
+    async def get_call(self, request: web.Request) -> web.Response:
+        call, op = self._target(request)
+        if call is None or op:
+            return _error(404, "NotFound", "no such call connection")
+        return web.json_response(call.properties())
+
+    async def hang_up_self(self, request: web.Request) -> web.Response:
+        call, op = self._target(request)
+        if call is None or op or call.ended:
+            return _error(404, "NotFound", "no such call connection")
+        call.actions.append({"op": "hangup", "body": None, "at": now_iso()})
+        await self._end(call, "disconnected")  # a 1:1 call ends when either side leaves
+        return web.Response(status=204)
+
+    async def call_action(self, request: web.Request) -> web.Response:
+        call, op = self._target(request)
+        if call is None or call.ended:
+            return _error(404, "NotFound", "no such call connection, or the call has ended")
+        body = await _json_object(request, allow_empty=True)
+        if isinstance(body, web.Response):
+            return body
+        call.actions.append({"op": op, "body": body, "at": now_iso()})
+        context = body.get("operationContext")
+        if op == "terminate":
+            await self._end(call, "disconnected")
+            return web.Response(status=204)
+        if op == "transferToParticipant":
+            target = (body.get("targetParticipant") or {}).get("phoneNumber", {}).get("value")
+            if not isinstance(target, str) or not _E164.match(target):
+                return _error(400, "BadRequest", "targetParticipant must be a phone number")
+            call.transfer_target = target
+            self._spawn(call, self._transfer(call, target, context))
+            return web.json_response({"operationContext": context}, status=202)
+        if op == "play":
+            self._spawn(call, self._callback_sequence(call, ["PlayStarted", "PlayCompleted"], context))
+            return web.Response(status=202)
+        if op == "startMediaStreaming":
+            self._spawn(call, self._start_media(call, context))
+            return web.Response(status=202)
+        if op == "stopMediaStreaming":
+            self._spawn(call, self._stop_media(call, context))
+            return web.Response(status=202)
+        if op == "cancelAllMediaOperations":
+            return web.Response(status=202)
+        return _error(400, "BadRequest", f"the emulator does not implement {op or 'this action'!r}")
+
+    # What the service does on its own ---------------------------------------------------------------------------
+
+    async def _after_answer(self, call: EmulatedCall) -> None:
+        await self._callback(call, "CallConnected")
+        media = (call.answer or {}).get("mediaStreamingOptions") or {}
+        if media.get("startMediaStreaming"):
+            await self._start_media(call, None)
+
+    async def _start_media(self, call: EmulatedCall, context: str | None) -> None:
+        media = (call.answer or {}).get("mediaStreamingOptions")
+        if not media or call.ended or (call.media is not None and call.media.state == "streaming"):
+            return
+        leg = MediaLeg(
+            self.session, media["transportUrl"], call.audio, lambda what, detail: self._on_media(call, what, detail),
+            subscription_id=call.connection_id,
+            participant_raw_id=None if media.get("audioChannelType") == "mixed" else f"4:{call.caller}",
+        )
+        call.media = leg
+        if await leg.start():
+            await self._notify(call, {"kind": "MediaStreamingStarted"})
+            await self._callback(call, "MediaStreamingStarted", context, media_status=STARTED)
+        else:
+            await self._callback(call, "MediaStreamingFailed", context,
+                                 media_status=("mediaStreamingFailed", "streamConnectionUnsuccessful"),
+                                 result=(400, 8581, "Could not connect to the media streaming transport URL."))
+
+    async def _stop_media(self, call: EmulatedCall, context: str | None) -> None:
+        if call.media is not None and call.media.state == "streaming":
+            await call.media.stop()
+            await self._callback(call, "MediaStreamingStopped", context, media_status=STOPPED)
+
+    async def _on_media(self, call: EmulatedCall, what: str, detail: Any) -> None:
+        if what == "played":
+            for ws in list(call.listeners):
+                await _send(ws, bytes(detail))
+        elif what == "StopAudio":
+            await self._notify(call, {"kind": "StopAudio"})
+        elif what == "failed" and not call.ended:
+            log.warning("call %s: the app closed the media stream during the call", call.correlation_id)
+            self._spawn(call, self._callback(
+                call, "MediaStreamingFailed", None, media_status=("mediaStreamingFailed", str(detail)),
+                result=(500, 8582, "The media streaming connection was interrupted."),
+            ))
+
+    async def _transfer(self, call: EmulatedCall, target: str, context: str | None) -> None:
+        await self._callback(call, "CallTransferAccepted", context, extra={
+            "transferTarget": _phone(target), "transferee": _phone(call.caller) if call.caller else None,
+        })
+        await self._notify(call, {"kind": "CallTransferred", "target": target})
+        await self._end(call, "transferred")
+
+    async def _ring_out(self, call: EmulatedCall) -> None:
+        await asyncio.sleep(RING_SECONDS)
+        if call.state == "ringing":
+            call.state = "missed"
+            log.warning("call %s from %s was not answered in %.0f s", call.correlation_id, call.caller, RING_SECONDS)
+            await self._notify(call, {"kind": "state", **call.summary()})
+            await self._close_listeners(call)
+
+    async def _end(self, call: EmulatedCall, state: str, *, notify_app: bool = True) -> None:
+        """Stop the media (the socket closes, as ACS closes it) and tell the app and the handset the call is over."""
+        if call.ended:  # already over: only make sure the media socket is closed
+            if call.media is not None:
+                await call.media.stop()
+            return
+        was_connected = call.state == "connected"
+        call.state = state
+        if call.media is not None and call.media.state == "streaming":
+            await call.media.stop()
+            if notify_app and was_connected:
+                await self._callback(call, "MediaStreamingStopped", media_status=STOPPED)
+        if notify_app and was_connected:
+            await self._callback(call, "CallDisconnected")
+        await self._notify(call, {"kind": "CallDisconnected", "state": state})
+        await self._close_listeners(call)
+
+    async def _callback_sequence(self, call: EmulatedCall, types: list[str], context: str | None) -> None:
+        for event_type in types:
+            await self._callback(call, event_type, context)
+
+    async def _callback(
+        self,
+        call: EmulatedCall,
+        event_type: str,
+        context: str | None = None,
+        *,
+        media_status: tuple[str, str] | None = None,
+        result: tuple[int, int, str] = (200, 0, "Action completed successfully."),
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        """POST one CloudEvent to the app's callback URL, in order per call; returns the status (0: unreachable)."""
+        data: dict[str, Any] = {
+            "version": "2026-03-12",
+            "callConnectionId": call.connection_id,
+            "serverCallId": call.server_call_id,
+            "correlationId": call.correlation_id,
+            "resultInformation": {"code": result[0], "subCode": result[1], "message": result[2]},
+            "publicEventType": f"Microsoft.Communication.{event_type}",
+        }
+        if context:
+            data["operationContext"] = context
+        if media_status:
+            status, details = media_status
+            data["mediaStreamingUpdate"] = {
+                "contentType": "Audio", "mediaStreamingStatus": status, "mediaStreamingStatusDetails": details,
+            }
+        data.update(extra or {})
+        source = f"calling/callConnections/{call.connection_id}"
+        event = {
+            "id": str(uuid.uuid4()), "source": source, "type": f"Microsoft.Communication.{event_type}",
+            "specversion": "1.0", "time": now_iso(), "datacontenttype": "application/json", "subject": source,
+            "data": data,
+        }
+        headers = {"Authorization": self.signer.authorization()} if self.signer is not None else None
+        async with call.callback_lock:
+            try:
+                status = await post_callbacks(self.session, call.callback_url, [event], headers)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("call %s: could not post %s to the app: %s", call.correlation_id, event_type, exc)
+                status = 0
+        call.callbacks.append({"type": event_type, "id": event["id"], "status": status, "at": now_iso()})
+        return status
+
+    # Helpers ----------------------------------------------------------------------------------------------------
+
+    async def _deliver(self, call: EmulatedCall, event: dict[str, Any]) -> int:
+        try:
+            status = await post_event_grid(self.session, self.functions_url, INCOMING_CALL_FUNCTION, [event])
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("could not deliver IncomingCall to %s: %s", self.functions_url, exc)
+            status = 0
+        call.deliveries.append({"event_id": event["id"], "status": status, "at": now_iso()})
+        return status
+
+    def _delivery_error(self, status: int) -> str:
+        if status == 0:
+            return f"the Functions host at {self.functions_url} is not reachable: is `make run` up?"
+        return f"the Functions host answered {status} to the IncomingCall event (see its log)"
+
+    def _remember(self, call: EmulatedCall) -> None:
+        self.calls[call.correlation_id] = call
+        while len(self.calls) > MAX_CALLS:
+            _, old = self.calls.popitem(last=False)
+            for task in old.tasks:
+                task.cancel()
+
+    def _call(self, request: web.Request) -> EmulatedCall:
+        call = self.calls.get(request.match_info["id"])
+        if call is None:
+            body = {"error": {"code": "NotFound", "message": "no such call"}}
+            raise web.HTTPNotFound(text=json.dumps(body), content_type="application/json")
+        return call
+
+    def _target(self, request: web.Request) -> tuple[EmulatedCall | None, str]:
+        """`{callConnectionId}` or `{callConnectionId}:{action}` from the path."""
+        connection_id, _, op = request.match_info["target"].partition(":")
+        call = next((c for c in self.calls.values() if c.connection_id == connection_id), None)
+        return call, op
+
+    def _spawn(self, call: EmulatedCall, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        call.tasks.add(task)
+        task.add_done_callback(call.tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _notify(self, call: EmulatedCall, message: dict[str, Any]) -> None:
+        for ws in list(call.listeners):
+            await _send(ws, json.dumps(message))
+
+    async def _close_listeners(self, call: EmulatedCall) -> None:
+        for ws in list(call.listeners):
+            if not ws.closed:
+                await ws.close()
+
+
+def _media_problem(media: Any) -> str | None:
+    if not isinstance(media, dict):
+        return "mediaStreamingOptions must be an object"
+    url = media.get("transportUrl")
+    if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+        return "mediaStreamingOptions.transportUrl must be a ws:// or wss:// URL"
+    if media.get("transportType") != "websocket" or media.get("contentType") != "audio":
+        return "mediaStreamingOptions must stream audio over websocket"
+    if media.get("audioChannelType") not in ("mixed", "unmixed"):
+        return "mediaStreamingOptions.audioChannelType must be mixed or unmixed"
+    if str(media.get("audioFormat", "pcm16KMono")).lower() not in SAMPLE_RATES:
+        return "mediaStreamingOptions.audioFormat must be pcm16KMono or pcm24KMono"
+    return None
+
+
+async def _json_object(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any] | web.Response:
+    raw = await request.read()
+    if not raw.strip() and allow_empty:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return _error(400, "BadRequest", "the body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "BadRequest", "the body must be a JSON object")
+    return body
+
+
+async def _send(ws: web.WebSocketResponse, payload: str | bytes) -> None:
+    if ws.closed:
+        return
+    try:
+        if isinstance(payload, bytes):
+            await ws.send_bytes(payload)
+        else:
+            await ws.send_str(payload)
+    except (ConnectionResetError, RuntimeError):
+        pass  # the handset went away; the call goes on
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("emulator task failed", exc_info=task.exception())

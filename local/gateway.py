@@ -1,0 +1,82 @@
+"""The media gateway under `make run`: `python -m media_gateway` as a child process, as its container runs in Azure.
+
+It is a separate process on purpose: the live audio loop must not share an event loop (or a GIL) with the function
+app. It inherits the environment `python -m local` has built (local.settings.json, the ACS emulator's endpoint), so
+both read the same token secret and customer store. Its log lines go to the same terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import sys
+import time
+
+import aiohttp
+
+from local import PortInUse
+from shared.settings import PROJECT_ROOT, Settings
+
+START_TIMEOUT = 60.0  # importing numpy, onnxruntime and the conversation core is the slow part
+STOP_TIMEOUT = 10.0
+
+
+class GatewayFailed(RuntimeError):
+    """The gateway process exited or never answered /healthz."""
+
+
+class GatewayService:
+    name = "media gateway"
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._process: asyncio.subprocess.Process | None = None
+        self.health_url = f"http://127.0.0.1:{settings.gateway_port}/healthz"
+
+    async def start(self) -> None:
+        self._check_port()
+        self._process = await asyncio.create_subprocess_exec(sys.executable, "-m", "media_gateway", cwd=PROJECT_ROOT)
+        deadline = time.monotonic() + START_TIMEOUT
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+            while time.monotonic() < deadline:
+                if self._process.returncode is not None:
+                    code = self._process.returncode
+                    raise GatewayFailed(f"python -m media_gateway exited with {code} (see its log above)")
+                try:
+                    async with http.get(self.health_url) as response:
+                        if response.status == 200:
+                            return
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+                await asyncio.sleep(0.1)
+        await self.stop()
+        raise GatewayFailed(f"python -m media_gateway did not answer {self.health_url} within {START_TIMEOUT:.0f} s")
+
+    async def stop(self) -> None:
+        """SIGTERM (the gateway closes its calls and exits), then a kill if it hangs."""
+        process, self._process = self._process, None
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+
+    def banner(self) -> list[str]:
+        url = self._settings.gateway_public_url
+        return [f"voice      {url}/media  (media gateway; health {self.health_url})"]
+
+    def _check_port(self) -> None:
+        """Say which setting to change before starting a child that would only fail on it."""
+        with socket.socket() as probe:
+            try:
+                probe.bind((self._settings.gateway_host, self._settings.gateway_port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PortInUse(
+                        f"port {self._settings.gateway_port} is in use: set GATEWAY_PORT=<another port>"
+                    ) from None
+                raise

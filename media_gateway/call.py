@@ -1,0 +1,185 @@
+"""One call: the ACS media WebSocket, the guard on what it sends, and the call's pipeline.
+
+    caller audio -> VAD -> speech-to-text -> agent (conversation core) -> TTS -> output (pacing, StopAudio) -> ACS
+
+The pipeline is built when AudioMetadata says the audio format. The call ends when ACS closes the socket, when the
+conversation asks (the hooks in hooks.py hang up through the function app), or when the peer breaks the protocol:
+malformed messages, audio before its metadata, or audio faster than real time (a flood) drop this call, and only
+this call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from aiohttp import WSMsgType, web
+
+from media_gateway.agent import AgentProcessor
+from media_gateway.frames import AudioMetadataFrame, DtmfFrame, Frame, InputAudioFrame
+from media_gateway.hooks import CallHooks, CallRef
+from media_gateway.metrics import CallMeter, GatewayStats
+from media_gateway.output import OutputProcessor
+from media_gateway.processor import Pipeline, cancel_and_wait
+from media_gateway.serializer import AcsMediaSerializer, ProtocolError
+from media_gateway.speak import TtsProcessor
+from media_gateway.transcribe import SttProcessor
+from media_gateway.vad import VadParams, VadProcessor
+
+if TYPE_CHECKING:
+    from media_gateway.engines import Engines
+    from shared.conversation import Conversation
+
+log = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
+
+
+class FloodGuard:
+    """Drops a peer that sends more than a media stream does: audio faster than real time, or too many messages.
+
+    ACS sends one 20 ms AudioData every 20 ms. What counts is the total since the call began against the time it
+    has lasted, plus a burst: a backlog delivered at once after a network stall (or while this process was busy) is
+    still real time on the whole, while a sender that outruns the clock is not a phone call, and would make this
+    call eat the CPU the others need.
+    """
+
+    def __init__(
+        self, burst_seconds: float = 2.0, messages_per_second: float = 100.0, message_burst: float = 200.0
+    ) -> None:
+        self._started = time.monotonic()
+        self._burst = burst_seconds
+        self._message_rate, self._message_burst = messages_per_second, message_burst
+        self._audio = 0.0
+        self._messages = 0
+
+    def admit_message(self) -> None:
+        self._messages += 1
+        if self._messages > self._elapsed() * self._message_rate + self._message_burst:
+            raise ProtocolError("more messages than a media stream sends", POLICY_VIOLATION)
+
+    def admit_audio(self, seconds: float) -> None:
+        self._audio += seconds
+        if self._audio > self._elapsed() + self._burst:
+            raise ProtocolError("audio arriving faster than real time", POLICY_VIOLATION)
+
+    def _elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+
+class Call:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        ref: CallRef,
+        conversation: Conversation,
+        engines: Engines,
+        hooks: CallHooks,
+        stats: GatewayStats,
+        vad_params: VadParams,
+    ) -> None:
+        self.ref = ref
+        self._ws = ws
+        self._conversation = conversation
+        self._engines = engines
+        self._hooks = hooks
+        self._stats = stats
+        self._vad_params = vad_params
+        self._serializer = AcsMediaSerializer()
+        self._guard = FloodGuard()
+        self._meter = CallMeter(stats)
+        self._pipeline: Pipeline | None = None
+        self._sample_rate = 0
+        self._end = asyncio.Event()
+        self._end_reason = ""
+        self._failure: BaseException | None = None
+
+    def request_end(self, reason: str) -> None:
+        """End the call once the current reply has been played (called by the agent stage)."""
+        if not self._end.is_set():
+            self._end_reason = reason
+            self._end.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._failure = exc
+        self.request_end("internal error")
+
+    async def run(self) -> None:
+        """Serve the call until it ends; never raises for the call's own failures (they are logged)."""
+        self._stats.call_started()
+        started = time.monotonic()
+        log.info("call %s: media connected (session %s)", self.ref.call_id, self.ref.session_id)
+        reader = asyncio.create_task(self._read(), name=f"call {self.ref.call_id} read")
+        ending = asyncio.create_task(self._end.wait(), name=f"call {self.ref.call_id} end")
+        dropped = False
+        try:
+            await asyncio.wait({reader, ending}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and (exc := reader.exception()) is not None:
+                dropped = True
+                code = exc.close_code if isinstance(exc, ProtocolError) else INTERNAL_ERROR
+                log.warning("call %s dropped: %s", self.ref.call_id, exc, exc_info=not isinstance(exc, ProtocolError))
+                await self._ws.close(code=code, message=str(exc)[:120].encode())
+            elif ending.done():
+                dropped = self._failure is not None
+                await self._finish()
+        finally:
+            await cancel_and_wait(reader)
+            await cancel_and_wait(ending)
+            if self._pipeline is not None:
+                await self._pipeline.stop()
+            self._stats.call_ended(dropped)
+            log.info(
+                "call %s: media closed after %.0f s; %s",
+                self.ref.call_id, time.monotonic() - started, self._meter.summary(),
+            )
+
+    async def _finish(self) -> None:
+        if self._failure is None:
+            try:
+                await self._hooks.end_call(self.ref, self._end_reason)
+            except Exception:  # the socket still closes; ACS ends the call when its media stream goes
+                log.exception("call %s: ending the call failed", self.ref.call_id)
+            await self._ws.close(code=1000, message=self._end_reason[:120].encode())
+        else:
+            await self._ws.close(code=INTERNAL_ERROR, message=b"internal error")
+
+    async def _read(self) -> None:
+        async for message in self._ws:
+            if message.type is WSMsgType.TEXT:
+                self._guard.admit_message()
+                frame = self._serializer.deserialize(message.data)
+                if frame is not None:
+                    await self._handle(frame)
+            elif message.type is WSMsgType.BINARY:
+                raise ProtocolError("binary message: the media stream sends JSON text", 1003)
+            elif message.type is WSMsgType.ERROR:
+                raise ProtocolError(f"WebSocket error: {self._ws.exception()}", INTERNAL_ERROR)
+
+    async def _handle(self, frame: Frame) -> None:
+        if isinstance(frame, InputAudioFrame):
+            if self._pipeline is None:
+                raise ProtocolError("AudioData before AudioMetadata")
+            self._guard.admit_audio(len(frame.pcm) / 2 / self._sample_rate)
+            await self._pipeline.process_frame(frame)
+        elif isinstance(frame, AudioMetadataFrame):
+            if self._pipeline is None:
+                await self._start(frame.sample_rate)
+            elif frame.sample_rate != self._sample_rate:
+                raise ProtocolError("AudioMetadata changed the sample rate mid-call")
+        elif isinstance(frame, DtmfFrame):
+            log.info("call %s: caller pressed %s (keypad input is not used)", self.ref.call_id, frame.digits)
+
+    async def _start(self, sample_rate: int) -> None:
+        self._sample_rate = sample_rate
+        engines, call_id = self._engines, self.ref.call_id
+        self._pipeline = Pipeline([
+            VadProcessor(engines.vad, engines.vad_executor, sample_rate, self._meter, self._vad_params),
+            SttProcessor(engines.stt, self._meter, call_id),
+            AgentProcessor(self._conversation, self.ref, self._hooks, self._stats, self.request_end),
+            TtsProcessor(engines.tts, sample_rate, call_id),
+            OutputProcessor(self._ws.send_str, self._serializer, sample_rate, self._stats, call_id),
+        ])
+        await self._pipeline.start(self._fail)

@@ -1,0 +1,235 @@
+"""What the gateway measures: per-turn latencies, barge-in reaction, frame pacing, and speech-to-text spend.
+
+Each turn is logged as one line and recorded on OpenTelemetry instruments (opentelemetry-api: they do nothing until
+the process has a MeterProvider, see `configure_exporter`). The same figures are kept in memory for `GET /stats`,
+which the benchmark reads.
+
+Cloud speech-to-text bills every second streamed to it, silence included (reference/COST_PRICES.md), so each call
+counts the seconds of caller audio it received and the seconds it sent to speech-to-text.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import metrics
+
+log = logging.getLogger(__name__)
+
+#: Recent turns and barge-ins kept for /stats.
+RECENT = 2000
+#: Frame lateness histogram: 0.1 ms buckets up to 100 ms, then one overflow bucket.
+_LATENESS_BUCKET_MS = 0.1
+_LATENESS_BUCKETS = 1000
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start) * 1000, 1)
+
+
+@dataclass
+class TurnMetrics:
+    """Timestamps of one caller turn, from the end of their speech to the first audio of the answer."""
+
+    call_id: str
+    index: int
+    speech_ended_at: float
+    end_of_turn_at: float
+    transcribed_at: float
+    first_text_at: float | None = None  # the conversation core's first reply text
+    first_clause_at: float | None = None  # the first clause handed to TTS
+    first_tts_audio_at: float | None = None  # TTS returned audio for it
+    first_audio_at: float | None = None  # the first 20 ms frame left for the caller
+    interrupted: bool = False
+
+    def figures(self) -> dict[str, float | None]:
+        return {
+            "end_of_speech_to_first_audio_ms": _ms(self.speech_ended_at, self.first_audio_at),
+            "end_of_turn_to_first_audio_ms": _ms(self.end_of_turn_at, self.first_audio_at),
+            "end_of_turn_wait_ms": _ms(self.speech_ended_at, self.end_of_turn_at),
+            "stt_ms": _ms(self.end_of_turn_at, self.transcribed_at),
+            "policy_first_text_ms": _ms(self.transcribed_at, self.first_text_at),
+            "tts_first_audio_ms": _ms(self.first_clause_at, self.first_tts_audio_at),
+        }
+
+
+class CallMeter:
+    """One call's audio accounting: seconds received from the caller and seconds sent to speech-to-text."""
+
+    def __init__(self, stats: GatewayStats) -> None:
+        self._stats = stats
+        self.received_seconds = 0.0
+        self.stt_seconds = 0.0
+
+    def received(self, seconds: float) -> None:
+        self.received_seconds += seconds
+        self._stats.audio_received(seconds)
+
+    def sent_to_stt(self, seconds: float) -> None:
+        self.stt_seconds += seconds
+        self._stats.audio_sent_to_stt(seconds)
+
+    def summary(self) -> str:
+        share = self.stt_seconds / self.received_seconds * 100 if self.received_seconds else 0.0
+        received, sent = self.received_seconds, self.stt_seconds
+        return f"{sent:.1f} s of {received:.1f} s of caller audio sent to speech-to-text ({share:.0f}%)"
+
+
+class GatewayStats:
+    """Process-wide figures, shared by every call."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("switchboard.media_gateway")
+        self._h_first_audio = meter.create_histogram(
+            "gateway.turn.end_of_speech_to_first_audio", unit="ms", description="End of caller speech to reply audio"
+        )
+        self._h_stt = meter.create_histogram("gateway.turn.stt", unit="ms", description="End of turn to transcript")
+        self._h_policy = meter.create_histogram(
+            "gateway.turn.policy_first_text", unit="ms", description="Transcript to the first reply text"
+        )
+        self._h_tts = meter.create_histogram(
+            "gateway.turn.tts_first_audio", unit="ms", description="First clause to its first synthesized audio"
+        )
+        self._h_barge_in = meter.create_histogram(
+            "gateway.barge_in.stop_audio", unit="ms", description="Onset of caller speech over a reply to StopAudio"
+        )
+        self._c_audio_in = meter.create_counter("gateway.audio.received", unit="s", description="Caller audio received")
+        self._c_stt_audio = meter.create_counter(
+            "gateway.audio.sent_to_stt", unit="s", description="Caller audio sent to speech-to-text"
+        )
+        self._c_calls = meter.create_up_down_counter("gateway.calls.active", description="Calls in progress")
+        self.calls_active = 0
+        self.calls_total = 0
+        self.calls_dropped = 0
+        self.frames_sent = 0
+        self.audio_in_seconds = 0.0
+        self.stt_seconds = 0.0
+        self.turns: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.barge_ins_ms: deque[float] = deque(maxlen=RECENT)
+        self._lateness = [0] * (_LATENESS_BUCKETS + 1)
+        self._lateness_max = 0.0
+
+    # Calls --------------------------------------------------------------------------------------------------------
+
+    def call_started(self) -> None:
+        self.calls_active += 1
+        self.calls_total += 1
+        self._c_calls.add(1)
+
+    def call_ended(self, dropped: bool) -> None:
+        self.calls_active -= 1
+        self.calls_dropped += dropped
+        self._c_calls.add(-1)
+
+    def audio_received(self, seconds: float) -> None:
+        self.audio_in_seconds += seconds
+        self._c_audio_in.add(seconds)
+
+    def audio_sent_to_stt(self, seconds: float) -> None:
+        self.stt_seconds += seconds
+        self._c_stt_audio.add(seconds)
+
+    # Turns --------------------------------------------------------------------------------------------------------
+
+    def turn(self, turn: TurnMetrics) -> None:
+        figures = turn.figures()
+        self.turns.append({"call": turn.call_id, "turn": turn.index, "interrupted": turn.interrupted, **figures})
+        for histogram, key in (
+            (self._h_first_audio, "end_of_speech_to_first_audio_ms"),
+            (self._h_stt, "stt_ms"),
+            (self._h_policy, "policy_first_text_ms"),
+            (self._h_tts, "tts_first_audio_ms"),
+        ):
+            if figures[key] is not None:
+                histogram.record(figures[key])
+        log.info(
+            "call %s turn %d: end of speech -> first audio %s ms (end-of-turn wait %s, speech-to-text %s, "
+            "policy to first text %s, TTS to first audio %s)%s",
+            turn.call_id, turn.index, _show(figures["end_of_speech_to_first_audio_ms"]),
+            _show(figures["end_of_turn_wait_ms"]), _show(figures["stt_ms"]), _show(figures["policy_first_text_ms"]),
+            _show(figures["tts_first_audio_ms"]), " (interrupted)" if turn.interrupted else "",
+        )
+
+    def barge_in(self, call_id: str, onset_to_stop_ms: float) -> None:
+        self.barge_ins_ms.append(onset_to_stop_ms)
+        self._h_barge_in.record(onset_to_stop_ms)
+        log.info("call %s: caller talked over the reply; StopAudio %.0f ms after they began", call_id, onset_to_stop_ms)
+
+    # Pacing -------------------------------------------------------------------------------------------------------
+
+    def frame_sent(self, lateness_seconds: float) -> None:
+        """One 20 ms frame went out `lateness_seconds` after its deadline (cheap: called 50 times a second a call)."""
+        self.frames_sent += 1
+        late_ms = max(0.0, lateness_seconds * 1000)
+        self._lateness[min(int(late_ms / _LATENESS_BUCKET_MS), _LATENESS_BUCKETS)] += 1
+        if late_ms > self._lateness_max:
+            self._lateness_max = late_ms
+
+    def lateness_ms(self, quantile: float) -> float:
+        total = sum(self._lateness)
+        if not total:
+            return 0.0
+        rank, seen = quantile * total, 0
+        for bucket, count in enumerate(self._lateness):
+            seen += count
+            if seen >= rank:
+                return round((bucket + 1) * _LATENESS_BUCKET_MS, 1)
+        return round(self._lateness_max, 1)
+
+    def reset_pacing(self) -> None:
+        self._lateness = [0] * (_LATENESS_BUCKETS + 1)
+        self._lateness_max = 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "calls": {"active": self.calls_active, "total": self.calls_total, "dropped": self.calls_dropped},
+            "frames_sent": self.frames_sent,
+            "frame_lateness_ms": {
+                "p50": self.lateness_ms(0.5),
+                "p99": self.lateness_ms(0.99),
+                "max": round(self._lateness_max, 1),
+                "frames": sum(self._lateness),
+            },
+            "audio_seconds": {"received": round(self.audio_in_seconds, 2), "sent_to_stt": round(self.stt_seconds, 2)},
+            "turns": list(self.turns),
+            "barge_in_stop_audio_ms": list(self.barge_ins_ms),
+        }
+
+
+def _show(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def configure_exporter() -> str | None:
+    """Give the process a MeterProvider when an exporter is configured and installed; returns which, or None.
+
+    `APPLICATIONINSIGHTS_CONNECTION_STRING` with azure-monitor-opentelemetry installed exports to Application
+    Insights; `OTEL_EXPORTER_OTLP_ENDPOINT` with the OTLP exporter installed exports there. Neither is in the
+    gateway's requirements: without them the instruments are no-ops and the per-turn log lines remain.
+    """
+    if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        try:
+            from azure.monitor.opentelemetry import configure_azure_monitor
+        except ImportError:
+            log.warning("APPLICATIONINSIGHTS_CONNECTION_STRING is set but azure-monitor-opentelemetry is not installed")
+        else:
+            configure_azure_monitor()
+            return "azure-monitor"
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        try:
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+        except ImportError:
+            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter (http) is not installed")
+        else:
+            reader = PeriodicExportingMetricReader(OTLPMetricExporter())
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+            return "otlp"
+    return None

@@ -1,0 +1,124 @@
+"""The ACS media-streaming wire format (PROTOCOLS.md B.4), in one place: JSON text messages <-> frames.
+
+In: `AudioMetadata` then `AudioData` every 20 ms (camelCase; keys are matched case-insensitively, as the service
+appears to treat them), plus `DtmfData`. Kinds we do not use (`MarkData`, transcription) are ignored, not errors, so
+a newer service does not break calls. Anything malformed raises `ProtocolError`, which drops the call.
+
+Out: `AudioData` and `StopAudio`, PascalCase as the official samples and the .NET `OutStreamingData` send them. An
+`InterruptionFrame` becomes `StopAudio`, which flushes the audio ACS has queued for the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from typing import Any
+
+from media_gateway.frames import (
+    AudioMetadataFrame,
+    DtmfFrame,
+    Frame,
+    InputAudioFrame,
+    InterruptionFrame,
+    OutputAudioFrame,
+)
+
+SAMPLE_RATES = (16000, 24000)
+#: No AudioData needs more than a second of audio (ACS sends 20 ms); larger is garbage or abuse.
+MAX_AUDIO_BYTES = 24000 * 2
+
+#: Pre-encoded: StopAudio is always the same message.
+STOP_AUDIO = json.dumps({"Kind": "StopAudio", "AudioData": None, "StopAudio": {}})
+_AUDIO_PREFIX = '{"Kind": "AudioData", "AudioData": {"Data": "'
+_AUDIO_SUFFIX = '"}, "StopAudio": null}'
+
+
+class ProtocolError(Exception):
+    """The peer broke the media-streaming protocol; the call is dropped with `close_code`."""
+
+    def __init__(self, message: str, close_code: int = 1007) -> None:  # 1007: invalid frame payload data
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class AcsMediaSerializer:
+    def deserialize(self, message: str, received_at: float | None = None) -> Frame | None:
+        """The frame in one text message, or None for a kind we do not use."""
+        try:
+            data = json.loads(message)
+        except ValueError:
+            raise ProtocolError("message is not JSON") from None
+        if not isinstance(data, dict):
+            raise ProtocolError("message is not a JSON object")
+        fields = _lower_keys(data)
+        kind = fields.get("kind")
+        if not isinstance(kind, str):
+            raise ProtocolError("message has no kind")
+        match kind.lower():
+            case "audiometadata":
+                return _metadata(_section(fields, "audiometadata"))
+            case "audiodata":
+                return _audio(_section(fields, "audiodata"), time.monotonic() if received_at is None else received_at)
+            case "dtmfdata":
+                digits = _section(fields, "dtmfdata").get("data")
+                if not isinstance(digits, str):
+                    raise ProtocolError("DtmfData has no data")
+                return DtmfFrame(digits)
+            case _:
+                return None
+
+    def serialize(self, frame: Frame) -> str | None:
+        """The message for a frame the caller's side must get, or None for frames that stay inside the gateway."""
+        if isinstance(frame, OutputAudioFrame):
+            return _AUDIO_PREFIX + base64.b64encode(frame.pcm).decode("ascii") + _AUDIO_SUFFIX
+        if isinstance(frame, InterruptionFrame):
+            return STOP_AUDIO
+        return None
+
+
+def _lower_keys(data: dict[str, Any]) -> dict[str, Any]:
+    return {str(key).lower(): value for key, value in data.items()}
+
+
+def _section(fields: dict[str, Any], name: str) -> dict[str, Any]:
+    section = fields.get(name)
+    if not isinstance(section, dict):
+        raise ProtocolError(f"{name} is missing or not an object")
+    return _lower_keys(section)
+
+
+def _metadata(fields: dict[str, Any]) -> AudioMetadataFrame:
+    rate, channels = fields.get("samplerate"), fields.get("channels", 1)
+    encoding, length = fields.get("encoding", "PCM"), fields.get("length")
+    if rate not in SAMPLE_RATES:
+        raise ProtocolError(f"AudioMetadata sampleRate must be 16000 or 24000, not {rate!r}")
+    if channels != 1:
+        raise ProtocolError(f"AudioMetadata channels must be 1 (mono), not {channels!r}")
+    if not isinstance(encoding, str) or encoding.upper() != "PCM":
+        raise ProtocolError(f"AudioMetadata encoding must be PCM, not {encoding!r}")
+    if length is not None and not isinstance(length, int):
+        raise ProtocolError(f"AudioMetadata length must be a number, not {length!r}")
+    return AudioMetadataFrame(rate, channels, "PCM", length, str(fields.get("subscriptionid") or ""))
+
+
+def _audio(fields: dict[str, Any], received_at: float) -> InputAudioFrame:
+    encoded = fields.get("data")
+    if not isinstance(encoded, str):
+        raise ProtocolError("AudioData has no data")
+    if len(encoded) > MAX_AUDIO_BYTES * 4 // 3 + 4:
+        raise ProtocolError("AudioData carries more than a second of audio")
+    try:
+        pcm = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("AudioData data is not base64") from None
+    if len(pcm) % 2:
+        raise ProtocolError("AudioData is not 16-bit PCM (odd number of bytes)")
+    participant = fields.get("participantrawid")
+    return InputAudioFrame(
+        pcm=pcm,
+        received_at=received_at,
+        silent=fields.get("silent") is True,
+        participant=participant if isinstance(participant, str) else None,
+    )

@@ -1,0 +1,113 @@
+"""The gateway's HTTP side: the ACS media WebSocket at `/media`, `GET /healthz` and `GET /stats`.
+
+ACS connects to the transport URL the call function answered with, `{GATEWAY_PUBLIC_URL}/media?token=<t>`. The
+token is checked before the upgrade is accepted: missing gets 401, one that does not verify (forged, expired, meant
+for something else) gets 403, a session that does not exist 404, a closed one 409, and a full gateway 503. Each
+refusal is logged and affects no other call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from media_gateway.call import Call
+from media_gateway.hooks import CallHooks, CallRef
+from media_gateway.metrics import GatewayStats
+from media_gateway.vad import VadParams
+from shared.errors import NotFound, Unauthorized, Unavailable
+from shared.models import SessionStatus
+
+if TYPE_CHECKING:
+    from media_gateway.engines import Engines
+    from shared.bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+MEDIA_AUDIENCE = "media"
+#: No media message comes near this (a 20 ms frame is ~1.3 KB of JSON); bigger ones are refused by aiohttp.
+MAX_MESSAGE_BYTES = 64 * 1024
+GOING_AWAY = 1001
+
+
+class Gateway:
+    def __init__(
+        self,
+        services: Services,
+        engines: Engines,
+        *,
+        hooks: CallHooks | None = None,
+        vad_params: VadParams | None = None,
+        max_calls: int | None = None,
+        stats: GatewayStats | None = None,
+    ) -> None:
+        self.services = services
+        self.engines = engines
+        self.hooks = hooks or CallHooks()
+        self.vad_params = vad_params or VadParams(end_of_turn_ms=services.settings.gateway_end_of_turn_ms)
+        self.max_calls = max_calls or services.settings.gateway_max_calls
+        self.stats = stats or GatewayStats()
+        self.calls: dict[Call, web.WebSocketResponse] = {}
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        token = request.query.get("token", "")
+        if not token:
+            return _refuse(request, 401, "a media token is required (?token=...)")
+        try:
+            ref = CallRef.from_claims(self.services.tokens.verify(token, MEDIA_AUDIENCE), token)
+        except (Unauthorized, ValueError) as exc:
+            return _refuse(request, 403, str(exc))
+        if len(self.calls) >= self.max_calls:
+            return _refuse(request, 503, f"this gateway is carrying its maximum of {self.max_calls} calls")
+        try:
+            session = await self.services.conversation.transcript(ref.session_id, ref.customer_id)
+        except NotFound as exc:
+            return _refuse(request, 404, str(exc))
+        except Unavailable as exc:
+            return _refuse(request, 503, str(exc))
+        if session.status is not SessionStatus.ACTIVE:
+            return _refuse(request, 409, f"the voice session is {session.status.value}")
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True, heartbeat=30)
+        if not ws.can_prepare(request).ok:
+            return _refuse(request, 400, "this is a WebSocket endpoint")
+        await ws.prepare(request)
+        call = Call(ws, ref, self.services.conversation, self.engines, self.hooks, self.stats, self.vad_params)
+        self.calls[call] = ws
+        try:
+            await call.run()
+        finally:
+            del self.calls[call]
+        return ws
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "calls": len(self.calls), "engines": self.engines.describe()})
+
+    async def stats_view(self, request: web.Request) -> web.Response:
+        """Process figures for the benchmark; `?reset=pacing` starts the frame-lateness histogram afresh."""
+        if request.query.get("reset") == "pacing":
+            self.stats.reset_pacing()
+        return web.json_response(self.stats.snapshot())
+
+    async def close_calls(self, app: web.Application) -> None:
+        """On shutdown: tell every connected peer we are going away (ACS then ends or re-routes the call)."""
+        await asyncio.gather(
+            *(ws.close(code=GOING_AWAY, message=b"gateway shutting down") for ws in list(self.calls.values())),
+            return_exceptions=True,
+        )
+
+
+def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
+    log.warning("media connection from %s refused (%d): %s", request.remote, status, reason)
+    return web.json_response({"error": reason}, status=status)
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    app = web.Application()
+    app.router.add_get("/media", gateway.media)
+    app.router.add_get("/healthz", gateway.healthz)
+    app.router.add_get("/stats", gateway.stats_view)
+    app.on_shutdown.append(gateway.close_calls)
+    return app

@@ -1,0 +1,268 @@
+"""Calls: answer an incoming call into a voice session, follow it through its callbacks, end or transfer it.
+
+On IncomingCall we resolve the caller by phone number, open a voice session (its greeting is what the media gateway
+speaks first), sign two per-call tokens (one in the gateway URL, one in the callback URL) and answer with
+bidirectional media streaming to the gateway. Callbacks then move the call along: connected, streaming, ended,
+transferred. Each step runs once however often Event Grid or ACS deliver it.
+
+What a live call needs across processes (its connection id, session and state) is kept in SessionState under
+`call:<correlation id>`, so the callback handler, the control routes and the gateway all find it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from shared.calls.callback_auth import AcsJwtVerifier
+from shared.calls.control import CallEnded, CallRejected, MediaStreaming
+from shared.calls.events import CallEvent, IncomingCall
+from shared.errors import NotFound, SwitchboardError, Unauthorized
+from shared.models import Channel, Customer, Identity, IdentityKind, SessionStatus, utcnow
+
+if TYPE_CHECKING:
+    from shared.bootstrap import Services
+
+log = logging.getLogger(__name__)
+
+CALLBACK_AUDIENCE = "acs-callback"
+MEDIA_AUDIENCE = "media"
+CALLBACK_ROUTE = "api/calls/callbacks"
+#: How long a delivered event id is remembered (Event Grid retries for up to 24 hours).
+DEDUP_TTL_SECONDS = 24 * 3600
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9-]")
+_FAILED_TO_CONNECT = {"AnswerFailed", "ConnectFailed", "CreateCallFailed"}
+
+# Verifiers hold fetched signing keys, so one per audience lives as long as the process.
+_verifiers: dict[tuple[str, str], AcsJwtVerifier] = {}
+
+
+class Forbidden(SwitchboardError):
+    """A valid credential for another call."""
+
+
+@dataclass(frozen=True)
+class CallRef:
+    """What the per-call tokens carry: which call, session and customer."""
+
+    call_id: str  # the correlation id
+    session_id: str
+    customer_id: str
+
+
+def session_id_for(correlation_id: str) -> str:
+    """One voice session per call, named after it, so every delivery of the call's events finds the same one."""
+    return "voice_" + _UNSAFE.sub("", correlation_id)[:64]
+
+
+class CallService:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.state = services.state
+
+    # IncomingCall ----------------------------------------------------------------------------------------------
+
+    async def answer(self, call: IncomingCall) -> str | None:
+        """Answer the call once. Returns the call connection id, or None when this delivery had nothing to do."""
+        if not await self.state.mark_processed(f"acs-event:{call.event_id}", DEDUP_TTL_SECONDS):
+            log.info("IncomingCall event %s was delivered again: already handled", call.event_id)
+            return None
+        # ACS may publish one call in two events (two subscriptions, a re-sent event): the call id decides.
+        if not await self.state.mark_processed(f"call-answer:{call.correlation_id}", DEDUP_TTL_SECONDS):
+            log.info("call %s is already being answered", call.correlation_id)
+            return None
+
+        # From here on a failure is logged, not raised: the claims above are taken, so a redelivery would be
+        # dropped anyway, and a call cannot be answered twice. The caller hears the ringing stop.
+        caller = call.caller or "a withheld number"
+        session_id = session_id_for(call.correlation_id)
+        try:
+            _, customer_id = await asyncio.gather(
+                self.services.queue.call_arrived(call.correlation_id), self._open_session(call, session_id)
+            )
+        except SwitchboardError as exc:
+            log.error("could not open a voice session for call %s from %s: %s", call.correlation_id, caller, exc)
+            return None
+        ref = CallRef(call.correlation_id, session_id, customer_id)
+        media = MediaStreaming(self.media_url(ref), self.settings.call_audio_sample_rate)
+        try:
+            await self._remember(ref.call_id, session_id=session_id, customer_id=customer_id, state="answering")
+            answered = await self.services.call_control.answer(
+                call.incoming_call_context, self.callback_url(ref), media, operation_context=session_id
+            )
+        except SwitchboardError as exc:
+            log.error("could not answer call %s from %s: %s", call.correlation_id, caller, exc)
+            await self._finish(ref, "failed", SessionStatus.COMPLETED)
+            return None
+        # The connection id is recorded from CallConnected, which may already have arrived: writing it here too
+        # could race that callback's write and lose its state.
+        log.info("answered call %s from %s: session %s, connection %s", call.correlation_id, caller, session_id,
+                 answered.call_connection_id)
+        return answered.call_connection_id
+
+    async def _open_session(self, call: IncomingCall, session_id: str) -> str:
+        conversation = self.services.conversation
+        if call.caller is not None:
+            identity = Identity(IdentityKind.PHONE, call.caller)
+            opened = await conversation.open_for_identity(Channel.VOICE, session_id, identity)
+        else:  # a withheld number: serve them as a new customer; the agent asks who they are
+            customer = await self.services.customers.create(Customer.new())
+            opened = await conversation.open(Channel.VOICE, session_id, customer.customer_id)
+        return opened.customer.customer_id
+
+    def media_url(self, ref: CallRef) -> str:
+        return f"{self.settings.gateway_public_url}/media?token={quote(self._token(MEDIA_AUDIENCE, ref))}"
+
+    def callback_url(self, ref: CallRef) -> str:
+        return f"{self.settings.public_url}/{CALLBACK_ROUTE}?token={quote(self._token(CALLBACK_AUDIENCE, ref))}"
+
+    def _token(self, audience: str, ref: CallRef) -> str:
+        ttl = self.settings.call_token_ttl_seconds
+        return self.services.tokens.issue(audience, ttl, sid=ref.session_id, cid=ref.customer_id, call=ref.call_id)
+
+    # Callbacks -------------------------------------------------------------------------------------------------
+
+    async def authenticate_callback(self, url_token: str, authorization: str) -> CallRef:
+        """The call a callback request belongs to, or Unauthorized."""
+        if not url_token:
+            raise Unauthorized("the callback URL has no token")
+        claims = self.services.tokens.verify(url_token, CALLBACK_AUDIENCE)
+        if self.settings.acs_resource_immutable_id:
+            await _verifier(self.settings.acs_resource_immutable_id, self.settings.acs_openid_configuration_url).verify(
+                authorization
+            )
+        return CallRef(str(claims["call"]), str(claims["sid"]), str(claims["cid"]))
+
+    async def on_callbacks(self, ref: CallRef, events: list[CallEvent]) -> None:
+        if foreign := [e.event_id for e in events if e.correlation_id != ref.call_id]:
+            raise Forbidden(f"event(s) {', '.join(foreign)} belong to another call than this callback URL's")
+        for event in events:
+            if await self.state.mark_processed(f"acs-event:{event.event_id}", DEDUP_TTL_SECONDS):
+                await self._apply(ref, event)
+
+    async def _apply(self, ref: CallRef, event: CallEvent) -> None:
+        log.info("call %s: %s %s", ref.call_id, event.type, event.detail)
+        queue = self.services.queue
+        # The token names the session, so even a call whose hot record was lost is followed correctly.
+        await self._remember(ref.call_id, session_id=ref.session_id, customer_id=ref.customer_id)
+        match event.type:
+            case "CallConnected":
+                await self._remember(ref.call_id, state="connected", connection_id=event.call_connection_id)
+                await queue.call_answered(ref.call_id)
+            case "MediaStreamingStarted":
+                await self._remember(ref.call_id, media="streaming")
+            case "MediaStreamingStopped":
+                await self._remember(ref.call_id, media="stopped")
+            case "MediaStreamingFailed":
+                await self._remember(ref.call_id, media="failed", media_detail=event.detail)
+                await self._rescue(ref, event)
+            case "CallTransferAccepted":
+                await self._finish(ref, "transferred", SessionStatus.TRANSFERRED)
+            case "CallTransferFailed":
+                await self._remember(ref.call_id, transfer="failed", transfer_detail=event.detail)
+            case "CallDisconnected":
+                await self._finish(ref, "ended", SessionStatus.COMPLETED)
+            case failed if failed in _FAILED_TO_CONNECT:
+                await self._finish(ref, "failed", SessionStatus.COMPLETED)
+            case other if other.endswith("Failed"):
+                log.warning("call %s: %s: %s", ref.call_id, other, event.detail)
+
+    async def _rescue(self, ref: CallRef, event: CallEvent) -> None:
+        """Without media the agent can neither hear nor speak: hand the caller to a person, or end the call."""
+        call = await self.call(ref.call_id)
+        if call.get("state") in ("ended", "transferred", "failed"):
+            return
+        log.error("call %s lost its media stream (%s): %s", ref.call_id, event.detail,
+                  "transferring to a person" if self.services.scenario.escalation else "hanging up")
+        try:
+            if self.services.scenario.escalation:
+                await self.transfer(ref.call_id, connection_id=event.call_connection_id)
+            else:
+                await self.hang_up(ref.call_id, connection_id=event.call_connection_id)
+        except (CallEnded, CallRejected) as exc:
+            log.warning("call %s: could not rescue it: %s", ref.call_id, exc)
+
+    # Control ---------------------------------------------------------------------------------------------------
+
+    async def hang_up(self, call_id: str, *, connection_id: str | None = None) -> None:
+        await self.services.call_control.hang_up(connection_id or await self._connection_id(call_id))
+
+    async def transfer(self, call_id: str, *, connection_id: str | None = None) -> str:
+        """Transfer to the scenario's escalation number; returns the number. CallRejected if there is none."""
+        number = self.services.scenario.escalation
+        if not number:
+            raise CallRejected(f"scenario {self.services.scenario.name!r} has no escalation number to transfer to")
+        await self.services.call_control.transfer(
+            connection_id or await self._connection_id(call_id), number, operation_context=f"escalate:{call_id}"
+        )
+        await self._remember(call_id, transfer="requested", transfer_to=number)
+        return number
+
+    async def call(self, call_id: str) -> dict[str, Any]:
+        """What we know of a call: state, media, connection id, session; NotFound if we never answered it."""
+        record = await self.state.get(_key(call_id))
+        if record is None:
+            raise NotFound(f"no call {call_id!r}")
+        return record
+
+    async def describe(self, call_id: str) -> dict[str, Any]:
+        """The call's record (less the customer id) and the status of its voice session on the customer record."""
+        record = await self.call(call_id)
+        status = None
+        try:
+            customer = await self.services.customers.get(str(record.get("customer_id")))
+        except NotFound:
+            customer = None
+        if customer is not None and (session := customer.sessions.get(str(record.get("session_id")))) is not None:
+            status = session.status.value
+        return {**{k: v for k, v in record.items() if k != "customer_id"}, "session_status": status}
+
+    async def _connection_id(self, call_id: str) -> str:
+        record = await self.call(call_id)
+        if record.get("state") in ("ended", "transferred", "failed"):
+            raise CallEnded(f"call {call_id} has {record['state']}")
+        if not record.get("connection_id"):
+            raise CallEnded(f"call {call_id} is not connected")
+        return str(record["connection_id"])
+
+    # Bookkeeping -----------------------------------------------------------------------------------------------
+
+    async def _remember(self, call_id: str, **changes: Any) -> dict[str, Any]:
+        # Read-merge-write: two callbacks of one call landing together may race, and each writes only its own keys.
+        record = {**(await self.state.get(_key(call_id)) or {"call_id": call_id}), **changes, "updated_at": utcnow()}
+        await self.state.put(_key(call_id), record, self.settings.call_token_ttl_seconds)
+        return record
+
+    async def _finish(self, ref: CallRef, state: str, status: SessionStatus) -> None:
+        record = await self.state.get(_key(ref.call_id)) or {}
+        if record.get("state") in ("transferred", "failed") and state == "ended":
+            state = record["state"]  # the disconnect that follows a transfer keeps "transferred"
+        await self._remember(ref.call_id, state=state)
+        await self.services.queue.call_ended(ref.call_id)
+        await self._set_session_status(ref.customer_id, ref.session_id, status)
+
+    async def _set_session_status(self, customer_id: str, session_id: str, status: SessionStatus) -> None:
+        def close(customer: Customer) -> None:
+            session = customer.sessions.get(session_id)
+            if session is not None and session.status is SessionStatus.ACTIVE:
+                session.status = status
+                session.updated_at = utcnow()
+
+        await self.services.customers.update(customer_id, close)
+
+
+def _key(call_id: str) -> str:
+    return f"call:{call_id}"
+
+
+def _verifier(audience: str, openid_url: str) -> AcsJwtVerifier:
+    key = (audience, openid_url)
+    if key not in _verifiers:
+        _verifiers[key] = AcsJwtVerifier(audience, openid_url)
+    return _verifiers[key]

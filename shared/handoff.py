@@ -1,0 +1,185 @@
+"""The steps of a channel handoff, as plain async functions the Durable activities call.
+
+Each step is safe to run twice (Durable replays, hosts crash, Event Grid redelivers): record changes are guarded by
+the handoff's status on the customer record, and every message goes out with a repeatability id derived from the
+orchestration id and the step, so a second run is recognised by the channel instead of becoming a second message.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from shared.bootstrap import Services
+from shared.errors import Conflict, SwitchboardError
+from shared.messenger.base import TemplateMessage
+from shared.models import Channel, Customer, Handoff, HandoffStatus, Identity, IdentityKind, SessionStatus, utcnow
+from shared.router import phone_of
+from shared.scenario import WhatsAppTemplate
+
+log = logging.getLogger(__name__)
+
+TOKEN_AUDIENCE = "handoff"
+_REPEATABILITY = uuid.UUID("6f1b7f55-9a1c-4d7e-9c7e-3f1f0c2a7b10")  # namespace for deterministic send ids
+
+
+@dataclass(frozen=True)
+class HandoffPlan:
+    """What an orchestration is asked to do; its JSON is the orchestration input."""
+
+    instance_id: str
+    customer_id: str
+    from_session_id: str
+    from_channel: str
+    to_channel: str
+    remind_after_seconds: float
+    expire_after_seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> HandoffPlan:
+        return cls(**data)
+
+
+def instance_id_for(from_session_id: str) -> str:
+    """One handoff per session: accepting twice (a retried request, a redelivered event) finds the same instance."""
+    return f"handoff-{from_session_id}"
+
+
+async def summarise(services: Services, plan: HandoffPlan) -> str:
+    customer = await services.customers.get(plan.customer_id)
+    return await services.policy.summarise(services.scenario, customer, plan.from_session_id)
+
+
+async def save_context(services: Services, plan: HandoffPlan, summary: str) -> str:
+    """Summary on the record, the old session marked transferred, the handoff remembered for the new channel.
+
+    Returns the id of the record that now carries the handoff. For WhatsApp that is whoever holds the customer's
+    phone number, because that is who the WhatsApp message will be from: a web chat visitor who gave the number of
+    a known customer is that customer, so the conversation and what it collected move onto their record.
+    """
+
+    def save(customer: Customer) -> None:
+        customer.summary = summary
+        session = customer.sessions.get(plan.from_session_id)
+        if session is not None and session.status is SessionStatus.ACTIVE:
+            session.status = SessionStatus.TRANSFERRED
+        for earlier in customer.sessions.values():
+            # An older conversation on the target channel is over: the customer's next message there opens the
+            # session that continues this one.
+            if earlier.channel.value == plan.to_channel and earlier.status is SessionStatus.ACTIVE:
+                earlier.status = SessionStatus.COMPLETED
+        if customer.handoff is None or customer.handoff.instance_id != plan.instance_id:
+            customer.handoff = Handoff(
+                plan.instance_id, plan.from_session_id, Channel(plan.from_channel), Channel(plan.to_channel)
+            )
+
+    source, _ = await services.customers.update(plan.customer_id, save)
+    if plan.to_channel != Channel.WHATSAPP or (phone := phone_of(source)) is None:
+        return source.customer_id
+    identity = Identity(IdentityKind.PHONE, phone)
+    owner = await services.customers.find_by_identity(identity)
+    if owner is None:
+        try:
+            await services.customers.add_identity(source.customer_id, identity)
+            return source.customer_id
+        except Conflict:  # someone claimed the number meanwhile
+            owner = await services.customers.find_by_identity(identity)
+    if owner is None or owner.customer_id == source.customer_id:
+        return source.customer_id
+
+    def take_over(customer: Customer) -> None:
+        for key, value in source.collected.items():
+            customer.collected.setdefault(key, value)
+        customer.sessions.setdefault(plan.from_session_id, source.sessions[plan.from_session_id])
+        save(customer)
+
+    await services.customers.update(owner.customer_id, take_over)
+    log.info("handoff %s continues on %s's record, the holder of the phone number", plan.instance_id, owner.customer_id)
+    return owner.customer_id
+
+
+async def invite(services: Services, plan: HandoffPlan) -> dict:
+    """Invite the customer on the new channel. Returns what was sent (and the web link, for web chat)."""
+    customer = await services.customers.get(plan.customer_id)
+    if customer.handoff is None or customer.handoff.instance_id != plan.instance_id or not customer.handoff.open:
+        return {"sent": False, "reason": "the handoff is no longer open"}
+    link = web_link(services, plan) if plan.to_channel == Channel.WEBCHAT else None
+    template = services.scenario.whatsapp.invite if link is None else services.scenario.whatsapp.link_invite
+    result = await _send_template(services, customer, plan, template, "invite", link)
+    await _set_status(services, plan, HandoffStatus.INVITED, only_from={HandoffStatus.STARTED})
+    return {**result, **({"link": link} if link else {})}
+
+
+async def remind(services: Services, plan: HandoffPlan) -> bool:
+    """One reminder, unless the customer has already arrived. False when there was nobody left to remind."""
+    customer = await services.customers.get(plan.customer_id)
+    if customer.handoff is None or customer.handoff.instance_id != plan.instance_id or not customer.handoff.open:
+        return False
+    link = web_link(services, plan) if plan.to_channel == Channel.WEBCHAT else None
+    await _send_template(services, customer, plan, services.scenario.whatsapp.reminder, "reminder", link)
+    await _set_status(services, plan, HandoffStatus.REMINDED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED})
+    return True
+
+
+async def expire(services: Services, plan: HandoffPlan) -> bool:
+    """Nobody came: mark the handoff expired (the context stays on the record). False if they came after all."""
+    return await _set_status(
+        services, plan, HandoffStatus.EXPIRED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED, HandoffStatus.REMINDED}
+    )
+
+
+def web_link(services: Services, plan: HandoffPlan) -> str:
+    """A signed, expiring link to the chat page that binds the new web chat session to this customer.
+
+    Single use: the web chat route records the token id (`jti`) when it accepts it.
+    """
+    token = services.tokens.issue(
+        TOKEN_AUDIENCE, plan.expire_after_seconds + plan.remind_after_seconds,
+        cid=plan.customer_id, hid=plan.instance_id, jti=plan.instance_id,
+    )
+    return f"{services.settings.public_url}/api/webchat?handoff={token}"
+
+
+async def _send_template(
+    services: Services, customer: Customer, plan: HandoffPlan, template: WhatsAppTemplate | None, step: str,
+    link: str | None,
+) -> dict:
+    phone = phone_of(customer)
+    if phone is None or template is None:
+        why = "no phone number on record" if phone is None else f"the scenario has no {step} template"
+        return {"sent": False, "reason": why}
+    fields = {
+        **customer.collected,
+        "summary": customer.summary or "We have everything you told us.",
+        "link": link or "Just reply to this message to continue.",
+    }
+    message = TemplateMessage(phone, template.name, template.language, tuple(template.values(services.scenario.company, fields)))
+    try:
+        message_id = await services.messenger.send(
+            message,
+            repeatability_id=str(uuid.uuid5(_REPEATABILITY, f"{plan.instance_id}:{step}")),
+            first_sent=datetime.fromisoformat(customer.handoff.started_at if customer.handoff else utcnow()),
+        )
+    except SwitchboardError as exc:
+        if exc.retryable:
+            raise  # the activity fails and the orchestration's retry policy tries again
+        log.warning("handoff %s: %s could not be sent: %s", plan.instance_id, step, exc)
+        return {"sent": False, "reason": str(exc)}
+    return {"sent": True, "message_id": message_id, "template": template.name}
+
+
+async def _set_status(services: Services, plan: HandoffPlan, status: HandoffStatus, *, only_from: set) -> bool:
+    def move(customer: Customer) -> bool:
+        handoff = customer.handoff
+        if handoff is None or handoff.instance_id != plan.instance_id or handoff.status not in only_from:
+            return False
+        handoff.status, handoff.updated_at = status, utcnow()
+        return True
+
+    _, moved = await services.customers.update(plan.customer_id, move)
+    return moved

@@ -1,0 +1,253 @@
+"""The WhatsApp conversation service: an ACS event in, replies out through the Messenger, everything on the record.
+
+Event Grid delivers at least once, and so can we fail halfway. The effect is still once:
+
+1. `mark_processed` on the event's id, before anything else, turns away concurrent and repeated deliveries fast.
+2. The customer's turn, the inbound message id and the replies it earned are saved in *one* record write (the
+   conversation core's `on_save` hook). A delivery whose message is already in the log runs no second turn.
+3. Each reply is sent under a repeatability id derived from the inbound message id and the reply's index, and its
+   receipt is written right after. A send repeated after a crash is recognised by ACS, not delivered twice.
+4. If anything fails on the way (a store or ACS outage outlasting the Messenger's retries), the mark is released
+   and the error re-raised: the Functions host answers 500, Event Grid redelivers, and steps 2-3 pick up exactly
+   what is still owed. Keeping the mark instead would make a transient failure lose the customer's message.
+
+So the mark alone gives at-most-once (it could drop work), the record and repeatability ids alone give exactly-once
+effects but run duplicates concurrently; together a redelivery is cheap and harmless. A permanent send failure is
+not an exception: it is recorded on the message (visible on the record) and the event completes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from shared.conversation import Conversation, Reply
+from shared.errors import Unavailable
+from shared.messenger import Messenger, SendFailed, TemplateMessage, TextMessage
+from shared.messenger.base import OutboundMessage
+from shared.models import (
+    Channel, ChannelMessage, ChannelSession, Customer, Handoff, Identity, IdentityKind, SessionStatus, Turn,
+)
+from shared.scenario import Scenario
+from shared.stores.base import CustomerStore, SessionState
+from shared.whatsapp import delivery
+from shared.whatsapp.events import SILENT, DeliveryStatus, InboundMessage, WhatsAppEvent
+
+log = logging.getLogger(__name__)
+
+#: How long an event id stays marked. Event Grid gives up redelivering after 24 hours; past the mark, the delivery
+#: log on the record still recognises an inbound message.
+DEDUP_TTL_SECONDS = 48 * 3600
+
+
+@dataclass(frozen=True)
+class Received:
+    """What a customer's message changed that the handoff orchestration must hear about."""
+
+    customer_id: str
+    session_id: str
+    continued: Handoff | None  # this message opened the session that continues a handoff
+    switch_to: str | None  # the customer agreed to move on to this channel
+
+
+def _unsent_opening(session: ChannelSession) -> list[str]:
+    """Agent turns recorded before the customer's first (a handoff's continuation line) and not yet sent."""
+    if session.messages or any(t.role == "customer" for t in session.turns):
+        return []
+    return [t.text for t in session.turns if t.role == "agent"]
+
+
+class WhatsAppService:
+    def __init__(
+        self,
+        scenario: Scenario,
+        customers: CustomerStore,
+        state: SessionState,
+        conversation: Conversation,
+        messenger: Messenger,
+    ) -> None:
+        self.scenario = scenario
+        self.customers = customers
+        self.state = state
+        self.conversation = conversation
+        self.messenger = messenger
+
+    async def handle(self, event: WhatsAppEvent) -> Received | None:
+        """Process one event once. Raises only when a redelivery can succeed where this attempt failed.
+
+        For a customer's message, returns what the function must tell the handoff orchestration (a handoff this
+        message continued, or one the customer just asked for).
+        """
+        if not await self.state.mark_processed(event.dedup_key, DEDUP_TTL_SECONDS):
+            log.info("WhatsApp event %s was already processed; ignoring the redelivery", event.dedup_key)
+            return None
+        try:
+            if isinstance(event, InboundMessage):
+                return await self._receive(event)
+            await self._update_status(event)
+            return None
+        except BaseException:
+            try:
+                await self.state.release_processed(event.dedup_key)
+            except Exception:  # the original error matters more; this one only costs the redelivery
+                log.exception("could not release %s: its redelivery will be ignored", event.dedup_key)
+            raise
+
+    # Inbound ---------------------------------------------------------------------------------------------------
+
+    async def _receive(self, message: InboundMessage) -> Received:
+        customer, created = await self.customers.get_or_create(Identity(IdentityKind.PHONE, message.phone))
+        if created:
+            log.info("WhatsApp from a new number: customer %s", customer.customer_id)
+        session_id = _whatsapp_session(customer)
+        continued = None
+        if session_id not in customer.sessions:
+            # The customer wrote first: the answer to their message is the first thing they get, not a greeting
+            # asking what they want (which would arrive just before that answer). A customer handed over from
+            # another channel is the exception: the core opens with what they were doing, and that goes first.
+            opened = await self.conversation.open(Channel.WHATSAPP, session_id, customer.customer_id, greet=False)
+            customer, continued = opened.customer, opened.continued
+
+        switch_to = None
+        if _logged(customer, message.message_id):
+            log.info("message %s is already answered on the record; sending whatever is still owed", message.message_id)
+        elif message.text:
+            preface = _unsent_opening(customer.sessions[session_id])
+            switch_to = await self._converse(customer.customer_id, session_id, message, preface)
+        else:
+            await self._acknowledge(customer.customer_id, session_id, message)
+        await self._deliver(customer.customer_id, session_id)
+        return Received(customer.customer_id, session_id, continued, switch_to)
+
+    async def _converse(
+        self, customer_id: str, session_id: str, message: InboundMessage, preface: list[str]
+    ) -> str | None:
+        now = _now()
+        template = self._template_name()
+
+        def log_exchange(session: ChannelSession, replies: list[Reply]) -> None:
+            delivery.record_exchange(session, message, preface + [r.text for r in replies], template, now)
+
+        outcome = await self.conversation.turn(session_id, customer_id, message.text, on_save=log_exchange)
+        return outcome.switch_to
+
+    async def _acknowledge(self, customer_id: str, session_id: str, message: InboundMessage) -> None:
+        """Media, locations, reactions: recorded, and answered politely unless no answer is due (a reaction)."""
+        now = _now()
+        template = self._template_name()
+        reply = [] if message.kind in SILENT else [self.scenario.whatsapp.non_text_reply]
+        said = f"[{message.kind}{': ' + message.detail if message.detail else ''}]"
+
+        def record(customer: Customer) -> None:
+            session = customer.sessions[session_id]
+            if session.message(key=message.message_id) is not None:
+                return
+            agent = session.active_agent or self.scenario.start_agent
+            session.add_turn(Turn(role="customer", text=said, agent=agent))
+            for text in reply:
+                session.add_turn(Turn(role="agent", text=text, agent=agent))
+            delivery.record_exchange(session, message, reply, template, now)
+
+        await self.customers.update(customer_id, record)
+
+    # Delivery status -------------------------------------------------------------------------------------------
+
+    async def _update_status(self, update: DeliveryStatus) -> None:
+        customer = await self.customers.find_by_identity(Identity(IdentityKind.PHONE, update.phone))
+        session = _session_that_sent(customer, update.message_id) if customer else None
+        if customer is None or session is None:
+            if customer is not None and any(delivery.owed(s) for s in _whatsapp_sessions(customer)):
+                # Our send returned, but its receipt is not on the record yet: let Event Grid bring this back.
+                raise Unavailable(f"status for {update.message_id} arrived before its send was recorded")
+            log.warning("delivery status %s for message %s to %s matches nothing we sent; dropped",
+                        update.status, update.message_id, update.phone)
+            return
+        now, template = _now(), self._template_name()
+        customer, _ = await self.customers.update(
+            customer.customer_id,
+            lambda c: delivery.record_status(c.sessions[session.session_id], update, template, now),
+        )
+        if update.status == "failed":
+            log.warning("WhatsApp message %s to %s failed: %s", update.message_id, update.phone, update.error)
+            await self._deliver(customer.customer_id, session.session_id)  # a closed window queues the template
+
+    # Sending ---------------------------------------------------------------------------------------------------
+
+    async def _deliver(self, customer_id: str, session_id: str) -> None:
+        """Send every message the session owes, oldest first, writing each receipt (or failure) as it comes."""
+        customer = await self.customers.get(customer_id)
+        for message in delivery.owed(customer.sessions[session_id]):
+            outbound = self._outbound(customer, message)
+            if isinstance(outbound, str):
+                message_id, error = None, outbound
+            else:
+                try:
+                    message_id, error = await self.messenger.send(
+                        outbound, repeatability_id=message.key, first_sent=datetime.fromisoformat(message.at)
+                    ), None
+                except SendFailed as exc:
+                    message_id, error = None, str(exc)
+            if error:
+                log.warning("WhatsApp %s to %s not sent: %s", message.kind, _phone(customer), error)
+            await self._record_send(customer_id, session_id, message.key, message_id, error)
+
+    async def _record_send(
+        self, customer_id: str, session_id: str, key: str, message_id: str | None, error: str | None
+    ) -> None:
+        now = _now()
+
+        def record(customer: Customer) -> None:
+            delivery.record_send(customer.sessions[session_id], key, message_id, error, now)
+
+        await self.customers.update(customer_id, record)
+
+    def _outbound(self, customer: Customer, message: ChannelMessage) -> OutboundMessage | str:
+        """What to send for a logged message, or why it cannot be sent."""
+        to = _phone(customer)
+        if to is None:
+            return "the customer has no phone number to send to"
+        if message.kind == "text":
+            return TextMessage(to, message.text)
+        template = self.scenario.whatsapp.template
+        if template is None:
+            return "outside the 24-hour window only a template may be sent, and the scenario has no whatsapp.template"
+        values = tuple(template.values(self.scenario.company, customer.collected))
+        return TemplateMessage(to, template.name, template.language, values)
+
+    def _template_name(self) -> str:
+        template = self.scenario.whatsapp.template
+        return template.name if template else ""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _phone(customer: Customer) -> str | None:
+    return next((i.value for i in customer.identities if i.kind is IdentityKind.PHONE), None)
+
+
+def _whatsapp_sessions(customer: Customer) -> list[ChannelSession]:
+    return [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP]
+
+
+def _whatsapp_session(customer: Customer) -> str:
+    """The customer's one active WhatsApp session, or the id the next one gets.
+
+    The id is derived from the record (the count of WhatsApp sessions so far), so two messages racing to open a
+    session for the same customer agree on its id, and the second `open` finds it instead of opening another.
+    """
+    sessions = _whatsapp_sessions(customer)
+    active = [s for s in sessions if s.status is SessionStatus.ACTIVE]
+    if active:
+        return max(active, key=lambda s: s.updated_at).session_id
+    return f"wa_{customer.customer_id.removeprefix('cus_')}_{len(sessions) + 1}"
+
+
+def _logged(customer: Customer, message_id: str) -> bool:
+    return any(s.message(key=message_id) is not None for s in _whatsapp_sessions(customer))
+
+
+def _session_that_sent(customer: Customer, message_id: str) -> ChannelSession | None:
+    return next((s for s in _whatsapp_sessions(customer) if s.message(message_id=message_id) is not None), None)

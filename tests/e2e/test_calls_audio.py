@@ -1,0 +1,84 @@
+"""A whole phone call, with audio, through every real piece: the phone simulator's code (local/phone.py) places a
+call on the ACS emulator, which delivers IncomingCall to the Functions host (`python -m local`); the app answers
+with the real callautomation SDK; the emulator streams the caller's piper-spoken words in real time to the media
+gateway (`python -m media_gateway`, which `python -m local` starts, with the offline engines), and the simulator transcribes what comes back with
+faster-whisper. Slow by nature (the calls run in real time): about a minute for the module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from local.phone import Dialogue, Engines, Line, converse
+from tests.peers import free_port
+
+ETA = re.compile(r"\b(4|four)(:00)?\s*(p\.?\s*m\.?|o'clock)", re.IGNORECASE)  # the utilities outage's "4:00 PM"
+GATEWAY_WARM_SECONDS = 90
+
+
+def wait_warm(gateway_url: str) -> None:
+    """Until the gateway's /healthz says its speech engines are loaded, so no turn is timed with a cold model."""
+    deadline = time.monotonic() + GATEWAY_WARM_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{gateway_url}/healthz", timeout=2) as response:
+                if json.loads(response.read())["engines"].get("warm"):
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"the media gateway at {gateway_url} did not load its speech engines", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def phone_line(local_host_factory):
+    """(emulator URL, loaded engines): `python -m local` with its ACS emulator and media gateway, ready for calls."""
+    gateway_port = free_port()
+    host = local_host_factory(GATEWAY_PORT=str(gateway_port), GATEWAY_PRELOAD_MODELS="true")
+    engines = Engines(transcribe=True)
+    engines.load(need_voice=True)
+    wait_warm(f"http://127.0.0.1:{gateway_port}")
+    return host.acs_url, engines
+
+
+def _args(emulator: str, *lines: Line) -> argparse.Namespace:
+    """What `python -m local.phone` parses from its command line."""
+    return argparse.Namespace(
+        emulator=emulator, caller="+15555550100", lines=list(lines), barge_after=1.5, quiet_ms=900,
+        reply_timeout=25.0, answer_timeout=15.0, transcribe=True,
+    )
+
+
+async def _call(phone_line, *lines: Line) -> Dialogue:
+    emulator, engines = phone_line
+    return await asyncio.wait_for(converse(_args(emulator, *lines), engines), timeout=180)
+
+
+async def test_jordan_calls_about_a_power_cut_and_hears_the_eta(phone_line) -> None:
+    dialogue = await _call(phone_line, Line("say", "there is no power on my street"))
+
+    assert dialogue.answered and dialogue.ended == "you hung up"
+    (who, greeting), *rest = dialogue.lines
+    assert who == "bot" and "jordan" in greeting.lower(), "a known caller is greeted by name"
+    assert rest[0] == ("caller", "there is no power on my street")
+    answer = " ".join(text for who, text in rest[1:] if who == "bot")
+    assert ETA.search(answer), f"the caller should hear the outage ETA, heard: {answer!r}"
+    assert "oak" in answer.lower(), "the ETA is for the caller's own address (123 Oak St)"
+    assert len(dialogue.latencies_ms) == 1 and 0 < dialogue.latencies_ms[0] < 5000
+
+
+async def test_talking_over_the_agent_stops_it(phone_line) -> None:
+    dialogue = await _call(
+        phone_line, Line("say", "my lights are out"), Line("barge", "sorry, when will it be back on?")
+    )
+    assert dialogue.stops_ms, "the gateway sent StopAudio when the caller talked over it"
+    assert dialogue.stops_ms[0] < 1500
+    assert ETA.search(dialogue.lines[-1][1]), f"the answer after the interruption: {dialogue.lines[-1]!r}"

@@ -1,0 +1,361 @@
+"""Channel handoff journeys: a caller on a busy line accepts to continue on WhatsApp or web chat, and carries on there
+without repeating anything.
+
+The voice leg runs the conversation core on channel `voice` in this process, on the host's own record store, and
+starts the handoff through `POST /api/handoffs`: exactly what the media gateway does with a caller's words. The new
+channel is driven the way a customer would: WhatsApp through the ACS emulator (which posts Event Grid events to the
+host), web chat through the invitation link. The Durable orchestration runs in the host's local engine.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import pytest
+
+from shared.conversation import Conversation
+from shared.models import Channel, Customer, Identity, IdentityKind, new_id
+from shared.policies.offline import OfflinePolicy
+from shared.scenario import load_scenario
+from shared.stores.embedded_customers import SqliteCustomerStore
+from shared.stores.embedded_state import InProcessSessionState
+from tests.peers.local_host import LocalHost
+from tests.waiting import eventually as wait_until
+
+SCENARIO = load_scenario("utilities")
+eventually = partial(wait_until, timeout=30)  # a loaded CI machine runs the host, the engine and the emulator
+REMIND_AFTER, EXPIRE_AFTER = 4, 4  # seconds: long enough for a customer who engages, short for one who doesn't
+
+
+def asked_slots(text: str) -> set[str]:
+    """The slots a reply asks for, judged by the scenario's own questions."""
+    asked = {name for name, slot in SCENARIO.slots.items() if slot.ask in text}
+    for tool in SCENARIO.tools.values():
+        for requirement in tool.requires:
+            if requirement.ask in text:
+                asked |= set(requirement.any_of)
+    if re.search(r"account number|phone number on the account", text, re.I):
+        asked |= {"account_number"}
+    return asked
+
+
+@dataclass
+class Stack:
+    host: LocalHost
+    data_dir: Path
+    client: httpx.Client
+
+    def url(self, path: str) -> str:
+        return f"{self.host.url}{path}"
+
+    def set_queue(self, **values: Any) -> None:
+        self.client.post(self.url("/api/ops/queue"), json={"set": values}).raise_for_status()
+
+    def outbox(self, phone: str) -> list[dict[str, Any]]:
+        response = self.client.get(f"{self.host.acs_url}/_emulator/messages", params={"to": phone})
+        response.raise_for_status()
+        return response.json()
+
+    def whatsapp(self, phone: str, text: str) -> list[str]:
+        """The customer writes on WhatsApp; returns the texts the agent sent back for it."""
+        before = len(self.outbox(phone))
+        response = self.client.post(f"{self.host.acs_url}/_emulator/inbound", json={"from": phone, "text": text})
+        assert response.status_code == 200, response.text
+        sent = eventually(lambda: [m for m in self.outbox(phone)[before:] if m["kind"] == "text"])
+        return [m["content"] for m in sent]
+
+    def handoff(self, instance_id: str) -> dict[str, Any]:
+        response = self.client.get(self.url(f"/api/handoffs/{instance_id}"))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@dataclass
+class VoiceLeg:
+    """A caller's side of a call, through the same conversation core the media gateway runs."""
+
+    stack: Stack
+    conversation: Conversation
+    phone: str
+    customer_id: str = ""
+    session_id: str = field(default_factory=lambda: new_id("call"))
+    heard: list[str] = field(default_factory=list)
+
+    async def dial(self) -> None:
+        opened = await self.conversation.open_for_identity(Channel.VOICE, self.session_id, Identity(IdentityKind.PHONE, self.phone))
+        self.customer_id = opened.customer.customer_id
+        self.heard += [r.text for r in opened.replies]
+
+    async def say(self, text: str) -> str | None:
+        outcome = await self.conversation.turn(self.session_id, self.customer_id, text)
+        self.heard += [r.text for r in outcome.replies]
+        return outcome.switch_to
+
+    def start_handoff(self, channel: str) -> str:
+        response = self.stack.client.post(
+            self.stack.url("/api/handoffs"),
+            json={"customer_id": self.customer_id, "session_id": self.session_id, "to_channel": channel},
+        )
+        assert response.status_code == 202, response.text
+        return response.json()["id"]
+
+    async def record(self) -> Customer:
+        return await self.conversation.customers.get(self.customer_id)
+
+
+@pytest.fixture(scope="module")
+def stack(local_host_factory, tmp_path_factory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("handoff-data")
+    host = local_host_factory(
+        SWITCHBOARD_DATA_DIR=str(data_dir),
+        HANDOFF_REMIND_AFTER_SECONDS=str(REMIND_AFTER),
+        HANDOFF_EXPIRE_AFTER_SECONDS=str(EXPIRE_AFTER),
+    )
+    with httpx.Client(timeout=60) as client:
+        client.get(f"{host.url}/api/ops/queue").raise_for_status()  # the app seeds its demo customers on first use
+        yield Stack(host, data_dir, client)
+
+
+@pytest.fixture
+async def voice(stack: Stack):
+    """A factory of callers; the queue is long (as the journeys need) and the store is the host's own."""
+    store = SqliteCustomerStore(stack.data_dir / "customers.sqlite3")
+    state = InProcessSessionState()  # the gateway's own hot state
+    conversation = Conversation(SCENARIO, store, state, OfflinePolicy())
+    await conversation.queue.set(waiting=75, estimated_wait_seconds=480)
+
+    def caller(phone: str) -> VoiceLeg:
+        return VoiceLeg(stack, conversation, phone)
+
+    yield caller
+    await store.close()
+
+
+def new_phone() -> str:
+    return f"+1333{uuid.uuid4().int % 10**7:07d}"
+
+
+# name, caller (None = a new number), what they say on the phone, what they write first on WhatsApp,
+# what the continuation must carry, a follow-up that must be answered without asking again.
+WHATSAPP_JOURNEYS = [
+    ("known caller, outage", "+15555550100", ["there's no power on my street"], "hi, I'm here",
+     ["power outage at 123 Oak St", "4:00 PM"], ("what's my balance?", "$127.45")),
+    ("known caller, billing", "+15555550111", ["I have a question about my bill"], "hello",
+     ["asking about your bill", "$42.10"], ("how can I pay it?", "pay online")),
+    ("new caller gives the account", None, ["my lights are out", "my account number is 100200300"], "ok I'm on WhatsApp",
+     ["power outage at 123 Oak St", "4:00 PM"], ("and what do I owe?", "$127.45")),
+    ("new caller gives the address", None, ["we have no electricity", "123 Oak Street, Springfield"], "hi",
+     ["power outage at 123 Oak Street", "4:00 PM"], ("is it still the 4 pm estimate?", "4:00 PM")),
+    ("new caller, usage by phone number", None, ["how much electricity did I use last month", "the account phone is 555 555 0111"],
+     "hey", ["energy use", "431 kWh"], ("what's my balance", "$42.10")),
+    ("known caller, service request", "+15555550122", ["I need a technician for my meter", "next Monday"], "hi there",
+     ["service request", "SR-"], ("how much do I owe", "nothing due")),
+    ("known caller asks for WhatsApp themselves", "+15555550111", ["can we do this on WhatsApp?"], "hi",
+     ["carrying on from your call"], ("is there an outage at my address?", "77 Elm Ave")),
+]
+
+
+@pytest.mark.parametrize(("name", "phone", "lines", "first", "context", "follow_up"), WHATSAPP_JOURNEYS,
+                         ids=[j[0] for j in WHATSAPP_JOURNEYS])
+async def test_a_caller_moves_to_whatsapp_and_is_never_asked_again(
+    stack: Stack, voice, name, phone, lines, first, context, follow_up
+) -> None:
+    caller = voice(phone or new_phone())
+    await caller.dial()
+    switch = None
+    for line in lines:
+        switch = await caller.say(line)
+    if switch is None:  # the agent offered WhatsApp on the busy line; the caller accepts
+        assert any("WhatsApp" in h for h in caller.heard), caller.heard
+        switch = await caller.say("yes please")
+    assert switch == "whatsapp"
+    earlier = len(stack.outbox(caller.phone))  # the demo customers travel in several journeys
+    instance_id = caller.start_handoff("whatsapp")
+    assert caller.start_handoff("whatsapp") == instance_id  # accepted twice: one orchestration
+
+    invite = eventually(lambda: [m for m in stack.outbox(caller.phone)[earlier:] if m["kind"] == "template"])
+    assert [m["template"] for m in invite] == ["switchboard_handoff_invite"]
+    assert eventually(lambda: stack.handoff(instance_id)["step"] == "waiting")
+    known = (await caller.record()).collected
+
+    replies = stack.whatsapp(caller.phone, first)
+    continuation = " ".join(replies)
+    assert "carrying on from your call" in continuation
+    for fact in context:
+        assert fact in continuation, f"{name}: {fact!r} missing from {continuation!r}"
+    question, answer = follow_up
+    answered = " ".join(stack.whatsapp(caller.phone, question))
+    assert answer in answered, f"{name}: {answered!r}"
+
+    re_asked = [s for text in [*replies, answered] for s in asked_slots(text) if s in known]
+    assert re_asked == [], f"{name}: asked again for {re_asked}"
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s)
+    assert status["output"]["outcome"] == "engaged" and status["step"] == "engaged"
+    assert len([m for m in stack.outbox(caller.phone)[earlier:] if m["kind"] == "template"]) == 1  # no reminder
+
+
+WEBCHAT_JOURNEYS = [
+    ("outage", "+15555550100", ["the lights are out"], ["power outage at 123 Oak St"], ("what's my balance", "$127.45")),
+    ("billing", "+15555550111", ["what do I owe this month"], ["asking about your bill"], ("is my power out?", "77 Elm Ave")),
+    ("new caller", None, ["I'd like to know my balance", "100200311"], ["asking about your bill", "$42.10"],
+     ("how do I pay", "pay online")),
+]
+
+
+@pytest.mark.parametrize(("name", "phone", "lines", "context", "follow_up"), WEBCHAT_JOURNEYS,
+                         ids=[j[0] for j in WEBCHAT_JOURNEYS])
+async def test_a_caller_moves_to_web_chat_through_a_single_use_link(stack: Stack, voice, name, phone, lines, context,
+                                                                  follow_up) -> None:
+    caller = voice(phone or new_phone())
+    await caller.dial()
+    for line in lines:
+        await caller.say(line)
+    assert await caller.say("can we continue on web chat instead?") == "webchat"
+    earlier = len(stack.outbox(caller.phone))
+    instance_id = caller.start_handoff("webchat")
+
+    link = eventually(lambda: (stack.handoff(instance_id).get("invite") or {}).get("link"))
+    sent = eventually(lambda: [m for m in stack.outbox(caller.phone)[earlier:] if m["kind"] == "template"])
+    assert sent[0]["template"] == "switchboard_handoff_link"  # the link also went to their phone
+    token = parse_qs(urlparse(link).query)["handoff"][0]
+    known = (await caller.record()).collected
+
+    created = stack.client.post(stack.url("/api/webchat/sessions"), json={"handoff_token": token})
+    assert created.status_code == 201, created.text
+    session = created.json()
+    continuation = " ".join(r["text"] for r in session["replies"])
+    assert "carrying on from your call" in continuation
+    for fact in context:
+        assert fact in continuation
+    question, answer = follow_up
+    reply = stack.client.post(
+        stack.url(f"/api/webchat/sessions/{session['session_id']}/messages"),
+        json={"text": question},
+        headers={"Authorization": f"Bearer {session['token']}"},
+    )
+    answered = " ".join(r["text"] for r in reply.json()["replies"])
+    assert answer in answered
+    assert [s for text in (continuation, answered) for s in asked_slots(text) if s in known] == []
+
+    replayed = stack.client.post(stack.url("/api/webchat/sessions"), json={"handoff_token": token})
+    assert replayed.status_code == 401 and "link" in replayed.json()["error"]
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s)
+    assert status["output"] == {"outcome": "engaged", "session_id": session["session_id"]}
+
+
+async def test_a_customer_who_never_comes_is_reminded_once_then_the_handoff_expires(stack: Stack, voice) -> None:
+    caller = voice(new_phone())
+    await caller.dial()
+    await caller.say("my power is out, account 100200311")
+    assert await caller.say("sure") == "whatsapp"
+    instance_id = caller.start_handoff("whatsapp")
+
+    eventually(lambda: stack.handoff(instance_id)["step"] == "reminded", timeout=REMIND_AFTER + 20)
+    templates = [m["template"] for m in stack.outbox(caller.phone) if m["kind"] == "template"]
+    assert templates == ["switchboard_handoff_invite", "switchboard_handoff_reminder"]
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s,
+                        timeout=EXPIRE_AFTER + 20)
+    assert status["output"] == {"outcome": "expired"} and status["step"] == "expired"
+    record = await caller.record()
+    assert record.handoff is not None and record.handoff.status.value == "expired"
+    assert "power outage" in record.summary  # the context stays for next time
+
+
+def test_a_forged_or_unknown_handoff_link_is_refused(stack: Stack) -> None:
+    for token in ("forged.token", "eyJhdWQiOiJoYW5kb2ZmIn0.AAAA"):
+        response = stack.client.post(stack.url("/api/webchat/sessions"), json={"handoff_token": token})
+        assert response.status_code == 401 and response.json()["error"]
+    assert stack.client.get(stack.url("/api/handoffs/handoff-nobody")).status_code == 404
+
+
+def test_bad_handoff_requests_are_refused(stack: Stack) -> None:
+    for body in ({}, {"customer_id": "c", "session_id": "s", "to_channel": "fax"}, {"customer_id": 1}):
+        response = stack.client.post(stack.url("/api/handoffs"), json=body)
+        assert response.status_code == 400, body
+    response = stack.client.post(stack.url("/api/handoffs"),
+                                 json={"customer_id": "cus_nobody", "session_id": "s", "to_channel": "whatsapp"})
+    assert response.status_code == 404
+
+
+def _kill_hard(host: LocalHost) -> None:
+    """SIGKILL the host and the processes it started (the media gateway), as a crashed machine would."""
+    import os
+    import signal
+    import subprocess
+
+    children = subprocess.run(["pgrep", "-P", str(host.process.pid)], capture_output=True, text=True).stdout.split()
+    for pid in [host.process.pid, *map(int, children)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    host.process.wait()
+    host.stop()  # closes its log files
+
+
+async def test_a_host_killed_while_the_handoff_waits_finishes_it_once_after_restart(
+    local_host_factory, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    settings = {"SWITCHBOARD_DATA_DIR": str(data_dir), "HANDOFF_REMIND_AFTER_SECONDS": "30",
+                "HANDOFF_EXPIRE_AFTER_SECONDS": "30"}
+    first = local_host_factory(**settings)
+    with httpx.Client(timeout=60) as client:
+        client.get(f"{first.url}/api/ops/queue").raise_for_status()
+        stack = Stack(first, data_dir, client)
+        store = SqliteCustomerStore(data_dir / "customers.sqlite3")
+        conversation = Conversation(SCENARIO, store, InProcessSessionState(), OfflinePolicy())
+        await conversation.queue.set(waiting=75, estimated_wait_seconds=480)
+        caller = VoiceLeg(stack, conversation, "+15555550100")
+        await caller.dial()
+        await caller.say("the power's out")
+        assert await caller.say("yes") == "whatsapp"
+        instance_id = caller.start_handoff("whatsapp")
+        eventually(lambda: stack.handoff(instance_id)["step"] == "waiting")
+        assert [m["template"] for m in stack.outbox(caller.phone)] == ["switchboard_handoff_invite"]
+
+        _kill_hard(first)
+        second = local_host_factory(**settings)  # same data: the orchestration and the record survive
+        stack.host = second
+        assert stack.handoff(instance_id)["step"] == "waiting"
+        replies = stack.whatsapp(caller.phone, "hi, got your message")
+        assert "power outage at 123 Oak St" in " ".join(replies)
+        status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s)
+        assert status["output"]["outcome"] == "engaged"
+        # The restarted emulator's outbox holds only what was sent after the crash: the reply, no second invite.
+        assert [m["kind"] for m in stack.outbox(caller.phone)] == ["text"] * len(replies)
+        await store.close()
+
+
+def test_a_web_chat_visitor_who_is_a_known_customer_moves_to_whatsapp(stack: Stack) -> None:
+    """Jordan starts anonymously on web chat, gives his number, and asks for WhatsApp: his WhatsApp messages come
+    from his own record, so the conversation moves onto it and continues there."""
+    created = stack.client.post(stack.url("/api/webchat/sessions")).json()
+    auth = {"Authorization": f"Bearer {created['token']}"}
+    url = stack.url(f"/api/webchat/sessions/{created['session_id']}/messages")
+
+    def say(text: str) -> str:
+        response = stack.client.post(url, json={"text": text}, headers=auth)
+        assert response.status_code == 200, response.text
+        return " ".join(r["text"] for r in response.json()["replies"])
+
+    assert "$127.45" in say("what's my balance? my number is 555-555-0100")
+    earlier = len(stack.outbox("+15555550100"))
+    assert "sending you a WhatsApp message" in say("can we do this on WhatsApp?")
+    instance_id = f"handoff-{created['session_id']}"
+    eventually(lambda: [m for m in stack.outbox("+15555550100")[earlier:] if m["kind"] == "template"])
+
+    replies = " ".join(stack.whatsapp("+15555550100", "hi, it's me"))
+    assert "carrying on from our web chat" in replies and "asking about your bill" in replies
+    answered = " ".join(stack.whatsapp("+15555550100", "how can I pay it?"))
+    assert "pay online" in answered and not asked_slots(answered)
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s)
+    assert status["output"]["outcome"] == "engaged"

@@ -1,0 +1,150 @@
+"""The ACS end of a media WebSocket, for tests and the benchmark: it streams a caller's audio in real time and
+records what the gateway sends back, with arrival times.
+
+Like ACS (PROTOCOLS.md B.4) it sends AudioMetadata, then one 20 ms AudioData every 20 ms: the queued caller audio
+when there is some, otherwise background (digital silence, or quiet noise for a realistic line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+
+FRAME_SECONDS = 0.02
+
+
+@dataclass
+class Utterance:
+    """One `say()`: when its first and last frames left (monotonic seconds)."""
+
+    started_at: float | None = None
+    finished_at: float | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Received:
+    at: float
+    kind: str  # "audio" or "stop"
+    pcm: bytes = b""
+
+
+class AcsCaller:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, sample_rate: int, noise_dbfs: float | None) -> None:
+        self.ws = ws
+        self.sample_rate = sample_rate
+        self.frame_bytes = int(sample_rate * FRAME_SECONDS) * 2
+        self.received: list[Received] = []
+        self.closed = asyncio.Event()
+        self.close_code: int | None = None
+        self._noise = None if noise_dbfs is None else 10 ** (noise_dbfs / 20)
+        self._rng = np.random.default_rng(7)
+        self._queue: list[tuple[bytes, Utterance]] = []
+        self._offset = 0
+        self._tasks: list[asyncio.Task] = []
+        self._audio_event = asyncio.Event()
+
+    @classmethod
+    async def connect(
+        cls, http: aiohttp.ClientSession, url: str, sample_rate: int = 16000, noise_dbfs: float | None = None
+    ) -> AcsCaller:
+        ws = await http.ws_connect(url)
+        caller = cls(ws, sample_rate, noise_dbfs)
+        await ws.send_str(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
+            "subscriptionId": "test", "encoding": "PCM", "sampleRate": sample_rate, "channels": 1,
+            "length": caller.frame_bytes}}))
+        caller._tasks = [asyncio.create_task(caller._send_loop()), asyncio.create_task(caller._receive_loop())]
+        return caller
+
+    def say(self, pcm: bytes) -> Utterance:
+        """Queue caller audio (PCM16 at the call's rate); it goes out at real-time pace after what is queued."""
+        utterance = Utterance()
+        self._queue.append((pcm, utterance))
+        return utterance
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.ws.close()
+
+    # What came back -----------------------------------------------------------------------------------------------
+
+    def audio_since(self, since: float, until: float | None = None) -> bytes:
+        return b"".join(r.pcm for r in self.received if r.kind == "audio" and r.at >= since and (until is None or r.at < until))
+
+    def first(self, kind: str, since: float) -> Received | None:
+        return next((r for r in self.received if r.kind == kind and r.at >= since), None)
+
+    async def wait_audio(self, since: float, timeout: float) -> Received:
+        deadline = time.monotonic() + timeout
+        while (found := self.first("audio", since)) is None:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no audio from the gateway within {timeout:.0f} s")
+            await asyncio.sleep(0.01)
+        return found
+
+    async def wait_quiet(self, quiet: float = 0.6, timeout: float = 60.0) -> float:
+        """Wait until the gateway has sent no audio for `quiet` seconds; returns when its last audio came."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = max((r.at for r in self.received if r.kind == "audio"), default=0.0)
+            if time.monotonic() - last >= quiet:
+                return last
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"the gateway kept talking for {timeout:.0f} s")
+
+    # Loops ----------------------------------------------------------------------------------------------------------
+
+    def _next_frame(self, now: float) -> tuple[bytes, bool]:
+        while self._queue:
+            pcm, utterance = self._queue[0]
+            if self._offset == 0 and utterance.started_at is None:
+                utterance.started_at = now
+            frame = pcm[self._offset : self._offset + self.frame_bytes]
+            self._offset += self.frame_bytes
+            if self._offset >= len(pcm):
+                self._queue.pop(0)
+                self._offset = 0
+                utterance.finished_at = now
+                utterance.done.set()
+            if frame:
+                return frame + bytes(self.frame_bytes - len(frame)), False
+        if self._noise is None:
+            return bytes(self.frame_bytes), True
+        noise = self._rng.normal(0, self._noise, self.frame_bytes // 2)
+        return (np.clip(noise, -1, 1) * 32767).astype("<i2").tobytes(), False
+
+    async def _send_loop(self) -> None:
+        start = time.monotonic()
+        index = 0
+        while not self.ws.closed:
+            delay = start + index * FRAME_SECONDS - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            frame, silent = self._next_frame(time.monotonic())
+            try:
+                await self.ws.send_str(json.dumps({"kind": "AudioData", "audioData": {
+                    "timestamp": "2025-01-01T00:00:00.000Z", "data": base64.b64encode(frame).decode(), "silent": silent}}))
+            except (ConnectionError, RuntimeError):
+                return
+            index += 1
+
+    async def _receive_loop(self) -> None:
+        async for message in self.ws:
+            if message.type is not aiohttp.WSMsgType.TEXT:
+                break
+            data = json.loads(message.data)
+            now = time.monotonic()
+            if data["Kind"] == "AudioData":
+                self.received.append(Received(now, "audio", base64.b64decode(data["AudioData"]["Data"])))
+            elif data["Kind"] == "StopAudio":
+                self.received.append(Received(now, "stop"))
+        self.close_code = self.ws.close_code
+        self.closed.set()

@@ -1,0 +1,108 @@
+"""The gateway's door: tokens checked before the WebSocket is accepted, and a bad peer dropped without harming the
+calls next to it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+
+import aiohttp
+import pytest
+
+from tests.media_gateway.caller import AcsCaller
+from tests.media_gateway.conftest import RunningGateway
+
+METADATA = json.dumps({"kind": "AudioMetadata", "audioMetadata": {"sampleRate": 16000, "channels": 1, "encoding": "PCM"}})
+SILENT_FRAME = json.dumps({"kind": "AudioData", "audioData": {"data": base64.b64encode(bytes(640)).decode(), "silent": True}})
+
+
+async def refused(url: str) -> int:
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as error:
+            await http.ws_connect(url)
+    return error.value.status
+
+
+async def test_a_connection_without_a_valid_token_is_refused_before_it_is_accepted(
+    gateway: RunningGateway, caplog
+) -> None:
+    call = await gateway.open_call("+15555550201")
+    tokens = gateway.services.tokens
+    payload, _, signature = call.token.partition(".")
+    base = f"{gateway.base_url}/media"
+
+    assert await refused(base) == 401
+    assert await refused(f"{base}?token=") == 401
+    assert await refused(f"{base}?token={payload}.{signature[::-1]}") == 403  # forged
+    assert await refused(f"{base}?token={tokens.issue('media', -1, sid=call.session_id, cid=call.customer_id)}") == 403
+    assert await refused(f"{base}?token={tokens.issue('webchat', 600, sid=call.session_id, cid=call.customer_id)}") == 403
+    assert await refused(f"{base}?token={tokens.issue('media', 600, call='x')}") == 403  # names no session
+    assert await refused(f"{base}?token={tokens.issue('media', 600, sid='voice_gone', cid=call.customer_id)}") == 404
+    assert sum("refused" in r.getMessage() for r in caplog.records) == 7
+
+    async with aiohttp.ClientSession() as http:  # and it goes on serving the call that has a good token
+        caller = await AcsCaller.connect(http, call.url)
+        await caller.wait_audio(time.monotonic(), timeout=10)
+        await caller.close()
+
+
+async def test_health_says_what_the_gateway_runs(gateway: RunningGateway) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{gateway.base_url}/healthz") as response:
+            assert response.status == 200
+            health = await response.json()
+    assert health["status"] == "ok"
+    assert health["engines"] == {"kind": "offline", "stt": "faster-whisper", "tts": "piper", "vad": "silero", "warm": True}
+
+
+async def bad_peer(http: aiohttp.ClientSession, url: str, *messages: str | bytes) -> int | None:
+    """Connect, send `messages` as fast as possible, and return the close code the gateway answers with.
+
+    It yields to the event loop every few messages: it shares the loop with the gateway under test and the good
+    caller, and would otherwise measure its own hogging of it.
+    """
+    ws = await http.ws_connect(url)
+    for count, message in enumerate(messages):
+        if ws.closed:
+            break
+        try:
+            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
+        except (ConnectionError, RuntimeError):
+            break
+        if count % 20 == 19:
+            await asyncio.sleep(0)
+    async for _ in ws:  # drain until the gateway closes
+        pass
+    return ws.close_code
+
+
+async def test_garbage_and_floods_drop_that_call_while_another_call_keeps_going(gateway: RunningGateway) -> None:
+    good = await gateway.open_call("+15555550202")
+    bad = [await gateway.open_call(f"+1555555030{i}") for i in range(5)]
+    async with aiohttp.ClientSession() as http:
+        caller = await AcsCaller.connect(http, good.url)
+        await caller.wait_audio(time.monotonic(), timeout=10)  # the greeting is playing
+        during = time.monotonic()
+
+        codes = await asyncio.gather(
+            bad_peer(http, bad[0].url, METADATA, "this is not json"),
+            bad_peer(http, bad[1].url, METADATA, b"\x00\x01binary"),
+            bad_peer(http, bad[2].url, SILENT_FRAME),  # audio before its metadata
+            bad_peer(http, bad[3].url, METADATA, *[SILENT_FRAME] * 3000),  # a minute of audio at once
+            bad_peer(http, bad[4].url, METADATA, *['{"kind": "MarkData", "markData": {}}'] * 3000),
+        )
+        assert codes == [1007, 1003, 1007, 1008, 1008]
+
+        await asyncio.sleep(0.5)
+        until = time.monotonic()
+        frames = [r.at for r in caller.received if r.kind == "audio" and r.at >= during]
+        assert not caller.closed.is_set()
+        # The greeting kept flowing at its pace while the others were dropped.
+        assert len(frames) >= 0.8 * (until - during) / 0.02
+        assert max(b - a for a, b in zip(frames, frames[1:])) < 0.5
+        async with http.get(f"{gateway.base_url}/healthz") as response:
+            assert (await response.json())["calls"] == 1
+        await caller.close()
+    assert gateway.gateway.stats.calls_dropped >= 5

@@ -1,0 +1,97 @@
+"""A real `python -m local` (Functions host + ACS emulator) for the WhatsApp tests, and a customer's phone on it.
+
+The host is offline (SQLite under its own data dir, offline policy) with a known ACS access key, so tests can also
+sign requests to the emulator with the real SDK. The record is read straight from the host's SQLite file through
+the store adapter: the same record the app writes, no HTTP surface in between.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from local.acs.messages import CHANNEL_ID
+from shared.models import ChannelSession, Customer, Identity, IdentityKind
+from shared.stores.embedded_customers import SqliteCustomerStore
+from tests.peers.local_host import LocalHost
+
+ACCESS_KEY = base64.b64encode(b"switchboard-whatsapp-tests-key!!").decode()
+JORDAN = "+15555550100"  # a demo account holder: account 100200300, 123 Oak St
+
+
+def new_number() -> str:
+    """A phone number no other test uses (and no demo account holds)."""
+    return f"+1444{uuid.uuid4().int % 10**7:07d}"
+
+
+@dataclass
+class WhatsAppStack:
+    host: LocalHost
+    acs_url: str
+    data_dir: Path
+    client: httpx.Client
+
+    @property
+    def webhook(self) -> str:
+        return f"{self.host.url}/runtime/webhooks/EventGrid?functionName=whatsapp_events"
+
+    def inbound(self, phone: str, text: str | None = None, **fields: Any) -> dict[str, Any]:
+        """The customer writes (through the emulator, which posts the event to the host); returns its answer."""
+        body = {"from": phone, **({"text": text} if text is not None else {}), **fields}
+        response = self.client.post(f"{self.acs_url}/_emulator/inbound", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def post_events(self, events: list[dict[str, Any]]) -> httpx.Response:
+        """POST a batch straight to the Event Grid trigger, as Event Grid does."""
+        return self.client.post(self.webhook, json=events, headers={"aeg-event-type": "Notification"})
+
+    def outbox(self, phone: str) -> list[dict[str, Any]]:
+        response = self.client.get(f"{self.acs_url}/_emulator/messages", params={"to": phone})
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def texts(self, phone: str) -> list[str]:
+        return [m["content"] for m in self.outbox(phone) if m["kind"] == "text"]
+
+    def fault(self, status: int, count: int, **extra: Any) -> None:
+        response = self.client.post(f"{self.acs_url}/_emulator/messages/faults",
+                                    json={"status": status, "count": count, **extra})
+        assert response.status_code == 200, response.text
+
+    def customer(self, phone: str) -> Customer | None:
+        async def read() -> Customer | None:
+            store = SqliteCustomerStore(self.data_dir / "customers.sqlite3")
+            try:
+                return await store.find_by_identity(Identity(IdentityKind.PHONE, phone))
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
+
+    def session(self, phone: str) -> ChannelSession:
+        customer = self.customer(phone)
+        assert customer is not None, f"no customer holds {phone}"
+        sessions = [s for s in customer.sessions.values() if s.channel.value == "whatsapp"]
+        assert len(sessions) == 1, [s.session_id for s in sessions]
+        return sessions[0]
+
+
+@pytest.fixture(scope="session")
+def whatsapp(local_host_factory: Callable[..., LocalHost], tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[WhatsAppStack]:
+    data_dir = tmp_path_factory.mktemp("whatsapp-data")
+    host = local_host_factory(
+        SWITCHBOARD_DATA_DIR=str(data_dir), ACS_ACCESS_KEY=ACCESS_KEY, WHATSAPP_CHANNEL_ID=CHANNEL_ID
+    )
+    assert host.acs_url is not None
+    with httpx.Client(timeout=60) as client:
+        yield WhatsAppStack(host, host.acs_url, data_dir, client)

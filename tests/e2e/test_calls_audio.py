@@ -46,7 +46,7 @@ def phone_line(local_host_factory):
     engines = Engines(transcribe=True)
     engines.load(need_voice=True)
     wait_warm(f"http://127.0.0.1:{gateway_port}")
-    return host.acs_url, engines
+    return host.acs_url, engines, host.url
 
 
 def _args(emulator: str, *lines: Line) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def _args(emulator: str, *lines: Line) -> argparse.Namespace:
 
 
 async def _call(phone_line, *lines: Line) -> Dialogue:
-    emulator, engines = phone_line
+    emulator, engines, _ = phone_line
     return await asyncio.wait_for(converse(_args(emulator, *lines), engines), timeout=180)
 
 
@@ -82,3 +82,37 @@ async def test_talking_over_the_agent_stops_it(phone_line) -> None:
     assert dialogue.stops_ms, "the gateway sent StopAudio when the caller talked over it"
     assert dialogue.stops_ms[0] < 1500
     assert ETA.search(dialogue.lines[-1][1]), f"the answer after the interruption: {dialogue.lines[-1]!r}"
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def _get(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.loads(response.read())
+
+
+async def test_on_a_busy_line_the_caller_accepts_whatsapp_and_gets_the_invite(phone_line) -> None:
+    emulator, _, host_url = phone_line
+    _post(f"{host_url}/api/ops/queue", {"set": {"waiting": 70, "estimated_wait_seconds": 480}})
+    try:
+        before = len(_get(f"{emulator}/_emulator/messages?to=%2B15555550100"))
+        dialogue = await _call(
+            phone_line, Line("say", "there is no power on my street"), Line("say", "yes, send it to WhatsApp")
+        )
+    finally:
+        _post(f"{host_url}/api/ops/queue", {"set": {"waiting": 0}, "clear_overrides": True})
+
+    heard = " ".join(text for who, text in dialogue.lines if who == "bot").lower()
+    assert "whatsapp" in heard, f"the agent offers WhatsApp on a busy line, heard: {heard!r}"
+    assert dialogue.ended and dialogue.ended != "you hung up", "the agent ends the call after the switch"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        sent = _get(f"{emulator}/_emulator/messages?to=%2B15555550100")[before:]
+        if any(m["kind"] == "template" for m in sent):
+            break
+        await asyncio.sleep(0.2)
+    assert [m["template"] for m in sent if m["kind"] == "template"] == ["switchboard_handoff_invite"]

@@ -213,6 +213,40 @@ _SCHEMAS["QueueUpdate"] = {
     "additionalProperties": False,
 }
 
+_SCHEMAS["HandoffRequest"] = {
+    "type": "object",
+    "description": "Start moving a session's customer to another channel (the media gateway's way in).",
+    "properties": {
+        "customer_id": {"type": "string", "minLength": 1},
+        "session_id": {"type": "string", "minLength": 1},
+        "to_channel": {"type": "string", "enum": ["whatsapp", "webchat"]},
+    },
+    "required": ["customer_id", "session_id", "to_channel"],
+    "additionalProperties": False,
+}
+_SCHEMAS["HandoffStarted"] = {
+    "type": "object",
+    "properties": {"id": {"type": "string"}, "status_url": {"type": "string"}},
+    "required": ["id", "status_url"],
+    "additionalProperties": False,
+}
+_SCHEMAS["HandoffStatus"] = {
+    "type": "object",
+    "description": "The orchestration's runtime status and the step it is on (summarising ... waiting, engaged).",
+    "properties": {
+        "id": {"type": "string"},
+        "runtime_status": {"type": "string"},
+        "step": {"type": ["string", "null"]},
+        "to_channel": {"type": ["string", "null"]},
+        "invite": {"type": ["object", "null"], "description": "What the invitation step sent (and the web link)."},
+        "output": {"type": ["object", "null"]},
+        "created_time": {"type": ["string", "null"]},
+        "last_updated_time": {"type": ["string", "null"]},
+    },
+    "required": ["id", "runtime_status", "step"],
+    "additionalProperties": False,
+}
+
 _RESPONSES: dict[str, Any] = {
     "BadRequest": _error(
         "Malformed JSON, a body that is not an object, a missing, empty or wrongly typed field, an unknown field, text "
@@ -256,6 +290,35 @@ OPENAPI: dict[str, Any] = {
         ),
     },
     "paths": {
+        "/api/handoffs": {
+            "post": {
+                "operationId": "startHandoff",
+                "summary": "Start (once per session) the channel handoff orchestration.",
+                "tags": ["handoff"],
+                "security": [{"functionKey": []}],
+                "requestBody": {"required": True, "content": _json(_ref("HandoffRequest"))},
+                "responses": {
+                    "202": {"description": "Started, or already started.", "content": _json(_ref("HandoffStarted"))},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "404": _error("No such customer or session."),
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            }
+        },
+        "/api/handoffs/{instance_id}": {
+            "parameters": [{"name": "instance_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {
+                "operationId": "getHandoff",
+                "summary": "The step a handoff is on, its invitation and its outcome.",
+                "tags": ["handoff"],
+                "security": [{"functionKey": []}],
+                "responses": {
+                    "200": {"description": "The handoff.", "content": _json(_ref("HandoffStatus"))},
+                    "404": _error("No such handoff."),
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
         "/api/ops/queue": {
             "get": {
                 "operationId": "getQueue",
@@ -380,6 +443,7 @@ OPENAPI: dict[str, Any] = {
     "tags": [
         {"name": "webchat", "description": "Web chat: the chat page and its session API."},
         {"name": "ops", "description": "Operator endpoints (a function key in Azure)."},
+        {"name": "handoff", "description": "The Durable channel handoff (a function key in Azure)."},
         {"name": "meta", "description": "About the API itself."},
     ],
 }

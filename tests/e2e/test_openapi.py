@@ -292,7 +292,7 @@ def test_security_schemes(document):
     assert schemes["webchatToken"] == {**schemes["webchatToken"], "type": "http", "scheme": "bearer"}
     assert schemes["functionKey"]["type"] == "apiKey"
     for path, method, _, operation in operations(document):
-        if path.startswith("/api/ops/"):
+        if path.startswith(("/api/ops/", "/api/handoffs")):
             assert operation.get("security") == [{"functionKey": []}], f"{method.upper()} {path}: operators only"
             continue
         protected = "{session_id}" in path
@@ -325,6 +325,8 @@ def test_the_documented_routes(document):
         ("GET", "/api/openapi.json"),
         ("GET", "/api/ops/queue"),
         ("POST", "/api/ops/queue"),
+        ("POST", "/api/handoffs"),
+        ("GET", "/api/handoffs/{instance_id}"),
     }
 
 
@@ -374,10 +376,10 @@ class Checker:
     async def call(
         self, method: str, route: str, expect: int | set[int], *, session_id: str | None = None,
         token: str | None = None, json_body: Any = None, content: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None, instance_id: str | None = None,
     ) -> httpx.Response:
         operation = self.document["paths"][route][method.lower()]
-        url = route.replace("{session_id}", session_id or "")
+        url = route.replace("{session_id}", session_id or "").replace("{instance_id}", instance_id or "")
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -479,6 +481,12 @@ async def test_every_operation_answers_as_documented(checker):
     await c.call("POST", "/api/ops/queue", 200, json_body={"adjust": {"waiting": 0}})
     for body in ({"set": {"waiting": -1}}, {"nope": 1}, {"set": []}):
         await c.call("POST", "/api/ops/queue", 400, json_body=body)
+
+    # Handoffs (the happy paths run in tests/e2e/test_handoff.py).
+    await c.call("POST", "/api/handoffs", 400, json_body={"to_channel": "fax"})
+    await c.call("POST", "/api/handoffs", 404,
+                 json_body={"customer_id": "cus_nobody", "session_id": "web_0", "to_channel": "webchat"})
+    await c.call("GET", "/api/handoffs/{instance_id}", 404, instance_id="handoff-nobody")
 
     documented = {(method.upper(), path) for path, method, _, _ in operations(c.document)}
     assert c.exercised == documented, f"not exercised: {documented - c.exercised}"

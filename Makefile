@@ -21,7 +21,7 @@ test: $(STAMP) $(PEERS) $(TOOLS_STAMP)
 
 setup: $(STAMP) $(PEERS) $(TOOLS_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt media_gateway/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
 	  echo "Switchboard needs Python 3.11 or newer; '$(PYTHON)' is missing or older."; \
 	  echo "Install Python 3.11+ and run again, or point at it: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)"; exit 1; }

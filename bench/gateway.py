@@ -370,7 +370,7 @@ async def latency(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="bench/gateway.py", description=__doc__.splitlines()[0])
     parser.add_argument("part", nargs="?", choices=("capacity", "latency", "both"), default="both")
-    parser.add_argument("--calls", type=lambda s: [int(n) for n in s.split(",")], default=[10, 25, 50, 75, 100, 150, 200, 300],
+    parser.add_argument("--calls", type=lambda s: [int(n) for n in s.split(",")], default=[10, 20, 30, 40, 50, 60, 80, 100],
                         help="concurrent call counts to try in (a), comma-separated (stops at the first over the limit)")
     parser.add_argument("--ramp", type=float, default=4.0, help="seconds after connecting before measuring (a)")
     parser.add_argument("--window", type=float, default=10.0, help="seconds measured per step of (a)")

@@ -33,6 +33,7 @@ from shared.policies.offline import OfflinePolicy  # noqa: E402
 from shared.scenario import load_scenario  # noqa: E402
 from shared.stores.embedded_customers import SqliteCustomerStore  # noqa: E402
 from shared.stores.embedded_state import InProcessSessionState  # noqa: E402
+from shared.tokens import TokenSigner, load_secret  # noqa: E402
 
 POLL = 0.005
 
@@ -57,9 +58,11 @@ async def one_run(host: BenchHost, conversation: Conversation, client: httpx.Asy
     outcome = await conversation.turn(session_id, customer_id, "yes please")
     assert outcome.switch_to == "whatsapp", outcome.replies
 
+    token = TokenSigner(load_secret("", host.data_dir)).issue("media", 600, sid=session_id, cid=customer_id)
     started = time.perf_counter()
     response = await client.post(
-        f"{host.url}/api/handoffs", json={"customer_id": customer_id, "session_id": session_id, "to_channel": "whatsapp"}
+        f"{host.url}/api/handoffs", json={"customer_id": customer_id, "session_id": session_id, "to_channel": "whatsapp"},
+        headers={"Authorization": f"Bearer {token}"},  # the call's media token, as the gateway sends it
     )
     response.raise_for_status()
     invited = await wait_for(client, host.acs_url, phone, "template", 0)

@@ -14,7 +14,7 @@ from datetime import timedelta
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import handles_errors, json_body, json_response
+from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
 from shared.bootstrap import get_services
 from shared.errors import InvalidInput, NotFound
 from shared.models import Channel, Handoff
@@ -150,11 +150,17 @@ async def notify_engaged(client: df.DurableOrchestrationClient, handoff: Handoff
         log.warning("handoff %s: could not raise %s: %s", handoff.instance_id, ENGAGED_EVENT, exc)
 
 
-@bp.route(route="handoffs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+# Anonymous at the Functions layer: the caller proves itself with the call's media token, which the media gateway
+# holds (it has no function key), and the token must be for the very session and customer being handed over.
+@bp.route(route="handoffs", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handles_errors
 async def handoffs_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """For channels outside the function app (the media gateway): `{customer_id, session_id, to_channel}`."""
+    from shared.calls.service import MEDIA_AUDIENCE
+
+    services = await get_services()
+    claims = services.tokens.verify(bearer_token(req), MEDIA_AUDIENCE)
     body = json_body(req)
     if unknown := set(body) - {"customer_id", "session_id", "to_channel"}:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -163,7 +169,8 @@ async def handoffs_start(req: func.HttpRequest, client: df.DurableOrchestrationC
             raise InvalidInput(f'"{key}" is required and must be a string')
     if body["to_channel"] not in (Channel.WHATSAPP, Channel.WEBCHAT):
         raise InvalidInput('"to_channel" must be whatsapp or webchat')
-    services = await get_services()
+    if (claims.get("sid"), claims.get("cid")) != (body["session_id"], body["customer_id"]):
+        raise Forbidden("this token is for another call")
     customer = await services.customers.get(body["customer_id"])
     session = customer.sessions.get(body["session_id"])
     if session is None:

@@ -294,12 +294,15 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "startHandoff",
                 "summary": "Start (once per session) the channel handoff orchestration.",
+                "description": "The media gateway's way in: authenticated with the call's media token.",
                 "tags": ["handoff"],
-                "security": [{"functionKey": []}],
+                "security": [{"mediaToken": []}],
                 "requestBody": {"required": True, "content": _json(_ref("HandoffRequest"))},
                 "responses": {
                     "202": {"description": "Started, or already started.", "content": _json(_ref("HandoffStarted"))},
                     "400": {"$ref": "#/components/responses/BadRequest"},
+                    "401": _error("The media token is missing, forged or expired."),
+                    "403": _error("The token is for another call."),
                     "404": _error("No such customer or session."),
                     "503": {"$ref": "#/components/responses/Unavailable"},
                 },
@@ -427,6 +430,11 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "securitySchemes": {
+            "mediaToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The per-call token in the media gateway's URL, issued when the call is answered.",
+            },
             "functionKey": {
                 "type": "apiKey",
                 "in": "header",

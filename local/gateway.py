@@ -8,7 +8,9 @@ both read the same token secret and customer store. Its log lines go to the same
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
+import signal
 import socket
 import sys
 import time
@@ -36,7 +38,10 @@ class GatewayService:
 
     async def start(self) -> None:
         self._check_port()
-        self._process = await asyncio.create_subprocess_exec(sys.executable, "-m", "media_gateway", cwd=PROJECT_ROOT)
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "media_gateway", cwd=PROJECT_ROOT,
+            preexec_fn=_exit_with_parent if _PRCTL is not None else None,
+        )
         deadline = time.monotonic() + START_TIMEOUT
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
             while time.monotonic() < deadline:
@@ -80,3 +85,23 @@ class GatewayService:
                         f"port {self._settings.gateway_port} is in use: set GATEWAY_PORT=<another port>"
                     ) from None
                 raise
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl():  # resolved in the parent: the child, between fork and exec, should only call it
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl() if sys.platform == "linux" else None
+
+
+def _exit_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when `python -m local` dies without stopping us (a crash, a
+    SIGKILL), so no orphaned gateway keeps the port."""
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)

@@ -29,7 +29,11 @@ log = logging.getLogger("media_gateway")
 
 
 async def serve(settings: Settings, engines_kind: str) -> int:
-    services = await build_services(settings)
+    try:
+        services = await build_services(settings)
+    except (SettingsError, RuntimeError) as exc:  # a bad setting, or no token secret where one is required
+        print(f"media gateway: {exc}", file=sys.stderr)
+        return 2
     engines = build_engines(settings, engines_kind)
     gateway = Gateway(services, engines, hooks=build_hooks(settings.public_url))
     runner = web.AppRunner(create_app(gateway), access_log=None, handle_signals=False)

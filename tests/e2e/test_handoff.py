@@ -27,6 +27,7 @@ from shared.policies.offline import OfflinePolicy
 from shared.scenario import load_scenario
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_state import InProcessSessionState
+from shared.tokens import TokenSigner, load_secret
 from tests.peers.local_host import LocalHost
 from tests.waiting import eventually as wait_until
 
@@ -72,6 +73,10 @@ class Stack:
         sent = eventually(lambda: [m for m in self.outbox(phone)[before:] if m["kind"] == "text"])
         return [m["content"] for m in sent]
 
+    def media_token(self, session_id: str, customer_id: str) -> str:
+        """The call's token, as the calls function gives it to the media gateway (signed with the host's secret)."""
+        return TokenSigner(load_secret("", self.data_dir)).issue("media", 600, sid=session_id, cid=customer_id)
+
     def handoff(self, instance_id: str) -> dict[str, Any]:
         response = self.client.get(self.url(f"/api/handoffs/{instance_id}"))
         assert response.status_code == 200, response.text
@@ -103,6 +108,7 @@ class VoiceLeg:
         response = self.stack.client.post(
             self.stack.url("/api/handoffs"),
             json={"customer_id": self.customer_id, "session_id": self.session_id, "to_channel": channel},
+            headers={"Authorization": f"Bearer {self.stack.media_token(self.session_id, self.customer_id)}"},
         )
         assert response.status_code == 202, response.text
         return response.json()["id"]
@@ -277,12 +283,18 @@ def test_a_forged_or_unknown_handoff_link_is_refused(stack: Stack) -> None:
 
 
 def test_bad_handoff_requests_are_refused(stack: Stack) -> None:
-    for body in ({}, {"customer_id": "c", "session_id": "s", "to_channel": "fax"}, {"customer_id": 1}):
-        response = stack.client.post(stack.url("/api/handoffs"), json=body)
-        assert response.status_code == 400, body
-    response = stack.client.post(stack.url("/api/handoffs"),
-                                 json={"customer_id": "cus_nobody", "session_id": "s", "to_channel": "whatsapp"})
-    assert response.status_code == 404
+    def start(body: dict, token: str | None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return stack.client.post(stack.url("/api/handoffs"), json=body, headers=headers)
+
+    token = stack.media_token("call_1", "cus_nobody")
+    good = {"customer_id": "cus_nobody", "session_id": "call_1", "to_channel": "whatsapp"}
+    assert start(good, None).status_code == 401
+    assert start(good, "forged.token").status_code == 401
+    assert start({**good, "session_id": "call_2"}, token).status_code == 403  # another call's token
+    for body in ({}, {**good, "to_channel": "fax"}, {**good, "customer_id": 1}, {**good, "extra": 1}):
+        assert start(body, token).status_code == 400, body
+    assert start(good, token).status_code == 404  # a genuine token, but no such customer
 
 
 def _kill_hard(host: LocalHost) -> None:

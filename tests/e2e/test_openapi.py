@@ -292,6 +292,9 @@ def test_security_schemes(document):
     assert schemes["webchatToken"] == {**schemes["webchatToken"], "type": "http", "scheme": "bearer"}
     assert schemes["functionKey"]["type"] == "apiKey"
     for path, method, _, operation in operations(document):
+        if path == "/api/handoffs":
+            assert operation.get("security") == [{"mediaToken": []}], "the media gateway's way in"
+            continue
         if path.startswith(("/api/ops/", "/api/handoffs")):
             assert operation.get("security") == [{"functionKey": []}], f"{method.upper()} {path}: operators only"
             continue
@@ -483,9 +486,8 @@ async def test_every_operation_answers_as_documented(checker):
         await c.call("POST", "/api/ops/queue", 400, json_body=body)
 
     # Handoffs (the happy paths run in tests/e2e/test_handoff.py).
-    await c.call("POST", "/api/handoffs", 400, json_body={"to_channel": "fax"})
-    await c.call("POST", "/api/handoffs", 404,
-                 json_body={"customer_id": "cus_nobody", "session_id": "web_0", "to_channel": "webchat"})
+    await c.call("POST", "/api/handoffs", 401, json_body={"to_channel": "whatsapp"})
+    await c.call("POST", "/api/handoffs", 401, token=a["token"], json_body={"to_channel": "whatsapp"})  # not a media token
     await c.call("GET", "/api/handoffs/{instance_id}", 404, instance_id="handoff-nobody")
 
     documented = {(method.upper(), path) for path, method, _, _ in operations(c.document)}

@@ -71,16 +71,9 @@ class CosmosCustomerStore(CustomerStore):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CosmosCustomerStore:
-        credential: str | AsyncTokenCredential
-        if settings.cosmos_key:
-            credential = settings.cosmos_key
-        else:
-            from azure.identity.aio import DefaultAzureCredential
-
-            credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
         return cls(
             settings.cosmos_endpoint,
-            credential,
+            cosmos_credential(settings),
             settings.cosmos_database,
             settings.cosmos_container,
             verify_tls=settings.cosmos_verify_tls,
@@ -253,3 +246,12 @@ def _service_errors() -> Iterator[None]:
         raise
     except (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError) as exc:
         raise Unavailable(f"Cosmos DB is unreachable: {exc}", retry_after=DEFAULT_RETRY_AFTER_SECONDS) from exc
+
+
+def cosmos_credential(settings: Settings) -> str | AsyncTokenCredential:
+    """The account key when one is set (an emulator, a developer's account), else Entra ID via the managed identity."""
+    if settings.cosmos_key:
+        return settings.cosmos_key
+    from azure.identity.aio import DefaultAzureCredential  # only the keyless path needs azure-identity
+
+    return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)

@@ -85,16 +85,11 @@ class CosmosSessionState(SessionState):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CosmosSessionState:
-        credential: str | AsyncTokenCredential
-        if settings.cosmos_key:
-            credential = settings.cosmos_key
-        else:
-            from azure.identity.aio import DefaultAzureCredential
+        from shared.stores.azure_cosmos import cosmos_credential
 
-            credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
         return cls(
             settings.cosmos_endpoint,
-            credential,
+            cosmos_credential(settings),
             settings.cosmos_database,
             settings.cosmos_state_container,
             verify_tls=settings.cosmos_verify_tls,

@@ -190,24 +190,7 @@ class CosmosCustomerStore(CustomerStore):
     async def _read_item(self, item_id: str, partition: str) -> dict[str, Any] | None:
         await self._open()
         with _service_errors():
-            try:
-                return await self._container.read_item(item_id, partition_key=partition)
-            except CosmosResourceNotFoundError:
-                return None
-            except CosmosHttpResponseError as exc:
-                if exc.status_code != 500:
-                    raise
-            # The npm emulator answers a read of a missing item with 500 rather than 404. Rather than take every
-            # 500 for "absent" (in Azure that would hide an outage and could mint a duplicate customer), ask
-            # again with a query, which answers an empty page for a missing item on both.
-            found = self._container.query_items(
-                "SELECT * FROM c WHERE c.customer_id = @pk AND c.id = @id",
-                parameters=[{"name": "@pk", "value": partition}, {"name": "@id", "value": item_id}],
-                partition_key=partition,
-            )
-            async for item in found:
-                return item
-            return None
+            return await read_item_or_none(self._container, item_id, partition, PARTITION_KEY_PATH.lstrip("/"))
 
     async def _delete_item(self, item_id: str, partition: str, etag: str | None = None) -> None:
         condition = {} if etag is None else {"etag": etag, "match_condition": MatchConditions.IfNotModified}
@@ -255,3 +238,27 @@ def cosmos_credential(settings: Settings) -> str | AsyncTokenCredential:
     from azure.identity.aio import DefaultAzureCredential  # only the keyless path needs azure-identity
 
     return DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
+
+
+async def read_item_or_none(container: Any, item_id: str, partition: str, partition_field: str) -> dict[str, Any] | None:
+    """The item, or None if it does not exist.
+
+    The npm emulator answers a read of a missing item with 500 rather than 404. Rather than take every 500 for
+    "absent" (in Azure that would hide an outage and could mint a duplicate customer), ask again with a query, which
+    answers an empty page for a missing item on both.
+    """
+    try:
+        return await container.read_item(item_id, partition_key=partition)
+    except CosmosResourceNotFoundError:
+        return None
+    except CosmosHttpResponseError as exc:
+        if exc.status_code != 500:
+            raise
+    found = container.query_items(
+        f"SELECT * FROM c WHERE c.{partition_field} = @pk AND c.id = @id",
+        parameters=[{"name": "@pk", "value": partition}, {"name": "@id", "value": item_id}],
+        partition_key=partition,
+    )
+    async for item in found:
+        return item
+    return None

@@ -222,25 +222,11 @@ class CosmosSessionState(SessionState):
                      self._database_name, self._container_name)
 
     async def _read(self, item_id: str) -> dict[str, Any] | None:
+        from shared.stores.azure_cosmos import read_item_or_none
+
         await self._open()
         with service_errors():
-            try:
-                return await self._container.read_item(item_id, partition_key=item_id)
-            except CosmosResourceNotFoundError:
-                return None
-            except CosmosHttpResponseError as exc:
-                if exc.status_code != 500:
-                    raise
-            # The npm emulator answers a read of a missing item with 500 instead of 404. A query answers an empty
-            # page for a missing item on both, so a real 500 in Azure is not mistaken for "absent".
-            found = self._container.query_items(
-                "SELECT * FROM c WHERE c.id = @id",
-                parameters=[{"name": "@id", "value": item_id}],
-                partition_key=item_id,
-            )
-            async for item in found:
-                return item
-            return None
+            return await read_item_or_none(self._container, item_id, item_id, "id")
 
     async def _delete(self, item_id: str) -> None:
         await self._open()

@@ -7,7 +7,14 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions import calls, docs, handoff, ops, webchat, whatsapp
+from shared import redact
 from shared.bootstrap import close_services
+from shared.telemetry import export as telemetry_export
+
+redact.install()  # a safety net: log records lose phone numbers and tokens a call site forgot to mask
+
+# Traces and metrics go where settings say (App Insights, OTLP, console); with none, the SDK is not even imported.
+telemetry_export.configure("switchboard-functions")
 
 # Web chat endpoints authenticate with their own signed tokens, so the Functions key layer stays off for them.
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
@@ -20,5 +27,12 @@ app.register_functions(ops.bp)
 
 
 async def shutdown() -> None:
-    """Called by the local host on exit so stores close their connections cleanly."""
+    """Called by the local host on exit so stores and HTTP clients close their connections cleanly."""
     await close_services()
+    # The Durable client keeps one aiohttp session for the process and has no public way to close it; without this,
+    # every exit after a handoff reports an unclosed client session.
+    from azure.durable_functions.models.utils import http_utils
+
+    close = getattr(http_utils, "_close_session", None)
+    if close is not None:
+        await close()

@@ -49,12 +49,12 @@ def free_port() -> int:
 def local_host(**settings: str) -> Iterator[BenchHost]:
     """`python -m local` on free ports with a temporary data dir (plus `settings`); stopped after."""
     workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    port, acs_port = free_port(), free_port()
+    port, acs_port, gateway_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "PORT": str(port),
         "ACS_EMULATOR_PORT": str(acs_port),
-        "GATEWAY_PORT": str(free_port()),
+        "GATEWAY_PORT": str(gateway_port),
         "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
         "SWITCHBOARD_POLICY": "offline",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
@@ -75,6 +75,9 @@ def local_host(**settings: str) -> Iterator[BenchHost]:
         )
     try:
         _wait_healthy(process, url, log_path)
+        # The Functions host answers first; the stack is up once the media gateway it starts last answers too (if
+        # that fails, `python -m local` exits, and the log tail says why).
+        _wait_healthy(process, f"http://127.0.0.1:{env['GATEWAY_PORT']}", log_path)
         yield BenchHost(url, f"http://127.0.0.1:{acs_port}", workdir / "data")
     finally:
         _stop(process)
@@ -97,7 +100,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], url: str, log_path: Path) ->
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-    raise HostFailed(f"the local host did not answer {url}/healthz within {STARTUP_TIMEOUT:.0f} s:\n{_tail(log_path)}")
+    raise HostFailed(f"the local stack did not answer {url}/healthz within {STARTUP_TIMEOUT:.0f} s:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, lines: int = 30) -> str:

@@ -13,6 +13,7 @@ import logging
 import azure.functions as func
 
 from functions.http import Forbidden, Handler, bearer_token, error, handles_errors, json_response
+from shared import telemetry
 from shared.bootstrap import get_services
 from shared.calls.control import CallEnded, CallRejected
 from shared.calls.events import INCOMING_CALL, parse_callbacks, parse_incoming_call
@@ -30,12 +31,14 @@ async def incoming_call(event: func.EventGridEvent) -> None:
     if event.event_type != INCOMING_CALL:
         log.warning("incoming_call got a %s event (%s): filter the subscription on IncomingCall", event.event_type, event.id)
         return
-    try:
-        call = parse_incoming_call(event.id, event.get_json())
-    except (InvalidInput, ValueError) as exc:  # Event Grid would redeliver a failure forever: log it and drop it
-        log.warning("dropped a malformed IncomingCall event %s: %s", event.id, exc)
-        return
-    await CallService(await get_services()).answer(call)
+    with telemetry.span("incoming_call", kind=telemetry.SpanKind.CONSUMER):
+        try:
+            call = parse_incoming_call(event.id, event.get_json())
+        except (InvalidInput, ValueError) as exc:  # Event Grid would redeliver a failure forever: log it and drop it
+            log.warning("dropped a malformed IncomingCall event %s: %s", event.id, exc)
+            telemetry.error("malformed_event", "incoming_call")
+            return
+        await CallService(await get_services()).answer(call)
 
 
 def _call_errors(handler: Handler) -> Handler:

@@ -15,6 +15,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
+from shared import telemetry
 from shared.bootstrap import get_services
 from shared.errors import InvalidInput, NotFound
 from shared.models import Channel, Handoff
@@ -82,35 +83,48 @@ def _event_value(raw):
 async def handoff_summarise(plan: dict) -> str:
     from shared import handoff
 
-    return await handoff.summarise(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    with _step("summarise", plan):
+        return await handoff.summarise(await get_services(), handoff.HandoffPlan.from_dict(plan))
 
 
 @bp.activity_trigger(input_name="work")
 async def handoff_save_context(work: dict) -> str:
     from shared import handoff
 
-    return await handoff.save_context(await get_services(), handoff.HandoffPlan.from_dict(work["plan"]), work["summary"])
+    with _step("save_context", work["plan"]):
+        plan = handoff.HandoffPlan.from_dict(work["plan"])
+        return await handoff.save_context(await get_services(), plan, work["summary"])
+
+
+def _step(name: str, plan: dict):
+    """An activity's span: a child of the handoff's start, whose traceparent the orchestration input carries (the
+    orchestrator itself replays, so it never opens spans)."""
+    return telemetry.span(f"handoff.{name}", parent=plan.get("traceparent"), handoff_id=plan["instance_id"],
+                          customer_id=plan["customer_id"], to_channel=plan["to_channel"])
 
 
 @bp.activity_trigger(input_name="plan")
 async def handoff_invite(plan: dict) -> dict:
     from shared import handoff
 
-    return await handoff.invite(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    with _step("invite", plan):
+        return await handoff.invite(await get_services(), handoff.HandoffPlan.from_dict(plan))
 
 
 @bp.activity_trigger(input_name="plan")
 async def handoff_remind(plan: dict) -> bool:
     from shared import handoff
 
-    return await handoff.remind(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    with _step("remind", plan):
+        return await handoff.remind(await get_services(), handoff.HandoffPlan.from_dict(plan))
 
 
 @bp.activity_trigger(input_name="plan")
 async def handoff_expire(plan: dict) -> bool:
     from shared import handoff
 
-    return await handoff.expire(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    with _step("expire", plan):
+        return await handoff.expire(await get_services(), handoff.HandoffPlan.from_dict(plan))
 
 
 # Client side ------------------------------------------------------------------------------------------------------
@@ -127,16 +141,20 @@ async def start_handoff(
     existing = await client.get_status(instance_id)
     if existing is not None and existing.runtime_status is not None:
         return instance_id  # accepted twice: the first acceptance already started it
-    plan = HandoffPlan(
-        instance_id=instance_id,
-        customer_id=customer_id,
-        from_session_id=session_id,
-        from_channel=from_channel,
-        to_channel=to_channel,
-        remind_after_seconds=services.settings.handoff_remind_after_seconds,
-        expire_after_seconds=services.settings.handoff_expire_after_seconds,
-    )
-    await client.start_new(ORCHESTRATOR, instance_id, plan.to_dict())
+    with telemetry.span("handoff.start", handoff_id=instance_id, customer_id=customer_id, session_id=session_id,
+                        from_channel=from_channel, to_channel=to_channel):
+        plan = HandoffPlan(
+            instance_id=instance_id,
+            customer_id=customer_id,
+            from_session_id=session_id,
+            from_channel=from_channel,
+            to_channel=to_channel,
+            remind_after_seconds=services.settings.handoff_remind_after_seconds,
+            expire_after_seconds=services.settings.handoff_expire_after_seconds,
+            traceparent=telemetry.traceparent(),
+        )
+        await client.start_new(ORCHESTRATOR, instance_id, plan.to_dict())
+    telemetry.handoff_started(from_channel, to_channel)
     log.info("handoff %s started: %s -> %s", instance_id, from_channel, to_channel)
     return instance_id
 

@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Callable
 
 import azure.functions as func
 
+from shared import redact, telemetry
 from shared.errors import Conflict, InvalidInput, NotFound, SessionClosed, Unauthorized, Unavailable
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ def json_body(req: func.HttpRequest, *, allow_empty: bool = False) -> dict[str, 
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("request body is not valid JSON") from None
+    except RecursionError:  # e.g. 30,000 nested arrays: well under the size limit, past Python's stack
+        raise InvalidInput("request body is nested too deeply") from None
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body
@@ -80,10 +83,21 @@ def handles_errors(handler: Handler) -> Handler:
             return error(409, str(exc))
         except Unavailable as exc:
             retry = str(int(exc.retry_after or 5))
-            log.warning("%s %s: a backing service is unavailable: %s", req.method, req.url, exc)
+            log.warning("%s %s: a backing service is unavailable: %s", req.method, redact.url(req.url), exc)
             return error(503, "a backing service is unavailable; try again shortly", {"Retry-After": retry})
         except Exception:
-            log.exception("%s %s failed", req.method, req.url)
+            log.exception("%s %s failed", req.method, redact.url(req.url))
             return error(500, "internal error")
 
-    return wrapper
+    @functools.wraps(handler)
+    async def traced(req: func.HttpRequest, **bindings: Any) -> func.HttpResponse:
+        # The request's span continues the caller's trace when it sends a traceparent (the media gateway does).
+        name = handler.__name__
+        with telemetry.span(name, parent=req.headers, kind=telemetry.SpanKind.SERVER, http_method=req.method) as span:
+            response = await wrapper(req, **bindings)
+            span.set_attribute("http.status_code", response.status_code)
+            if response.status_code >= 500:
+                telemetry.error("http_5xx", name, response.status_code)
+            return response
+
+    return traced

@@ -17,6 +17,9 @@ from shared.settings import SETTINGS, Settings, SettingsError
 DEFAULT_MAX_MESSAGE_CHARS = int(SETTINGS["WEBCHAT_MAX_MESSAGE_CHARS"][0])
 
 _JSON = "application/json"
+#: "Holds something other than whitespace", for JSON Schema's ECMA regexes and Python alike: the app strips with
+#: str.strip(), which also strips \x1c-\x1f and \x85, which ECMA's \s does not count as whitespace.
+NOT_BLANK_PATTERN = r"[^\s\x1c-\x1f\x85]"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -97,7 +100,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "minLength": 1,
                 "maxLength": DEFAULT_MAX_MESSAGE_CHARS,
-                "pattern": r"\S",
+                "pattern": NOT_BLANK_PATTERN,
                 "description": "What the customer typed; must hold something other than whitespace.",
             }
         },
@@ -238,13 +241,78 @@ _SCHEMAS["HandoffStatus"] = {
         "runtime_status": {"type": "string"},
         "step": {"type": ["string", "null"]},
         "to_channel": {"type": ["string", "null"]},
-        "invite": {"type": ["object", "null"], "description": "What the invitation step sent (and the web link)."},
+        "invite": {"type": ["object", "null"], "description": "What the invitation step sent: whether, which template, and `link_sent` for web chat (the link itself goes only to the customer)."},
         "output": {"type": ["object", "null"]},
         "created_time": {"type": ["string", "null"]},
         "last_updated_time": {"type": ["string", "null"]},
     },
     "required": ["id", "runtime_status", "step"],
     "additionalProperties": False,
+}
+
+_SCHEMAS["CallStatus"] = {
+    "type": "object",
+    "description": "What the app knows of a call it answered (from its callbacks), and its voice session's status.",
+    "properties": {
+        "call_id": {"type": "string", "description": "The call's correlation id."},
+        "session_id": {"type": "string"},
+        "state": {
+            "type": "string",
+            "enum": ["answering", "connected", "ended", "transferred", "failed"],
+        },
+        "connection_id": {"type": ["string", "null"], "description": "The Call Automation call connection id."},
+        "media": {"type": "string", "enum": ["streaming", "stopped", "failed"]},
+        "media_detail": {"type": "string"},
+        "transfer": {"type": "string", "enum": ["requested", "failed"]},
+        "transfer_to": {"type": "string"},
+        "transfer_detail": {"type": "string"},
+        "updated_at": {"type": "string", "format": "date-time"},
+        "session_status": {
+            "type": ["string", "null"],
+            "enum": ["active", "transferred", "completed", "expired", None],
+            "description": "The voice session's status on the customer record; null if it cannot be found.",
+        },
+    },
+    "required": ["call_id", "session_id", "updated_at", "session_status"],
+    "additionalProperties": False,
+}
+_SCHEMAS["CallAction"] = {
+    "type": "object",
+    "description": "The request was passed to Call Automation; its outcome arrives as callbacks.",
+    "properties": {
+        "call_id": {"type": "string"},
+        "action": {"type": "string", "enum": ["hangup", "transfer"]},
+        "target": {"type": "string", "description": "The number the call is being transferred to."},
+    },
+    "required": ["call_id", "action"],
+    "additionalProperties": False,
+}
+_NOT_BLANK = {"type": "string", "minLength": 1, "pattern": NOT_BLANK_PATTERN}
+_SCHEMAS["CallEvents"] = {
+    "type": "array",
+    "minItems": 1,
+    "description": "Call Automation callbacks: CloudEvents 1.0 of type `Microsoft.Communication.*` (one object is "
+    "accepted too). At most 256 KB. Call Automation shapes these, so other attributes are accepted and ignored.",
+    "items": {
+        "type": "object",
+        "properties": {
+            "id": _NOT_BLANK,
+            "source": {"type": "string"},
+            "specversion": {"type": "string"},
+            "type": {"type": "string", "pattern": r"^Microsoft\.Communication\.."},
+            "subject": {"type": "string"},
+            "time": {"type": "string"},
+            "datacontenttype": {"type": "string"},
+            "data": {
+                "type": "object",
+                "description": "The event's data; the app reads these fields (and `resultInformation` and "
+                "`mediaStreamingUpdate` where present).",
+                "properties": {"callConnectionId": _NOT_BLANK, "correlationId": _NOT_BLANK},
+                "required": ["callConnectionId", "correlationId"],
+            },
+        },
+        "required": ["id", "type", "data"],
+    },
 }
 
 _RESPONSES: dict[str, Any] = {
@@ -276,20 +344,103 @@ _SESSION_ID_PARAM: dict[str, Any] = {
 }
 
 _BEARER = [{"webchatToken": []}]
+_MEDIA = [{"mediaToken": []}]
+_CALL_ID_PARAM: dict[str, Any] = {
+    "name": "call_id",
+    "in": "path",
+    "required": True,
+    "description": "The call's correlation id (the `call` claim of the media token).",
+    "schema": {"type": "string", "minLength": 1},
+}
+_CALL_AUTH_ERRORS: dict[str, Any] = {
+    "401": _error("The media token is missing, forged or expired."),
+    "403": _error("The token is for another call."),
+    "404": _error("No such call (never answered, or forgotten after the token's lifetime)."),
+}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {
         "title": "Switchboard",
         "version": "0.1.0",
-        "summary": "Serverless omnichannel contact-center agent: the web chat API.",
+        "summary": "Serverless omnichannel contact-center agent: its HTTP API (web chat, calls, handoffs, operators).",
         "description": (
             "A web chat session is a conversation with the scenario's agents. Create one, then send the customer's "
             "messages with the session's bearer token; each answer carries what the agents said and which agent is "
-            "active. Errors are `{\"error\": \"...\"}` with a 4xx or 5xx status; a 503 carries Retry-After."
+            "active. The call routes serve Call Automation's callbacks and the media gateway; the Event Grid triggers "
+            "(IncomingCall, WhatsApp messages) are served by the Functions host's webhook, not under /api. Errors are "
+            "`{\"error\": \"...\"}` with a 4xx or 5xx status; a 503 carries Retry-After."
         ),
     },
     "paths": {
+        "/api/calls/callbacks": {
+            "post": {
+                "operationId": "callCallbacks",
+                "summary": "Call Automation's callback webhook: follow a call through its events.",
+                "description": (
+                    "ACS posts each call's events to the callback URL given when the call was answered; its `token` "
+                    "names the call. In Azure the request must also carry ACS's signed JWT (Authorization: Bearer). "
+                    "Each event is applied once, however often it is delivered."
+                ),
+                "tags": ["calls"],
+                "security": [{"callbackToken": []}],
+                "requestBody": {"required": True, "content": _json(_ref("CallEvents"))},
+                "responses": {
+                    "204": {"description": "The events were applied (or had been already)."},
+                    "400": _error("Not JSON, not a non-empty array of Call Automation events, a missing field, or "
+                                  "over 256 KB."),
+                    "401": _error("The callback token is missing, forged or expired (or ACS's JWT is missing or "
+                                  "invalid)."),
+                    "403": _error("An event belongs to another call than the callback URL's."),
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            }
+        },
+        "/api/calls/{call_id}": {
+            "parameters": [_CALL_ID_PARAM],
+            "get": {
+                "operationId": "getCall",
+                "summary": "What the app knows of a call: its state, media and voice session.",
+                "tags": ["calls"],
+                "security": _MEDIA,
+                "responses": {
+                    "200": {"description": "The call.", "content": _json(_ref("CallStatus"))},
+                    **_CALL_AUTH_ERRORS,
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
+        "/api/calls/{call_id}/hangup": {
+            "parameters": [_CALL_ID_PARAM],
+            "post": {
+                "operationId": "hangUpCall",
+                "summary": "End the call (the media gateway's way to finish a conversation).",
+                "tags": ["calls"],
+                "security": _MEDIA,
+                "responses": {
+                    "202": {"description": "Hang-up requested.", "content": _json(_ref("CallAction"))},
+                    **_CALL_AUTH_ERRORS,
+                    "409": _error("The call has already ended, or is not connected yet."),
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
+        "/api/calls/{call_id}/transfer": {
+            "parameters": [_CALL_ID_PARAM],
+            "post": {
+                "operationId": "transferCall",
+                "summary": "Transfer the call to the scenario's escalation number (a person).",
+                "tags": ["calls"],
+                "security": _MEDIA,
+                "responses": {
+                    "202": {"description": "Transfer requested.", "content": _json(_ref("CallAction"))},
+                    **_CALL_AUTH_ERRORS,
+                    "409": _error("The call has ended or is not connected, or the scenario has no escalation "
+                                  "number."),
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
         "/api/handoffs": {
             "post": {
                 "operationId": "startHandoff",
@@ -435,6 +586,13 @@ OPENAPI: dict[str, Any] = {
                 "scheme": "bearer",
                 "description": "The per-call token in the media gateway's URL, issued when the call is answered.",
             },
+            "callbackToken": {
+                "type": "apiKey",
+                "in": "query",
+                "name": "token",
+                "description": "The per-call token in the callback URL given to Call Automation when the call was "
+                "answered.",
+            },
             "functionKey": {
                 "type": "apiKey",
                 "in": "header",
@@ -451,6 +609,7 @@ OPENAPI: dict[str, Any] = {
     "tags": [
         {"name": "webchat", "description": "Web chat: the chat page and its session API."},
         {"name": "ops", "description": "Operator endpoints (a function key in Azure)."},
+        {"name": "calls", "description": "Voice calls: Call Automation callbacks and the gateway's call control."},
         {"name": "handoff", "description": "The Durable channel handoff (a function key in Azure)."},
         {"name": "meta", "description": "About the API itself."},
     ],

@@ -68,7 +68,10 @@ def _numbers(values: Any, allowed: dict[str, Any], where: str) -> dict[str, Any]
         raise InvalidInput(f'"{where}" must be an object')
     if unknown := set(values) - set(allowed):
         raise InvalidInput(f'"{where}" has unknown field(s): {", ".join(sorted(unknown))}')
+    values = dict(values)
     for key, value in values.items():
+        if allowed[key] is int and isinstance(value, float) and value.is_integer():
+            values[key] = value = int(value)  # JSON has one number type: 3.0 is the integer 3
         if isinstance(value, bool) or not isinstance(value, allowed[key]):
             raise InvalidInput(f'"{where}.{key}" must be a number')
         if where == "set" and value < 0:

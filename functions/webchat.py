@@ -6,6 +6,7 @@ refused on another. Triggers only parse, call the conversation core and answer.
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import azure.functions as func
 
 from functions.handoff import notify_engaged, start_handoff
 from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
+from shared import telemetry
 from shared.bootstrap import Services, get_services
 from shared.errors import InvalidInput, Unauthorized
 from shared.models import Channel, Identity, IdentityKind, new_id
@@ -49,6 +51,7 @@ async def webchat_page(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 async def webchat_create_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """A new conversation, or, with a handoff link's token, the continuation of one from another channel."""
+    started = time.time_ns()
     body = json_body(req, allow_empty=True)
     if unknown := set(body) - {"handoff_token"}:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
@@ -62,7 +65,10 @@ async def webchat_create_session(req: func.HttpRequest, client: df.DurableOrches
             await services.state.release_processed(used)  # nothing was opened: the link still works
             raise
         if opened.continued is not None:
-            await notify_engaged(client, opened.continued, session_id)
+            # The continuation joins the handoff's trace: it started when this request did, linked to its span.
+            with telemetry.continuing("webchat.continue", opened.continued.traceparent, start_time=started,
+                                      session_id=session_id, customer_id=customer_id):
+                await notify_engaged(client, opened.continued, session_id)
     else:
         opened = await services.conversation.open_for_identity(
             Channel.WEBCHAT, session_id, Identity(IdentityKind.WEBCHAT, session_id)
@@ -88,9 +94,10 @@ async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestr
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
     text = _message_text(json_body(req), services.settings.webchat_max_message_chars)
-    outcome = await services.conversation.turn(session_id, customer_id, text)
-    if outcome.switch_to is not None:
-        await start_handoff(client, customer_id, session_id, Channel.WEBCHAT.value, outcome.switch_to)
+    with telemetry.turn("webchat", session_id=session_id, customer_id=customer_id):
+        outcome = await services.conversation.turn(session_id, customer_id, text)
+        if outcome.switch_to is not None:
+            await start_handoff(client, customer_id, session_id, Channel.WEBCHAT.value, outcome.switch_to)
     return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent})
 
 
@@ -128,6 +135,7 @@ async def _redeem_handoff_link(services: Services, token: object) -> tuple[str, 
     used = f"handoff-link:{claims['jti']}"
     lifetime = services.settings.handoff_expire_after_seconds + services.settings.handoff_remind_after_seconds
     if not await services.state.mark_processed(used, lifetime):
+        telemetry.dedup_hit("webchat_link")
         raise Unauthorized("this link has already been used")
     return customer.customer_id, used
 

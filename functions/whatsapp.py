@@ -14,6 +14,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.handoff import notify_engaged, start_handoff
+from shared import telemetry
 from shared.bootstrap import get_services
 from shared.whatsapp.events import MalformedEvent, parse_event
 
@@ -33,16 +34,18 @@ async def whatsapp_events(event: func.EventGridEvent, client: df.DurableOrchestr
         data = event.get_json()
     except ValueError:
         data = None
-    try:
-        parsed = parse_event(event_type, event.id, data, event_time if isinstance(event_time, datetime) else None)
-    except MalformedEvent as exc:
-        log.warning("dropped WhatsApp event %s (%s): %s", event.id, event_type or "no type", exc)
-        return
-    services = await get_services()
-    received = await services.whatsapp.handle(parsed)
-    if received is None:
-        return
-    if received.continued is not None:
-        await notify_engaged(client, received.continued, received.session_id)
-    if received.switch_to is not None:
-        await start_handoff(client, received.customer_id, received.session_id, "whatsapp", received.switch_to)
+    with telemetry.span("whatsapp_events", kind=telemetry.SpanKind.CONSUMER, event_type=event_type):
+        try:
+            parsed = parse_event(event_type, event.id, data, event_time if isinstance(event_time, datetime) else None)
+        except MalformedEvent as exc:
+            log.warning("dropped WhatsApp event %s (%s): %s", event.id, event_type or "no type", exc)
+            telemetry.error("malformed_event", "whatsapp")
+            return
+        services = await get_services()
+        received = await services.whatsapp.handle(parsed)
+        if received is None:
+            return
+        if received.continued is not None:
+            await notify_engaged(client, received.continued, received.session_id)
+        if received.switch_to is not None:
+            await start_handoff(client, received.customer_id, received.session_id, "whatsapp", received.switch_to)

@@ -23,7 +23,9 @@ from local.durable import DATABASE_NAME, DurableExtension, read_task_hub
 from local.gateway import GatewayFailed, GatewayService
 from local.host import Host
 from local.project import load_app, load_local_settings, read_route_prefix
+from local.summary import LiveSummary
 from shared.settings import PROJECT_ROOT, Settings, SettingsError
+from shared.telemetry import export as telemetry_export
 
 log = logging.getLogger("local")
 
@@ -149,9 +151,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    running = services(settings, args)
+    # Before the app loads: its metrics feed the live summary, and its spans go where SWITCHBOARD_TELEMETRY says.
+    summary = LiveSummary(settings.summary_seconds, f"http://127.0.0.1:{settings.gateway_port}/stats")
+    readers = [summary.reader] if settings.summary_seconds > 0 else []
+    if exporters := telemetry_export.configure("switchboard-functions", metric_readers=readers):
+        log.info("exporting telemetry to %s", ", ".join(exporters))
+    running.append(summary)
 
     try:
-        asyncio.run(serve(services(settings, args)))
+        asyncio.run(serve(running))
     except (PortInUse, GatewayFailed) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1
@@ -160,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # only where signal handlers are unavailable
         pass
+    finally:
+        telemetry_export.shutdown()  # the last spans and metric points, written before we say goodbye
     print("Switchboard stopped. Goodbye.", flush=True)
     return 0
 

@@ -32,6 +32,8 @@ def parse_events(body: bytes) -> list[dict[str, Any]]:
         payload = json.loads(body)
     except ValueError:
         raise BadRequest("body is not valid JSON") from None
+    except RecursionError:  # deeply nested arrays fit in a batch's size and overflow Python's stack
+        raise BadRequest("body is nested too deeply") from None
     items = [payload] if isinstance(payload, dict) else payload
     if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise BadRequest("body must be a JSON array of event objects, or one event object")

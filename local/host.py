@@ -23,12 +23,14 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import azure.functions as func
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from azure.functions.decorators.core import Binding, BindingDirection
 from azure.functions.decorators.function_app import Function, FunctionRegister
 from multidict import CIMultiDict
 
 from local.eventgrid import MAX_EVENTGRID_BYTES, BadRequest, parse_events, to_trigger_event, validation_code
 from local.routes import HttpRoute
+from shared import redact
 
 log = logging.getLogger("local.host")
 
@@ -77,6 +79,14 @@ class _Context:
 
 
 # --- the host -------------------------------------------------------------------------------------------------
+
+
+class _AccessLogger(AbstractAccessLogger):
+    """`--access-log` lines: no query values that are credentials (the callback URL's and the media URL's tokens)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info('%s "%s %s" %d %.1f ms', request.remote, request.method, redact.url(request.path_qs),
+                         response.status, time * 1000)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -148,7 +158,9 @@ class Host:
 
     async def start(self, port: int, host: str = "127.0.0.1", *, access_log: bool = False) -> None:
         """Bind and serve. Port 0 picks a free one; `self.url` tells which. OSError if the port is taken."""
-        runner = web.AppRunner(self.web, access_log=log if access_log else None, shutdown_timeout=10)
+        runner = web.AppRunner(
+            self.web, access_log=log if access_log else None, access_log_class=_AccessLogger, shutdown_timeout=10
+        )
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         try:

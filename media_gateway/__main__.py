@@ -22,6 +22,7 @@ from media_gateway.engines import KINDS, build_engines
 from media_gateway.hooks import build_hooks
 from media_gateway.metrics import configure_exporter
 from media_gateway.server import Gateway, create_app
+from shared import redact
 from shared.bootstrap import build_services
 from shared.settings import Settings, SettingsError
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"media gateway: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    redact.install()  # a safety net: log records lose phone numbers and tokens a call site forgot to mask
     if exporter := configure_exporter():
         log.info("exporting metrics through OpenTelemetry (%s)", exporter)
     return asyncio.run(serve(settings, args.engines))

@@ -30,6 +30,7 @@ from media_gateway.hooks import CallHooks, CallRef
 from media_gateway.metrics import GatewayStats, TurnMetrics
 from media_gateway.processor import FrameProcessor, OnFailure
 from media_gateway.reply import ReplyHandle
+from shared import telemetry
 from shared.conversation import Conversation, OnText, TurnOutcome
 from shared.errors import NotFound, SessionClosed, SwitchboardError
 from shared.models import SessionStatus
@@ -133,7 +134,9 @@ class AgentProcessor(FrameProcessor):
             self._call.call_id, self._turns, last.speech_ended_at, last.end_of_turn_at, last.transcribed_at
         )
         reply = self._reply = ReplyHandle(metrics)
-        outcome, ending = await self._turn(utterance.text, self._speaker(reply))
+        with telemetry.span("voice.turn", parent=self._call.traceparent, channel="voice", call_id=self._call.call_id,
+                            turn=self._turns, session_id=self._call.session_id, customer_id=self._call.customer_id):
+            outcome, ending = await self._turn(utterance.text, self._speaker(reply))  # a handoff's trace starts here
         await self.push_frame(ReplyEndFrame(reply))
         await reply.wait_for_playout()
         self._stats.turn(metrics)

@@ -170,7 +170,9 @@ class Call:
             elif frame.sample_rate != self._sample_rate:
                 raise ProtocolError("AudioMetadata changed the sample rate mid-call")
         elif isinstance(frame, DtmfFrame):
-            log.info("call %s: caller pressed %s (keypad input is not used)", self.ref.call_id, frame.digits)
+            # The digits themselves can be a PIN or a card number: only how many.
+            log.info("call %s: caller pressed %d key(s) (keypad input is not used)",
+                     self.ref.call_id, len(frame.digits))
 
     async def _start(self, sample_rate: int) -> None:
         self._sample_rate = sample_rate

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from shared import telemetry
 from shared.errors import SwitchboardError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,16 @@ class CallRef:
     session_id: str  # the voice session (`sid`)
     customer_id: str  # `cid`
     token: str = field(repr=False)  # the media token itself: the gateway's credential for this call's control routes
+    traceparent: str | None = None  # the IncomingCall's trace context (`tp`): the call's turns continue its trace
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any], token: str) -> CallRef:
         session_id, customer_id = claims.get("sid"), claims.get("cid")
         if not isinstance(session_id, str) or not isinstance(customer_id, str) or not session_id or not customer_id:
             raise ValueError("the media token names no session or customer")
-        call_id = claims.get("call")
-        return cls(str(call_id) if call_id else session_id, session_id, customer_id, token)
+        call_id, traceparent = claims.get("call"), claims.get("tp")
+        return cls(str(call_id) if call_id else session_id, session_id, customer_id, token,
+                   traceparent if isinstance(traceparent, str) else None)
 
 
 EndCall = Callable[[CallRef, str], Awaitable[None]]
@@ -81,7 +84,9 @@ class FunctionsCallControl:
         try:
             async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
                 async with http.post(
-                    f"{self._base}/api/handoffs", json=body, headers={"Authorization": f"Bearer {call.token}"}
+                    f"{self._base}/api/handoffs", json=body,
+                    # the traceparent makes the handoff part of the call's trace
+                    headers=telemetry.inject({"Authorization": f"Bearer {call.token}"}),
                 ) as response:
                     if response.status >= 400:
                         text = (await response.text())[:200]

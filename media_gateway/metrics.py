@@ -11,7 +11,6 @@ counts the seconds of caller audio it received and the seconds it sent to speech
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -207,29 +206,9 @@ def _show(value: float | None) -> str:
 
 
 def configure_exporter() -> str | None:
-    """Give the process a MeterProvider when an exporter is configured and installed; returns which, or None.
+    """Give the process its OpenTelemetry providers when an exporter is configured (shared/telemetry/export.py):
+    Application Insights, OTLP, or console / JSON-lines file. Returns which, or None: then the instruments are
+    no-ops and the per-turn log lines remain."""
+    from shared.telemetry import export
 
-    `APPLICATIONINSIGHTS_CONNECTION_STRING` with azure-monitor-opentelemetry installed exports to Application
-    Insights; `OTEL_EXPORTER_OTLP_ENDPOINT` with the OTLP exporter installed exports there. Neither is in the
-    gateway's requirements: without them the instruments are no-ops and the per-turn log lines remain.
-    """
-    if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
-        try:
-            from azure.monitor.opentelemetry import configure_azure_monitor
-        except ImportError:
-            log.warning("APPLICATIONINSIGHTS_CONNECTION_STRING is set but azure-monitor-opentelemetry is not installed")
-        else:
-            configure_azure_monitor()
-            return "azure-monitor"
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        try:
-            from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-            from opentelemetry.sdk.metrics import MeterProvider
-            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-        except ImportError:
-            log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set but the OTLP exporter (http) is not installed")
-        else:
-            reader = PeriodicExportingMetricReader(OTLPMetricExporter())
-            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
-            return "otlp"
-    return None
+    return ", ".join(export.configure("switchboard-media-gateway")) or None

@@ -50,6 +50,8 @@ class AcsMediaSerializer:
             data = json.loads(message)
         except ValueError:
             raise ProtocolError("message is not JSON") from None
+        except RecursionError:  # nested arrays that fit in a message overflow Python's stack
+            raise ProtocolError("message is nested too deeply") from None
         if not isinstance(data, dict):
             raise ProtocolError("message is not a JSON object")
         fields = _lower_keys(data)

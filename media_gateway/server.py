@@ -3,12 +3,14 @@
 ACS connects to the transport URL the call function answered with, `{GATEWAY_PUBLIC_URL}/media?token=<t>`. The
 token is checked before the upgrade is accepted: missing gets 401, one that does not verify (forged, expired, meant
 for something else) gets 403, a session that does not exist 404, a closed one 409, and a full gateway 503. Each
-refusal is logged and affects no other call.
+refusal is logged and affects no other call. `/healthz` is open (the platform's probes); `/stats` takes
+GATEWAY_STATS_KEY as a bearer token, or without one answers direct loopback requests only (docs/security.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import TYPE_CHECKING
 
@@ -86,7 +88,12 @@ class Gateway:
         return web.json_response({"status": "ok", "calls": len(self.calls), "engines": self.engines.describe()})
 
     async def stats_view(self, request: web.Request) -> web.Response:
-        """Process figures for the benchmark; `?reset=pacing` starts the frame-lateness histogram afresh."""
+        """Process figures for the benchmark; `?reset=pacing` starts the frame-lateness histogram afresh.
+
+        Counts and timings only, but the container's ingress is public: with GATEWAY_STATS_KEY set it takes that key
+        as a bearer token, without it only a direct loopback request (a benchmark or an operator on the box)."""
+        if refused := _stats_refusal(request, self.services.settings.gateway_stats_key):
+            return refused
         if request.query.get("reset") == "pacing":
             self.stats.reset_pacing()
         return web.json_response(self.stats.snapshot())
@@ -97,6 +104,23 @@ class Gateway:
             *(ws.close(code=GOING_AWAY, message=b"gateway shutting down") for ws in list(self.calls.values())),
             return_exceptions=True,
         )
+
+
+_FORWARDED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+
+
+def _stats_refusal(request: web.Request, key: str) -> web.Response | None:
+    if key:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), key.encode()):
+            return None
+        return web.json_response({"error": "send Authorization: Bearer <GATEWAY_STATS_KEY>"}, status=401,
+                                 headers={"WWW-Authenticate": "Bearer"})
+    # A proxy on the same box would make a remote caller look local: anything forwarded is treated as remote.
+    if request.remote in ("127.0.0.1", "::1") and not any(h in request.headers for h in _FORWARDED):
+        return None
+    return web.json_response({"error": "/stats is served on loopback only; set GATEWAY_STATS_KEY to read it remotely"},
+                             status=403)
 
 
 def _refuse(request: web.Request, status: int, reason: str) -> web.Response:

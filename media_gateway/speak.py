@@ -129,7 +129,7 @@ class TtsProcessor(FrameProcessor):
                     clause.queued_samples += len(audio) // 2
                     await self.push_frame(TtsAudioFrame(audio, reply, clause))
         except TtsError as exc:
-            log.warning("call %s: TTS failed on %r, skipping it: %s", self._call_id, text[:60], exc)
+            log.warning("call %s: TTS failed on a %d-character clause, skipping it: %s", self._call_id, len(text), exc)
         if carry and not reply.interrupted:  # the clause's last partial frame, padded with silence
             carry += bytes(self._frame_bytes - len(carry))
             clause.queued_samples += len(carry) // 2

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
+from shared import telemetry
 from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
 from shared.models import Channel, ChannelSession, Customer, Handoff, HandoffStatus, Identity, SessionStatus, Turn, utcnow
 from shared.policies.base import HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext
@@ -32,9 +33,10 @@ HISTORY_TURNS = 20
 
 OnText = Callable[[str, str], Awaitable[None]]  # (text delta, agent name)
 #: Channel bookkeeping applied to the session inside the write that saves the turn (WhatsApp logs the inbound
-#: message id and the replies it owes there, so a redelivered message can never be answered twice). It may run
-#: more than once (optimistic concurrency re-applies it), so it must be a pure function of the session and replies.
-OnSave = Callable[[ChannelSession, "list[Reply]"], None]
+#: message id and the replies it owes there, so a redelivered message can never be answered twice), and the channel
+#: the customer agreed to move to, if any (so a redelivery after a crash can still start that handoff). It may run
+#: more than once (optimistic concurrency re-applies it), so it must be a pure function of its arguments.
+OnSave = Callable[[ChannelSession, "list[Reply]", "str | None"], None]
 
 # A message that names another channel may be the customer asking to move; only then is the queue worth reading
 # on a text channel.
@@ -117,6 +119,8 @@ class Conversation:
             return continued
 
         customer, continued = await self.customers.update(customer_id, add_session)
+        if continued is not None:
+            telemetry.handoff_outcome("engaged", continued.to_channel.value, continued.started_at)
         session = customer.sessions[session_id]
         agent = session.active_agent or self.scenario.start_agent
         await self._save_hot(session_id, customer_id, agent, {})
@@ -165,7 +169,7 @@ class Conversation:
             switch=await self._switch_decision(customer, session.channel.value, text),
         )
         replies, switch_to = await self._run_agents(ctx, on_text)
-        customer = await self._save_turn(customer_id, session_id, text, agent.name, ctx, replies, on_save)
+        customer = await self._save_turn(customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save)
         await self._save_hot(session_id, customer_id, ctx.agent.name, ctx.scratch)
         return TurnOutcome(replies, ctx.agent.name, customer, switch_to)
 
@@ -285,6 +289,7 @@ class Conversation:
         agent: str,
         ctx: TurnContext,
         replies: list[Reply],
+        switch_to: str | None,
         on_save: OnSave | None = None,
     ) -> Customer:
         turns = [Turn(role="customer", text=text, agent=agent)] + [
@@ -298,7 +303,7 @@ class Conversation:
             session.active_agent = ctx.agent.name
             customer.collected.update(ctx.learned)
             if on_save is not None:
-                on_save(session, replies)
+                on_save(session, replies, switch_to)
 
         customer, _ = await self.customers.update(customer_id, record)
         return customer

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from shared import telemetry
 from shared.bootstrap import Services
 from shared.errors import Conflict, SwitchboardError
 from shared.messenger.base import TemplateMessage
@@ -36,6 +37,7 @@ class HandoffPlan:
     to_channel: str
     remind_after_seconds: float
     expire_after_seconds: float
+    traceparent: str | None = None  # the handoff's start span (W3C): activities and the new channel continue its trace
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,7 +77,8 @@ async def save_context(services: Services, plan: HandoffPlan, summary: str) -> s
                 earlier.status = SessionStatus.COMPLETED
         if customer.handoff is None or customer.handoff.instance_id != plan.instance_id:
             customer.handoff = Handoff(
-                plan.instance_id, plan.from_session_id, Channel(plan.from_channel), Channel(plan.to_channel)
+                plan.instance_id, plan.from_session_id, Channel(plan.from_channel), Channel(plan.to_channel),
+                traceparent=plan.traceparent,
             )
 
     source, _ = await services.customers.update(plan.customer_id, save)
@@ -104,15 +107,21 @@ async def save_context(services: Services, plan: HandoffPlan, summary: str) -> s
 
 
 async def invite(services: Services, plan: HandoffPlan) -> dict:
-    """Invite the customer on the new channel. Returns what was sent (and the web link, for web chat)."""
+    """Invite the customer on the new channel. Returns what was sent, for the orchestration's status.
+
+    A web chat link goes to the customer only: the status (readable with a function key, and kept in the task hub's
+    history) says that a link was sent, never the link, whose token would let its reader take over the handoff.
+    """
     customer = await services.customers.get(plan.customer_id)
     if customer.handoff is None or customer.handoff.instance_id != plan.instance_id or not customer.handoff.open:
         return {"sent": False, "reason": "the handoff is no longer open"}
     link = web_link(services, plan) if plan.to_channel == Channel.WEBCHAT else None
     template = services.scenario.whatsapp.invite if link is None else services.scenario.whatsapp.link_invite
     result = await _send_template(services, customer, plan, template, "invite", link)
+    if not result["sent"] and link is None:  # no way to reach them on WhatsApp: this handoff cannot happen
+        telemetry.handoff_outcome("failed", plan.to_channel, customer.handoff.started_at)
     await _set_status(services, plan, HandoffStatus.INVITED, only_from={HandoffStatus.STARTED})
-    return {**result, **({"link": link} if link else {})}
+    return {**result, **({"link_sent": bool(result["sent"])} if link else {})}
 
 
 async def remind(services: Services, plan: HandoffPlan) -> bool:
@@ -128,9 +137,13 @@ async def remind(services: Services, plan: HandoffPlan) -> bool:
 
 async def expire(services: Services, plan: HandoffPlan) -> bool:
     """Nobody came: mark the handoff expired (the context stays on the record). False if they came after all."""
-    return await _set_status(
+    expired = await _set_status(
         services, plan, HandoffStatus.EXPIRED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED, HandoffStatus.REMINDED}
     )
+    if expired:
+        customer = await services.customers.get(plan.customer_id)
+        telemetry.handoff_outcome("expired", plan.to_channel, customer.handoff.started_at if customer.handoff else None)
+    return expired
 
 
 def web_link(services: Services, plan: HandoffPlan) -> str:

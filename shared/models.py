@@ -123,6 +123,7 @@ class ChannelMessage:
     message_id: str | None = None  # the channel's id: the inbound message's, or the receipt of an outbound send
     reply_to: str | None = None  # outbound: the inbound message id it answers
     error: str | None = None
+    switch_to: str | None = None  # inbound: the channel the customer agreed, in answer to it, to move to
     at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
 
@@ -213,6 +214,7 @@ class Handoff:
     started_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     to_session_id: str | None = None  # the session that continued it, once engaged
+    traceparent: str | None = None  # W3C trace context of the handoff's start: the new channel's turn continues it
 
     @property
     def open(self) -> bool:

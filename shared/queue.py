@@ -13,6 +13,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 
+from shared import telemetry
 from shared.errors import SwitchboardError
 from shared.stores.base import SessionState
 
@@ -125,7 +126,10 @@ class QueueMetrics:
         return await self.snapshot()
 
     async def _once(self, step: str, call_id: str) -> bool:
-        return await self._state.mark_processed(f"queue:{step}:{call_id}", CALL_TTL_SECONDS)
+        first = await self._state.mark_processed(f"queue:{step}:{call_id}", CALL_TTL_SECONDS)
+        if not first:
+            telemetry.dedup_hit("queue")
+        return first
 
     async def _record_wait(self, seconds: float) -> None:
         # Read-modify-write: two answers at the same instant may drop one sample, which an estimate can afford.

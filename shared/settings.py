@@ -37,7 +37,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OPENAI_BASE_URL": ("", "Any OpenAI-compatible endpoint (used when AZURE_OPENAI_ENDPOINT is empty)."),
     "OPENAI_API_KEY": ("", "Key for OPENAI_BASE_URL."),
     "OPENAI_MODEL": ("gpt-4o-mini", "Model name for OPENAI_BASE_URL."),
-    "LLM_TIMEOUT_SECONDS": ("20", "Timeout of one LLM request; on expiry the customer hears a fallback line."),
+    "LLM_TIMEOUT_SECONDS": ("20", "How long the LLM may take to begin an answer (its retries included) or pause within one; on expiry the customer hears a fallback line."),
     "AZURE_CLIENT_ID": ("", "Client id of the user-assigned managed identity that azure-identity should use."),
     "SWITCHBOARD_TOKEN_SECRET": ("", "HMAC secret for signed tokens (web chat sessions, handoff links, media gateway URLs). Empty: a random one kept in SWITCHBOARD_DATA_DIR (local only)."),
     "HANDOFF_REMIND_AFTER_SECONDS": ("600", "After a channel handoff invite, how long to wait for the customer before one reminder."),
@@ -54,6 +54,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "GATEWAY_END_OF_TURN_MS": ("500", "Silence after caller speech that ends their turn, in ms: lower answers sooner, higher lets callers pause."),
     "GATEWAY_MAX_CALLS": ("100", "Calls one media gateway process carries at once; more get 503 on the WebSocket upgrade."),
     "GATEWAY_PRELOAD_MODELS": ("true", "Load the media gateway's speech models as it starts, so the first caller does not wait (`false`: on the first call; the tests' hosts do this)."),
+    "GATEWAY_STATS_KEY": ("", "Bearer key for the media gateway's `GET /stats`. Empty: /stats answers only direct loopback requests (127.0.0.1, nothing forwarded), so it is closed on the container's public ingress."),
     "SPEECH_ENDPOINT": ("", "Azure AI Speech endpoint (https://<resource>.cognitiveservices.azure.com/). Set (or SPEECH_REGION): the gateway uses Azure speech-to-text and neural TTS. Empty: offline faster-whisper and piper."),
     "SPEECH_REGION": ("", "Azure AI Speech region (e.g. eastus), an alternative to SPEECH_ENDPOINT when using a key."),
     "SPEECH_KEY": ("", "Azure AI Speech key. Empty: Entra ID (managed identity) through azure-identity, which needs SPEECH_ENDPOINT."),
@@ -63,6 +64,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "CALL_TOKEN_TTL_SECONDS": ("14400", "Lifetime of a call's signed tokens (in the media gateway URL and the callback URL): the longest call."),
     "ACS_RESOURCE_IMMUTABLE_ID": ("", "The ACS resource's immutable id. Set: call callbacks must carry ACS's signed JWT for it. Empty: the signed per-call token in the callback URL is checked alone (local)."),
     "ACS_OPENID_CONFIGURATION_URL": ("https://acscallautomation.communication.azure.com/calling/.well-known/acsopenidconfiguration", "OpenID metadata naming the keys that sign ACS callback JWTs."),
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": ("", "Application Insights connection string. Set: traces and metrics go there through azure-monitor-opentelemetry (infra/ sets it for the function app and the media gateway). See docs/observability.md."),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("", "OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318). Set: traces and metrics are exported there too; the other OTEL_EXPORTER_OTLP_* variables apply."),
+    "SWITCHBOARD_TELEMETRY": ("", "Telemetry on one machine: `console` writes every span and metric point as a JSON line on stderr; a file path appends the same lines there. Empty: none."),
+    "SWITCHBOARD_SUMMARY_SECONDS": ("10", "How often `make run` prints its one-line live summary (turns and latency per channel, handoffs, dedup hits, errors), only when something happened; 0 turns it off."),
 }
 
 
@@ -111,6 +116,7 @@ class Settings:
     gateway_end_of_turn_ms: int
     gateway_max_calls: int
     gateway_preload_models: bool
+    gateway_stats_key: str
     speech_endpoint: str
     speech_region: str
     speech_key: str
@@ -120,6 +126,8 @@ class Settings:
     call_token_ttl_seconds: int
     acs_resource_immutable_id: str
     acs_openid_configuration_url: str
+    telemetry: str
+    summary_seconds: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -173,6 +181,7 @@ class Settings:
             gateway_end_of_turn_ms=_positive(env, "GATEWAY_END_OF_TURN_MS"),
             gateway_max_calls=_positive(env, "GATEWAY_MAX_CALLS"),
             gateway_preload_models=env.bool("GATEWAY_PRELOAD_MODELS"),
+            gateway_stats_key=env.str("GATEWAY_STATS_KEY"),
             speech_endpoint=env.str("SPEECH_ENDPOINT").rstrip("/"),
             speech_region=env.str("SPEECH_REGION"),
             speech_key=env.str("SPEECH_KEY"),
@@ -182,6 +191,8 @@ class Settings:
             call_token_ttl_seconds=env.int("CALL_TOKEN_TTL_SECONDS"),
             acs_resource_immutable_id=env.str("ACS_RESOURCE_IMMUTABLE_ID"),
             acs_openid_configuration_url=env.str("ACS_OPENID_CONFIGURATION_URL"),
+            telemetry=env.str("SWITCHBOARD_TELEMETRY"),
+            summary_seconds=_not_negative(env, "SWITCHBOARD_SUMMARY_SECONDS"),
         )
 
     @property
@@ -205,6 +216,17 @@ def _positive(env: _Reader, key: str) -> int:
     value = env.int(key)
     if value == 0:
         raise SettingsError(f"{key} must be more than 0")
+    return value
+
+
+def _not_negative(env: _Reader, key: str) -> float:
+    raw = env.str(key)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{key} must be a number, not {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{key} must not be negative, got {value}")
     return value
 
 

@@ -47,7 +47,7 @@ class TokenSigner:
     def verify(self, token: str, audience: str) -> dict[str, Any]:
         """The token's claims, or Unauthorized saying why it is refused."""
         payload, dot, signature = token.strip().partition(".")
-        if not dot or not payload or not signature:
+        if not dot or not payload or not signature or not token.isascii():  # ours are base64url: never anything else
             raise Unauthorized("malformed token")
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise Unauthorized("invalid token signature")

@@ -32,6 +32,7 @@ from aiohttp import web
 from local.acs.events import event_grid_event, now_iso, post_callbacks, post_event_grid
 from local.acs.media import CallAudio, MediaLeg
 from local.acs.oidc import CallbackSigner
+from shared import redact
 
 log = logging.getLogger("local.acs.calls")
 
@@ -207,6 +208,8 @@ class CallsApi:
         )
         self._remember(call)
         self._spawn(call, self._ring_out(call))
+        if body.get("deliver") is False:  # the caller delivers it (redeliveries, a storm): only ring and return it
+            return web.json_response({**call.summary(), "event_id": call.event["id"], "event": call.event}, status=201)
         status = await self._deliver(call, call.event)
         if not 200 <= status < 300:
             return web.json_response(
@@ -404,7 +407,8 @@ class CallsApi:
         await asyncio.sleep(RING_SECONDS)
         if call.state == "ringing":
             call.state = "missed"
-            log.warning("call %s from %s was not answered in %.0f s", call.correlation_id, call.caller, RING_SECONDS)
+            log.warning("call %s from %s was not answered in %.0f s",
+                        call.correlation_id, redact.phone(call.caller), RING_SECONDS)
             await self._notify(call, {"kind": "state", **call.summary()})
             await self._close_listeners(call)
 

@@ -86,6 +86,8 @@ def parse_callbacks(body: bytes) -> list[CallEvent]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("callback body is not valid JSON") from None
+    except RecursionError:  # deeply nested arrays fit in the size limit and overflow Python's stack
+        raise InvalidInput("callback body is nested too deeply") from None
     items = [payload] if isinstance(payload, dict) else payload
     if not isinstance(items, list) or not items:
         raise InvalidInput("callback body must be a non-empty JSON array of CloudEvents")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from shared import redact, telemetry
 from shared.calls.callback_auth import AcsJwtVerifier
 from shared.calls.control import CallEnded, CallRejected, MediaStreaming
 from shared.calls.events import CallEvent, IncomingCall
@@ -72,15 +73,17 @@ class CallService:
         """Answer the call once. Returns the call connection id, or None when this delivery had nothing to do."""
         if not await self.state.mark_processed(f"acs-event:{call.event_id}", DEDUP_TTL_SECONDS):
             log.info("IncomingCall event %s was delivered again: already handled", call.event_id)
+            telemetry.dedup_hit("call_event")
             return None
         # ACS may publish one call in two events (two subscriptions, a re-sent event): the call id decides.
         if not await self.state.mark_processed(f"call-answer:{call.correlation_id}", DEDUP_TTL_SECONDS):
             log.info("call %s is already being answered", call.correlation_id)
+            telemetry.dedup_hit("call_event")
             return None
 
         # From here on a failure is logged, not raised: the claims above are taken, so a redelivery would be
         # dropped anyway, and a call cannot be answered twice. The caller hears the ringing stop.
-        caller = call.caller or "a withheld number"
+        caller = redact.phone(call.caller)  # for the log lines below: never the full number
         session_id = session_id_for(call.correlation_id)
         try:
             _, customer_id = await asyncio.gather(
@@ -117,14 +120,18 @@ class CallService:
         return opened.customer.customer_id
 
     def media_url(self, ref: CallRef) -> str:
-        return f"{self.settings.gateway_public_url}/media?token={quote(self._token(MEDIA_AUDIENCE, ref))}"
+        # The call's trace context rides in the media token: the gateway's turns join the IncomingCall's trace.
+        trace = {"tp": traceparent} if (traceparent := telemetry.traceparent()) else {}
+        return f"{self.settings.gateway_public_url}/media?token={quote(self._token(MEDIA_AUDIENCE, ref, **trace))}"
 
     def callback_url(self, ref: CallRef) -> str:
         return f"{self.settings.public_url}/{CALLBACK_ROUTE}?token={quote(self._token(CALLBACK_AUDIENCE, ref))}"
 
-    def _token(self, audience: str, ref: CallRef) -> str:
+    def _token(self, audience: str, ref: CallRef, **extra: str) -> str:
         ttl = self.settings.call_token_ttl_seconds
-        return self.services.tokens.issue(audience, ttl, sid=ref.session_id, cid=ref.customer_id, call=ref.call_id)
+        return self.services.tokens.issue(
+            audience, ttl, sid=ref.session_id, cid=ref.customer_id, call=ref.call_id, **extra
+        )
 
     # Callbacks -------------------------------------------------------------------------------------------------
 
@@ -143,8 +150,20 @@ class CallService:
         if foreign := [e.event_id for e in events if e.correlation_id != ref.call_id]:
             raise Forbidden(f"event(s) {', '.join(foreign)} belong to another call than this callback URL's")
         for event in events:
-            if await self.state.mark_processed(f"acs-event:{event.event_id}", DEDUP_TTL_SECONDS):
-                await self._apply(ref, event)
+            key = f"acs-event:{event.event_id}"
+            if await self.state.mark_processed(key, DEDUP_TTL_SECONDS):
+                try:
+                    await self._apply(ref, event)
+                except BaseException:
+                    # Kept, the mark would turn away ACS's retry and the step (a call ended, a session closed)
+                    # would never happen. Each step is safe to apply again: the queue counts a call once anyway.
+                    try:
+                        await self.state.release_processed(key)
+                    except Exception:
+                        log.exception("could not release %s: its redelivery will be ignored", key)
+                    raise
+            else:
+                telemetry.dedup_hit("call_event")
 
     async def _apply(self, ref: CallRef, event: CallEvent) -> None:
         log.info("call %s: %s %s", ref.call_id, event.type, event.detail)

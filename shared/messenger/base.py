@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared import telemetry
 from shared.errors import SwitchboardError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ class Messenger(ABC):
         """
         for attempt in range(1, self.attempts + 1):
             try:
-                return await self._send(message, repeatability_id, first_sent)
+                with telemetry.span("whatsapp.send", kind=telemetry.SpanKind.CLIENT, attempt=attempt,
+                                    message=type(message).__name__, template=getattr(message, "name", None)):
+                    return await self._send(message, repeatability_id, first_sent)
             except SwitchboardError as exc:
                 if not exc.retryable or attempt == self.attempts:
                     raise

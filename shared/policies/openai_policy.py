@@ -11,6 +11,7 @@ Any endpoint failure ends the turn with the scenario's fallback line instead of 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -70,6 +71,7 @@ class OpenAIPolicy(Policy):
 
     def __init__(self, settings: Settings, llm: LLMClient | None = None) -> None:
         self._llm = llm or build_openai_client(settings)
+        self._timeout = settings.llm_timeout_seconds
 
     async def close(self) -> None:
         await self._llm.client.close()
@@ -94,7 +96,10 @@ class OpenAIPolicy(Policy):
                     request["tool_choice"] = "none" if round_no == MAX_ROUNDS - 1 else "auto"
                 text: list[str] = []
                 calls: dict[int, _PendingCall] = {}
-                stream = await self._llm.client.chat.completions.create(**request)
+                # The SDK retries a request that timed out, which alone would keep the customer waiting three
+                # timeouts for the fallback line: the answer must begin within LLM_TIMEOUT_SECONDS, retries included.
+                async with asyncio.timeout(self._timeout):
+                    stream = await self._llm.client.chat.completions.create(**request)
                 async with stream:
                     async for chunk in stream:
                         # Azure sends content-filter chunks with no choices; we ask for one choice (n=1).
@@ -141,6 +146,10 @@ class OpenAIPolicy(Policy):
             yield TextDelta(_fallback(ctx, said))
         except openai.APIError as exc:
             _log_failure(exc)
+            yield TextDelta(_fallback(ctx, said))
+        except TimeoutError:
+            log.warning("openai policy: the LLM endpoint did not begin answering within %g s; falling back",
+                        self._timeout)
             yield TextDelta(_fallback(ctx, said))
         except Exception:
             # Anything else (an Entra ID token that cannot be had, a malformed chunk) must not reach the channel

@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 PARTITION_KEY_PATH = "/customer_id"
 #: What callers are told to wait when Cosmos is unreachable and gave no hint of its own.
 DEFAULT_RETRY_AFTER_SECONDS = 1.0
+#: Bounds on each Cosmos request, so an unreachable or stalled Cosmos fails a customer's turn in seconds (a 503 with
+#: Retry-After) instead of after the SDK defaults: a 5 s connect timeout tried 4 times (22 s) and a 65 s read timeout.
+#: Point reads and writes take milliseconds; these are generous for them and for our small queries.
+CLIENT_TIMEOUTS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_connect": 1}
 #: Claiming retries when the claim it collided with vanished before we could read its owner (its customer was being
 #: deleted). Each round trip is a create and a read, so a handful is plenty.
 _CLAIM_ATTEMPTS = 5
@@ -64,7 +68,9 @@ class CosmosCustomerStore(CustomerStore):
         self._database_name = database
         self._container_name = container
         # Constructing the client does no I/O; the first request connects. Keeps cold start and the factory cheap.
-        self._client = CosmosClient(endpoint, credential, connection_verify=verify_tls, user_agent="switchboard")
+        self._client = CosmosClient(
+            endpoint, credential, connection_verify=verify_tls, user_agent="switchboard", **CLIENT_TIMEOUTS
+        )
         self._container = self._client.get_database_client(database).get_container_client(container)
         self._opened = False
         self._opening = asyncio.Lock()  # the first requests may arrive together; enter the client once

@@ -35,7 +35,7 @@ from azure.cosmos.exceptions import (
 )
 
 from shared.errors import Unavailable
-from shared.stores.azure_cosmos import DEFAULT_RETRY_AFTER_SECONDS
+from shared.stores.azure_cosmos import CLIENT_TIMEOUTS, DEFAULT_RETRY_AFTER_SECONDS
 from shared.stores.azure_cosmos import _service_errors as service_errors
 from shared.stores.base import SessionState
 
@@ -78,7 +78,9 @@ class CosmosSessionState(SessionState):
         self._create_container = create_container
         self._clock = clock
         # Constructing the client does no I/O; the first request connects.
-        self._client = CosmosClient(endpoint, credential, connection_verify=verify_tls, user_agent="switchboard")
+        self._client = CosmosClient(
+            endpoint, credential, connection_verify=verify_tls, user_agent="switchboard", **CLIENT_TIMEOUTS
+        )
         self._container = self._client.get_database_client(database).get_container_client(container)
         self._opened = False
         self._opening = asyncio.Lock()

@@ -9,8 +9,10 @@ optimistic-concurrency retry loop is written once and tested once against every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from typing import Any, Callable, TypeVar
 
 from shared.errors import Conflict, NotFound
@@ -25,6 +27,33 @@ UPDATE_ATTEMPTS = 20
 #: Backoff between attempts: uniform in [0, min(cap, base * 2**attempt)] seconds, so the losers spread out.
 UPDATE_BACKOFF_BASE = 0.01
 UPDATE_BACKOFF_CAP = 1.0
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per key, kept only while someone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
+
+
+def _record_locks(store: CustomerStore) -> _KeyedLocks:
+    # Adapters do not call the base __init__, so the locks are attached on first use.
+    locks = store.__dict__.get("_record_locks")
+    if locks is None:
+        locks = store.__dict__["_record_locks"] = _KeyedLocks()
+    return locks
 
 
 class CustomerStore(ABC):
@@ -70,7 +99,15 @@ class CustomerStore(ABC):
 
         `mutate` must be a pure function of the record it is given (it may run several times). Returns the stored
         record and whatever `mutate` returned on the attempt that won.
+
+        Writers to one record in this process take turns: racing each other they would only make each other retry
+        (100 at once exhausted the attempts against the Cosmos emulator), so the optimistic retries are left for
+        writers in other processes (the media gateway, other function instances).
         """
+        async with _record_locks(self).hold(customer_id):
+            return await self._update(customer_id, mutate)
+
+    async def _update(self, customer_id: str, mutate: Callable[[Customer], T]) -> tuple[Customer, T]:
         for attempt in range(UPDATE_ATTEMPTS):
             customer = await self.get(customer_id)
             result = mutate(customer)

@@ -3,13 +3,17 @@
 Event Grid delivers at least once, and so can we fail halfway. The effect is still once:
 
 1. `mark_processed` on the event's id, before anything else, turns away concurrent and repeated deliveries fast.
+   When the mark cannot be taken (Redis down), the event is handled anyway and step 2 alone keeps it once.
 2. The customer's turn, the inbound message id and the replies it earned are saved in *one* record write (the
-   conversation core's `on_save` hook). A delivery whose message is already in the log runs no second turn.
+   conversation core's `on_save` hook). A delivery whose message is already in the log runs no second turn, and of
+   two racing deliveries the write that finds the message already logged is abandoned, turn and all.
 3. Each reply is sent under a repeatability id derived from the inbound message id and the reply's index, and its
    receipt is written right after. A send repeated after a crash is recognised by ACS, not delivered twice.
 4. If anything fails on the way (a store or ACS outage outlasting the Messenger's retries), the mark is released
    and the error re-raised: the Functions host answers 500, Event Grid redelivers, and steps 2-3 pick up exactly
    what is still owed. Keeping the mark instead would make a transient failure lose the customer's message.
+   A host that crashes mid-way cannot release its mark, so a marked message is skipped only once the record shows
+   it answered with nothing owed; otherwise the redelivery finishes it.
 
 So the mark alone gives at-most-once (it could drop work), the record and repeatability ids alone give exactly-once
 effects but run duplicates concurrently; together a redelivery is cheap and harmless. A permanent send failure is
@@ -22,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from shared import redact, telemetry
 from shared.conversation import Conversation, Reply
 from shared.errors import Unavailable
 from shared.messenger import Messenger, SendFailed, TemplateMessage, TextMessage
@@ -79,22 +84,44 @@ class WhatsAppService:
         For a customer's message, returns what the function must tell the handoff orchestration (a handoff this
         message continued, or one the customer just asked for).
         """
-        if not await self.state.mark_processed(event.dedup_key, DEDUP_TTL_SECONDS):
-            log.info("WhatsApp event %s was already processed; ignoring the redelivery", event.dedup_key)
-            return None
+        try:
+            marked = await self.state.mark_processed(event.dedup_key, DEDUP_TTL_SECONDS)
+        except Unavailable as exc:
+            # The mark is a fast path, not the guarantee: the record still tells a repeat (step 2), so the customer
+            # is answered rather than their message bounced back to Event Grid for as long as the outage lasts.
+            log.warning("cannot mark WhatsApp event %s (%s); deduplicating on the record alone", event.dedup_key, exc)
+            marked = None
+        if marked is False:
+            if not isinstance(event, InboundMessage) or await self._answered(event):
+                log.info("WhatsApp event %s was already processed; ignoring the redelivery", event.dedup_key)
+                telemetry.dedup_hit("whatsapp")
+                return None
+            # Marked, yet not answered on the record: the delivery that marked it died mid-way (a crashed host
+            # cannot release its mark), or is still running. Finishing it is safe: step 2 keeps it once.
+            log.info("WhatsApp message %s is marked but not answered yet; handling it", event.message_id)
         try:
             if isinstance(event, InboundMessage):
                 return await self._receive(event)
             await self._update_status(event)
             return None
         except BaseException:
-            try:
-                await self.state.release_processed(event.dedup_key)
-            except Exception:  # the original error matters more; this one only costs the redelivery
-                log.exception("could not release %s: its redelivery will be ignored", event.dedup_key)
+            if marked:
+                try:
+                    await self.state.release_processed(event.dedup_key)
+                except Exception:  # the original error matters more; this one only costs the redelivery
+                    log.exception("could not release %s: its redelivery will be ignored", event.dedup_key)
             raise
 
     # Inbound ---------------------------------------------------------------------------------------------------
+
+    async def _answered(self, message: InboundMessage) -> bool:
+        """Whether the record holds this message and everything the customer is owed has gone out."""
+        customer = await self.customers.find_by_identity(Identity(IdentityKind.PHONE, message.phone))
+        if customer is None or not _logged(customer, message.message_id):
+            return False
+        if _unstarted_switch(customer, message.message_id) is not None:
+            return False  # answered, but the handoff the customer asked for may never have started
+        return not any(delivery.owed(s) for s in _whatsapp_sessions(customer))
 
     async def _receive(self, message: InboundMessage) -> Received:
         customer, created = await self.customers.get_or_create(Identity(IdentityKind.PHONE, message.phone))
@@ -110,14 +137,18 @@ class WhatsAppService:
             customer, continued = opened.customer, opened.continued
 
         switch_to = None
-        if _logged(customer, message.message_id):
-            log.info("message %s is already answered on the record; sending whatever is still owed", message.message_id)
-        elif message.text:
-            preface = _unsent_opening(customer.sessions[session_id])
-            switch_to = await self._converse(customer.customer_id, session_id, message, preface)
-        else:
-            await self._acknowledge(customer.customer_id, session_id, message)
-        await self._deliver(customer.customer_id, session_id)
+        with telemetry.turn("whatsapp", continues=continued.traceparent if continued else None,
+                            session_id=session_id, customer_id=customer.customer_id):
+            if _logged(customer, message.message_id):
+                log.info("message %s is already answered on the record; sending whatever is still owed",
+                         message.message_id)
+                switch_to = _unstarted_switch(customer, message.message_id)
+            elif message.text:
+                preface = _unsent_opening(customer.sessions[session_id])
+                switch_to = await self._converse(customer.customer_id, session_id, message, preface)
+            else:
+                await self._acknowledge(customer.customer_id, session_id, message)
+            await self._deliver(customer.customer_id, session_id)
         return Received(customer.customer_id, session_id, continued, switch_to)
 
     async def _converse(
@@ -126,10 +157,20 @@ class WhatsAppService:
         now = _now()
         template = self._template_name()
 
-        def log_exchange(session: ChannelSession, replies: list[Reply]) -> None:
+        def log_exchange(session: ChannelSession, replies: list[Reply], switch_to: str | None) -> None:
+            if session.message(key=message.message_id) is not None:
+                # A duplicate delivery ran this turn at the same time and its write won: abandon ours, so the
+                # message is answered once (without the mark, as in a Redis outage, only this check stops it).
+                raise _AlreadyAnswered(message.message_id)
             delivery.record_exchange(session, message, preface + [r.text for r in replies], template, now)
+            session.message(key=message.message_id).switch_to = switch_to  # type: ignore[union-attr]
 
-        outcome = await self.conversation.turn(session_id, customer_id, message.text, on_save=log_exchange)
+        try:
+            outcome = await self.conversation.turn(session_id, customer_id, message.text, on_save=log_exchange)
+        except _AlreadyAnswered:
+            log.info("message %s was answered by a concurrent delivery; sending whatever is still owed",
+                     message.message_id)
+            return None
         return outcome.switch_to
 
     async def _acknowledge(self, customer_id: str, session_id: str, message: InboundMessage) -> None:
@@ -161,7 +202,7 @@ class WhatsAppService:
                 # Our send returned, but its receipt is not on the record yet: let Event Grid bring this back.
                 raise Unavailable(f"status for {update.message_id} arrived before its send was recorded")
             log.warning("delivery status %s for message %s to %s matches nothing we sent; dropped",
-                        update.status, update.message_id, update.phone)
+                        update.status, update.message_id, redact.phone(update.phone))
             return
         now, template = _now(), self._template_name()
         customer, _ = await self.customers.update(
@@ -169,7 +210,8 @@ class WhatsAppService:
             lambda c: delivery.record_status(c.sessions[session.session_id], update, template, now),
         )
         if update.status == "failed":
-            log.warning("WhatsApp message %s to %s failed: %s", update.message_id, update.phone, update.error)
+            log.warning("WhatsApp message %s to %s failed: %s",
+                        update.message_id, redact.phone(update.phone), update.error)
             await self._deliver(customer.customer_id, session.session_id)  # a closed window queues the template
 
     # Sending ---------------------------------------------------------------------------------------------------
@@ -189,7 +231,7 @@ class WhatsAppService:
                 except SendFailed as exc:
                     message_id, error = None, str(exc)
             if error:
-                log.warning("WhatsApp %s to %s not sent: %s", message.kind, _phone(customer), error)
+                log.warning("WhatsApp %s to %s not sent: %s", message.kind, redact.phone(_phone(customer)), error)
             await self._record_send(customer_id, session_id, message.key, message_id, error)
 
     async def _record_send(
@@ -218,6 +260,10 @@ class WhatsAppService:
     def _template_name(self) -> str:
         template = self.scenario.whatsapp.template
         return template.name if template else ""
+
+
+class _AlreadyAnswered(Exception):
+    """Raised inside the turn's record write to abandon it: the message is already on the record."""
 
 
 def _now() -> datetime:
@@ -251,3 +297,15 @@ def _logged(customer: Customer, message_id: str) -> bool:
 
 def _session_that_sent(customer: Customer, message_id: str) -> ChannelSession | None:
     return next((s for s in _whatsapp_sessions(customer) if s.message(message_id=message_id) is not None), None)
+
+
+def _unstarted_switch(customer: Customer, message_id: str) -> str | None:
+    """The channel this message asked to move to, if its handoff may not have started (a crash between saving the
+    turn and starting it). Starting a handoff is idempotent per session, so answering "maybe" costs one status read."""
+    for session in _whatsapp_sessions(customer):
+        logged = session.message(key=message_id)
+        if logged is not None and logged.switch_to is not None:
+            handoff = customer.handoff
+            started = handoff is not None and handoff.from_session_id == session.session_id
+            return None if started else logged.switch_to
+    return None

@@ -9,6 +9,8 @@ host), web chat through the invitation link. The Durable orchestration runs in t
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from shared.scenario import load_scenario
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_state import InProcessSessionState
 from shared.tokens import TokenSigner, load_secret
+from tests.handoff_links import sent_link
 from tests.peers.local_host import LocalHost
 from tests.waiting import eventually as wait_until
 
@@ -228,9 +231,11 @@ async def test_a_caller_moves_to_web_chat_through_a_single_use_link(stack: Stack
     earlier = len(stack.outbox(caller.phone))
     instance_id = caller.start_handoff("webchat")
 
-    link = eventually(lambda: (stack.handoff(instance_id).get("invite") or {}).get("link"))
+    link = eventually(lambda: sent_link(stack.outbox(caller.phone), instance_id))
     sent = eventually(lambda: [m for m in stack.outbox(caller.phone)[earlier:] if m["kind"] == "template"])
-    assert sent[0]["template"] == "switchboard_handoff_link"  # the link also went to their phone
+    assert sent[0]["template"] == "switchboard_handoff_link"  # the link went to their phone
+    status = stack.handoff(instance_id)
+    assert status["invite"]["link_sent"] is True and "handoff=" not in json.dumps(status)  # and only there
     token = parse_qs(urlparse(link).query)["handoff"][0]
     known = (await caller.record()).collected
 
@@ -371,3 +376,40 @@ def test_a_web_chat_visitor_who_is_a_known_customer_moves_to_whatsapp(stack: Sta
     assert "pay online" in answered and not asked_slots(answered)
     status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s)
     assert status["output"]["outcome"] == "engaged"
+
+
+def test_a_redelivered_whatsapp_request_to_move_to_web_chat_starts_one_handoff(stack: Stack) -> None:
+    """A WhatsApp customer asks for web chat; Event Grid delivers that message twice. The record keeps which channel
+    the message asked for (so a redelivery after a crash between the turn and the handoff's start can still start
+    it), and the two deliveries start one handoff: one link, one reply."""
+    phone = new_phone()
+    stack.whatsapp(phone, "hi, my lights are out")
+    built = stack.client.post(f"{stack.host.acs_url}/_emulator/inbound",
+                              json={"from": phone, "text": "can we continue on web chat instead?", "deliver": False})
+    assert built.status_code == 200, built.text
+    webhook = stack.url("/runtime/webhooks/EventGrid?functionName=whatsapp_events")
+    for _ in range(2):
+        delivered = stack.client.post(webhook, json=[built.json()["event"]], headers={"aeg-event-type": "Notification"})
+        assert delivered.status_code in (200, 202), delivered.text
+
+    def record() -> Customer:
+        async def read() -> Customer:
+            store = SqliteCustomerStore(stack.data_dir / "customers.sqlite3")
+            try:
+                found = await store.find_by_identity(Identity(IdentityKind.PHONE, phone))
+                assert found is not None
+                return found
+            finally:
+                await store.close()
+
+        return asyncio.run(read())
+
+    customer = eventually(lambda: (c := record()).handoff is not None and c)
+    [session] = [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP]
+    asked = session.message(key=built.json()["messageId"])
+    assert asked is not None and asked.switch_to == "webchat"
+    assert customer.handoff.to_channel is Channel.WEBCHAT and customer.handoff.from_session_id == session.session_id
+    links = eventually(lambda: [m for m in stack.outbox(phone) if "/api/webchat" in str(m.get("content", ""))
+                                or m["kind"] == "template"])
+    assert len(links) == 1, links
+    assert [t.role for t in session.turns].count("customer") == 2  # the redelivery ran no second turn

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from functions.openapi import DEFAULT_MAX_MESSAGE_CHARS, OPENAPI, openapi_document
+from tests.app_functions import registered_functions
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PATH_ITEM_KEYS = {"$ref", "summary", "description", "servers", "parameters", *METHODS}
@@ -292,8 +293,15 @@ def test_security_schemes(document):
     assert schemes["webchatToken"] == {**schemes["webchatToken"], "type": "http", "scheme": "bearer"}
     assert schemes["functionKey"]["type"] == "apiKey"
     for path, method, _, operation in operations(document):
-        if path == "/api/handoffs":
+        if path == "/api/handoffs" or path.startswith("/api/calls/{call_id}"):
             assert operation.get("security") == [{"mediaToken": []}], "the media gateway's way in"
+            assert {"401", "403"} <= documented_statuses(operation), f"{method.upper()} {path}: auth errors"
+            continue
+        if path == "/api/calls/callbacks":
+            assert operation.get("security") == [{"callbackToken": []}], "Call Automation's callback URL token"
+            assert schemes["callbackToken"] == {**schemes["callbackToken"], "type": "apiKey", "in": "query",
+                                                "name": "token"}
+            assert "401" in documented_statuses(operation)
             continue
         if path.startswith(("/api/ops/", "/api/handoffs")):
             assert operation.get("security") == [{"functionKey": []}], f"{method.upper()} {path}: operators only"
@@ -312,15 +320,37 @@ def test_schemas_are_checkable_and_closed(document):
             assert name in JSON_TYPES, f"{pointer}: unknown type {name!r}"
         if schema.get("type") == "object" and "properties" in schema:
             assert set(schema.get("required", [])) <= set(schema["properties"]), f"{pointer}: required but absent"
-            if not pointer.endswith("/OpenAPIDocument"):  # the one object whose shape the spec owns, not us
+            # Objects whose shape others own (the OpenAPI spec, Call Automation's CloudEvents) stay open.
+            if not pointer.endswith(("/OpenAPIDocument", "/CallEvents/items", "/CallEvents/items/properties/data")):
                 assert schema.get("additionalProperties") is False, f"{pointer}: close the objects we shape"
         if "pattern" in schema:
             re.compile(schema["pattern"])
 
 
+def test_every_http_route_of_the_app_is_documented(document):
+    """The document covers exactly the HTTP triggers function_app.py registers (Event Grid triggers are not HTTP
+    routes of the app: the Functions host serves them at its own webhook)."""
+    served = set()
+    for function in registered_functions():
+        trigger = function.get_trigger()
+        if trigger.type != "httpTrigger":
+            continue
+        path = "/api/" + (trigger.route or function.get_function_name()).strip("/")
+        path = re.sub(r"\{([^{}:?]+)(?::[^{}]*)?\??\}", r"{\1}", path)  # {id:int} and {id?} are {id} here
+        served |= {(str(getattr(m, "value", m)).upper(), path) for m in trigger.methods or ()}
+    documented = {(method.upper(), path) for path, method, _, _ in operations(document)}
+    print(f"\n{len(served)} HTTP routes served, {len(documented)} documented")
+    assert served - documented == set(), "served but not documented"
+    assert documented - served == set(), "documented but not served"
+
+
 def test_the_documented_routes(document):
     routes = {(method.upper(), path) for path, method, _, _ in operations(document)}
     assert routes == {
+        ("POST", "/api/calls/callbacks"),
+        ("GET", "/api/calls/{call_id}"),
+        ("POST", "/api/calls/{call_id}/hangup"),
+        ("POST", "/api/calls/{call_id}/transfer"),
         ("GET", "/api/webchat"),
         ("POST", "/api/webchat/sessions"),
         ("POST", "/api/webchat/sessions/{session_id}/messages"),
@@ -379,10 +409,11 @@ class Checker:
     async def call(
         self, method: str, route: str, expect: int | set[int], *, session_id: str | None = None,
         token: str | None = None, json_body: Any = None, content: bytes | None = None,
-        headers: dict[str, str] | None = None, instance_id: str | None = None,
+        headers: dict[str, str] | None = None, instance_id: str | None = None, call_id: str | None = None,
     ) -> httpx.Response:
         operation = self.document["paths"][route][method.lower()]
         url = route.replace("{session_id}", session_id or "").replace("{instance_id}", instance_id or "")
+        url = url.replace("{call_id}", call_id or "")
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -489,6 +520,16 @@ async def test_every_operation_answers_as_documented(checker):
     await c.call("POST", "/api/handoffs", 401, json_body={"to_channel": "whatsapp"})
     await c.call("POST", "/api/handoffs", 401, token=a["token"], json_body={"to_channel": "whatsapp"})  # not a media token
     await c.call("GET", "/api/handoffs/{instance_id}", 404, instance_id="handoff-nobody")
+
+    # Calls (the happy paths run in tests/e2e/test_calls.py): every route refuses a caller without the call's token.
+    callbacks = "/api/calls/callbacks"
+    await c.call("POST", callbacks, 401, json_body=[{"id": "1", "type": "Microsoft.Communication.CallConnected",
+                                                     "data": {"callConnectionId": "c", "correlationId": "x"}}])
+    await c.call("POST", callbacks, 401, content=b"[]", headers={"Content-Type": "application/json"})
+    await c.call("GET", "/api/calls/{call_id}", 401, call_id="call-1")
+    await c.call("GET", "/api/calls/{call_id}", 401, call_id="call-1", token=a["token"])  # not a media token
+    await c.call("POST", "/api/calls/{call_id}/hangup", 401, call_id="call-1")
+    await c.call("POST", "/api/calls/{call_id}/transfer", 401, call_id="call-1", token="forged.token")
 
     documented = {(method.upper(), path) for path, method, _, _ in operations(c.document)}
     assert c.exercised == documented, f"not exercised: {documented - c.exercised}"

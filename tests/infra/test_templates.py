@@ -51,11 +51,16 @@ NOT_SET_IN_AZURE: dict[str, str] = {
     "WEBCHAT_MAX_MESSAGE_CHARS": "default",
     "GATEWAY_END_OF_TURN_MS": "default",
     "GATEWAY_PRELOAD_MODELS": "default",
+    "GATEWAY_STATS_KEY": "unset: /stats is loopback-only on the public ingress; set it (a Key Vault secret) to read it remotely",
     "SPEECH_VOICE": "default",
     "SPEECH_LANGUAGE": "default",
     "CALL_AUDIO_SAMPLE_RATE": "default",
     "CALL_TOKEN_TTL_SECONDS": "default",
     "ACS_OPENID_CONFIGURATION_URL": "default: ACS's published OpenID metadata",
+    # Telemetry: Azure exports to Application Insights (APPLICATIONINSIGHTS_CONNECTION_STRING, set by main.bicep).
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "an OTLP collector instead of, or beside, Application Insights; none in Azure",
+    "SWITCHBOARD_TELEMETRY": "console or JSON-lines export, for a local run",
+    "SWITCHBOARD_SUMMARY_SECONDS": "the live summary `make run` prints; the Functions host has no console to read",
 }
 #: Set only in some deployments, and then checked separately.
 CONDITIONAL = {"REDIS_URL": "only with redisSku != none, as a Key Vault reference"}

@@ -7,8 +7,9 @@ aiohttp server instead. It speaks the wire format the SDK parses: `POST /v1/chat
 them: a first delta with index, id, type and function name and empty arguments, then argument fragments, then
 `finish_reason: "tool_calls"`.
 
-It is scripted, not clever: a test queues one response per expected request (text, tool calls, an HTTP error, or
-a stall), and every request body is recorded so the test can assert on the messages and tool schemas it was sent.
+It is scripted, not clever: a test queues one response per expected request (text, tool calls, an HTTP error, a
+dropped connection, or a stall), and every request body is recorded so the test can assert on the messages and tool
+schemas it was sent.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ class RecordedRequest:
 
 @dataclass
 class _Step:
-    kind: str  # "stream", "fail" or "stall"
+    kind: str  # "stream", "fail", "drop" or "stall"
     text: str = ""
     tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, raw JSON arguments)
     status: int = 500
     stall_after: int | None = None  # stream this many words of the text, then stall
+    delay: float = 0.0  # seconds before the answer starts
 
 
 class OpenAITestServer:
@@ -71,9 +73,10 @@ class OpenAITestServer:
 
     # Scripting ----------------------------------------------------------------------------------------------------
 
-    def reply_text(self, text: str, stall_after: int | None = None) -> None:
-        """Stream `text` a word at a time; with `stall_after`, stop after that many words and never finish."""
-        self._script.append(_Step("stream", text=text, stall_after=stall_after))
+    def reply_text(self, text: str, stall_after: int | None = None, *, delay: float = 0.0) -> None:
+        """Stream `text` a word at a time; with `stall_after`, stop after that many words and never finish; with
+        `delay`, think that many seconds before answering."""
+        self._script.append(_Step("stream", text=text, stall_after=stall_after, delay=delay))
 
     def reply_tool_calls(self, *calls: tuple[str, dict[str, Any] | str], text: str = "") -> None:
         """Stream optional `text`, then tool calls `(name, arguments)`; a str is sent as raw (maybe broken) JSON."""
@@ -84,9 +87,17 @@ class OpenAITestServer:
         """Answer the next `times` requests with an HTTP error (the SDK retries 429 and 5xx)."""
         self._script.extend(_Step("fail", status=status) for _ in range(times))
 
+    def drop(self, times: int = 1) -> None:
+        """Close the connection on the next `times` requests without answering (a crashed or restarted endpoint)."""
+        self._script.extend(_Step("drop") for _ in range(times))
+
     def stall(self, times: int = 1) -> None:
         """Hold the next `times` requests without answering (until the test ends), so the client times out."""
         self._script.extend(_Step("stall") for _ in range(times))
+
+    def clear_script(self) -> None:
+        """Forget responses scripted but not used (a client that gave up early sends fewer requests)."""
+        self._script.clear()
 
     # Lifecycle ----------------------------------------------------------------------------------------------------
 
@@ -122,9 +133,15 @@ class OpenAITestServer:
         if step.kind == "fail":
             # retry-after-ms keeps the SDK's retries fast; the real service sends retry-after on 429.
             return _error(step.status, "server_error", "scripted failure", {"retry-after-ms": "10"})
+        if step.kind == "drop":
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response()  # never sent: the client sees the connection go
         if step.kind == "stall":
             await self._release.wait()
             return _error(503, "server_error", "stalled")
+        if step.delay:
+            await asyncio.sleep(step.delay)
         if not body.get("stream"):
             return _error(400, "test_server", "openai test server: only streaming requests are supported")
         return await self._stream(request, step, body.get("model", ""))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -256,15 +257,17 @@ async def test_endpoint_errors_fall_back_after_retries(
     assert record.levelno == logging.WARNING and str(status) in record.getMessage()
 
 
-async def test_stall_past_the_timeout_falls_back(openai_server: OpenAITestServer) -> None:
+async def test_stall_past_the_timeout_falls_back_once_the_timeout_is_up(openai_server: OpenAITestServer) -> None:
     openai_server.stall(times=3)
     policy = OpenAIPolicy(settings(openai_server, LLM_TIMEOUT_SECONDS="0.3"))
     ctx = make_ctx("UtilitiesConcierge", "Hello")
+    started = time.monotonic()
     try:
         assert await run(policy, ctx) == [TextDelta(ctx.scenario.phrase("fallback"))]
     finally:
         await policy.close()
-    assert len(openai_server.requests) == 3
+    # The SDK's retries of a timed-out request do not stretch the wait: the timeout bounds them all.
+    assert time.monotonic() - started < 0.3 + 0.5
 
 
 async def test_stall_mid_stream_keeps_the_partial_reply_and_falls_back(openai_server: OpenAITestServer) -> None:

@@ -194,7 +194,7 @@ async def test_a_silent_open_and_channel_bookkeeping_saved_with_the_turn(convers
     assert opened.replies == [] and opened.customer.sessions["wa_test"].turns == []
     assert (await conversation.open(Channel.WHATSAPP, "wa_test", opened.customer.customer_id)).replies == []
 
-    def note(session, replies) -> None:
+    def note(session, replies, switch_to) -> None:
         session.last_inbound_at = f"{len(replies)} replies"
 
     outcome = await conversation.turn("wa_test", opened.customer.customer_id, "my lights are out", on_save=note)

@@ -1,0 +1,1 @@
+"""Reliability and security: hostile input, fuzzing against the OpenAPI document, and outages of backing services."""

@@ -1,0 +1,180 @@
+"""Schemathesis against the running app: every operation of /api/openapi.json, fuzzed, with valid credentials.
+
+A local host (`python -m local` with its ACS emulator) serves the app; a call is placed through the emulator (with a
+scripted gateway peer at the media WebSocket, tests/calls/gateway_peer.py) so the call routes get the real media and
+callback tokens of a live call, a handoff of that call is started for the handoff status route, and a web chat
+session is created over the API for the per-session routes. The schemathesis CLI then runs from .venv as a
+subprocess with those credentials and path values (examples, coverage, fuzzing and stateful phases), checking that
+no answer is a server error, that every status code, content type, documented header and JSON body matches the
+document, that requests the document allows are accepted and requests it forbids are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from shared.tokens import TokenSigner
+from tests.calls.gateway_peer import FakeGateway
+from tests.peers import free_port
+
+SECRET = b"schemathesis-test-secret-" + b"x" * 40
+ACCESS_KEY = "c2VjcmV0LWtleS1mb3ItdGhlLXNjaGVtYXRoZXNpcy10ZXN0cw=="
+CALLER = "+15555550100"  # Jordan Lee in scenarios/utilities
+#: No server errors; every status, content type, documented header and body as documented; and the document neither
+#: refuses what the app accepts nor promises what it refuses.
+CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
+          "response_schema_conformance", "positive_data_acceptance", "negative_data_rejection")
+MAX_EXAMPLES = 120  # per operation and phase: under a minute for the 13 operations on two busy cores
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+
+
+async def _live_call(host, acs_url: str) -> dict:
+    async with httpx.AsyncClient(base_url=acs_url, timeout=20) as acs:
+        placed = await acs.post("/_emulator/calls", json={"from": CALLER})
+        assert placed.status_code == 201, placed.text
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            call = (await acs.get(f"/_emulator/calls/{placed.json()['id']}")).json()
+            if call.get("media") == "streaming":
+                return call
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the app did not answer the call: {call}")
+
+
+def _statuses(har: Path) -> dict[str, Counter]:
+    """Status codes per documented operation, from schemathesis's HAR record of every request it sent."""
+    templates = [
+        (re.compile("^/api/calls/[^/]+/hangup$"), "POST /api/calls/{call_id}/hangup"),
+        (re.compile("^/api/calls/[^/]+/transfer$"), "POST /api/calls/{call_id}/transfer"),
+        (re.compile("^/api/calls/callbacks$"), "POST /api/calls/callbacks"),
+        (re.compile("^/api/calls/[^/]+$"), "GET /api/calls/{call_id}"),
+        (re.compile("^/api/handoffs/[^/]+$"), "GET /api/handoffs/{instance_id}"),
+        (re.compile("^/api/webchat/sessions/[^/]+/messages$"), "POST /api/webchat/sessions/{session_id}/messages"),
+        (re.compile("^/api/webchat/sessions/[^/]+$"), "GET /api/webchat/sessions/{session_id}"),
+    ]
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for entry in json.loads(har.read_text(encoding="utf-8"))["log"]["entries"]:
+        method, path = entry["request"]["method"], urlsplit(entry["request"]["url"]).path
+        name = next((n for pattern, n in templates if pattern.match(path) and n.startswith(f"{method} ")),
+                    f"{method} {path}")
+        counts[name][entry["response"]["status"]] += 1
+    return counts
+
+
+def _config(
+    path: Path, *, session_id: str, token: str, call_id: str, media: str, callback: str, instance_id: str
+) -> None:
+    path.write_text(
+        f"""
+[auth.openapi.webchatToken]
+bearer = {json.dumps(token)}
+[auth.openapi.mediaToken]
+bearer = {json.dumps(media)}
+[auth.openapi.callbackToken]
+api_key = {json.dumps(callback)}
+[auth.openapi.functionKey]
+api_key = "the-local-host-asks-for-none"
+
+[checks]
+enabled = false
+{chr(10).join(f"{check}.enabled = true" for check in CHECKS)}
+
+[parameters]
+"path.session_id" = {json.dumps(session_id)}
+"path.call_id" = {json.dumps(call_id)}
+"path.instance_id" = {json.dumps(instance_id)}
+
+# The function-key routes: the local host, like Core Tools, does not check function keys (Azure does), so a request
+# without one is not refused here.
+[[operations]]
+include-operation-id-regex = "^(getQueue|updateQueue|getHandoff)$"
+[operations.checks.negative_data_rejection]
+enabled = false
+""",
+        encoding="utf-8",
+    )
+
+
+async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_factory, tmp_path):
+    assert SCHEMATHESIS.exists(), f"{SCHEMATHESIS} is missing: `make setup` installs requirements-dev.txt"
+    gateway = FakeGateway(SECRET)
+    await gateway.start()
+    try:
+        host = await asyncio.to_thread(
+            local_host_factory,
+            SWITCHBOARD_TOKEN_SECRET=SECRET.decode(),
+            ACS_ACCESS_KEY=ACCESS_KEY,
+            GATEWAY_PORT=str(free_port()),
+            GATEWAY_PUBLIC_URL=gateway.url,
+        )
+        call = await _live_call(host, host.acs_url)
+        media = parse_qs(urlsplit(call["answer"]["mediaStreamingOptions"]["transportUrl"]).query)["token"][0]
+        callback = parse_qs(urlsplit(call["answer"]["callbackUri"]).query)["token"][0]
+        claims = TokenSigner(SECRET).verify(media, "media")
+        async with httpx.AsyncClient(base_url=host.url, timeout=20) as app:
+            session = (await app.post("/api/webchat/sessions")).json()
+            document = (await app.get("/api/openapi.json")).json()
+            handoff = await app.post(  # the caller asks to continue on web chat, as the gateway would pass on
+                "/api/handoffs", json={"customer_id": claims["cid"], "session_id": claims["sid"],
+                                       "to_channel": "webchat"}, headers={"Authorization": f"Bearer {media}"})
+            assert handoff.status_code == 202, handoff.text
+        # Read from a file: schemathesis leaves out the operation it loaded the document from.
+        (tmp_path / "openapi.json").write_text(json.dumps(document), encoding="utf-8")
+        config = tmp_path / "schemathesis.toml"
+        _config(config, session_id=session["session_id"], token=session["token"], call_id=call["id"], media=media,
+                callback=callback, instance_id=handoff.json()["id"])
+
+        started = time.monotonic()
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [
+                str(SCHEMATHESIS), "--config-file", str(config), "run", str(tmp_path / "openapi.json"),
+                "--url", host.url, "--max-examples", str(MAX_EXAMPLES),
+                "--phases", "examples,coverage,fuzzing,stateful",
+                "--workers", "1",  # worker threads trip a CPython 3.11 ast bug inside hypothesis
+                "--seed", "7", "--no-shrink",
+                "--request-timeout", "30", "--generation-database", "none", "--no-color",
+                "--report", "junit,har", "--report-junit-path", str(tmp_path / "junit.xml"),
+                "--report-har-path", str(tmp_path / "requests.har"),
+            ],
+            capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        await gateway.stop()
+
+    out = result.stdout + result.stderr
+    operations = re.search(r"Selected: (\d+)/\d+\s+Tested: (\d+)", out)
+    cases = re.search(r"Test cases:\s*([^\n]+)", out)
+    junit = (tmp_path / "junit.xml").read_text(encoding="utf-8") if (tmp_path / "junit.xml").exists() else ""
+    failures = len(re.findall(r"<failure", junit))
+    print(f"\nschemathesis {elapsed:.0f} s: operations {operations.group(2) if operations else '?'} tested of "
+          f"{operations.group(1) if operations else '?'}; test cases {cases.group(1) if cases else '?'}; "
+          f"failing operations {failures}")
+    statuses = _statuses(tmp_path / "requests.har")
+    operations_documented = {f"{m.upper()} {p}" for p, item in document["paths"].items() for m in item
+                             if m != "parameters"}
+    other: Counter = Counter()
+    for operation, counts in sorted(statuses.items()):
+        if operation in operations_documented:
+            print(f"  {operation:50} {dict(sorted(counts.items()))}")
+        else:
+            other.update(counts)
+    print(f"  {'methods the document does not list':50} {dict(sorted(other.items()))}")
+    assert result.returncode == 0, out[-12000:]
+    # The credentials worked: each operation that needs one got past it at least once.
+    for operation in ("GET /api/webchat/sessions/{session_id}", "POST /api/webchat/sessions/{session_id}/messages",
+                      "GET /api/calls/{call_id}", "GET /api/handoffs/{instance_id}"):
+        assert statuses[operation].get(200), f"{operation} never got a 200: {statuses[operation]}"
+    documented = sum(1 for item in document["paths"].values() for method in item if method != "parameters")
+    assert operations and operations.group(1) == operations.group(2) == str(documented), out[-4000:]

@@ -545,8 +545,17 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "sendMessage",
                 "summary": "Send the customer's message; get the agents' replies.",
+                "description": "Send an `Idempotency-Key` to make a retry safe: a message already answered under "
+                "that key in this session runs no second turn and gets the replies it earned the first time.",
                 "tags": ["webchat"],
                 "security": _BEARER,
+                "parameters": [{
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "A client-chosen key for this message, unique in the session (a UUID, say).",
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[\\x21-\\x7e]+$"},
+                }],
                 "requestBody": {"required": True, "content": _json(_ref("SendMessageRequest"))},
                 "responses": {
                     "200": {"description": "What the agents said.", "content": _json(_ref("MessageReplies"))},

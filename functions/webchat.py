@@ -6,6 +6,7 @@ refused on another. Triggers only parse, call the conversation core and answer.
 
 from __future__ import annotations
 
+import re
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,7 @@ from shared.models import Channel, Identity, IdentityKind, new_id
 bp = df.Blueprint()
 
 TOKEN_AUDIENCE = "webchat"
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _PAGE = Path(__file__).parent / "static" / "webchat.html"
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -94,8 +96,11 @@ async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestr
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
     text = _message_text(json_body(req), services.settings.webchat_max_message_chars)
+    key = _idempotency_key(req)
     with telemetry.turn("webchat", session_id=session_id, customer_id=customer_id):
-        outcome = await services.conversation.turn(session_id, customer_id, text)
+        outcome = await services.conversation.turn(session_id, customer_id, text, key=key)
+        if outcome.replayed:
+            telemetry.dedup_hit("webchat")
         if outcome.switch_to is not None:
             await start_handoff(client, customer_id, session_id, Channel.WEBCHAT.value, outcome.switch_to)
     return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent})
@@ -147,6 +152,16 @@ def _authorize(req: func.HttpRequest, services: Services) -> tuple[str, str]:
     if claims.get("sid") != session_id:
         raise Forbidden("this token belongs to another session")
     return session_id, str(claims["cid"])
+
+
+def _idempotency_key(req: func.HttpRequest) -> str | None:
+    """The client's `Idempotency-Key` (visible ASCII, at most 128 characters), if it sent one."""
+    key = req.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 128 visible ASCII characters")
+    return key
 
 
 def _message_text(body: dict[str, Any], max_chars: int) -> str:

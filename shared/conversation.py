@@ -59,6 +59,7 @@ class TurnOutcome:
     agent: str  # the active agent after this turn
     customer: Customer  # the record as stored after this turn
     switch_to: str | None = None  # the customer accepted to continue on this channel: the channel starts the handoff
+    replayed: bool = False  # a retried request: these are the replies the first one earned, and nothing ran again
 
 
 @dataclass(frozen=True)
@@ -142,9 +143,12 @@ class Conversation:
         on_text: OnText | None = None,
         *,
         on_save: OnSave | None = None,
+        key: str | None = None,
     ) -> TurnOutcome:
         """Handle one customer message. `on_text` receives reply text as it is produced (voice speaks it early);
-        `on_save` adds channel bookkeeping to the same write as the turn."""
+        `on_save` adds channel bookkeeping to the same write as the turn. With an idempotency `key`, a message
+        already answered under that key (a client retrying after a lost response) runs nothing and gets the replies
+        it earned the first time; the key is saved on the customer's turn in the turn's own write."""
         text = text.strip()
         if not text:
             raise InvalidInput("text must not be empty")
@@ -152,6 +156,8 @@ class Conversation:
         session = customer.sessions.get(session_id)
         if session is None:
             raise NotFound(f"no session {session_id!r} for this customer")
+        if key is not None and (earlier := _replay(customer, session_id, key)) is not None:
+            return earlier
         if session.status is not SessionStatus.ACTIVE:
             raise SessionClosed(f"this session is {session.status.value}; start a new one")
 
@@ -169,7 +175,13 @@ class Conversation:
             switch=await self._switch_decision(customer, session.channel.value, text),
         )
         replies, switch_to = await self._run_agents(ctx, on_text)
-        customer = await self._save_turn(customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save)
+        try:
+            customer = await self._save_turn(
+                customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save, key
+            )
+        except _AnsweredMeanwhile:  # a concurrent retry under the same key saved its turn first: that one counts
+            customer = await self.customers.get(customer_id)
+            return _replay(customer, session_id, key) or TurnOutcome([], agent.name, customer)
         await self._save_hot(session_id, customer_id, ctx.agent.name, ctx.scratch)
         return TurnOutcome(replies, ctx.agent.name, customer, switch_to)
 
@@ -291,13 +303,16 @@ class Conversation:
         replies: list[Reply],
         switch_to: str | None,
         on_save: OnSave | None = None,
+        key: str | None = None,
     ) -> Customer:
-        turns = [Turn(role="customer", text=text, agent=agent)] + [
+        turns = [Turn(role="customer", text=text, agent=agent, key=key)] + [
             Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
         ]
 
         def record(customer: Customer) -> None:
             session = customer.sessions[session_id]
+            if key is not None and session.answered(key) is not None:
+                raise _AnsweredMeanwhile(key)
             for turn in turns:
                 session.add_turn(turn)
             session.active_agent = ctx.agent.name
@@ -324,3 +339,18 @@ class Conversation:
             await self.state.put(self._hot_key(session_id), value, self.session_ttl_seconds)
         except SwitchboardError as exc:
             log.warning("session state unavailable, the next turn starts from the record: %s", exc)
+
+
+class _AnsweredMeanwhile(Exception):
+    """Raised inside a record write to abandon it: a turn with this idempotency key is already on the record."""
+
+
+def _replay(customer: Customer, session_id: str, key: str) -> TurnOutcome | None:
+    """What the turn sent under `key` answered, if the session has one."""
+    session = customer.sessions[session_id]
+    answered = session.answered(key)
+    if answered is None:
+        return None
+    replies = [Reply(t.text, t.agent or session.active_agent or "", t.tool) for t in answered]
+    agent = replies[-1].agent if replies else session.active_agent or ""
+    return TurnOutcome(replies, agent, customer, replayed=True)

@@ -79,18 +79,20 @@ class Turn:
     agent: str | None = None  # which agent spoke (or was active when the customer spoke)
     at: str = field(default_factory=utcnow)
     tool: str | None = None  # agent turns: the tool whose result this reply gives (summaries quote these)
+    key: str | None = None  # customer turns: the client's idempotency key, so a retried request runs no second turn
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        if self.tool is None:
-            del data["tool"]
+        for optional in ("tool", "key"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Turn:
         return cls(
             role=data["role"], text=data["text"], agent=data.get("agent"), at=data.get("at") or utcnow(),
-            tool=data.get("tool"),
+            tool=data.get("tool"), key=data.get("key"),
         )
 
 
@@ -152,6 +154,18 @@ class ChannelSession:
         self.turns.append(turn)
         del self.turns[:-MAX_TURNS_PER_SESSION]
         self.updated_at = turn.at
+
+    def answered(self, key: str) -> list[Turn] | None:
+        """The agent turns that answered the customer turn sent under idempotency `key`; None if no turn has it."""
+        for index, turn in enumerate(self.turns):
+            if turn.role == "customer" and turn.key == key:
+                replies = []
+                for later in self.turns[index + 1:]:
+                    if later.role != "agent":
+                        break
+                    replies.append(later)
+                return replies
+        return None
 
     def add_message(self, message: ChannelMessage) -> None:
         self.messages.append(message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
@@ -129,3 +130,54 @@ def test_the_chat_page_is_served(client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="send"' in page.text and 'id="text"' in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+def _send_with_key(chat: WebChat, text: str, key: str) -> httpx.Response:
+    return chat.client.post(
+        f"/api/webchat/sessions/{chat.id}/messages",
+        json={"text": text},
+        headers={"Authorization": f"Bearer {chat.token}", "Idempotency-Key": key},
+    )
+
+
+def test_a_retried_message_with_the_same_idempotency_key_runs_one_turn(client) -> None:
+    """A browser that lost the answer (timeout, dropped connection) resends under the same key: it gets the first
+    answer, and the transcript holds the message once."""
+    chat = WebChat(client)
+    first = _send_with_key(chat, "hey, I need some help with my bill please", "k-1")
+    again = _send_with_key(chat, "hey, I need some help with my bill please", "k-1")
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert again.json() == first.json() and first.json()["agent"] == "BillingAgent"
+
+    other = _send_with_key(chat, "100 200 300", "k-2")
+    assert "$127.45" in " ".join(r["text"] for r in other.json()["replies"])
+    customer_turns = [t["text"] for t in chat.transcript() if t["role"] == "customer"]
+    assert customer_turns == ["hey, I need some help with my bill please", "100 200 300"]
+
+
+def test_concurrent_retries_under_one_key_run_one_turn(client, live_host: str) -> None:
+    chat = WebChat(client)
+
+    async def send_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=live_host, timeout=30) as http:
+            return await asyncio.gather(*(
+                http.post(f"/api/webchat/sessions/{chat.id}/messages", json={"text": "my lights are out"},
+                          headers={"Authorization": f"Bearer {chat.token}", "Idempotency-Key": "same"})
+                for _ in range(6)
+            ))
+
+    answers = asyncio.run(send_all())
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    assert len({str(a.json()) for a in answers}) == 1  # every retry got the one answer
+    assert [t["role"] for t in chat.transcript()].count("customer") == 1
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 129, "naïve"])
+def test_a_malformed_idempotency_key_gets_400_and_stores_nothing(client, key: str) -> None:
+    chat = WebChat(client)
+    response = chat.client.post(
+        f"/api/webchat/sessions/{chat.id}/messages", json={"text": "hello"},
+        headers={"Authorization": f"Bearer {chat.token}", "Idempotency-Key": key.encode("utf-8")},
+    )
+    assert response.status_code == 400 and "Idempotency-Key" in response.json()["error"]
+    assert [t["role"] for t in chat.transcript()] == ["agent"]  # the greeting only

@@ -33,6 +33,19 @@ RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of
 @bp.orchestration_trigger(context_name="context")
 def handoff_orchestrator(context: df.DurableOrchestrationContext):
     plan = context.get_input()
+    try:
+        return (yield from _handoff(context, plan))
+    except Exception as exc:  # a step failed past its retries: end it on the record too, not only in the task hub
+        reason = str(exc)[:300]
+        yield context.call_activity_with_retry("handoff_fail", RETRY, {"plan": plan, "reason": reason})
+        context.set_custom_status(
+            {"instance_id": context.instance_id, "to_channel": plan["to_channel"], "step": "failed", "reason": reason}
+        )
+        return {"outcome": "failed", "reason": reason}
+
+
+def _handoff(context: df.DurableOrchestrationContext, plan: dict):
+    """The steps. `plan` is updated in place with the record the handoff lands on, for the failure path."""
     status = {"instance_id": context.instance_id, "to_channel": plan["to_channel"], "step": "summarising"}
 
     context.set_custom_status(status)
@@ -40,7 +53,7 @@ def handoff_orchestrator(context: df.DurableOrchestrationContext):
 
     context.set_custom_status({**status, "step": "saving context"})
     holder = yield context.call_activity_with_retry("handoff_save_context", RETRY, {"plan": plan, "summary": summary})
-    plan = {**plan, "customer_id": holder}  # the record the new channel will find (see shared.handoff.save_context)
+    plan["customer_id"] = holder  # the record the new channel will find (see shared.handoff.save_context)
 
     context.set_custom_status({**status, "step": "inviting"})
     invite = yield context.call_activity_with_retry("handoff_invite", RETRY, plan)
@@ -125,6 +138,15 @@ async def handoff_expire(plan: dict) -> bool:
 
     with _step("expire", plan):
         return await handoff.expire(await get_services(), handoff.HandoffPlan.from_dict(plan))
+
+
+@bp.activity_trigger(input_name="payload")
+async def handoff_fail(payload: dict) -> bool:
+    from shared import handoff
+
+    plan = payload["plan"]
+    with _step("fail", plan):
+        return await handoff.fail(await get_services(), handoff.HandoffPlan.from_dict(plan), payload["reason"])
 
 
 # Client side ------------------------------------------------------------------------------------------------------

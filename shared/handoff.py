@@ -146,6 +146,19 @@ async def expire(services: Services, plan: HandoffPlan) -> bool:
     return expired
 
 
+async def fail(services: Services, plan: HandoffPlan, reason: str) -> bool:
+    """A step kept failing past its retries: the handoff is over, and the record says so (whatever context was saved
+    stays). False if it had already ended (the customer came after all) or never reached the record."""
+    failed = await _set_status(
+        services, plan, HandoffStatus.FAILED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED, HandoffStatus.REMINDED}
+    )
+    if failed:
+        customer = await services.customers.get(plan.customer_id)
+        telemetry.handoff_outcome("failed", plan.to_channel, customer.handoff.started_at if customer.handoff else None)
+    log.warning("handoff %s failed: %s", plan.instance_id, reason)
+    return failed
+
+
 def web_link(services: Services, plan: HandoffPlan) -> str:
     """A signed, expiring link to the chat page that binds the new web chat session to this customer.
 

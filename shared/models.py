@@ -214,6 +214,7 @@ class HandoffStatus(StrEnum):
     REMINDED = "reminded"
     ENGAGED = "engaged"  # the customer wrote on the new channel: the conversation continues there
     EXPIRED = "expired"  # nobody came; the context stays on the record for next time
+    FAILED = "failed"  # a step kept failing past its retries (the invite could not go out); the context stays
 
 
 @dataclass

@@ -280,6 +280,27 @@ async def test_a_customer_who_never_comes_is_reminded_once_then_the_handoff_expi
     assert "power outage" in record.summary  # the context stays for next time
 
 
+async def test_an_invite_that_never_goes_out_ends_the_handoff_as_failed_on_the_record(stack: Stack, voice) -> None:
+    """WhatsApp keeps answering 503 to every try of the invite (4 sends x 4 activity attempts): the orchestration
+    does not just die in the task hub; the record says the handoff failed, keeping the context, and a new handoff
+    can start later."""
+    caller = voice(new_phone())
+    await caller.dial()
+    await caller.say("my power is out, account 100200311")
+    assert await caller.say("sure") == "whatsapp"
+    faults = stack.client.post(f"{stack.host.acs_url}/_emulator/messages/faults", json={"status": 503, "count": 16})
+    assert faults.status_code == 200, faults.text
+    instance_id = caller.start_handoff("whatsapp")
+
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s, timeout=90)
+    assert status["output"]["outcome"] == "failed" and status["step"] == "failed"
+    assert "503" in status["output"]["reason"]
+    record = await caller.record()
+    assert record.handoff is not None and record.handoff.status.value == "failed" and not record.handoff.open
+    assert "power outage" in record.summary  # what was saved stays for next time
+    assert [m for m in stack.outbox(caller.phone) if m["kind"] == "template"] == []
+
+
 def test_a_forged_or_unknown_handoff_link_is_refused(stack: Stack) -> None:
     for token in ("forged.token", "eyJhdWQiOiJoYW5kb2ZmIn0.AAAA"):
         response = stack.client.post(stack.url("/api/webchat/sessions"), json={"handoff_token": token})

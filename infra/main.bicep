@@ -198,7 +198,6 @@ module redis 'modules/redis.bicep' = if (useRedis) {
     location: location
     tags: tags
     principalId: identity.outputs.principalId
-    keyVaultName: keyVault.outputs.name
     sku: useRedis ? redisSku : 'Balanced_B0'
     highAvailability: redisHighAvailability
   }
@@ -265,7 +264,7 @@ var gatewayPublicUrl = 'wss://${names.gateway}.${containerEnv.outputs.defaultDom
 // What the app reads (shared/settings.py SETTINGS), the same for the function app and the gateway. Settings not set
 // here keep their defaults, or are local-only, or are keys the identity replaces: tests/infra/test_templates.py
 // lists each one with its reason and fails when the code reads a setting that is neither here nor listed there.
-var appSettings = {
+var appSettings = union({
   SWITCHBOARD_SCENARIO: scenario
   SWITCHBOARD_PUBLIC_URL: publicUrl
   SWITCHBOARD_POLICY: 'openai'
@@ -288,19 +287,18 @@ var appSettings = {
   GATEWAY_MAX_CALLS: string(gatewayCallsPerReplica * 2)
   SPEECH_ENDPOINT: ai.outputs.endpoint
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
-}
+}, useRedis ? {
+  // No key in it: the app signs in to Redis with the identity (Entra ID), so this is a plain setting.
+  REDIS_URL: redis.outputs.url
+} : {})
 
 // Secrets: Key Vault secret URIs. The function app gets Key Vault references, the gateway Container Apps secrets.
-var secretSettings = union({
+var secretSettings = {
   SWITCHBOARD_TOKEN_SECRET: keyVault.outputs.tokenSecretUri
-}, useRedis ? {
-  REDIS_URL: redis.outputs.urlSecretUri
-} : {})
-var keyVaultReferences = union({
+}
+var keyVaultReferences = {
   SWITCHBOARD_TOKEN_SECRET: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.tokenSecretUri})'
-}, useRedis ? {
-  REDIS_URL: '@Microsoft.KeyVault(SecretUri=${redis.outputs.urlSecretUri})'
-} : {})
+}
 
 module functions 'modules/functions.bicep' = {
   name: 'functions'

@@ -26,7 +26,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "COSMOS_DATABASE": ("switchboard", "Cosmos database name."),
     "COSMOS_CONTAINER": ("customers", "Cosmos container, partitioned on /customer_id."),
     "COSMOS_VERIFY_TLS": ("true", "Verify the Cosmos TLS certificate; `false` only for a local emulator's self-signed one."),
-    "REDIS_URL": ("", "Redis URL for hot session state (redis:// or rediss://). Empty: see SESSION_STATE."),
+    "REDIS_URL": ("", "Redis URL for hot session state (redis:// or rediss://). A password in it is used as given; a rediss:// URL without one signs in with Microsoft Entra ID as the app's identity (AZURE_CLIENT_ID), as in Azure. Empty: see SESSION_STATE."),
     "SESSION_TTL_SECONDS": ("86400", "How long hot session state lives after its last use."),
     "SESSION_STATE": ("auto", "Where hot session state, queue counters and processed-event ids live: `sqlite` (a file in SWITCHBOARD_DATA_DIR, shared by the local processes), `memory` (this process only), `redis`, `cosmos`, or `auto` (redis when REDIS_URL is set, else cosmos when COSMOS_ENDPOINT is set, else sqlite)."),
     "COSMOS_STATE_CONTAINER": ("sessions", "Cosmos container for session state when SESSION_STATE resolves to cosmos: partitioned on /id, TTL on."),

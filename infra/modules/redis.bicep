@@ -5,16 +5,14 @@
 // EnterpriseCluster policy: one endpoint that proxies every shard, so the app's plain (non-cluster) redis-py client
 // works. Eviction off: processed-event ids must not be evicted early.
 //
-// Authentication: the identity gets the database's default access policy (Entra ID), ready for the app. Today the
-// app's Redis adapter (shared/stores/azure_redis.py) connects with a password in REDIS_URL, so access keys stay on
-// and the URL with the key is written to Key Vault, never to an app setting. Drop both once the adapter
-// authenticates with the identity.
+// Authentication: Microsoft Entra ID only. The identity gets the database's default access policy, and the app's
+// Redis adapter (shared/stores/azure_redis.py) signs in as it with a token (a rediss:// REDIS_URL without a
+// password). Access keys are off, so there is no key to leak, store or rotate, and REDIS_URL is a plain setting.
 
 param name string
 param location string
 param tags object
 param principalId string
-param keyVaultName string
 
 @allowed([
   'Balanced_B0'
@@ -45,7 +43,7 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2024-09-01-preview'
     port: 10000
     clusteringPolicy: 'EnterpriseCluster'
     evictionPolicy: 'NoEviction'
-    accessKeysAuthentication: 'Enabled'
+    accessKeysAuthentication: 'Disabled'
   }
 }
 
@@ -60,20 +58,6 @@ resource accessPolicy 'Microsoft.Cache/redisEnterprise/databases/accessPolicyAss
   }
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
-  name: keyVaultName
-}
-
-resource redisUrl 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
-  // checkov:skip=CKV_AZURE_41: The value follows the Redis access key, which does not expire; an expiry would cut the app off Redis at a moment nobody chose. Regenerating the key and re-running `azd provision` rotates it.
-  parent: vault
-  name: 'redis-url'
-  properties: {
-    // The one key read in these templates: identity is possible on the Redis side, not yet in the app (see above).
-    value: 'rediss://:${database.listKeys().primaryKey}@${cluster.properties.hostName}:10000/0'
-    contentType: 'text/plain'
-  }
-}
-
 output hostName string = cluster.properties.hostName
-output urlSecretUri string = redisUrl.properties.secretUri
+// What the app connects to: TLS on the database port, no password (it signs in with the identity).
+output url string = 'rediss://${cluster.properties.hostName}:10000/0'

@@ -34,8 +34,13 @@ def build_session_state(settings: Settings) -> SessionState:
     only; Cosmos serves deployments without Redis.
     """
     if settings.session_state == "redis":
-        from shared.stores.azure_redis import RedisSessionState
+        from shared.stores.azure_redis import RedisSessionState, signs_in_with_entra
 
+        if signs_in_with_entra(settings.redis_url):
+            from azure.identity.aio import DefaultAzureCredential  # only the keyless path needs azure-identity
+
+            credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id or None)
+            return RedisSessionState(settings.redis_url, credential)
         return RedisSessionState(settings.redis_url)
     if settings.session_state == "cosmos":
         from shared.stores.azure_cosmos_state import CosmosSessionState

@@ -1,18 +1,25 @@
-"""SessionState on Redis (Azure Cache for Redis in Azure): shared by every instance of the function app.
+"""SessionState on Redis (Azure Managed Redis in Azure): shared by every instance of the function app.
 
 Imported only when REDIS_URL is set, so the embedded stack never pays for importing redis.
+
+Sign-in: a password in REDIS_URL is used as given (a local or self-hosted Redis). A `rediss://` URL without one
+signs in with Microsoft Entra ID, as the app's managed identity: no key exists to leak or rotate
+(`EntraCredentialProvider`; infra/modules/redis.bicep assigns the identity the database's access policy).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
-from typing import Any, Awaitable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, TypeVar
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.credentials import CredentialProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,7 +27,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from shared.errors import Unavailable
 from shared.stores.base import SessionState
 
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+
 T = TypeVar("T")
+
+#: What Azure Managed Redis takes Microsoft Entra tokens for.
+ENTRA_SCOPE = "https://redis.azure.com/.default"
 
 #: Socket timeouts, seconds. Every command we send is O(1), so anything slower than this is an outage, and a webhook
 #: that waits longer than a few seconds is worse than one that fails and is redelivered.
@@ -38,8 +51,47 @@ _EVENT = "sb:event:"
 _COUNTER = "sb:count:"
 
 
+def signs_in_with_entra(url: str) -> bool:
+    """A TLS URL without a password: sign in with Microsoft Entra ID rather than a key."""
+    parts = urlsplit(url)
+    return parts.scheme == "rediss" and not parts.password
+
+
+class EntraCredentialProvider(CredentialProvider):
+    """Signs each new Redis connection in as `AUTH <object id> <Entra access token>`.
+
+    The credential (the managed identity) caches its token and renews it before expiry, so asking it per connection
+    is cheap. Azure Managed Redis closes a connection whose token has expired; the client's retry on a dropped
+    connection reopens it, signed in with a fresh token.
+    """
+
+    def __init__(self, credential: AsyncTokenCredential) -> None:
+        self._credential = credential
+
+    async def get_credentials_async(self) -> tuple[str, str]:
+        token = (await self._credential.get_token(ENTRA_SCOPE)).token
+        return _object_id(token), token
+
+    def get_credentials(self) -> tuple[str, str]:
+        raise NotImplementedError("the asyncio client asks get_credentials_async")
+
+
+def _object_id(access_token: str) -> str:
+    """The identity's object id (`oid`), which Redis takes as the user name. Read, not verified: Entra issued the
+    token to us, and Redis verifies it."""
+    try:
+        payload = access_token.split(".")[1]
+        oid = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["oid"]
+    except (IndexError, KeyError, ValueError, TypeError) as exc:
+        raise Unavailable("the Entra token for Redis carries no object id (oid)") from exc
+    if not isinstance(oid, str) or not oid:
+        raise Unavailable("the Entra token for Redis carries no object id (oid)")
+    return oid
+
+
 class RedisSessionState(SessionState):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, credential: AsyncTokenCredential | None = None) -> None:
+        """`credential`: sign in with Microsoft Entra ID (`url` must then carry no password)."""
         # redis-py's default retries ten times with backoff on top of each timeout, which hides an outage for tens
         # of seconds. Two quick retries ride out a dropped idle connection (Azure closes them) and no more.
         self._redis = aioredis.from_url(
@@ -51,7 +103,9 @@ class RedisSessionState(SessionState):
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=2,
                         supported_errors=(RedisConnectionError,)),
             health_check_interval=30,
+            credential_provider=EntraCredentialProvider(credential) if credential is not None else None,
         )
+        self._credential = credential
         self._down_until = 0.0  # monotonic time until which Redis is taken to be down
 
     async def get(self, key: str) -> dict[str, Any] | None:
@@ -79,6 +133,8 @@ class RedisSessionState(SessionState):
 
     async def close(self) -> None:
         await self._redis.aclose()
+        if self._credential is not None and (close := getattr(self._credential, "close", None)):
+            await close()
 
     async def _call(self, command: Awaitable[T]) -> T:
         now = time.monotonic()

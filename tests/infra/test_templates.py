@@ -63,14 +63,13 @@ NOT_SET_IN_AZURE: dict[str, str] = {
     "SWITCHBOARD_SUMMARY_SECONDS": "the live summary `make run` prints; the Functions host has no console to read",
 }
 #: Set only in some deployments, and then checked separately.
-CONDITIONAL = {"REDIS_URL": "only with redisSku != none, as a Key Vault reference"}
+CONDITIONAL = {"REDIS_URL": "only with redisSku != none; a plain rediss:// URL without a key (the app signs in with Entra ID)"}
 #: Secrets: Key Vault references on the function app, Key Vault-backed secrets on the gateway, never outputs.
-SECRETS = {"SWITCHBOARD_TOKEN_SECRET", "REDIS_URL"}
+SECRETS = {"SWITCHBOARD_TOKEN_SECRET"}
 
 #: Where the templates may read a key, and why identity is not possible there. Anything else fails.
 LIST_KEYS_ALLOWED = {
     "events.bicep": "Event Grid delivers to the Functions host's Event Grid webhook, which only takes its system key",
-    "redis.bicep": "the app's Redis adapter connects with a password (REDIS_URL); the Entra access policy is ready",
 }
 
 #: The Event Grid trigger each ACS event type must reach.
@@ -402,6 +401,13 @@ def test_the_identity_holds_a_data_plane_role_on_each_service() -> None:
     redis = module("redis").template.resource("accessPolicy")
     assert redis.type == "Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments"
     assert redis.obj.get("properties", "user", "objectId").source == "principalId"  # type: ignore[union-attr]
+    # Entra ID only: no access key exists, and the app's URL carries none (shared/stores/azure_redis.py then signs in
+    # with the identity: tests/stores/test_redis_entra.py).
+    database = module("redis").template.resource("database")
+    assert literal(module("redis"), database.obj.get("properties", "accessKeysAuthentication")) == "Disabled"
+    url = module("redis").template.outputs["url"].value
+    assert isinstance(url, Str) and url.parts[0] == "rediss://" and url.parts[-1] == ":10000/0", url
+    assert "listKeys" not in module("redis").template.path.read_text()
 
 
 def test_redis_is_optional_and_off_by_default_with_cosmos_taking_its_place() -> None:

@@ -404,3 +404,5 @@ def test_azure_services_are_reached_with_the_managed_identity_not_keys() -> None
         assert key not in main, f"{key} is set in Azure"
     for module in ("cosmos", "ai"):
         assert "disableLocalAuth: true" in (ROOT / f"infra/modules/{module}.bicep").read_text()
+    redis = (ROOT / "infra/modules/redis.bicep").read_text()
+    assert "accessKeysAuthentication: 'Disabled'" in redis and "listKeys" not in redis

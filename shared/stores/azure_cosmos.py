@@ -54,6 +54,79 @@ CLIENT_TIMEOUTS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "
 _CLAIM_ATTEMPTS = 5
 
 
+class CosmosContainer:
+    """One container of one account, as both Cosmos adapters hold it.
+
+    Constructing it does no I/O (cold start and the store factories stay cheap). The first request enters the client
+    once, which reads the account's regions and consistency level: without that a session-consistency account would
+    not give us read-your-writes. With `create`, that first request also makes the database and container if they
+    are missing (an emulator or a developer's account; in Azure the templates made them).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        credential: str | AsyncTokenCredential,
+        database: str,
+        container: str,
+        *,
+        partition_key_path: str,
+        default_ttl: int | None = None,
+        verify_tls: bool = True,
+        create: bool = False,
+    ) -> None:
+        self._credential = credential
+        self.database_name, self.container_name = database, container
+        self._partition_key_path, self._default_ttl = partition_key_path, default_ttl
+        self._create = create
+        self._client = CosmosClient(
+            endpoint, credential, connection_verify=verify_tls, user_agent="switchboard", **CLIENT_TIMEOUTS
+        )
+        self.container = self._client.get_database_client(database).get_container_client(container)
+        self._opened = False
+        self._opening = asyncio.Lock()  # the first requests may arrive together; enter the client once
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        async with self._opening:
+            if self._opened:
+                return
+            with service_errors():
+                await self._client.__aenter__()
+                if self._create:
+                    await self._create_if_missing()
+            self._opened = True
+
+    async def create_if_missing(self) -> None:
+        """Create the database and container if missing. For local runs and tests only.
+
+        In Azure the infrastructure templates create both, and the app's identity holds only the data-plane role,
+        which may not create them: the 403 that answers is logged and ignored, since the resources exist.
+        """
+        await self.open()
+        with service_errors():
+            await self._create_if_missing()
+
+    async def close(self) -> None:
+        await self._client.close()
+        if not isinstance(self._credential, str):
+            await self._credential.close()
+
+    async def _create_if_missing(self) -> None:
+        ttl = {} if self._default_ttl is None else {"default_ttl": self._default_ttl}
+        try:
+            database = await self._client.create_database_if_not_exists(self.database_name)
+            await database.create_container_if_not_exists(
+                self.container_name, partition_key=PartitionKey(path=self._partition_key_path), **ttl
+            )
+        except CosmosHttpResponseError as exc:
+            if exc.status_code != 403:
+                raise
+            log.info("Cosmos refused to create %s/%s (403); assuming the infrastructure did",
+                     self.database_name, self.container_name)
+
+
 class CosmosCustomerStore(CustomerStore):
     def __init__(
         self,
@@ -64,16 +137,10 @@ class CosmosCustomerStore(CustomerStore):
         *,
         verify_tls: bool = True,
     ) -> None:
-        self._credential = credential
-        self._database_name = database
-        self._container_name = container
-        # Constructing the client does no I/O; the first request connects. Keeps cold start and the factory cheap.
-        self._client = CosmosClient(
-            endpoint, credential, connection_verify=verify_tls, user_agent="switchboard", **CLIENT_TIMEOUTS
+        self._cosmos = CosmosContainer(
+            endpoint, credential, database, container, partition_key_path=PARTITION_KEY_PATH, verify_tls=verify_tls
         )
-        self._container = self._client.get_database_client(database).get_container_client(container)
-        self._opened = False
-        self._opening = asyncio.Lock()  # the first requests may arrive together; enter the client once
+        self._container = self._cosmos.container
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CosmosCustomerStore:
@@ -86,39 +153,11 @@ class CosmosCustomerStore(CustomerStore):
         )
 
     async def ensure(self) -> None:
-        """Create the database and container if missing. For local runs and tests only.
-
-        In Azure the infrastructure templates create both, and the app's identity holds only the data-plane role,
-        which may not create them: the 403 that answers is logged and ignored, since the resources exist.
-        """
-        await self._open()
-        with _service_errors():
-            try:
-                database = await self._client.create_database_if_not_exists(self._database_name)
-                await database.create_container_if_not_exists(
-                    self._container_name, partition_key=PartitionKey(path=PARTITION_KEY_PATH)
-                )
-            except CosmosHttpResponseError as exc:
-                if exc.status_code != 403:
-                    raise
-                log.info("Cosmos refused to create %s/%s (403); assuming the infrastructure did",
-                         self._database_name, self._container_name)
+        """Create the database and container if missing (local runs and tests; see CosmosContainer)."""
+        await self._cosmos.create_if_missing()
 
     async def close(self) -> None:
-        await self._client.close()
-        if not isinstance(self._credential, str):
-            await self._credential.close()
-
-    async def _open(self) -> None:
-        # Entering the client reads the account once: its regions and its consistency level. Without it a
-        # session-consistency account would not give us read-your-writes.
-        if self._opened:
-            return
-        async with self._opening:
-            if not self._opened:
-                with _service_errors():
-                    await self._client.__aenter__()
-                self._opened = True
+        await self._cosmos.close()
 
     # Hooks ------------------------------------------------------------------------------------------------------
 
@@ -129,8 +168,8 @@ class CosmosCustomerStore(CustomerStore):
         return Customer.from_dict(item, version=item["_etag"])
 
     async def _insert(self, customer: Customer) -> Customer:
-        await self._open()
-        with _service_errors():
+        await self._cosmos.open()
+        with service_errors():
             try:
                 item = await self._container.create_item(_customer_item(customer))
             except CosmosResourceExistsError:
@@ -140,8 +179,8 @@ class CosmosCustomerStore(CustomerStore):
     async def _replace(self, customer: Customer) -> Customer:
         if customer.version is None:
             raise ValueError("_replace needs the version the record was read at")
-        await self._open()
-        with _service_errors():
+        await self._cosmos.open()
+        with service_errors():
             try:
                 item = await self._container.replace_item(
                     customer.customer_id,
@@ -157,8 +196,8 @@ class CosmosCustomerStore(CustomerStore):
     async def _delete(self, customer_id: str) -> None:
         # Claims first: a crash half way then leaves an unreachable record, never a claim pointing at nothing
         # (which would make that phone number unusable).
-        await self._open()
-        with _service_errors():
+        await self._cosmos.open()
+        with service_errors():
             claims = self._container.query_items(
                 "SELECT c.id, c.customer_id, c._etag FROM c WHERE c.type = 'identity' AND c.owner = @owner",
                 parameters=[{"name": "@owner", "value": customer_id}],
@@ -170,10 +209,10 @@ class CosmosCustomerStore(CustomerStore):
             await self._delete_item(customer_id, customer_id)
 
     async def _claim_identity(self, identity: Identity, customer_id: str) -> str:
-        await self._open()
+        await self._cosmos.open()
         item_id = _claim_id(identity)
         for _ in range(_CLAIM_ATTEMPTS):
-            with _service_errors():
+            with service_errors():
                 try:
                     await self._container.create_item(
                         {"id": item_id, "customer_id": item_id, "type": "identity", "owner": customer_id}
@@ -194,8 +233,8 @@ class CosmosCustomerStore(CustomerStore):
     # Items ------------------------------------------------------------------------------------------------------
 
     async def _read_item(self, item_id: str, partition: str) -> dict[str, Any] | None:
-        await self._open()
-        with _service_errors():
+        await self._cosmos.open()
+        with service_errors():
             return await read_item_or_none(self._container, item_id, partition, PARTITION_KEY_PATH.lstrip("/"))
 
     async def _delete_item(self, item_id: str, partition: str, etag: str | None = None) -> None:
@@ -220,7 +259,7 @@ def _claim_id(identity: Identity) -> str:
 
 
 @contextmanager
-def _service_errors() -> Iterator[None]:
+def service_errors() -> Iterator[None]:
     """Turn "Cosmos cannot serve this now" into Unavailable; let anything else (a bug, a 400/401/403) through."""
     try:
         yield

@@ -17,7 +17,6 @@ its time. The per-item `ttl` (rounded up, plus a second for clock skew) only let
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -25,18 +24,16 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from azure.core import MatchConditions
-from azure.cosmos import PartitionKey
-from azure.cosmos.aio import CosmosClient
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
-    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
 
 from shared.errors import Unavailable
-from shared.stores.azure_cosmos import CLIENT_TIMEOUTS, DEFAULT_RETRY_AFTER_SECONDS
-from shared.stores.azure_cosmos import _service_errors as service_errors
+from shared.stores.azure_cosmos import (
+    DEFAULT_RETRY_AFTER_SECONDS, CosmosContainer, cosmos_credential, read_item_or_none, service_errors,
+)
 from shared.stores.base import SessionState
 
 if TYPE_CHECKING:
@@ -72,23 +69,16 @@ class CosmosSessionState(SessionState):
         create_container: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._credential = credential
-        self._database_name = database
-        self._container_name = container
-        self._create_container = create_container
         self._clock = clock
-        # Constructing the client does no I/O; the first request connects.
-        self._client = CosmosClient(
-            endpoint, credential, connection_verify=verify_tls, user_agent="switchboard", **CLIENT_TIMEOUTS
+        # TTL on, with no default expiry: each item carries its own.
+        self._cosmos = CosmosContainer(
+            endpoint, credential, database, container, partition_key_path=PARTITION_KEY_PATH, default_ttl=-1,
+            verify_tls=verify_tls, create=create_container,
         )
-        self._container = self._client.get_database_client(database).get_container_client(container)
-        self._opened = False
-        self._opening = asyncio.Lock()
+        self._container = self._cosmos.container
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CosmosSessionState:
-        from shared.stores.azure_cosmos import cosmos_credential
-
         return cls(
             settings.cosmos_endpoint,
             cosmos_credential(settings),
@@ -102,7 +92,7 @@ class CosmosSessionState(SessionState):
 
     async def ensure(self) -> None:
         """Create the database and the container (TTL on, no default expiry) if missing. Local runs and tests."""
-        await self._open()
+        await self._cosmos.create_if_missing()
 
     # The port ---------------------------------------------------------------------------------------------------
 
@@ -114,7 +104,7 @@ class CosmosSessionState(SessionState):
 
     async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
         item = {"id": _item_id(_STATE, key), "value": value, **self._expiry(ttl_seconds)}
-        await self._open()
+        await self._cosmos.open()
         with service_errors():
             await self._container.upsert_item(item)
 
@@ -124,7 +114,7 @@ class CosmosSessionState(SessionState):
     async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
         item_id = _item_id(_EVENT, event_id)
         item = {"id": item_id, **self._expiry(ttl_seconds)}
-        await self._open()
+        await self._cosmos.open()
         for _ in range(_ATTEMPTS):
             with service_errors():
                 try:
@@ -155,7 +145,7 @@ class CosmosSessionState(SessionState):
 
     async def increment(self, key: str, amount: int = 1) -> int:
         item_id = _item_id(_COUNTER, key)
-        await self._open()
+        await self._cosmos.open()
         for _ in range(_ATTEMPTS):
             with service_errors():
                 try:
@@ -175,7 +165,7 @@ class CosmosSessionState(SessionState):
         raise Unavailable(f"counter {key!r} keeps appearing and vanishing", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
 
     async def set_counter(self, key: str, value: int) -> None:
-        await self._open()
+        await self._cosmos.open()
         with service_errors():
             await self._container.upsert_item({"id": _item_id(_COUNTER, key), "value": int(value)})
 
@@ -185,9 +175,7 @@ class CosmosSessionState(SessionState):
         return 0 if item is None else int(item["value"])
 
     async def close(self) -> None:
-        await self._client.close()
-        if not isinstance(self._credential, str):
-            await self._credential.close()
+        await self._cosmos.close()
 
     # Items ------------------------------------------------------------------------------------------------------
 
@@ -199,39 +187,13 @@ class CosmosSessionState(SessionState):
     def _expired(self, item: dict[str, Any]) -> bool:
         return item["expires_at"] <= self._clock()
 
-    async def _open(self) -> None:
-        if self._opened:
-            return
-        async with self._opening:
-            if self._opened:
-                return
-            with service_errors():
-                await self._client.__aenter__()  # reads the account once: regions and consistency level
-                if self._create_container:
-                    await self._create()
-            self._opened = True
-
-    async def _create(self) -> None:
-        try:
-            database = await self._client.create_database_if_not_exists(self._database_name)
-            await database.create_container_if_not_exists(
-                self._container_name, partition_key=PartitionKey(path=PARTITION_KEY_PATH), default_ttl=-1
-            )
-        except CosmosHttpResponseError as exc:
-            if exc.status_code != 403:
-                raise
-            log.info("Cosmos refused to create %s/%s (403); assuming the infrastructure did",
-                     self._database_name, self._container_name)
-
     async def _read(self, item_id: str) -> dict[str, Any] | None:
-        from shared.stores.azure_cosmos import read_item_or_none
-
-        await self._open()
+        await self._cosmos.open()
         with service_errors():
             return await read_item_or_none(self._container, item_id, item_id, "id")
 
     async def _delete(self, item_id: str) -> None:
-        await self._open()
+        await self._cosmos.open()
         with service_errors():
             try:
                 await self._container.delete_item(item_id, partition_key=item_id)

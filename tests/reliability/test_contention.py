@@ -59,8 +59,8 @@ def sibling(store: CustomerStore, request: pytest.FixtureRequest) -> CustomerSto
         return SqliteCustomerStore(store.path)
     assert isinstance(store, CosmosCustomerStore)
     emulator = request.getfixturevalue("cosmos_emulator")
-    return CosmosCustomerStore(emulator.endpoint, emulator.key, store._database_name,  # noqa: SLF001
-                               store._container_name, verify_tls=False)  # noqa: SLF001
+    return CosmosCustomerStore(emulator.endpoint, emulator.key, store._cosmos.database_name,  # noqa: SLF001
+                               store._cosmos.container_name, verify_tls=False)  # noqa: SLF001
 
 
 @pytest.mark.parametrize("processes", [1, 3])

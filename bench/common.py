@@ -39,6 +39,28 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+#: What a text-channel customer says, in order; clients with more turns start over.
+JOURNEY = (
+    "Hi, I have a question about my bill",
+    "My account number is 100200300",
+    "When is it due?",
+    "Also my power is out",
+    "Is there an outage on my street?",
+    "How can I save energy?",
+    "Thanks, that's all",
+)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM (it drains and exits), then SIGKILL if it hangs."""
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

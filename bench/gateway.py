@@ -55,6 +55,7 @@ from shared.bootstrap import build_services  # noqa: E402
 from shared.models import Channel, Identity, IdentityKind, new_id  # noqa: E402
 from shared.settings import SETTINGS, Settings  # noqa: E402
 from tests.media_gateway.caller import AcsCaller  # noqa: E402
+from bench.common import stop_process  # noqa: E402
 from tests.peers import free_port  # noqa: E402
 
 RATE = 16000
@@ -128,11 +129,7 @@ class GatewayProcess:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self._log.close()
 
 

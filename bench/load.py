@@ -44,19 +44,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/load.py`
-from common import PROJECT_ROOT, HostFailed, free_port, local_host, percentile  # noqa: E402
+from common import JOURNEY, PROJECT_ROOT, HostFailed, free_port, local_host, percentile, stop_process  # noqa: E402
 
 sys.path.insert(0, str(PROJECT_ROOT))
 from shared.settings import SETTINGS  # noqa: E402
 
-JOURNEY = (
-    "Hi, I have a question about my bill",
-    "My account number is 100200300",
-    "When is it due?",
-    "Also my power is out",
-    "Is there an outage on my street?",
-    "Thanks, that's all",
-)
 POLL = 0.02
 TIMEOUT = 60.0
 
@@ -232,12 +224,7 @@ class NullGateway:
         raise HostFailed("the null gateway did not get ready")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
         self._log.close()
 
 

@@ -49,19 +49,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/webchat.py`
-from common import HostFailed, local_host, percentile  # noqa: E402
+from common import JOURNEY, HostFailed, local_host, percentile  # noqa: E402
 
-
-#: What a customer says, in order; clients with more turns start over.
-JOURNEY = (
-    "Hi, I have a question about my bill",
-    "My account number is 100200300",
-    "When is it due?",
-    "Also my power is out",
-    "Is there an outage on my street?",
-    "How can I save energy?",
-    "Thanks, that's all",
-)
 
 
 

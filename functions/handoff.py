@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import timedelta
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -92,61 +93,47 @@ def _event_value(raw):
     return raw
 
 
+# Activities: each runs one step of shared/handoff.py, named alike, inside its span.
+
+
 @bp.activity_trigger(input_name="plan")
 async def handoff_summarise(plan: dict) -> str:
-    from shared import handoff
-
-    with _step("summarise", plan):
-        return await handoff.summarise(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    return await _run("summarise", plan)
 
 
 @bp.activity_trigger(input_name="work")
 async def handoff_save_context(work: dict) -> str:
-    from shared import handoff
-
-    with _step("save_context", work["plan"]):
-        plan = handoff.HandoffPlan.from_dict(work["plan"])
-        return await handoff.save_context(await get_services(), plan, work["summary"])
-
-
-def _step(name: str, plan: dict):
-    """An activity's span: a child of the handoff's start, whose traceparent the orchestration input carries (the
-    orchestrator itself replays, so it never opens spans)."""
-    return telemetry.span(f"handoff.{name}", parent=plan.get("traceparent"), handoff_id=plan["instance_id"],
-                          customer_id=plan["customer_id"], to_channel=plan["to_channel"])
+    return await _run("save_context", work["plan"], work["summary"])
 
 
 @bp.activity_trigger(input_name="plan")
 async def handoff_invite(plan: dict) -> dict:
-    from shared import handoff
-
-    with _step("invite", plan):
-        return await handoff.invite(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    return await _run("invite", plan)
 
 
 @bp.activity_trigger(input_name="plan")
 async def handoff_remind(plan: dict) -> bool:
-    from shared import handoff
-
-    with _step("remind", plan):
-        return await handoff.remind(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    return await _run("remind", plan)
 
 
 @bp.activity_trigger(input_name="plan")
 async def handoff_expire(plan: dict) -> bool:
-    from shared import handoff
-
-    with _step("expire", plan):
-        return await handoff.expire(await get_services(), handoff.HandoffPlan.from_dict(plan))
+    return await _run("expire", plan)
 
 
 @bp.activity_trigger(input_name="payload")
 async def handoff_fail(payload: dict) -> bool:
-    from shared import handoff
+    return await _run("fail", payload["plan"], payload["reason"])
 
-    plan = payload["plan"]
-    with _step("fail", plan):
-        return await handoff.fail(await get_services(), handoff.HandoffPlan.from_dict(plan), payload["reason"])
+
+async def _run(step: str, plan: dict, *args: Any) -> Any:
+    """`shared.handoff.<step>(services, plan, *args)` in a span that is a child of the handoff's start, whose
+    traceparent the orchestration input carries (the orchestrator itself replays, so it never opens spans)."""
+    from shared import handoff  # imported when a handoff runs, not at cold start
+
+    with telemetry.span(f"handoff.{step}", parent=plan.get("traceparent"), handoff_id=plan["instance_id"],
+                        customer_id=plan["customer_id"], to_channel=plan["to_channel"]):
+        return await getattr(handoff, step)(await get_services(), handoff.HandoffPlan.from_dict(plan), *args)
 
 
 # Client side ------------------------------------------------------------------------------------------------------

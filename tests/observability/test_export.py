@@ -85,6 +85,15 @@ def ingestion() -> Iterator[Ingestion]:
     server.server_close()
 
 
+def _one_web_chat_turn(url: str) -> None:
+    with httpx.Client(timeout=60) as client:
+        created = client.post(f"{url}/api/webchat/sessions").json()
+        reply = client.post(f"{url}/api/webchat/sessions/{created['session_id']}/messages",
+                            json={"text": "what's my balance?"},
+                            headers={"Authorization": f"Bearer {created['token']}"})
+        assert reply.status_code == 200
+
+
 def test_a_connection_string_sends_spans_and_metrics_to_its_ingestion_endpoint(local_host_factory, ingestion) -> None:
     host = local_host_factory(
         APPLICATIONINSIGHTS_CONNECTION_STRING=(
@@ -97,12 +106,7 @@ def test_a_connection_string_sends_spans_and_metrics_to_its_ingestion_endpoint(l
         SWITCHBOARD_SUMMARY_SECONDS="0",
     )
     assert "exporting telemetry to azure-monitor" in host.stderr()
-    with httpx.Client(timeout=60) as client:
-        created = client.post(f"{host.url}/api/webchat/sessions").json()
-        reply = client.post(f"{host.url}/api/webchat/sessions/{created['session_id']}/messages",
-                            json={"text": "what's my balance?"},
-                            headers={"Authorization": f"Bearer {created['token']}"})
-        assert reply.status_code == 200
+    _one_web_chat_turn(host.url)
 
     def sent(kind: str) -> list[dict[str, Any]]:
         return [e for e in ingestion.envelopes if e.get("data", {}).get("baseType") == kind]
@@ -129,12 +133,7 @@ def test_an_otlp_endpoint_receives_spans_and_metrics(local_host_factory, ingesti
         SWITCHBOARD_SUMMARY_SECONDS="0",
     )
     assert "exporting telemetry to otlp" in host.stderr()
-    with httpx.Client(timeout=60) as client:
-        created = client.post(f"{host.url}/api/webchat/sessions").json()
-        reply = client.post(f"{host.url}/api/webchat/sessions/{created['session_id']}/messages",
-                            json={"text": "what's my balance?"},
-                            headers={"Authorization": f"Bearer {created['token']}"})
-        assert reply.status_code == 200
+    _one_web_chat_turn(host.url)
 
     def posted(path: str, needle: bytes) -> bool:
         return any(p == path and needle in body for p, body in list(ingestion.posts))

@@ -148,3 +148,24 @@ class AcsCaller:
                 self.received.append(Received(now, "stop"))
         self.close_code = self.ws.close_code
         self.closed.set()
+
+
+async def bad_peer(http: aiohttp.ClientSession, url: str, *messages: str | bytes) -> int | None:
+    """Connect, send `messages` as fast as possible, and return the close code the gateway answers with.
+
+    It yields to the event loop every few messages: it shares the loop with the gateway under test and the good
+    caller, and would otherwise measure its own hogging of it.
+    """
+    ws = await http.ws_connect(url, max_msg_size=0)
+    for count, message in enumerate(messages):
+        if ws.closed:
+            break
+        try:
+            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
+        except (ConnectionError, RuntimeError):
+            break
+        if count % 20 == 19:
+            await asyncio.sleep(0)
+    async for _ in ws:  # drain until the gateway closes
+        pass
+    return ws.close_code

@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.media_gateway.caller import AcsCaller
+from tests.media_gateway.caller import AcsCaller, bad_peer
 from tests.media_gateway.conftest import RunningGateway
 
 METADATA = json.dumps({"kind": "AudioMetadata", "audioMetadata": {"sampleRate": 16000, "channels": 1, "encoding": "PCM"}})
@@ -55,27 +55,6 @@ async def test_health_says_what_the_gateway_runs(gateway: RunningGateway) -> Non
             health = await response.json()
     assert health["status"] == "ok"
     assert health["engines"] == {"kind": "offline", "stt": "faster-whisper", "tts": "piper", "vad": "silero", "warm": True}
-
-
-async def bad_peer(http: aiohttp.ClientSession, url: str, *messages: str | bytes) -> int | None:
-    """Connect, send `messages` as fast as possible, and return the close code the gateway answers with.
-
-    It yields to the event loop every few messages: it shares the loop with the gateway under test and the good
-    caller, and would otherwise measure its own hogging of it.
-    """
-    ws = await http.ws_connect(url)
-    for count, message in enumerate(messages):
-        if ws.closed:
-            break
-        try:
-            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
-        except (ConnectionError, RuntimeError):
-            break
-        if count % 20 == 19:
-            await asyncio.sleep(0)
-    async for _ in ws:  # drain until the gateway closes
-        pass
-    return ws.close_code
 
 
 async def test_garbage_and_floods_drop_that_call_while_another_call_keeps_going(gateway: RunningGateway) -> None:

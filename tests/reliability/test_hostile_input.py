@@ -20,7 +20,7 @@ import pytest
 from shared.tokens import TokenSigner
 from tests.calls.gateway_peer import FakeGateway
 from tests.handoff_links import sent_link
-from tests.media_gateway.caller import AcsCaller
+from tests.media_gateway.caller import AcsCaller, bad_peer
 from tests.peers import free_port
 
 SECRET = b"hostile-input-test-secret-" + b"x" * 40
@@ -254,19 +254,9 @@ async def _refused(http: aiohttp.ClientSession, url: str) -> int:
 
 
 async def _bad_peer(http: aiohttp.ClientSession, url: str, *messages: str | bytes) -> tuple[int | None, float]:
-    """Send `messages` as fast as the socket takes them; the gateway's close code and how long it took to come."""
+    """The gateway's close code for a peer sending `messages` as fast as it can, and how long it took to come."""
     started = time.monotonic()
-    ws = await http.ws_connect(url, max_msg_size=0)
-    for message in messages:
-        if ws.closed:
-            break
-        try:
-            await (ws.send_bytes(message) if isinstance(message, bytes) else ws.send_str(message))
-        except (ConnectionError, RuntimeError):
-            break
-    async for _ in ws:  # drain until the gateway closes
-        pass
-    return ws.close_code, time.monotonic() - started
+    return await bad_peer(http, url, *messages), time.monotonic() - started
 
 
 async def test_the_media_gateway_drops_bad_peers_and_floods_while_a_good_call_keeps_talking(system: System):

@@ -101,13 +101,13 @@ class LiveSummary:
         total = stats.get("calls", {}).get("total", 0)
         calls = total - self._calls_total if self._calls_total is not None else total
         self._calls_total = total
-        latencies = []
+        latencies, listed = [], set()
         for turn in stats.get("turns", []):
             key = (str(turn.get("call")), int(turn.get("turn", 0)))
-            if key not in self._seen_turns:
-                self._seen_turns.add(key)
-                if turn.get("end_of_speech_to_first_audio_ms") is not None:
-                    latencies.append(float(turn["end_of_speech_to_first_audio_ms"]))
+            listed.add(key)
+            if key not in self._seen_turns and turn.get("end_of_speech_to_first_audio_ms") is not None:
+                latencies.append(float(turn["end_of_speech_to_first_audio_ms"]))
+        self._seen_turns = listed  # /stats lists recent turns only: remember just those, not every turn ever
         return {"calls": max(0, calls), "turns": latencies}
 
 

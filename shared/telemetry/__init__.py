@@ -113,13 +113,9 @@ def continuing(
     `start_time` (ns since the epoch) backdates it to when the inbound request began."""
     here = trace.get_current_span().get_span_context()
     links = [Link(here)] if handoff_traceparent and here.is_valid else None
-    with span(name, parent=handoff_traceparent, links=links, start_time=start_time, continues_handoff=True,
-              **attributes) as current:
+    with span(name, parent=handoff_traceparent, links=links, start_time=start_time,
+              continues_handoff=bool(handoff_traceparent) or None, **attributes) as current:
         yield current
-
-
-def _plain(name: str, _: None, **attributes: str | int | float | bool | None):
-    return span(name, **attributes)
 
 
 # Metrics -----------------------------------------------------------------------------------------------------------
@@ -135,9 +131,8 @@ def turn(
     `continuing`)."""
     started = time.perf_counter()
     outcome = "ok"
-    scope = continuing if continues else _plain
     try:
-        with scope(f"{channel}.turn", continues, channel=channel, **attributes) as current:
+        with continuing(f"{channel}.turn", continues, channel=channel, **attributes) as current:
             yield current
     except BaseException:
         outcome = "error"

@@ -158,16 +158,15 @@ class WhatsAppService:
         template = self._template_name()
 
         def log_exchange(session: ChannelSession, replies: list[Reply], switch_to: str | None) -> None:
-            if session.message(key=message.message_id) is not None:
-                # A duplicate delivery ran this turn at the same time and its write won: abandon ours, so the
-                # message is answered once (without the mark, as in a Redis outage, only this check stops it).
-                raise _AlreadyAnswered(message.message_id)
             delivery.record_exchange(session, message, preface + [r.text for r in replies], template, now)
             session.message(key=message.message_id).switch_to = switch_to  # type: ignore[union-attr]
 
-        try:
-            outcome = await self.conversation.turn(session_id, customer_id, message.text, on_save=log_exchange)
-        except _AlreadyAnswered:
+        # The message id is the turn's idempotency key: a duplicate delivery running at the same time (without the
+        # Redis mark, as in an outage, nothing else stops it) loses the write and runs no second turn.
+        outcome = await self.conversation.turn(
+            session_id, customer_id, message.text, on_save=log_exchange, key=message.message_id
+        )
+        if outcome.replayed:
             log.info("message %s was answered by a concurrent delivery; sending whatever is still owed",
                      message.message_id)
             return None
@@ -260,10 +259,6 @@ class WhatsAppService:
     def _template_name(self) -> str:
         template = self.scenario.whatsapp.template
         return template.name if template else ""
-
-
-class _AlreadyAnswered(Exception):
-    """Raised inside the turn's record write to abandon it: the message is already on the record."""
 
 
 def _now() -> datetime:

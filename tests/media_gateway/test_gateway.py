@@ -38,7 +38,8 @@ async def test_the_caller_hears_the_greeting_then_the_outage_eta_for_their_accou
         await caller.wait_audio(connected, timeout=10)
         await caller.wait_quiet(0.6, timeout=30)
         greeting = await transcribe(offline_engines, caller.audio_since(connected))
-        assert "Springfield" in greeting
+        # Piper samples its voice with noise, so speech-to-text hears "Springfield" or, now and then, "Springville".
+        assert re.search(r"Spring\w* Power", greeting), greeting
 
         said = caller.say(speech("there is no power on my street, my account number is 100200300"))
         await asyncio.wait_for(said.done.wait(), timeout=15)

@@ -6,6 +6,7 @@ to the real service. A value that cannot be read names its key. The README's con
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,14 +221,7 @@ def _positive(env: _Reader, key: str) -> int:
 
 
 def _not_negative(env: _Reader, key: str) -> float:
-    raw = env.str(key)
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{key} must be a number, not {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{key} must not be negative, got {value}")
-    return value
+    return env.float(key, allow_zero=True)
 
 
 def _session_state(env: _Reader) -> str:
@@ -261,14 +255,18 @@ class _Reader:
             raise SettingsError(f"{key} must not be negative, got {value}")
         return value
 
-    def float(self, key: str) -> float:
+    def float(self, key: str, *, allow_zero: bool = False) -> float:
         raw = self.str(key)
         try:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{key} must be a number, not {raw!r}") from None
-        if value <= 0:
-            raise SettingsError(f"{key} must be positive, got {value}")
+        # float() reads "nan" and "inf" too: a NaN timeout compares false with everything (never expires, never
+        # refuses), and an infinite one waits forever, so neither is a number of seconds anyone meant.
+        if not math.isfinite(value):
+            raise SettingsError(f"{key} must be a finite number, not {raw!r}")
+        if value < 0 or (value == 0 and not allow_zero):
+            raise SettingsError(f"{key} must be {'0 or more' if allow_zero else 'positive'}, got {value}")
         return value
 
     def bool(self, key: str) -> bool:

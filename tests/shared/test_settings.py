@@ -1,3 +1,6 @@
+import math
+from dataclasses import fields
+
 import pytest
 
 from shared.settings import SETTINGS, Settings, SettingsError
@@ -25,6 +28,25 @@ def test_an_endpoint_switches_the_policy_to_openai() -> None:
 def test_a_bad_value_names_its_key(key: str, value: str) -> None:
     with pytest.raises(SettingsError, match=key):
         Settings.from_env({key: value})
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_no_setting_takes_nan_or_infinity_and_a_refusal_names_its_key(value: str) -> None:
+    """float() reads these, and a NaN timeout never expires: every setting that becomes a float refuses them."""
+    refused = set()
+    for key in SETTINGS:
+        try:
+            settings = Settings.from_env({key: value})
+        except SettingsError as exc:
+            assert key in str(exc), (key, str(exc))
+            refused.add(key)
+            continue
+        numbers = {f.name: getattr(settings, f.name) for f in fields(settings)
+                   if isinstance(getattr(settings, f.name), float)}
+        assert all(math.isfinite(n) for n in numbers.values()), f"{key}={value} was taken: {numbers}"
+    float_keys = {"LLM_TIMEOUT_SECONDS", "HANDOFF_REMIND_AFTER_SECONDS", "HANDOFF_EXPIRE_AFTER_SECONDS",
+                  "SWITCHBOARD_SUMMARY_SECONDS"}
+    assert float_keys <= refused
 
 
 def test_every_setting_is_in_the_sample_and_the_readme() -> None:

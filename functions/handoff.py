@@ -27,8 +27,31 @@ bp = df.Blueprint()
 
 ENGAGED_EVENT = "CustomerEngaged"
 ORCHESTRATOR = "handoff_orchestrator"
-# Transient failures (a throttled send, a store blip) are retried by Durable, with backoff, before a step fails.
-RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2000, max_number_of_attempts=4)
+
+
+class BackoffRetry(df.RetryOptions):
+    """RetryOptions with DTFx's backoff coefficient and maximum interval, which the Python SDK's class leaves out
+    of its JSON although the extension reads them (its RetryOptionsConverter; local/durable/replay.py does too).
+
+    No retry timeout: the SDK counts attempts itself and waits for a retry timer after every failure, and DTFx
+    stops scheduling those once the timeout passes, which would leave the orchestration waiting forever.
+    """
+
+    def __init__(self, first_retry_interval_in_milliseconds: int, max_number_of_attempts: int, *,
+                 backoff_coefficient: float, max_retry_interval_in_milliseconds: int) -> None:
+        super().__init__(first_retry_interval_in_milliseconds, max_number_of_attempts)
+        self.backoff_coefficient = backoff_coefficient
+        self.max_retry_interval_in_milliseconds = max_retry_interval_in_milliseconds
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "backoffCoefficient": self.backoff_coefficient,
+                "maxRetryIntervalInMilliseconds": self.max_retry_interval_in_milliseconds}
+
+
+# Transient failures (a throttled send, a store outage) are retried by Durable before a step fails: 2 s, doubling,
+# at most 30 s apart, 12 attempts. Waits of 2+4+8+16+30x7 s put the last attempt 4 minutes after the first, so a
+# Cosmos or Redis outage of a minute or two costs a handoff some delay, not the handoff (each step is idempotent).
+RETRY = BackoffRetry(2000, 12, backoff_coefficient=2, max_retry_interval_in_milliseconds=30_000)
 
 
 @bp.orchestration_trigger(context_name="context")
@@ -147,8 +170,7 @@ async def start_handoff(
 
     services = await get_services()
     instance_id = instance_id_for(session_id)
-    existing = await client.get_status(instance_id)
-    if existing is not None and existing.runtime_status is not None:
+    if await _exists(client, instance_id):
         return instance_id  # accepted twice: the first acceptance already started it
     with telemetry.span("handoff.start", handoff_id=instance_id, customer_id=customer_id, session_id=session_id,
                         from_channel=from_channel, to_channel=to_channel):
@@ -162,10 +184,24 @@ async def start_handoff(
             expire_after_seconds=services.settings.handoff_expire_after_seconds,
             traceparent=telemetry.traceparent(),
         )
-        await client.start_new(ORCHESTRATOR, instance_id, plan.to_dict())
+        try:
+            await client.start_new(ORCHESTRATOR, instance_id, plan.to_dict())
+        except Exception:  # the SDK raises a bare Exception with whatever the extension answered
+            # Two acceptances raced past the check above: host.json's overridableExistingInstanceStates
+            # (NonRunningStates) makes the extension refuse the second start rather than restart the first one's
+            # orchestration, so the loser finds the winner's instance. Anything else is a real failure.
+            if not await _exists(client, instance_id):
+                raise
+            log.info("handoff %s was started by a concurrent acceptance", instance_id)
+            return instance_id
     telemetry.handoff_started(from_channel, to_channel)
     log.info("handoff %s started: %s -> %s", instance_id, from_channel, to_channel)
     return instance_id
+
+
+async def _exists(client: df.DurableOrchestrationClient, instance_id: str) -> bool:
+    status = await client.get_status(instance_id)
+    return status is not None and status.runtime_status is not None
 
 
 async def notify_engaged(client: df.DurableOrchestrationClient, handoff: Handoff, session_id: str) -> None:

@@ -19,7 +19,7 @@ from local import PortInUse
 from local.acs.calls import CallsApi
 from local.acs.messages import CHANNEL_ID, MessagesApi
 from local.acs.server import AcsEmulator, EmulatorService
-from local.durable import DATABASE_NAME, DurableExtension, read_task_hub
+from local.durable import DATABASE_NAME, DurableExtension, read_overridable_states, read_task_hub
 from local.gateway import GatewayFailed, GatewayService
 from local.host import Host
 from local.project import load_app, load_local_settings, read_route_prefix
@@ -56,7 +56,8 @@ class FunctionsHost:
     async def start(self) -> None:
         # Import the app inside the running loop: anything it builds at import time belongs to this loop.
         app, shutdown = load_app(self._app_spec, PROJECT_ROOT)
-        durable = DurableExtension(self._settings.data_dir / DATABASE_NAME, task_hub=read_task_hub(PROJECT_ROOT))
+        durable = DurableExtension(self._settings.data_dir / DATABASE_NAME, task_hub=read_task_hub(PROJECT_ROOT),
+                                   overridable=read_overridable_states(PROJECT_ROOT))
         self._host = Host(
             app,
             route_prefix=read_route_prefix(PROJECT_ROOT),

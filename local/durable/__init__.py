@@ -20,15 +20,23 @@ from typing import TYPE_CHECKING
 from azure.functions.decorators.core import Binding
 
 from local.durable.api import DurableApi
-from local.durable.clock import Clock, ManualClock, SystemClock
-from local.durable.engine import Engine
+from local.durable.clock import Clock, ManualClock, ScaledClock, SystemClock, clock_from_environment
+from local.durable.engine import OVERRIDABLE_STATES, Engine
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from local.host import Host, Invocation
 
-__all__ = ["DEFAULT_TASK_HUB", "DurableExtension", "ManualClock", "SystemClock", "read_task_hub"]
+__all__ = [
+    "DEFAULT_TASK_HUB",
+    "DurableExtension",
+    "ManualClock",
+    "ScaledClock",
+    "SystemClock",
+    "read_overridable_states",
+    "read_task_hub",
+]
 
 #: Core Tools' hub name when host.json names none (or names an app setting that is not set).
 DEFAULT_TASK_HUB = "TestHubName"
@@ -39,13 +47,23 @@ class DurableExtension:
     """The host extension. `path` is the SQLite file (`SWITCHBOARD_DATA_DIR/durable.sqlite3` under `python -m local`).
 
     Tests pass `clock=ManualClock()` and move time with `clock.advance(...)`; `await extension.engine.idle()`
-    waits until everything due has been applied.
+    waits until everything due has been applied. Without a clock, the engine runs on the wall clock, or faster when
+    LOCAL_DURABLE_TIME_SCALE says so (see `clock_from_environment`). `overridable` is host.json's
+    overridableExistingInstanceStates (`read_overridable_states`).
     """
 
-    def __init__(self, path: Path, *, task_hub: str = DEFAULT_TASK_HUB, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        task_hub: str = DEFAULT_TASK_HUB,
+        clock: Clock | None = None,
+        overridable: str = "NonRunningStates",
+    ) -> None:
         self.path = path
         self.task_hub = task_hub
-        self.clock = clock
+        self.clock = clock or clock_from_environment()
+        self.overridable = overridable
         self._host: Host | None = None
         self._engine: Engine | None = None
         self._api: DurableApi | None = None
@@ -58,7 +76,7 @@ class DurableExtension:
 
     def install(self, host: Host) -> None:
         self._host = host
-        self._engine = Engine(self.path, host, self.clock)
+        self._engine = Engine(self.path, host, self.clock, overridable=self.overridable)
         self._api = DurableApi(self._engine, self.task_hub)
         host.add_trigger_handler("orchestrationTrigger", self._engine.add_orchestrator)
         host.add_trigger_handler("activityTrigger", self._engine.add_activity)
@@ -82,9 +100,31 @@ class DurableExtension:
 def read_task_hub(root: Path) -> str:
     """`extensions.durableTask.hubName` from host.json with %SETTING% resolved, else Core Tools' default."""
     try:
-        config = json.loads((root / "host.json").read_text(encoding="utf-8"))
-        name = str(config["extensions"]["durableTask"]["hubName"])
+        name = str(_durable_task_section(root)["hubName"])
     except (OSError, ValueError, KeyError, TypeError):
         return DEFAULT_TASK_HUB
     name = re.sub(r"%([^%]+)%", lambda m: os.environ.get(m[1], ""), name).strip()
     return name or DEFAULT_TASK_HUB
+
+
+def read_overridable_states(root: Path) -> str:
+    """`extensions.durableTask.overridableExistingInstanceStates` from host.json, else the extension's default
+    (NonRunningStates). Matched without regard to case, as .NET binds an enum; any other value fails the start, as
+    the Functions host fails to bind the options."""
+    try:
+        value = _durable_task_section(root).get("overridableExistingInstanceStates")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "NonRunningStates"
+    if value is None:
+        return "NonRunningStates"
+    for state in OVERRIDABLE_STATES:
+        if str(value).lower() == state.lower():
+            return state
+    raise ValueError(
+        f"host.json: overridableExistingInstanceStates is {value!r}; it must be one of {', '.join(OVERRIDABLE_STATES)}"
+    )
+
+
+def _durable_task_section(root: Path) -> dict:
+    config = json.loads((root / "host.json").read_text(encoding="utf-8"))
+    return config["extensions"]["durableTask"]

@@ -8,6 +8,8 @@ is all a test needs to run a 10-minute handoff timeout in no time.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -50,6 +52,50 @@ class SystemClock:
             await asyncio.wait_for(wakeup.wait(), timeout)
         except TimeoutError:
             pass
+
+
+class ScaledClock:
+    """The wall clock, sped up `scale` times from the moment it is made: a 5-minute retry timer fires in 5 s at 60.
+
+    For a whole local host (LOCAL_DURABLE_TIME_SCALE), where a test cannot turn a ManualClock: what it runs on real
+    time (an outage, a network timeout) does not speed up, so only a test whose point is the orchestration's own
+    timing (a handoff giving up after minutes of retries) should use it.
+    """
+
+    def __init__(self, scale: float) -> None:
+        if not scale > 0:
+            raise ValueError("a clock's scale must be positive")
+        self.scale = scale
+        self._origin = datetime.now(UTC)
+        self._started = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._origin + timedelta(seconds=(time.monotonic() - self._started) * self.scale)
+
+    async def wait(self, wakeup: asyncio.Event, deadline: datetime | None) -> None:
+        timeout = None if deadline is None else max(0.0, (deadline - self.now()).total_seconds() / self.scale)
+        try:
+            await asyncio.wait_for(wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+
+
+#: Environment variable: run `python -m local`'s Durable engine on a ScaledClock this many times faster.
+TIME_SCALE_ENV = "LOCAL_DURABLE_TIME_SCALE"
+
+
+def clock_from_environment() -> Clock:
+    """The wall clock, or a ScaledClock when LOCAL_DURABLE_TIME_SCALE is set (a number above 0)."""
+    raw = os.environ.get(TIME_SCALE_ENV, "").strip()
+    if not raw:
+        return SystemClock()
+    try:
+        scale = float(raw)
+    except ValueError:
+        raise ValueError(f"{TIME_SCALE_ENV} must be a number, not {raw!r}") from None
+    if not 0 < scale < float("inf"):
+        raise ValueError(f"{TIME_SCALE_ENV} must be a finite number above 0, not {raw!r}")
+    return ScaledClock(scale)
 
 
 class ManualClock:

@@ -45,8 +45,13 @@ class InvalidInstanceId(DurableError):
 
 
 class InstanceExists(DurableError):
-    """Starting an id that is Pending or Running: the extension's default (overridableExistingInstanceStates =
-    NonRunningStates) refuses, while a Completed, Failed or Terminated instance is replaced."""
+    """Starting an id that is Pending or Running under overridableExistingInstanceStates = NonRunningStates (the
+    extension's default): refused, while a Completed, Failed or Terminated instance is replaced."""
+
+
+#: host.json's `overridableExistingInstanceStates` (the extension's OverridableStates enum): which existing instances
+#: a start with the same id replaces. AnyState replaces a running one too, silently; NonRunningStates refuses it.
+OVERRIDABLE_STATES = ("AnyState", "NonRunningStates")
 
 
 class InstanceNotFound(DurableError):
@@ -64,8 +69,13 @@ class Invoker(Protocol):
 
 
 class Engine:
-    def __init__(self, path: Path, host: Invoker, clock: Clock | None = None) -> None:
+    def __init__(
+        self, path: Path, host: Invoker, clock: Clock | None = None, *, overridable: str = "NonRunningStates"
+    ) -> None:
+        if overridable not in OVERRIDABLE_STATES:
+            raise ValueError(f"overridableExistingInstanceStates must be one of {', '.join(OVERRIDABLE_STATES)}")
         self.clock: Clock = clock or SystemClock()
+        self.overridable = overridable
         self._path = path
         self._host = host
         self._store: Store | None = None
@@ -139,9 +149,9 @@ class Engine:
         def create() -> None:
             with self.store.transaction() as tx:
                 existing = tx.instance(instance_id)
-                if existing is not None and existing.is_running:
+                if existing is not None and existing.is_running and self.overridable == "NonRunningStates":
                     raise InstanceExists(f"An Orchestration instance with the status {existing.status} already exists.")
-                if existing is not None:
+                if existing is not None:  # ended, or AnyState: replaced, and whatever it still owed is dropped
                     tx.delete_instance(instance_id)
                 row = InstanceRow(
                     instance_id=instance_id,

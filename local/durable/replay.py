@@ -145,6 +145,8 @@ def apply(execution: Execution, message: Message, orchestrator: Orchestrator | N
         if task is None:
             return None
         new = _completion(message, task, stamp, now, book, step, decisions)
+        if (expired := _retry_timeout_passed(message, task, stamp)) is not None:
+            return _fail(step, [started, new], stamp, f"Orchestrator function '{execution.name}' failed: {expired}")
 
     if orchestrator is None:
         missing = f"The function '{execution.name}' doesn't exist, is disabled, or is not an orchestrator function."
@@ -190,7 +192,7 @@ def _completion(
     if message.kind == "task_completed":
         return h.task_completed(stamp, task_id, message.payload.get("result"))
     if message.kind == "task_failed":
-        if task.get("retry"):
+        if task.get("retry") and _retry_timeout_passed(message, task, stamp) is None:
             # The SDK gives its internal retry timer the next id as it reads this TaskFailed.
             timer_id = _take_id(book)
             fire_at = format_time(now + _retry_delay(task))
@@ -269,6 +271,7 @@ def _diff(
                 "input": action.get("input"),
                 "retry": retry,
                 "attempt": 1,
+                "first_at": stamp,  # DTFx measures a retry timeout from the first attempt's episode
             }
             decisions.append(h.task_scheduled(stamp, task_id, name, action.get("input")))
             step.activities.append(ActivityCall(task_id, name, action.get("input")))
@@ -314,12 +317,39 @@ def _take_id(book: dict[str, Any]) -> int:
     return task_id
 
 
+#: The extension's MaxRetryInterval when retryOptions name none (its RetryOptions constructor sets 6 days).
+DEFAULT_MAX_RETRY_INTERVAL_MS = 6 * 24 * 3600 * 1000
+
+
 def _retry_delay(task: dict[str, Any]) -> timedelta:
-    """DTFx RetryOptions: first interval x backoff^(attempt-1), capped. The Python SDK only sends the first two."""
+    """DTFx's RetryInterceptor: first interval x backoffCoefficient^(attempt-1), capped at maxRetryInterval.
+
+    The extension reads all five fields of `retryOptions` (its RetryOptionsConverter); the Python SDK's RetryOptions
+    sends only the first interval and the attempts, so a coefficient or cap comes from an orchestrator that adds them
+    to the JSON (functions/handoff.py does).
+    """
     retry = task["retry"]
     delay = retry["firstRetryIntervalInMilliseconds"] * retry.get("backoffCoefficient", 1) ** (task["attempt"] - 1)
-    cap = retry.get("maxRetryIntervalInMilliseconds")
-    return timedelta(milliseconds=min(delay, cap) if cap else delay)
+    cap = retry.get("maxRetryIntervalInMilliseconds") or DEFAULT_MAX_RETRY_INTERVAL_MS
+    return timedelta(milliseconds=min(delay, cap))
+
+
+def _retry_timeout_passed(message: Message, task: dict[str, Any], stamp: str) -> str | None:
+    """Why retrying stops here, if a failed attempt comes after the task's retryTimeoutInMilliseconds; else None.
+
+    DTFx then schedules no retry timer and throws the last error. The Python SDK cannot follow: it counts attempts
+    itself and waits for a timer after every failure, so on Azure such an orchestration would wait forever. Failing
+    it with the activity's error is what the author meant, and says plainly why.
+    """
+    timeout = (task.get("retry") or {}).get("retryTimeoutInMilliseconds")
+    if message.kind != "task_failed" or timeout is None or "first_at" not in task:
+        return None
+    if parse_time(stamp) < parse_time(task["first_at"]) + timedelta(milliseconds=timeout):
+        return None
+    return (
+        f"{message.payload.get('reason', '')} (no retry: retryTimeoutInMilliseconds {timeout} has passed; with the "
+        "Python SDK on Azure this orchestration would wait forever for a retry timer)"
+    )
 
 
 def _episode_time(past: list[h.Event], now: datetime) -> str:

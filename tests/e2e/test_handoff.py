@@ -76,9 +76,9 @@ class Stack:
         sent = eventually(lambda: [m for m in self.outbox(phone)[before:] if m["kind"] == "text"])
         return [m["content"] for m in sent]
 
-    def media_token(self, session_id: str, customer_id: str) -> str:
-        """The call's token, as the calls function gives it to the media gateway (signed with the host's secret)."""
-        return TokenSigner(load_secret("", self.data_dir)).issue("media", 600, sid=session_id, cid=customer_id)
+    def control_token(self, session_id: str, customer_id: str) -> str:
+        """The call's control token, as the media gateway holds it (signed with the host's secret)."""
+        return TokenSigner(load_secret("", self.data_dir)).issue("call-control", 600, sid=session_id, cid=customer_id)
 
     def handoff(self, instance_id: str) -> dict[str, Any]:
         response = self.client.get(self.url(f"/api/handoffs/{instance_id}"))
@@ -111,7 +111,7 @@ class VoiceLeg:
         response = self.stack.client.post(
             self.stack.url("/api/handoffs"),
             json={"customer_id": self.customer_id, "session_id": self.session_id, "to_channel": channel},
-            headers={"Authorization": f"Bearer {self.stack.media_token(self.session_id, self.customer_id)}"},
+            headers={"Authorization": f"Bearer {self.stack.control_token(self.session_id, self.customer_id)}"},
         )
         assert response.status_code == 202, response.text
         return response.json()["id"]
@@ -280,25 +280,44 @@ async def test_a_customer_who_never_comes_is_reminded_once_then_the_handoff_expi
     assert "power outage" in record.summary  # the context stays for next time
 
 
-async def test_an_invite_that_never_goes_out_ends_the_handoff_as_failed_on_the_record(stack: Stack, voice) -> None:
-    """WhatsApp keeps answering 503 to every try of the invite (4 sends x 4 activity attempts): the orchestration
+@pytest.fixture(scope="module")
+def hurried_stack(local_host_factory, tmp_path_factory) -> Iterator[Stack]:
+    """A host whose Durable engine runs its timers 30 times faster: the handoff's retries span minutes by design
+    (so that a store outage does not end a handoff), and a test of what happens when they run out need not wait."""
+    data_dir = tmp_path_factory.mktemp("hurried-handoff-data")
+    host = local_host_factory(SWITCHBOARD_DATA_DIR=str(data_dir), LOCAL_DURABLE_TIME_SCALE="30")
+    with httpx.Client(timeout=60) as client:
+        client.get(f"{host.url}/api/ops/queue").raise_for_status()
+        yield Stack(host, data_dir, client)
+
+
+async def test_an_invite_that_never_goes_out_ends_the_handoff_as_failed_on_the_record(hurried_stack: Stack) -> None:
+    """WhatsApp keeps answering 503 to every try of the invite (4 sends x 12 activity attempts): the orchestration
     does not just die in the task hub; the record says the handoff failed, keeping the context, and a new handoff
     can start later."""
-    caller = voice(new_phone())
+    from functions.handoff import RETRY
+
+    stack = hurried_stack
+    store = SqliteCustomerStore(stack.data_dir / "customers.sqlite3")
+    conversation = Conversation(SCENARIO, store, InProcessSessionState(), OfflinePolicy())
+    await conversation.queue.set(waiting=75, estimated_wait_seconds=480)
+    caller = VoiceLeg(stack, conversation, new_phone())
     await caller.dial()
     await caller.say("my power is out, account 100200311")
     assert await caller.say("sure") == "whatsapp"
-    faults = stack.client.post(f"{stack.host.acs_url}/_emulator/messages/faults", json={"status": 503, "count": 16})
+    faults = stack.client.post(f"{stack.host.acs_url}/_emulator/messages/faults",
+                               json={"status": 503, "count": 4 * RETRY.max_number_of_attempts})
     assert faults.status_code == 200, faults.text
     instance_id = caller.start_handoff("whatsapp")
 
-    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s, timeout=90)
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s, timeout=180)
     assert status["output"]["outcome"] == "failed" and status["step"] == "failed"
     assert "503" in status["output"]["reason"]
     record = await caller.record()
     assert record.handoff is not None and record.handoff.status.value == "failed" and not record.handoff.open
     assert "power outage" in record.summary  # what was saved stays for next time
     assert [m for m in stack.outbox(caller.phone) if m["kind"] == "template"] == []
+    await store.close()
 
 
 def test_a_forged_or_unknown_handoff_link_is_refused(stack: Stack) -> None:
@@ -313,7 +332,7 @@ def test_bad_handoff_requests_are_refused(stack: Stack) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return stack.client.post(stack.url("/api/handoffs"), json=body, headers=headers)
 
-    token = stack.media_token("call_1", "cus_nobody")
+    token = stack.control_token("call_1", "cus_nobody")
     good = {"customer_id": "cus_nobody", "session_id": "call_1", "to_channel": "whatsapp"}
     assert start(good, None).status_code == 401
     assert start(good, "forged.token").status_code == 401

@@ -20,8 +20,9 @@ import azure.functions as func
 import pytest
 import pytest_asyncio
 
-from local.durable import DurableExtension, ManualClock
+from local.durable import DurableExtension, ManualClock, read_overridable_states
 from local.host import Host
+from shared.settings import PROJECT_ROOT
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 clock = ManualClock()
@@ -473,3 +474,49 @@ async def test_the_client_binding_points_back_at_the_host(durable: DurableExtens
     assert binding["managementUrls"]["statusQueryGetUri"].startswith(
         f"{host.url}/runtime/webhooks/durabletask/instances/INSTANCEID?taskHub=TestHub"
     )
+
+
+# --- overridableExistingInstanceStates -------------------------------------------------------------------------
+
+
+async def test_the_project_asks_the_extension_to_refuse_starting_a_running_id_again():
+    """Defect 8: host.json sets it explicitly (the extension's default has not always been this one)."""
+    assert read_overridable_states(PROJECT_ROOT) == "NonRunningStates"
+    config = json.loads((PROJECT_ROOT / "host.json").read_text())
+    assert config["extensions"]["durableTask"]["overridableExistingInstanceStates"] == "NonRunningStates"
+
+
+def test_an_unknown_overridable_states_value_fails_the_start(tmp_path):
+    (tmp_path / "host.json").write_text(json.dumps(
+        {"extensions": {"durableTask": {"overridableExistingInstanceStates": "OnlyIfNotRunning"}}}))
+    with pytest.raises(ValueError, match="must be one of AnyState, NonRunningStates"):
+        read_overridable_states(tmp_path)
+    (tmp_path / "host.json").write_text(json.dumps({"extensions": {"durableTask": {}}}))
+    assert read_overridable_states(tmp_path) == "NonRunningStates"  # the extension's default
+
+
+async def test_many_concurrent_starts_of_one_id_run_one_orchestration(driver: Driver, host: Host, http):
+    """Under NonRunningStates, of 20 starts at once exactly one is accepted; the rest are refused, not restarts."""
+    answers = await asyncio.gather(*(http.post(f"{host.url}/api/orchestrators/approval?id=handoff-race")
+                                     for _ in range(20)))
+    await driver.settle()
+
+    assert sorted(a.status for a in answers) == [202] + [409] * 19
+    status = await driver.status("handoff-race", history=True)
+    assert event_types(status).count("ExecutionStarted") == 1 and status["runtimeStatus"] == "Running"
+
+
+async def test_any_state_lets_a_start_replace_a_running_instance(driver: Driver, durable: DurableExtension, host, http):
+    """The other setting, for completeness: the running instance is silently replaced by a fresh execution."""
+    await driver.start("approval", instance_id="again")
+    before = await durable.engine.status("again")
+    durable.engine.overridable = "AnyState"  # as `DurableExtension(..., overridable="AnyState")` would set it
+    try:
+        second = await http.post(f"{host.url}/api/orchestrators/approval?id=again")
+        await driver.settle()
+    finally:
+        durable.engine.overridable = "NonRunningStates"
+    after = await durable.engine.status("again")
+
+    assert second.status == 202
+    assert before.is_running and after.is_running and after.execution_id != before.execution_id

@@ -39,6 +39,32 @@ def stubborn(context: df.DurableOrchestrationContext):
     return result
 
 
+class TimedRetry(df.RetryOptions):
+    """RetryOptions with the DTFx fields the Python SDK leaves out of its JSON (the extension reads them)."""
+
+    def __init__(self, **extra: float) -> None:
+        super().__init__(first_retry_interval_in_milliseconds=1000, max_number_of_attempts=5)
+        self.extra = extra
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), **self.extra}
+
+
+@app.orchestration_trigger(context_name="context")
+def backing_off(context: df.DurableOrchestrationContext):
+    from functions.handoff import RETRY  # the handoff's own policy
+
+    result = yield context.call_activity_with_retry("fails", RETRY, "x")
+    return result
+
+
+@app.orchestration_trigger(context_name="context")
+def impatient(context: df.DurableOrchestrationContext):
+    options = TimedRetry(backoffCoefficient=3, maxRetryIntervalInMilliseconds=5000, retryTimeoutInMilliseconds=10_000)
+    result = yield context.call_activity_with_retry("fails", options, "x")
+    return result
+
+
 @app.orchestration_trigger(context_name="context")
 def fickle(context: df.DurableOrchestrationContext):
     yield context.call_activity("b" if switch["flip"] else "a", None)
@@ -124,6 +150,48 @@ def test_a_retry_that_keeps_failing_uses_the_sdks_id_sequence_then_raises():
     assert ids == [(0, 1, [2]), (2, 3, [4]), (4, 5, [])]  # fail(0) timer(1) fail(2) timer(3) fail(4) timer(5)
     assert step.status == "Failed"
     assert "try 2" in json.loads(step.output_json)
+
+
+def _fail_every_attempt(run: Run, attempt_id: int) -> tuple[list[float], replay.Step]:
+    """Fail each attempt at once and fire its retry timer when due; the retry waits (s) and the last step."""
+    waits = []
+    while True:
+        step = run.failed(attempt_id, f"store unavailable ({attempt_id})")
+        if step.status != "Running":
+            return waits, step
+        [timer] = step.timers
+        due = datetime.fromisoformat(timer.fire_at.replace("Z", "+00:00"))
+        waits.append((due - run.now).total_seconds())
+        run.now = due
+        step = run.fired(timer.task_id)
+        if step.status != "Running":
+            return waits, step
+        [attempt] = step.activities
+        attempt_id = attempt.task_id
+
+
+def test_the_handoffs_retries_back_off_and_outlast_a_minute_long_outage():
+    """Defect 9: 4 attempts 2 s apart gave up ~6 s into a store outage. The handoff's policy doubles the wait up to
+    30 s, and the engine honours backoffCoefficient and maxRetryIntervalInMilliseconds as DTFx does."""
+    run = Run("backing_off")
+    run.send("start")
+
+    waits, last = _fail_every_attempt(run, 0)
+
+    assert waits == [2, 4, 8, 16, 30, 30, 30, 30, 30, 30, 30, 30]  # 11 retries and DTFx's extra timer
+    assert sum(waits[:-1]) == 240, "the last attempt runs 4 minutes after the first"
+    assert last.status == "Failed" and "store unavailable (22)" in json.loads(last.output_json)
+
+
+def test_a_retry_timeout_stops_the_retries_like_dtfx_and_fails_the_orchestration():
+    run = Run("impatient")
+    run.send("start")
+
+    waits, last = _fail_every_attempt(run, 0)
+
+    assert waits == [1, 3, 5, 5]  # 1 s x 3^n, capped at 5 s; the failure at 14 s is past the 10 s timeout...
+    assert last.status == "Failed" and not last.timers  # ...so no retry timer (which the Python SDK would wait on)
+    assert "retryTimeoutInMilliseconds 10000 has passed" in json.loads(last.output_json)
 
 
 def test_an_orchestrator_that_raises_fails_with_its_message_and_custom_status():

@@ -7,7 +7,15 @@ default expiry (`defaultTtl: -1`), holds three kinds of item, each in its own lo
 * events:  `{"id": "event:<id>", "expires_at": ..., "ttl": ...}`; "create if absent" is the atomic first-one-wins
   (409 means someone already has it);
 * counters: `{"id": "count:<key>", "value": n}`, changed with a server-side patch `incr`, which is atomic; they
-  carry no `ttl`, so they never expire.
+  carry no `ttl`, so they never expire;
+* leases:  `{"id": "lease:<key>", "token": n, "expires_at": <lease end>, "ttl": <lease + LEASE_MEMORY_SECONDS>}`,
+  kept past the lease's end so the next token is above this one;
+* rate-limit windows: `{"id": "hit:<key>", "count": n, "expires_at": ..., "ttl": ...}`.
+
+`merge` and `hit` are server-side patches (`set` fields, `incr` the count) conditioned on the item being live
+(`filter_predicate` on `expires_at`), so concurrent writers never overwrite each other and need no retries. Only
+when there is nothing live to patch (absent, or expired but not yet purged), or a merge has more fields than one
+patch may carry, is the whole item written, on condition (create if absent, replace if its ETag is unchanged).
 
 Expiry is decided by `expires_at`, checked on every read, not by Cosmos purging the item: the purge runs in the
 background some time after the TTL (and the local emulator never purges), while a caller must never see a value past
@@ -17,9 +25,11 @@ its time. The per-item `ttl` (rounded up, plus a second for clock skew) only let
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import math
+import random
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -34,7 +44,7 @@ from shared.errors import Unavailable
 from shared.stores.azure_cosmos import (
     DEFAULT_RETRY_AFTER_SECONDS, CosmosContainer, cosmos_credential, read_item_or_none, service_errors,
 )
-from shared.stores.base import SessionState
+from shared.stores.base import LEASE_MEMORY_SECONDS, SessionState, check_ttl, next_fencing_token
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -51,10 +61,18 @@ PURGE_GRACE_SECONDS = 1
 #: Rounds of "create, or read what is there" before giving up. A round only repeats when the item vanished (a
 #: purge or delete) between our two requests, so a few are plenty.
 _ATTEMPTS = 5
+#: Rounds for a write that may lose a race to another writer (a conditional create or replace); each round lets one
+#: writer through, so the budget outlasts a pile-up of a few dozen, with a jittered backoff between rounds.
+_RACE_ATTEMPTS = 30
+_RACE_BACKOFF_CAP = 0.2
+#: Cosmos takes at most 10 operations per patch; a merge also sets `expires_at` and `ttl`.
+_PATCH_FIELDS = 8
 
 _STATE = "state:"
 _EVENT = "event:"
 _COUNTER = "count:"
+_LEASE = "lease:"
+_HIT = "hit:"
 
 
 class CosmosSessionState(SessionState):
@@ -174,6 +192,59 @@ class CosmosSessionState(SessionState):
         item = await self._read(_item_id(_COUNTER, key))
         return 0 if item is None else int(item["value"])
 
+    async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
+        item_id, expiry = _item_id(_STATE, key), self._expiry(ttl_seconds)
+        patch = [*({"op": "set", "path": f"/value/{name}", "value": value} for name, value in changes.items()),
+                 *({"op": "set", "path": f"/{name}", "value": value} for name, value in expiry.items())]
+        for attempt in range(_RACE_ATTEMPTS):
+            if _patchable(changes) and (item := await self._patch_live(item_id, patch)) is not None:
+                return item["value"]
+            existing = await self._read(item_id)
+            value = changes if existing is None or self._expired(existing) else {**existing["value"], **changes}
+            if await self._write_over(existing, {"id": item_id, "value": value, **expiry}):
+                return value
+            await _backoff(attempt)
+        raise Unavailable(f"state {key!r} is too contended", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
+
+    async def acquire_lease(self, key: str, ttl_seconds: float) -> int | None:
+        check_ttl(ttl_seconds)
+        item_id = _item_id(_LEASE, key)
+        for _ in range(_ATTEMPTS):
+            existing, now = await self._read(item_id), self._clock()
+            if existing is not None and existing["expires_at"] > now:
+                return None
+            token = next_fencing_token(existing and existing["token"], now)
+            lease = {"id": item_id, "token": token, **self._lease_expiry(now, ttl_seconds)}
+            if await self._write_over(existing, lease):
+                return token
+            # Another acquirer wrote first: read again, which normally finds their live lease.
+        raise Unavailable(f"lease {key!r} keeps changing hands", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
+
+    async def renew_lease(self, key: str, token: int, ttl_seconds: float) -> bool:
+        check_ttl(ttl_seconds)
+        now = self._clock()
+        patch = [{"op": "set", "path": f"/{name}", "value": value}
+                 for name, value in self._lease_expiry(now, ttl_seconds).items()]
+        return await self._patch_live(_item_id(_LEASE, key), patch, f"c.token = {int(token)}") is not None
+
+    async def release_lease(self, key: str, token: int) -> None:
+        # The item stays (ended) until Cosmos purges it, so the next token is above this one.
+        patch = [{"op": "set", "path": "/expires_at", "value": self._clock()}]
+        await self._patch_live(_item_id(_LEASE, key), patch, f"c.token = {int(token)}")
+
+    async def hit(self, key: str, window_seconds: float) -> int:
+        item_id = _item_id(_HIT, key)
+        for attempt in range(_RACE_ATTEMPTS):
+            if (item := await self._patch_live(item_id, [{"op": "incr", "path": "/count", "value": 1}])) is not None:
+                return int(item["count"])
+            existing = await self._read(item_id)
+            if existing is not None and not self._expired(existing):
+                continue  # created by another hit since our patch: count on it
+            if await self._write_over(existing, {"id": item_id, "count": 1, **self._expiry(window_seconds)}):
+                return 1
+            await _backoff(attempt)
+        raise Unavailable(f"rate-limit window {key!r} is too contended", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
+
     async def close(self) -> None:
         await self._cosmos.close()
 
@@ -184,8 +255,39 @@ class CosmosSessionState(SessionState):
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
         return {"expires_at": self._clock() + ttl_seconds, "ttl": math.ceil(ttl_seconds) + PURGE_GRACE_SECONDS}
 
+    def _lease_expiry(self, now: float, ttl_seconds: float) -> dict[str, Any]:
+        return {"expires_at": now + ttl_seconds, "ttl": math.ceil(ttl_seconds + LEASE_MEMORY_SECONDS) + PURGE_GRACE_SECONDS}
+
     def _expired(self, item: dict[str, Any]) -> bool:
         return item["expires_at"] <= self._clock()
+
+    async def _patch_live(self, item_id: str, operations: list[dict[str, Any]], condition: str = "") -> dict[str, Any] | None:
+        """Apply `operations` to the item on the server if it is live (and meets `condition`); None otherwise."""
+        # Lower-case names only: the emulator lower-cases the predicate.
+        predicate = f"FROM c WHERE c.expires_at > {self._clock()!r}" + (f" AND {condition}" if condition else "")
+        await self._cosmos.open()
+        with service_errors():
+            try:
+                return await self._container.patch_item(
+                    item_id, partition_key=item_id, patch_operations=operations, filter_predicate=predicate
+                )
+            except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
+                return None
+
+    async def _write_over(self, existing: dict[str, Any] | None, item: dict[str, Any]) -> bool:
+        """Create `item`, or replace `existing` with it, on condition nobody wrote it since; False if someone did."""
+        await self._cosmos.open()
+        with service_errors():
+            try:
+                if existing is None:
+                    await self._container.create_item(item)
+                else:
+                    await self._container.replace_item(
+                        item["id"], item, etag=existing["_etag"], match_condition=MatchConditions.IfNotModified
+                    )
+                return True
+            except (CosmosResourceExistsError, CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
+                return False
 
     async def _read(self, item_id: str) -> dict[str, Any] | None:
         await self._cosmos.open()
@@ -199,6 +301,15 @@ class CosmosSessionState(SessionState):
                 await self._container.delete_item(item_id, partition_key=item_id)
             except CosmosResourceNotFoundError:
                 pass
+
+
+def _patchable(changes: dict[str, Any]) -> bool:
+    # A name with / or ~ would need JSON Pointer escapes in the patch path; such merges take the whole-item path.
+    return len(changes) <= _PATCH_FIELDS and all(name and not set(name) & {"/", "~"} for name in changes)
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0, min(_RACE_BACKOFF_CAP, 0.01 * 2**attempt)))
 
 
 def _item_id(prefix: str, key: str) -> str:

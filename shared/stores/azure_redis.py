@@ -2,6 +2,10 @@
 
 Imported only when REDIS_URL is set, so the embedded stack never pays for importing redis.
 
+Values are hashes, one field per top-level key holding that key's JSON, so `merge` sets fields atomically on the
+server (HSET, PEXPIRE and HGETALL in one MULTI/EXEC) with no read-modify-write and no retries. Leases and rate-limit
+windows are small Lua scripts, each atomic on the server.
+
 Sign-in: a password in REDIS_URL is used as given (a local or self-hosted Redis). A `rediss://` URL without one
 signs in with Microsoft Entra ID, as the app's managed identity: no key exists to leak or rotate
 (`EntraCredentialProvider`; infra/modules/redis.bicep assigns the identity the database's access policy).
@@ -21,11 +25,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.credentials import CredentialProvider
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import ReadOnlyError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.errors import Unavailable
-from shared.stores.base import SessionState
+from shared.stores.base import LEASE_MEMORY_SECONDS, SessionState
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -49,6 +53,46 @@ OUTAGE_COOLDOWN_SECONDS = 2.0
 _STATE = "sb:state:"
 _EVENT = "sb:event:"
 _COUNTER = "sb:count:"
+_LEASE = "sb:lease:"
+_HIT = "sb:hit:"
+
+#: Every stored value's hash holds this field, so an empty dict is still a hash (Redis drops a hash with no fields).
+_MARK = b""
+#: The prefix of a value's own fields, so that none of them can be the mark.
+_FIELD = "."
+
+# The lease is a hash {token, until} (until: the server's clock, ms) kept LEASE_MEMORY_SECONDS past its end so the
+# next token is above it. Tokens come from the server's clock, as `next_fencing_token` does: max(last + 1, now ms).
+# Numbers go out through %d: Lua would print a 13-digit number as 1.7e+12.
+_LUA_NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+_ACQUIRE = _LUA_NOW + """
+local lease = redis.call('HMGET', KEYS[1], 'token', 'until')
+if lease[2] and tonumber(lease[2]) > now then return false end
+local token = math.max(tonumber(lease[1] or '0') + 1, now)
+redis.call('HSET', KEYS[1], 'token', string.format('%d', token), 'until', string.format('%d', now + tonumber(ARGV[1])))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]))
+return token
+"""
+_RENEW = _LUA_NOW + """
+local lease = redis.call('HMGET', KEYS[1], 'token', 'until')
+if lease[1] ~= ARGV[1] or not lease[2] or tonumber(lease[2]) <= now then return 0 end
+redis.call('HSET', KEYS[1], 'until', string.format('%d', now + tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) + tonumber(ARGV[3]))
+return 1
+"""
+_RELEASE = _LUA_NOW + """
+local lease = redis.call('HMGET', KEYS[1], 'token', 'until')
+if lease[1] == ARGV[1] and lease[2] and tonumber(lease[2]) > now then
+  redis.call('HSET', KEYS[1], 'until', string.format('%d', now))
+end
+return 1
+"""
+# INCR and the window's expiry together: a crash between them would leave a count that never expires.
+_HIT_SCRIPT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+"""
 
 
 def signs_in_with_entra(url: str) -> bool:
@@ -107,13 +151,39 @@ class RedisSessionState(SessionState):
         )
         self._credential = credential
         self._down_until = 0.0  # monotonic time until which Redis is taken to be down
+        # Scripts run by EVALSHA, loaded again by the client if the server forgot them (a restart).
+        self._acquire = self._redis.register_script(_ACQUIRE)
+        self._renew = self._redis.register_script(_RENEW)
+        self._release = self._redis.register_script(_RELEASE)
+        self._hit = self._redis.register_script(_HIT_SCRIPT)
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        raw = await self._call(self._redis.get(_STATE + key))
+        try:
+            return _decode(await self._call(self._redis.hgetall(_STATE + key)))
+        except ResponseError as exc:
+            if not _wrong_type(exc):
+                raise
+        raw = await self._call(self._redis.get(_STATE + key))  # written as one JSON string before values were hashes
         return None if raw is None else json.loads(raw)
 
     async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
-        await self._call(self._redis.set(_STATE + key, json.dumps(value), px=_millis(ttl_seconds)))
+        name, ttl = _STATE + key, _millis(ttl_seconds)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(name).hset(name, mapping=_encode(value)).pexpire(name, ttl)
+        await self._call(pipe.execute())
+
+    async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
+        name, ttl = _STATE + key, _millis(ttl_seconds)
+        for _ in range(2):
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(name, mapping=_encode(changes)).pexpire(name, ttl).hgetall(name)
+            try:
+                return _decode((await self._call(pipe.execute()))[-1]) or {}
+            except ResponseError as exc:
+                if not _wrong_type(exc):
+                    raise
+            await self._call(self._rewrite_as_hash(name))
+        raise Unavailable(f"state {key!r} keeps changing its type", retry_after=RETRY_AFTER_SECONDS)
 
     async def delete(self, key: str) -> None:
         await self._call(self._redis.delete(_STATE + key))
@@ -130,6 +200,22 @@ class RedisSessionState(SessionState):
 
     async def set_counter(self, key: str, value: int) -> None:
         await self._call(self._redis.set(_COUNTER + key, int(value)))
+
+    async def acquire_lease(self, key: str, ttl_seconds: float) -> int | None:
+        token = await self._call(self._acquire(keys=[_LEASE + key], args=[_millis(ttl_seconds), _MEMORY_MS]))
+        return None if token is None else int(token)
+
+    async def renew_lease(self, key: str, token: int, ttl_seconds: float) -> bool:
+        renewed = await self._call(
+            self._renew(keys=[_LEASE + key], args=[str(int(token)), _millis(ttl_seconds), _MEMORY_MS])
+        )
+        return renewed == 1
+
+    async def release_lease(self, key: str, token: int) -> None:
+        await self._call(self._release(keys=[_LEASE + key], args=[str(int(token))]))
+
+    async def hit(self, key: str, window_seconds: float) -> int:
+        return int(await self._call(self._hit(keys=[_HIT + key], args=[_millis(window_seconds)])))
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -154,6 +240,41 @@ class RedisSessionState(SessionState):
             raise Unavailable(f"Redis is unavailable: {exc}", retry_after=RETRY_AFTER_SECONDS) from exc
         self._down_until = 0.0
         return result
+
+
+    async def _rewrite_as_hash(self, name: str) -> None:
+        """Turn a value stored as one JSON string (before values were hashes) into a hash, keeping its expiry."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(name)  # another writer converting or replacing it meanwhile makes EXEC fail: we retry
+            if await pipe.type(name) != b"string":
+                return
+            raw, ttl = await pipe.get(name), await pipe.pttl(name)
+            pipe.multi()
+            pipe.delete(name).hset(name, mapping=_encode(json.loads(raw)))
+            if ttl > 0:
+                pipe.pexpire(name, ttl)
+            try:
+                await pipe.execute()
+            except WatchError:
+                pass
+
+
+def _encode(value: dict[str, Any]) -> dict[bytes | str, str]:
+    return {_MARK: "1", **{_FIELD + name: json.dumps(field) for name, field in value.items()}}
+
+
+def _decode(fields: dict[bytes, bytes]) -> dict[str, Any] | None:
+    if not fields:
+        return None
+    return {name.decode()[len(_FIELD):]: json.loads(raw) for name, raw in fields.items() if name != _MARK}
+
+
+def _wrong_type(exc: ResponseError) -> bool:
+    return "WRONGTYPE" in str(exc)  # a pipeline prefixes the command it was
+
+
+#: LEASE_MEMORY_SECONDS for the scripts.
+_MEMORY_MS = int(LEASE_MEMORY_SECONDS * 1000)
 
 
 def _millis(ttl_seconds: float) -> int:

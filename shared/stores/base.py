@@ -201,5 +201,58 @@ class SessionState(ABC):
         """The counter's current value (0 when absent)."""
         return await self.increment(key, 0)
 
+    @abstractmethod
+    async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
+        """Atomically set the top-level fields in `changes` on the dict stored under `key` (created if absent), keep
+        the other fields, (re)set its TTL; return the merged dict. Concurrent merges of different fields lose nothing.
+        Readable with `get(key)` like any value.
+
+        Records that several writers update at once (a call's record, fed by concurrent callbacks) use this instead
+        of get-then-put, which loses whichever write lands first.
+        """
+
+    @abstractmethod
+    async def acquire_lease(self, key: str, ttl_seconds: float) -> int | None:
+        """Take the lease `key` if nobody holds a live one. Returns a fencing token strictly greater than every token
+        issued for this key before (monotonic across processes); None if someone else holds it.
+
+        Adapters remember a key's last token for LEASE_MEMORY_SECONDS after its lease ends and never issue one below
+        the wall clock in milliseconds (`next_fencing_token`), so tokens keep rising after that memory is gone too.
+        """
+
+    @abstractmethod
+    async def renew_lease(self, key: str, token: int, ttl_seconds: float) -> bool:
+        """Extend the lease while `token` still holds it; False if it expired or another holder has it."""
+
+    @abstractmethod
+    async def release_lease(self, key: str, token: int) -> None:
+        """Release the lease if `token` holds it; nothing otherwise (never another holder's)."""
+
+    @abstractmethod
+    async def hit(self, key: str, window_seconds: float) -> int:
+        """Count one hit in the fixed rate-limit window `key`: the count starts at 1 on the first hit and the window
+        (and its count) expires `window_seconds` after that first hit. Returns the count including this hit."""
+
     async def close(self) -> None:
         """Release connections. The default holds none."""
+
+
+#: How long an adapter remembers a lease key's last fencing token after the lease ends. Past it, the wall clock
+#: alone keeps new tokens above old ones (see `next_fencing_token`), which an hour of clock skew would be needed to
+#: defeat.
+LEASE_MEMORY_SECONDS = 3600.0
+
+
+def next_fencing_token(last: int | None, now_seconds: float) -> int:
+    """The token for a new lease: above the key's last one, and never below the wall clock in milliseconds.
+
+    The clock floor is what keeps tokens rising when the store forgot the last one (its memory expired, or Redis
+    restarted empty): a fencing check that remembers a token of ours must not refuse every later holder.
+    """
+    return max((last or 0) + 1, int(now_seconds * 1000))
+
+
+def check_ttl(ttl_seconds: float) -> None:
+    """Refuse a TTL or window that is not a positive number of seconds (0, negative, NaN)."""
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")

@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from shared.stores.base import SessionState
+from shared.stores.base import LEASE_MEMORY_SECONDS, SessionState, check_ttl, next_fencing_token
 from shared.stores.sqlite import SqliteWorker, immediate
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS events (id TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, token INTEGER NOT NULL, expires_at REAL NOT NULL,
+                                   forget_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, count INTEGER NOT NULL, expires_at REAL NOT NULL);
 """
 
 T = TypeVar("T")
@@ -42,7 +45,7 @@ class SqliteSessionState(SessionState):
         return None if row is None else json.loads(row[0])
 
     async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         raw, expires = json.dumps(value), self._clock() + ttl_seconds
         await self._write(
             lambda c: c.execute("INSERT OR REPLACE INTO state (key, value, expires_at) VALUES (?, ?, ?)", (key, raw, expires))
@@ -52,7 +55,7 @@ class SqliteSessionState(SessionState):
         await self._db.run(lambda c: c.execute("DELETE FROM state WHERE key = ?", (key,)))
 
     async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         now = self._clock()
 
         def mark(conn: sqlite3.Connection) -> bool:
@@ -80,6 +83,77 @@ class SqliteSessionState(SessionState):
     async def set_counter(self, key: str, value: int) -> None:
         await self._db.run(lambda c: c.execute("INSERT OR REPLACE INTO counters (key, value) VALUES (?, ?)", (key, value)))
 
+    async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
+        check_ttl(ttl_seconds)
+
+        def merge(conn: sqlite3.Connection) -> dict[str, Any]:
+            # Read and write under the write lock, so no other process merges in between; the clock is read there
+            # too, so time spent waiting for the lock does not count against the TTLs.
+            with immediate(conn):
+                now = self._clock()
+                row = conn.execute("SELECT value FROM state WHERE key = ? AND expires_at > ?", (key, now)).fetchone()
+                merged = {**(json.loads(row[0]) if row else {}), **changes}
+                raw = json.dumps(merged)
+                conn.execute("INSERT OR REPLACE INTO state (key, value, expires_at) VALUES (?, ?, ?)",
+                             (key, raw, now + ttl_seconds))
+                return json.loads(raw)
+
+        return await self._write(merge)
+
+    async def acquire_lease(self, key: str, ttl_seconds: float) -> int | None:
+        check_ttl(ttl_seconds)
+
+        def acquire(conn: sqlite3.Connection) -> int | None:
+            with immediate(conn):
+                now = self._clock()
+                row = conn.execute("SELECT token, expires_at FROM leases WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[1] > now:
+                    return None
+                token = next_fencing_token(row[0] if row else None, now)
+                conn.execute(
+                    "INSERT OR REPLACE INTO leases (key, token, expires_at, forget_at) VALUES (?, ?, ?, ?)",
+                    (key, token, now + ttl_seconds, now + ttl_seconds + LEASE_MEMORY_SECONDS),
+                )
+                return token
+
+        return await self._write(acquire)
+
+    async def renew_lease(self, key: str, token: int, ttl_seconds: float) -> bool:
+        check_ttl(ttl_seconds)
+
+        def renew(conn: sqlite3.Connection) -> bool:
+            now = self._clock()
+            return conn.execute(
+                "UPDATE leases SET expires_at = ?, forget_at = ? WHERE key = ? AND token = ? AND expires_at > ?",
+                (now + ttl_seconds, now + ttl_seconds + LEASE_MEMORY_SECONDS, key, token, now),
+            ).rowcount == 1
+
+        return await self._write(renew)
+
+    async def release_lease(self, key: str, token: int) -> None:
+        # The row stays (ended) until forget_at, so the next token is above this one.
+        def release(conn: sqlite3.Connection) -> None:
+            now = self._clock()
+            conn.execute("UPDATE leases SET expires_at = ? WHERE key = ? AND token = ? AND expires_at > ?",
+                         (now, key, token, now))
+
+        await self._db.run(release)
+
+    async def hit(self, key: str, window_seconds: float) -> int:
+        check_ttl(window_seconds)
+
+        def count(conn: sqlite3.Connection) -> int:
+            with immediate(conn):  # an ended window starts again at 1
+                now = self._clock()
+                conn.execute("DELETE FROM hits WHERE key = ? AND expires_at <= ?", (key, now))
+                return conn.execute(
+                    "INSERT INTO hits (key, count, expires_at) VALUES (?, 1, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET count = count + 1 RETURNING count",
+                    (key, now + window_seconds),
+                ).fetchall()[0][0]  # fetchall: the statement must finish before the COMMIT
+
+        return await self._write(count)
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -89,10 +163,8 @@ class SqliteSessionState(SessionState):
         if self._writes % SWEEP_EVERY == 0:
             now = self._clock()
             await self._db.run(lambda c: (c.execute("DELETE FROM state WHERE expires_at <= ?", (now,)),
-                                          c.execute("DELETE FROM events WHERE expires_at <= ?", (now,))))
+                                          c.execute("DELETE FROM events WHERE expires_at <= ?", (now,)),
+                                          c.execute("DELETE FROM leases WHERE forget_at <= ?", (now,)),
+                                          c.execute("DELETE FROM hits WHERE expires_at <= ?", (now,))))
         return result
 
-
-def _check_ttl(ttl_seconds: float) -> None:
-    if not ttl_seconds > 0:
-        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")

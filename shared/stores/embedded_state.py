@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from shared.stores.base import SessionState
+from shared.stores.base import LEASE_MEMORY_SECONDS, SessionState, check_ttl, next_fencing_token
 
 #: Never sweep more often than this many writes, so small stores do not pay for a full scan on every put.
 _MIN_WRITES_BETWEEN_SWEEPS = 1024
@@ -63,6 +63,54 @@ class InProcessSessionState(SessionState):
         with self._lock:
             self._counters[key] = value
 
+    async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
+        check_ttl(ttl_seconds)
+        with self._lock:
+            raw = self._live(_state(key), time.monotonic())
+            merged = {**(json.loads(raw) if raw is not None else {}), **changes}
+            self._store(_state(key), json.dumps(merged), ttl_seconds)
+        return json.loads(json.dumps(merged))  # the caller's copy, as get would give it
+
+    async def acquire_lease(self, key: str, ttl_seconds: float) -> int | None:
+        check_ttl(ttl_seconds)
+        with self._lock:
+            now = time.monotonic()
+            lease = self._lease(key, now)
+            if lease is not None and lease["until"] > now:
+                return None
+            token = next_fencing_token(lease and lease["token"], time.time())
+            self._put_lease(key, token, now + ttl_seconds)
+            return token
+
+    async def renew_lease(self, key: str, token: int, ttl_seconds: float) -> bool:
+        check_ttl(ttl_seconds)
+        with self._lock:
+            now = time.monotonic()
+            lease = self._lease(key, now)
+            if lease is None or lease["token"] != token or lease["until"] <= now:
+                return False
+            self._put_lease(key, token, now + ttl_seconds)
+            return True
+
+    async def release_lease(self, key: str, token: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            lease = self._lease(key, now)
+            if lease is not None and lease["token"] == token and lease["until"] > now:
+                self._put_lease(key, token, now)  # ended, but its token is remembered
+
+    async def hit(self, key: str, window_seconds: float) -> int:
+        check_ttl(window_seconds)
+        with self._lock:
+            entry_key, now = _hit(key), time.monotonic()
+            raw = self._live(entry_key, now)
+            if raw is None:
+                self._store(entry_key, "1", window_seconds)
+                return 1
+            count = int(raw) + 1
+            self._entries[entry_key] = (self._entries[entry_key][0], str(count))  # the window keeps its end
+            return count
+
     # Under the lock ---------------------------------------------------------------------------------------------
 
     def _live(self, key: str, now: float) -> str | None:
@@ -74,8 +122,16 @@ class InProcessSessionState(SessionState):
             return None
         return entry[1]
 
+    def _lease(self, key: str, now: float) -> dict[str, Any] | None:
+        raw = self._live(_lease(key), now)
+        return None if raw is None else json.loads(raw)
+
+    def _put_lease(self, key: str, token: int, until: float) -> None:
+        # The entry outlives the lease by LEASE_MEMORY_SECONDS so the next token is above this one.
+        self._store(_lease(key), json.dumps({"token": token, "until": until}), until - time.monotonic() + LEASE_MEMORY_SECONDS)
+
     def _store(self, key: str, raw: str, ttl_seconds: float) -> None:
-        _check_ttl(ttl_seconds)
+        check_ttl(ttl_seconds)
         now = time.monotonic()
         self._entries[key] = (now + ttl_seconds, raw)
         self._writes_since_sweep += 1
@@ -99,6 +155,9 @@ def _event(event_id: str) -> str:
     return f"event:{event_id}"
 
 
-def _check_ttl(ttl_seconds: float) -> None:
-    if not ttl_seconds > 0:
-        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
+def _lease(key: str) -> str:
+    return f"lease:{key}"
+
+
+def _hit(key: str) -> str:
+    return f"hit:{key}"

@@ -172,6 +172,215 @@ async def test_a_counter_can_be_set_and_is_apart_from_state_keys(state: SessionS
     assert await state.counter(name) == 15
 
 
+# Merges -----------------------------------------------------------------------------------------------------------
+
+
+async def test_a_merge_creates_the_value_keeps_other_fields_and_reads_back_with_get(state: SessionState) -> None:
+    k = key()
+    assert await state.merge(k, {"state": "answering"}, ttl_seconds=60) == {"state": "answering"}
+    await state.put(k, {"state": "answering", "session_id": "s1", "slots": {"a": [1, None]}}, ttl_seconds=60)
+
+    merged = await state.merge(k, {"state": "connected", "connection_id": "c1"}, ttl_seconds=60)
+
+    expected = {"state": "connected", "session_id": "s1", "slots": {"a": [1, None]}, "connection_id": "c1"}
+    assert merged == expected
+    assert await state.get(k) == expected
+    merged["state"] = "changed by the caller"
+    assert (await state.get(k))["state"] == "connected"
+
+
+async def test_an_empty_value_and_odd_field_names_survive(state: SessionState) -> None:
+    k = key()
+    await state.put(k, {}, ttl_seconds=60)
+    assert await state.get(k) == {}
+    odd = {"": 1, "a/b": 2, "~0": 3, ".": 4, "é☎": 5, "_etag": 6, "id": 7}
+    assert await state.merge(k, odd, ttl_seconds=60) == odd
+    assert await state.get(k) == odd
+
+
+async def test_concurrent_merges_of_different_fields_lose_none(state: SessionState) -> None:
+    k = key()
+    await state.put(k, {"call_id": "c"}, ttl_seconds=60)
+
+    await asyncio.gather(*(state.merge(k, {f"field_{i}": i}, ttl_seconds=60) for i in range(40)))
+
+    assert await state.get(k) == {"call_id": "c", **{f"field_{i}": i for i in range(40)}}
+
+
+async def test_concurrent_merges_of_many_fields_on_a_new_key_lose_none(state: SessionState) -> None:
+    # Ten fields each: more than one Cosmos patch carries, so this drives its conditional whole-item writes.
+    k = key()
+    await asyncio.gather(
+        *(state.merge(k, {f"m{i}_{j}": j for j in range(10)}, ttl_seconds=60) for i in range(12))
+    )
+
+    assert await state.get(k) == {f"m{i}_{j}": j for i in range(12) for j in range(10)}
+
+
+async def test_a_merge_resets_the_ttl_and_never_revives_an_expired_value(state: SessionState) -> None:
+    k = key()
+    await state.put(k, {"old": 1}, ttl_seconds=SHORT_TTL)
+    await state.merge(k, {"kept": 1}, ttl_seconds=60)
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.get(k) == {"old": 1, "kept": 1}  # the merge's TTL replaced the put's
+
+    await state.merge(k, {"short": 1}, ttl_seconds=SHORT_TTL)
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.get(k) is None
+    assert await state.merge(k, {"new": 1}, ttl_seconds=60) == {"new": 1}
+
+
+# Leases -----------------------------------------------------------------------------------------------------------
+
+
+async def test_a_lease_goes_to_exactly_one_of_many_concurrent_acquirers(state: SessionState) -> None:
+    k = key()
+    tokens = await asyncio.gather(*(state.acquire_lease(k, ttl_seconds=60) for _ in range(20)))
+
+    assert sum(token is not None for token in tokens) == 1
+
+
+async def test_a_lease_expires_and_the_next_token_is_higher(state: SessionState) -> None:
+    k = key()
+    first = await state.acquire_lease(k, ttl_seconds=SHORT_TTL)
+    assert first is not None
+    assert await state.acquire_lease(k, ttl_seconds=SHORT_TTL) is None
+
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    second = await state.acquire_lease(k, ttl_seconds=60)
+    assert second is not None and second > first
+
+
+async def test_a_renewal_extends_a_live_lease_and_fails_after_expiry(state: SessionState) -> None:
+    k = key()
+    token = await state.acquire_lease(k, ttl_seconds=SHORT_TTL)
+    assert await state.renew_lease(k, token, ttl_seconds=60) is True
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.acquire_lease(k, ttl_seconds=60) is None  # renewed: still held
+
+    other = key()
+    token = await state.acquire_lease(other, ttl_seconds=SHORT_TTL)
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.renew_lease(other, token, ttl_seconds=60) is False  # expired, even with nobody else on it
+    assert await state.acquire_lease(other, ttl_seconds=60) is not None
+
+
+async def test_a_stale_token_neither_renews_nor_releases_the_next_holders_lease(state: SessionState) -> None:
+    k = key()
+    stale = await state.acquire_lease(k, ttl_seconds=SHORT_TTL)
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    holder = await state.acquire_lease(k, ttl_seconds=60)
+    assert holder is not None and holder > stale
+
+    await state.release_lease(k, stale)
+    assert await state.renew_lease(k, stale, ttl_seconds=60) is False
+    assert await state.acquire_lease(k, ttl_seconds=60) is None
+
+    await state.release_lease(k, holder)
+    assert await state.renew_lease(k, holder, ttl_seconds=60) is False  # released is over
+    following = await state.acquire_lease(k, ttl_seconds=60)
+    assert following is not None and following > holder
+    await state.release_lease(key(), 1)  # never held: no error
+
+
+async def test_lease_tokens_strictly_increase(state: SessionState) -> None:
+    k, tokens = key(), []
+    for _ in range(6):
+        token = await state.acquire_lease(k, ttl_seconds=60)
+        assert token is not None
+        tokens.append(token)
+        await state.release_lease(k, token)
+
+    assert tokens == sorted(set(tokens))
+    assert await state.acquire_lease(key(), ttl_seconds=60) > tokens[-1] - 60_000  # a new key: from the clock
+
+
+async def test_lease_and_merge_refuse_a_non_positive_ttl(state: SessionState) -> None:
+    for call in (lambda: state.acquire_lease(key(), 0), lambda: state.merge(key(), {"v": 1}, -1),
+                 lambda: state.hit(key(), 0)):
+        with pytest.raises(ValueError):
+            await call()
+
+
+# Rate-limit windows -----------------------------------------------------------------------------------------------
+
+
+async def test_hits_are_counted_once_each_and_the_window_expires(state: SessionState) -> None:
+    k = key()
+    counts = await asyncio.gather(*(state.hit(k, window_seconds=SHORT_TTL * 2) for _ in range(20)))
+    assert sorted(counts) == list(range(1, 21))
+
+    await asyncio.sleep(SHORT_TTL * 2 + 0.3)
+    assert await state.hit(k, window_seconds=60) == 1
+    assert await state.hit(k, window_seconds=60) == 2
+
+
+async def test_a_window_ends_after_its_first_hit_however_many_follow(state: SessionState) -> None:
+    k = key()
+    assert await state.hit(k, window_seconds=SHORT_TTL * 2) == 1
+    await asyncio.sleep(SHORT_TTL)
+    assert await state.hit(k, window_seconds=SHORT_TTL * 2) == 2  # does not push the window's end out
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.hit(k, window_seconds=SHORT_TTL * 2) == 1
+
+
+# Two processes (here: two adapters on one store) share merges and leases ---------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "redis", "cosmos"])
+async def two_clients(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[tuple[SessionState, SessionState]]:
+    if request.param == "sqlite":
+        pair = (SqliteSessionState(tmp_path / "s.sqlite3"), SqliteSessionState(tmp_path / "s.sqlite3"))
+        for client in pair:  # open one after the other: two first opens at once can find the file locked
+            await client.get("warm-up")
+    elif request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+        pair = (RedisSessionState(url), RedisSessionState(url))
+    else:
+        emulator, container = request.getfixturevalue("cosmos_emulator"), f"shared_{uuid.uuid4().hex[:12]}"
+        pair = tuple(
+            CosmosSessionState(emulator.endpoint, emulator.key, "switchboard_tests", container, verify_tls=False,
+                               create_container=True)
+            for _ in range(2)
+        )
+        await pair[0].ensure()
+    yield pair
+    for client in pair:
+        await client.close()
+
+
+async def test_merges_and_leases_hold_across_processes(two_clients: tuple[SessionState, SessionState]) -> None:
+    a, b = two_clients
+    k, lease = key(), key()
+    await asyncio.gather(*(client.merge(k, {f"f{i}": i}, ttl_seconds=60) for i in range(30) for client in (a, b)))
+    assert await b.get(k) == {f"f{i}": i for i in range(30)}
+
+    tokens = await asyncio.gather(*(client.acquire_lease(lease, ttl_seconds=60) for _ in range(10) for client in (a, b)))
+    winner = [t for t in tokens if t is not None]
+    assert len(winner) == 1
+    await (a if await a.renew_lease(lease, winner[0], 60) else b).release_lease(lease, winner[0])
+    assert await b.acquire_lease(lease, ttl_seconds=60) > winner[0]
+
+
+# Redis only: values written before they were hashes are still read and merged ------------------------------------
+
+
+async def test_redis_reads_and_merges_a_value_stored_as_one_json_string(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    raw, state, k = aioredis.from_url(redis_url), RedisSessionState(redis_url), key()
+    try:
+        await raw.set(f"sb:state:{k}", '{"state": "connected", "connection_id": "c1"}', px=60_000)
+        assert await state.get(k) == {"state": "connected", "connection_id": "c1"}
+        assert await state.merge(k, {"media": "streaming"}, ttl_seconds=60) == {
+            "state": "connected", "connection_id": "c1", "media": "streaming"
+        }
+        assert 0 < await raw.pttl(f"sb:state:{k}") <= 60_000
+    finally:
+        await raw.aclose()
+        await state.close()
+
+
 # Redis only: an outage is Unavailable, quickly, and the store recovers --------------------------------------------
 
 

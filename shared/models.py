@@ -107,6 +107,7 @@ class Delivery(StrEnum):
     DELIVERED = "delivered"
     READ = "read"
     FAILED = "failed"  # `error` says why; a permanent send failure or the channel's failed status
+    SUPERSEDED = "superseded"  # outbound: never sent, because the same text was already on its way (`error` says which)
 
 
 @dataclass

@@ -4,6 +4,11 @@ WhatsApp lets a business send free text only within 24 hours of the customer's l
 Replies decided outside that window are *held*, and one approved template goes out instead to invite the customer
 back; their next message reopens the window and releases what was held, before the answer to that message.
 
+A customer never gets the same words twice for one question: a text is queued only if no message with the same text
+is still owed, or went out since the customer last wrote. Held replies released together with the answer to a newer
+message, or the resend of a text refused for the window, would otherwise repeat what that answer says (the customer
+asked again meanwhile). The copy that is not sent stays on the log as SUPERSEDED, naming the one that went instead.
+
 Every function here is a pure function of the session and the clock passed in: they run inside optimistic-
 concurrency writes, which may apply them more than once.
 """
@@ -22,6 +27,8 @@ OUTSIDE_WINDOW = "131047"
 #: Outbound statuses only move forward; FAILED is final.
 _RANK = {Delivery.PENDING: 0, Delivery.HELD: 0, Delivery.ACCEPTED: 1, Delivery.SENT: 2, Delivery.DELIVERED: 3,
          Delivery.READ: 4}
+#: An outbound message in one of these is with the customer, or will be.
+_GOING = (Delivery.PENDING, Delivery.ACCEPTED, Delivery.SENT, Delivery.DELIVERED, Delivery.READ)
 #: Namespace of our repeatability ids, so the same inbound message and reply index always give the same id.
 _SEND_IDS = uuid.UUID("5f1d3c2e-8a47-4f0e-9d61-2b7c4e9a0f13")
 
@@ -63,16 +70,17 @@ def record_exchange(
         session.last_inbound_at = received  # a late redelivery of an older message must not move the window back
 
     in_window = window_open(session, now)
-    if in_window:
-        for message in session.messages:
-            if message.direction == "out" and message.status is Delivery.HELD:
-                message.status, message.updated_at = Delivery.PENDING, stamp
+    if in_window:  # what was held goes first, oldest first, then this message's answer
+        for message in [m for m in session.messages if m.direction == "out" and m.status is Delivery.HELD]:
+            _release(session, message, stamp)
     for index, text in enumerate(replies):
-        session.add_message(ChannelMessage(
+        reply = ChannelMessage(
             key=send_key(inbound.message_id, str(index)), direction="out", kind="text", text=text,
-            status=Delivery.PENDING if in_window else Delivery.HELD, reply_to=inbound.message_id,
-            at=stamp, updated_at=stamp,
-        ))
+            status=Delivery.HELD, reply_to=inbound.message_id, at=stamp, updated_at=stamp,
+        )
+        session.add_message(reply)
+        if in_window:
+            _release(session, reply, stamp)
     if replies and not in_window:
         _invite_back(session, inbound.message_id, template, stamp)
 
@@ -92,8 +100,9 @@ def record_send(session: ChannelSession, key: str, message_id: str | None, error
 def record_status(session: ChannelSession, update: DeliveryStatus, template: str, now: datetime) -> bool:
     """Apply a delivery status to the message it is about. False if this session never sent that message.
 
-    A text that fails because the window had closed (by WhatsApp's clock, if not ours) is held again under a new
-    key, and the template goes out in its place.
+    A text that fails because the window had closed (by WhatsApp's clock, if not ours) is sent again under a new
+    key: at once if the customer has written since it was decided (their message reopened the window), otherwise
+    held, with the template going out in its place.
     """
     message = session.message(message_id=update.message_id)
     if message is None or message.direction != "out":
@@ -106,16 +115,41 @@ def record_status(session: ChannelSession, update: DeliveryStatus, template: str
         if update.error_code == OUTSIDE_WINDOW and message.kind == "text":
             again = send_key(message.key, "again")
             if session.message(key=again) is None:
-                session.add_message(ChannelMessage(
+                resend = ChannelMessage(
                     key=again, direction="out", kind="text", text=message.text, status=Delivery.HELD,
                     reply_to=message.reply_to, at=stamp, updated_at=stamp,
-                ))
-                _invite_back(session, message.key, template, stamp)
+                )
+                session.add_message(resend)
+                if (session.last_inbound_at or "") > message.at:
+                    _release(session, resend, stamp)
+                else:
+                    _invite_back(session, message.key, template, stamp)
         return True
     new = Delivery(update.status)
     if _RANK[new] > _RANK.get(message.status, 0):
         message.status, message.updated_at = new, stamp
     return True
+
+
+def _release(session: ChannelSession, message: ChannelMessage, stamp: str) -> None:
+    """Let a held text go out, unless the same words are already on their way (then it is superseded)."""
+    twin = _going_out(session, message)
+    if twin is None:
+        message.status = Delivery.PENDING
+    else:
+        message.status, message.error = Delivery.SUPERSEDED, f"the same text went out as {twin.key}"
+    message.updated_at = stamp
+
+
+def _going_out(session: ChannelSession, message: ChannelMessage) -> ChannelMessage | None:
+    """Another text with these words that is still owed, or that went out since the customer last wrote."""
+    since = session.last_inbound_at or ""
+    for other in session.messages:
+        if other is message or other.direction != "out" or other.kind != "text" or other.text != message.text:
+            continue
+        if other.status is Delivery.PENDING or (other.status in _GOING and other.at >= since):
+            return other
+    return None
 
 
 def _invite_back(session: ChannelSession, cause: str, template: str, stamp: str) -> None:

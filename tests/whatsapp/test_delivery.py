@@ -97,3 +97,40 @@ def test_a_permanent_send_failure_is_recorded_with_its_reason() -> None:
     message = session.message(key=key)
     assert (message.status, message.error) == (Delivery.FAILED, "ACS rejected the message (400): bad number")
     assert delivery.owed(session) == []
+
+
+def test_held_replies_released_beside_the_same_answer_go_out_once() -> None:
+    # The customer asked outside the window, then asked again: the held answer and the new one say the same thing.
+    session = ChannelSession("s", Channel.WHATSAPP)
+    delivery.record_exchange(session, inbound("m1", age=timedelta(hours=25)), ["hello", "balance"], "t", NOW)
+    delivery.record_exchange(session, inbound("m2"), ["balance", "balance"], "t", NOW)
+    assert [m.text for m in delivery.owed(session)] == ["hello", "balance", "t"]
+    held_balance = session.message(key=delivery.send_key("m1", "1"))
+    for index in ("0", "1"):
+        copy = session.message(key=delivery.send_key("m2", index))
+        assert copy.status is Delivery.SUPERSEDED and copy.error == f"the same text went out as {held_balance.key}"
+
+
+def test_the_same_answer_to_a_later_question_still_goes_out() -> None:
+    session = ChannelSession("s", Channel.WHATSAPP)
+    delivery.record_exchange(session, inbound("m1", age=timedelta(minutes=2)), ["balance"], "t", NOW - timedelta(minutes=2))
+    delivery.record_send(session, delivery.owed(session)[0].key, "r1", None, NOW - timedelta(minutes=2))
+    delivery.record_exchange(session, inbound("m2"), ["balance"], "t", NOW)
+    assert [m.text for m in delivery.owed(session)] == ["balance"]  # asked again after the first answer: answered
+
+
+def test_a_text_refused_after_the_customer_wrote_again_is_resent_at_once_unless_already_answered() -> None:
+    session = ChannelSession("s", Channel.WHATSAPP)
+    delivery.record_exchange(session, inbound("m1", age=timedelta(minutes=1)), ["hello", "balance"], "t",
+                             NOW - timedelta(minutes=1))
+    first, second = delivery.owed(session)
+    delivery.record_send(session, first.key, "r1", None, NOW - timedelta(minutes=1))
+    delivery.record_send(session, second.key, "r2", None, NOW - timedelta(minutes=1))
+    delivery.record_exchange(session, inbound("m2"), ["balance"], "t", NOW)  # the window reopened meanwhile
+
+    delivery.record_status(session, status("r1", "failed", delivery.OUTSIDE_WINDOW), "t", NOW)
+    delivery.record_status(session, status("r2", "failed", delivery.OUTSIDE_WINDOW), "t", NOW)
+    assert [(m.kind, m.text) for m in delivery.owed(session)] == [("text", "balance"), ("text", "hello")]
+    resent_balance = session.message(key=delivery.send_key(second.key, "again"))
+    assert resent_balance.status is Delivery.SUPERSEDED  # m2's answer says it already
+    assert not [m for m in session.messages if m.kind == "template"]  # nothing to invite the customer back for

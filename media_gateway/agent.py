@@ -111,9 +111,10 @@ class AgentProcessor(FrameProcessor):
         if reply.interrupted:
             await self._keep_what_was_heard(reply)
 
-    async def _keep_what_was_heard(self, reply: ReplyHandle) -> None:
+    async def _keep_what_was_heard(self, reply: ReplyHandle, *, switch_failed: bool = False) -> None:
         try:
-            await self._conversation.interrupted(self._call.session_id, self._call.customer_id, reply.heard())
+            await self._conversation.interrupted(self._call.session_id, self._call.customer_id, reply.heard(),
+                                                 switch_failed=switch_failed)
         except SwitchboardError as exc:  # the full reply stays in the transcript; the call goes on
             log.warning("call %s: could not cut the interrupted reply in the transcript: %s", self._call.call_id, exc)
 
@@ -140,8 +141,10 @@ class AgentProcessor(FrameProcessor):
         await self.push_frame(ReplyEndFrame(reply))
         await reply.wait_for_playout()
         self._stats.turn(metrics)
-        if reply.interrupted and outcome is not None:
-            await self._keep_what_was_heard(reply)
+        # A switch that could not start was apologised for after the saved reply: the transcript keeps that too.
+        switch_failed = outcome is not None and outcome.switch_to is not None and ending is None
+        if (reply.interrupted or switch_failed) and outcome is not None:
+            await self._keep_what_was_heard(reply, switch_failed=switch_failed)
         if ending is not None:
             self._request_end(ending)
         return ending is not None

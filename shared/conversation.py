@@ -191,11 +191,14 @@ class Conversation:
             raise NotFound(f"no session {session_id!r} for this customer")
         return customer.sessions[session_id]
 
-    async def interrupted(self, session_id: str, customer_id: str, heard: list[Reply]) -> None:
+    async def interrupted(
+        self, session_id: str, customer_id: str, heard: list[Reply], *, switch_failed: bool = False
+    ) -> None:
         """Voice barge-in: the customer cut the latest reply short, so the transcript keeps only what they heard.
 
         Replaces the agent turns after the session's last customer turn (the reply, or the greeting) with `heard`,
-        which is empty when none of it was heard.
+        which is empty when none of it was heard. `switch_failed`: the switch that turn accepted could not start
+        and the caller was told so; `heard` has the apology, and the turn no longer records the switch as accepted.
         """
 
         def cut(customer: Customer) -> None:
@@ -206,6 +209,8 @@ class Conversation:
             while keep and session.turns[keep - 1].role == "agent":
                 keep -= 1
             del session.turns[keep:]
+            if switch_failed and keep:
+                session.turns[keep - 1].switch_to = None
             for reply in heard:
                 session.add_turn(Turn("agent", reply.text, reply.agent))
 
@@ -305,7 +310,7 @@ class Conversation:
         on_save: OnSave | None = None,
         key: str | None = None,
     ) -> Customer:
-        turns = [Turn(role="customer", text=text, agent=agent, key=key)] + [
+        turns = [Turn(role="customer", text=text, agent=agent, key=key, switch_to=switch_to)] + [
             Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
         ]
 
@@ -353,4 +358,6 @@ def _replay(customer: Customer, session_id: str, key: str) -> TurnOutcome | None
         return None
     replies = [Reply(t.text, t.agent or session.active_agent or "", t.tool) for t in answered]
     agent = replies[-1].agent if replies else session.active_agent or ""
-    return TurnOutcome(replies, agent, customer, replayed=True)
+    # The accepted switch too: the first request may have failed to start the handoff after saving the turn.
+    asked = next(t for t in session.turns if t.role == "customer" and t.key == key)
+    return TurnOutcome(replies, agent, customer, asked.switch_to, replayed=True)

@@ -11,6 +11,7 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import partial
 
 from shared import telemetry
 from shared.bootstrap import Services
@@ -102,8 +103,18 @@ async def save_context(services: Services, plan: HandoffPlan, summary: str) -> s
         save(customer)
 
     await services.customers.update(owner.customer_id, take_over)
+    await services.customers.update(source.customer_id, partial(_hand_on, plan, owner.customer_id))
     log.info("handoff %s continues on %s's record, the holder of the phone number", plan.instance_id, owner.customer_id)
     return owner.customer_id
+
+
+def _hand_on(plan: HandoffPlan, owner_id: str, customer: Customer) -> None:
+    """The source record's copy of a handoff that moved to the phone owner's: closed, saying where it went. The
+    orchestration only follows the owner's from here, so an open copy would stay open forever (and a link or a
+    redelivery checking it would think the handoff still wanted)."""
+    handoff = customer.handoff
+    if handoff is not None and handoff.instance_id == plan.instance_id and handoff.open:
+        handoff.status, handoff.moved_to, handoff.updated_at = HandoffStatus.MOVED, owner_id, utcnow()
 
 
 async def invite(services: Services, plan: HandoffPlan) -> dict:

@@ -80,10 +80,13 @@ class Turn:
     at: str = field(default_factory=utcnow)
     tool: str | None = None  # agent turns: the tool whose result this reply gives (summaries quote these)
     key: str | None = None  # customer turns: the client's idempotency key, so a retried request runs no second turn
+    # Customer turns: the channel they accepted to move to, so a retried request starts the handoff the first one
+    # promised but may have failed to start.
+    switch_to: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for optional in ("tool", "key"):
+        for optional in ("tool", "key", "switch_to"):
             if data[optional] is None:
                 del data[optional]
         return data
@@ -92,7 +95,7 @@ class Turn:
     def from_dict(cls, data: dict[str, Any]) -> Turn:
         return cls(
             role=data["role"], text=data["text"], agent=data.get("agent"), at=data.get("at") or utcnow(),
-            tool=data.get("tool"), key=data.get("key"),
+            tool=data.get("tool"), key=data.get("key"), switch_to=data.get("switch_to"),
         )
 
 
@@ -216,6 +219,7 @@ class HandoffStatus(StrEnum):
     ENGAGED = "engaged"  # the customer wrote on the new channel: the conversation continues there
     EXPIRED = "expired"  # nobody came; the context stays on the record for next time
     FAILED = "failed"  # a step kept failing past its retries (the invite could not go out); the context stays
+    MOVED = "moved"  # it continues on another record (`moved_to`, the phone number's owner), which drives it from now
 
 
 @dataclass
@@ -231,6 +235,7 @@ class Handoff:
     updated_at: str = field(default_factory=utcnow)
     to_session_id: str | None = None  # the session that continued it, once engaged
     traceparent: str | None = None  # W3C trace context of the handoff's start: the new channel's turn continues it
+    moved_to: str | None = None  # MOVED: the customer record the handoff continues on
 
     @property
     def open(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -453,3 +454,121 @@ def test_a_redelivered_whatsapp_request_to_move_to_web_chat_starts_one_handoff(s
                                 or m["kind"] == "template"])
     assert len(links) == 1, links
     assert [t.role for t in session.turns].count("customer") == 2  # the redelivery ran no second turn
+
+
+class WebChat:
+    """A web chat visitor talking to the host, as the chat page would."""
+
+    def __init__(self, stack: Stack) -> None:
+        created = stack.client.post(stack.url("/api/webchat/sessions"))
+        assert created.status_code == 201, created.text
+        self.stack, self.session_id = stack, created.json()["session_id"]
+        self.auth = {"Authorization": f"Bearer {created.json()['token']}"}
+
+    def post(self, text: str, key: str | None = None) -> httpx.Response:
+        headers = {**self.auth, **({"Idempotency-Key": key} if key else {})}
+        return self.stack.client.post(self.stack.url(f"/api/webchat/sessions/{self.session_id}/messages"),
+                                      json={"text": text}, headers=headers)
+
+    def say(self, text: str) -> str:
+        response = self.post(text)
+        assert response.status_code == 200, response.text
+        return " ".join(r["text"] for r in response.json()["replies"])
+
+    def turns(self) -> list[dict[str, Any]]:
+        response = self.stack.client.get(self.stack.url(f"/api/webchat/sessions/{self.session_id}"), headers=self.auth)
+        assert response.status_code == 200, response.text
+        return response.json()["turns"]
+
+
+def _records(stack: Stack, *identities: Identity) -> list[Customer | None]:
+    async def read() -> list[Customer | None]:
+        store = SqliteCustomerStore(stack.data_dir / "customers.sqlite3")
+        try:
+            return [await store.find_by_identity(identity) for identity in identities]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_a_web_chat_handoff_whose_start_failed_starts_once_on_the_clients_retry(stack: Stack) -> None:
+    """Defect 4: the turn that accepts WhatsApp is saved, then the handoff's start fails (the task hub is locked by
+    another writer past SQLite's busy timeout, as the Durable store failing at that moment), so the client gets a
+    500. Its retry with the same Idempotency-Key replays the saved turn, and starts the handoff it promised: one
+    orchestration, one invite, and the customer told once."""
+    phone = new_phone()
+    chat = WebChat(stack)
+    chat.say(f"my lights are out, my number is {phone[2:5]}-{phone[5:8]}-{phone[8:]}")
+    hub = sqlite3.connect(stack.data_dir / "durable.sqlite3", timeout=0)
+    hub.execute("BEGIN IMMEDIATE")  # the engine cannot write until this rolls back
+    try:
+        first = chat.post("can we do this on WhatsApp?", key="move-1")
+    finally:
+        hub.rollback()
+        hub.close()
+    assert first.status_code == 500, first.text
+
+    retried = chat.post("can we do this on WhatsApp?", key="move-1")
+    assert retried.status_code == 200, retried.text
+    assert "sending you a WhatsApp message" in " ".join(r["text"] for r in retried.json()["replies"])
+    instance_id = f"handoff-{chat.session_id}"
+    invite = eventually(lambda: [m for m in stack.outbox(phone) if m["kind"] == "template"])
+    assert [m["template"] for m in invite] == ["switchboard_handoff_invite"]
+    assert eventually(lambda: stack.handoff(instance_id)["step"] == "waiting")
+
+    again = chat.post("can we do this on WhatsApp?", key="move-1")  # a third try changes nothing
+    assert again.status_code in (200, 409), again.text
+    history = stack.client.get(stack.url(f"/runtime/webhooks/durabletask/instances/{instance_id}"),
+                               params={"showHistory": "true"}).json()["historyEvents"]
+    assert [e["EventType"] for e in history].count("ExecutionStarted") == 1
+    assert len([m for m in stack.outbox(phone) if m["kind"] == "template"]) == 1
+    told = [t for t in chat.turns() if "sending you a WhatsApp message" in t["text"]]
+    asked = [t for t in chat.turns() if t["role"] == "customer" and "WhatsApp" in t["text"]]
+    assert len(told) == 1 and len(asked) == 1, chat.turns()
+
+
+async def test_many_concurrent_acceptances_start_one_handoff(stack: Stack, voice) -> None:
+    """Defect 8: the gateway (or a retrying client) starts the same handoff many times at once. Every request gets
+    the one instance's id; one orchestration runs (the extension refuses to restart a running one, and the losers
+    find the winner's), and the invite goes out once."""
+    caller = voice(new_phone())
+    await caller.dial()
+    await caller.say("my power is out, account 100200311")
+    assert await caller.say("sure") == "whatsapp"
+    headers = {"Authorization": f"Bearer {stack.control_token(caller.session_id, caller.customer_id)}"}
+    body = {"customer_id": caller.customer_id, "session_id": caller.session_id, "to_channel": "whatsapp"}
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        answers = await asyncio.gather(*(client.post(stack.url("/api/handoffs"), json=body, headers=headers)
+                                         for _ in range(16)))
+
+    assert [a.status_code for a in answers] == [202] * 16, [a.text for a in answers if a.status_code != 202]
+    instance_id = f"handoff-{caller.session_id}"
+    assert {a.json()["id"] for a in answers} == {instance_id}
+    eventually(lambda: stack.handoff(instance_id)["step"] == "waiting")
+    history = stack.client.get(stack.url(f"/runtime/webhooks/durabletask/instances/{instance_id}"),
+                               params={"showHistory": "true"}).json()["historyEvents"]
+    assert [e["EventType"] for e in history].count("ExecutionStarted") == 1
+    assert [m["template"] for m in stack.outbox(caller.phone) if m["kind"] == "template"] == [
+        "switchboard_handoff_invite"]
+
+
+def test_the_visitors_own_record_lets_go_of_a_handoff_that_moved_to_the_phone_owner(stack: Stack) -> None:
+    """Defect 11: a web chat visitor gives a known customer's number and moves to WhatsApp; the handoff continues on
+    the owner's record. The visitor's record must not keep an open handoff that nothing will ever move on: it says
+    where the handoff went."""
+    owner_phone = "+15555550122"
+    chat = WebChat(stack)
+    chat.say("what's my balance? my number is 555-555-0122")
+    assert "sending you a WhatsApp message" in chat.say("can we do this on WhatsApp?")
+    instance_id = f"handoff-{chat.session_id}"
+    eventually(lambda: stack.handoff(instance_id)["step"] == "waiting")
+
+    visitor, owner = _records(stack, Identity(IdentityKind.WEBCHAT, chat.session_id),
+                              Identity(IdentityKind.PHONE, owner_phone))
+    assert visitor is not None and owner is not None and visitor.customer_id != owner.customer_id
+    assert owner.handoff is not None and owner.handoff.instance_id == instance_id and owner.handoff.open
+    assert visitor.handoff is not None and visitor.handoff.instance_id == instance_id
+    assert not visitor.handoff.open, f"the visitor's copy of the handoff stays {visitor.handoff.status.value}"
+    assert visitor.handoff.moved_to == owner.customer_id

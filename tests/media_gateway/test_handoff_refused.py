@@ -1,0 +1,85 @@
+"""A caller accepts to move to WhatsApp and the function app refuses to start the handoff: the caller hears the
+acceptance, then the apology, and stays on the line; the transcript says what they heard, not that they moved.
+
+The gateway runs its real hooks (media_gateway/hooks.py) against a function app that answers 503 to
+`POST /api/handoffs`, the boundary where the handoff's start fails in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from media_gateway.hooks import build_hooks
+from media_gateway.server import Gateway, create_app
+from shared.models import SessionStatus
+from tests.media_gateway.caller import AcsCaller
+from tests.media_gateway.conftest import RunningGateway
+
+
+class RefusingFunctionApp:
+    """The function app's call routes, with the handoff's start failing as during a Durable or store outage."""
+
+    def __init__(self) -> None:
+        self.handoffs = 0
+        self.hangups = 0
+
+    async def start_handoff(self, request: web.Request) -> web.Response:
+        self.handoffs += 1
+        return web.json_response({"error": "a backing service is unavailable; try again shortly"}, status=503)
+
+    async def hang_up(self, request: web.Request) -> web.Response:
+        self.hangups += 1
+        return web.json_response({}, status=202)
+
+
+@pytest.fixture
+async def refusing_gateway(services, offline_engines) -> AsyncIterator[tuple[RunningGateway, RefusingFunctionApp]]:
+    functions = RefusingFunctionApp()
+    app = web.Application()
+    app.router.add_post("/api/handoffs", functions.start_handoff)
+    app.router.add_post("/api/calls/{call_id}/hangup", functions.hang_up)
+    function_runner = web.AppRunner(app)
+    await function_runner.setup()
+    function_site = web.TCPSite(function_runner, "127.0.0.1", 0)
+    await function_site.start()
+    function_port = function_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    running = Gateway(services, offline_engines, hooks=build_hooks(f"http://127.0.0.1:{function_port}"))
+    runner = web.AppRunner(create_app(running))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield RunningGateway(running, f"http://127.0.0.1:{port}", services, [], []), functions
+    await runner.cleanup()
+    await function_runner.cleanup()
+
+
+async def test_a_refused_handoff_is_apologised_for_and_the_transcript_says_so(refusing_gateway, speech) -> None:
+    gateway, functions = refusing_gateway
+    call = await gateway.open_call("+15555550100")  # Jordan Lee: we have their number for WhatsApp
+    async with aiohttp.ClientSession() as http:
+        caller = await AcsCaller.connect(http, call.url)
+        await caller.wait_audio(time.monotonic(), timeout=10)
+        asked = caller.say(speech("can we do this on WhatsApp instead?"))  # over the greeting
+        await asyncio.wait_for(asked.done.wait(), timeout=15)
+        await caller.wait_audio(asked.finished_at, timeout=30)
+        await caller.wait_quiet(1.5, timeout=60)  # the acceptance, then the apology, played out
+        still_on_the_line = not caller.closed.is_set()
+        await caller.close()
+
+    assert functions.handoffs == 1 and functions.hangups == 0
+    assert still_on_the_line, "a caller whose handoff did not start must not be hung up on"
+    session = await gateway.services.conversation.transcript(call.session_id, call.customer_id)
+    asked_turn = max(i for i, t in enumerate(session.turns) if t.role == "customer")
+    answer = " ".join(t.text for t in session.turns[asked_turn + 1:])
+    assert "sending you a WhatsApp message" in answer  # what they heard first...
+    assert "can't move this conversation to WhatsApp" in answer, answer  # ...and what they heard next
+    assert session.turns[asked_turn].switch_to is None, "the turn still records the switch as accepted"
+    assert session.status is SessionStatus.ACTIVE

@@ -228,7 +228,7 @@ class CallService:
         record = await self.state.get(_key(call_id))
         if record is None:
             raise NotFound(f"no call {call_id!r}")
-        return record
+        return {**record, "state": _state(record)}
 
     async def describe(self, call_id: str) -> dict[str, Any]:
         """The call's record (less the customer id) and the status of its voice session on the customer record."""
@@ -253,23 +253,28 @@ class CallService:
     # Bookkeeping -----------------------------------------------------------------------------------------------
 
     async def _remember(self, call_id: str, **changes: Any) -> dict[str, Any]:
-        # Read-merge-write: two callbacks of one call landing together may race, and each writes only its own keys.
-        record = {**(await self.state.get(_key(call_id)) or {"call_id": call_id}), **changes, "updated_at": utcnow()}
-        await self.state.put(_key(call_id), record, self.settings.call_token_ttl_seconds)
-        return record
+        # Field by field, atomically in the store: a call's callbacks land together (CallConnected and
+        # MediaStreamingStarted within milliseconds, on any instance) and each sets only its own fields. Reading,
+        # merging and writing the whole record here lost the connection id, and hang-up and transfer with it.
+        changes = {"call_id": call_id, **changes, "updated_at": utcnow()}
+        return await self.state.merge(_key(call_id), changes, self.settings.call_token_ttl_seconds)
 
-    async def _finish(self, ref: CallRef, state: str, status: SessionStatus) -> None:
-        record = await self.state.get(_key(ref.call_id)) or {}
-        if record.get("state") in ("transferred", "failed") and state == "ended":
-            state = record["state"]  # the disconnect that follows a transfer keeps "transferred"
-        await self._remember(ref.call_id, state=state)
+    async def _finish(self, ref: CallRef, outcome: str, status: SessionStatus) -> None:
+        # Each ending has a field of its own and the call's state is derived from them (`_state`), so endings that
+        # land together (a transfer accepted, the disconnect after it) cannot overwrite one another.
+        record = await self._remember(ref.call_id, **{f"{outcome}_at": utcnow()})
         await self.services.queue.call_ended(ref.call_id)
+        if _state(record) == "transferred":
+            status = SessionStatus.TRANSFERRED  # the disconnect that follows a transfer keeps "transferred"
         await self._set_session_status(ref.customer_id, ref.session_id, status)
 
     async def _set_session_status(self, customer_id: str, session_id: str, status: SessionStatus) -> None:
         def close(customer: Customer) -> None:
             session = customer.sessions.get(session_id)
-            if session is not None and session.status is SessionStatus.ACTIVE:
+            closable = {SessionStatus.ACTIVE}
+            if status is SessionStatus.TRANSFERRED:
+                closable.add(SessionStatus.COMPLETED)  # a transfer applied just after its disconnect still counts
+            if session is not None and session.status in closable:
                 session.status = status
                 session.updated_at = utcnow()
 
@@ -278,6 +283,15 @@ class CallService:
 
 def _key(call_id: str) -> str:
     return f"call:{call_id}"
+
+
+#: How a call can end, strongest first: a call transferred and then disconnected was transferred.
+_OUTCOMES = ("transferred", "failed", "ended")
+
+
+def _state(record: dict[str, Any]) -> str | None:
+    """The call's strongest recorded ending (`<outcome>_at` fields), whatever arrived after it; else its progress."""
+    return next((outcome for outcome in _OUTCOMES if record.get(f"{outcome}_at")), record.get("state"))
 
 
 def _verifier(audience: str, openid_url: str) -> AcsJwtVerifier:

@@ -80,6 +80,7 @@ def local_host(**settings: str) -> Iterator[BenchHost]:
         "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
         "SWITCHBOARD_POLICY": "offline",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "WEBCHAT_SESSIONS_PER_ADDRESS": "0",  # a benchmark is one address starting sessions as fast as it can
         "PYTHONUNBUFFERED": "1",
         **settings,
     }

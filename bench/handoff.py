@@ -58,11 +58,11 @@ async def one_run(host: BenchHost, conversation: Conversation, client: httpx.Asy
     outcome = await conversation.turn(session_id, customer_id, "yes please")
     assert outcome.switch_to == "whatsapp", outcome.replies
 
-    token = TokenSigner(load_secret("", host.data_dir)).issue("media", 600, sid=session_id, cid=customer_id)
+    token = TokenSigner(load_secret("", host.data_dir)).issue("call-control", 600, sid=session_id, cid=customer_id)
     started = time.perf_counter()
     response = await client.post(
         f"{host.url}/api/handoffs", json={"customer_id": customer_id, "session_id": session_id, "to_channel": "whatsapp"},
-        headers={"Authorization": f"Bearer {token}"},  # the call's media token, as the gateway sends it
+        headers={"Authorization": f"Bearer {token}"},  # the call's control token, as the gateway sends it
     )
     response.raise_for_status()
     invited = await wait_for(client, host.acs_url, phone, "template", 0)

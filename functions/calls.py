@@ -2,7 +2,7 @@
 
 IncomingCall is answered once (Event Grid redelivers) with media streaming to the media gateway. Callbacks are
 authenticated by the signed token in the callback URL (plus ACS's JWT in Azure, see shared/calls/callback_auth.py).
-The control routes let the media gateway end or transfer the call it carries, with the media token it was given.
+The control routes let the media gateway end or transfer the call it carries, with the call's control token.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from shared import telemetry
 from shared.bootstrap import get_services
 from shared.calls.control import CallEnded, CallRejected
 from shared.calls.events import INCOMING_CALL, parse_callbacks, parse_incoming_call
-from shared.calls.service import MEDIA_AUDIENCE, CallService
+from shared.calls.service import CallService
 from shared.calls.service import Forbidden as ForeignCall
+from shared.calls.tokens import CONTROL_AUDIENCE
 from shared.errors import InvalidInput
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,9 @@ async def call_transfer(req: func.HttpRequest) -> func.HttpResponse:
 
 
 async def _authorize(req: func.HttpRequest) -> tuple[CallService, str]:
-    """The call in the path, if the bearer token is that call's media token (what the gateway holds)."""
+    """The call in the path, if the bearer token is that call's control token (what the gateway holds)."""
     services = await get_services()
-    claims = services.tokens.verify(bearer_token(req), MEDIA_AUDIENCE)
+    claims = services.tokens.verify(bearer_token(req), CONTROL_AUDIENCE)
     call_id = req.route_params.get("call_id", "")
     if claims.get("call") != call_id:
         raise Forbidden("this token belongs to another call")

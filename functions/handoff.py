@@ -213,17 +213,17 @@ async def notify_engaged(client: df.DurableOrchestrationClient, handoff: Handoff
         log.warning("handoff %s: could not raise %s: %s", handoff.instance_id, ENGAGED_EVENT, exc)
 
 
-# Anonymous at the Functions layer: the caller proves itself with the call's media token, which the media gateway
+# Anonymous at the Functions layer: the caller proves itself with the call's control token, which the media gateway
 # holds (it has no function key), and the token must be for the very session and customer being handed over.
 @bp.route(route="handoffs", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handles_errors
 async def handoffs_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """For channels outside the function app (the media gateway): `{customer_id, session_id, to_channel}`."""
-    from shared.calls.service import MEDIA_AUDIENCE
+    from shared.calls.tokens import CONTROL_AUDIENCE
 
     services = await get_services()
-    claims = services.tokens.verify(bearer_token(req), MEDIA_AUDIENCE)
+    claims = services.tokens.verify(bearer_token(req), CONTROL_AUDIENCE)
     body = json_body(req)
     if unknown := set(body) - {"customer_id", "session_id", "to_channel"}:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import azure.functions as func
 
 from shared import redact, telemetry
 from shared.errors import Conflict, InvalidInput, NotFound, SessionClosed, Unauthorized, Unavailable
+
+if TYPE_CHECKING:
+    from shared.stores.base import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +24,14 @@ MAX_BODY_BYTES = 64 * 1024
 
 class Forbidden(Exception):
     """A valid credential for something else (another session's token)."""
+
+
+class TooManyRequests(Exception):
+    """This client has done this too often lately; it may try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
@@ -61,6 +73,36 @@ def bearer_token(req: func.HttpRequest) -> str:
     return token.strip()
 
 
+def client_address(req: func.HttpRequest) -> str:
+    """The address the request came from, as the platform's front end saw it: "unknown" if nothing says.
+
+    The Functions front end appends the peer it accepted the connection from to `X-Forwarded-For` (as `ip:port`), and
+    so does the local host (local/host.py). So the last hop is the one a client cannot choose; the first is whatever
+    the client sent, and a loop that wrote a new one each time would dodge any limit keyed on it. An IPv6 client
+    holds a whole /64, so its /64 is its address.
+    """
+    hops = [hop.strip() for hop in req.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+    if not hops:
+        return "unknown"
+    hop = hops[-1]
+    for candidate in (hop, hop.rpartition(":")[0], hop.partition("]")[0].lstrip("[")):  # bare, ip:port, [v6]:port
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if address.version == 6:
+            return f"{ipaddress.ip_network((address, 64), strict=False).network_address}-64"
+        return str(address)
+    return "unknown"
+
+
+async def rate_limit(state: SessionState, key: str, limit: int, window_seconds: int, what: str) -> None:
+    """Count one hit on `key` (an action and a client); TooManyRequests past `limit` in the window (0: no limit)."""
+    if limit and await state.hit(f"rate:{key}", window_seconds) > limit:
+        # The window opened at the key's first hit, which we do not know: its full length is a safe wait.
+        raise TooManyRequests(f"too many {what} from your address: try again in {window_seconds} s", window_seconds)
+
+
 Handler = Callable[..., Awaitable[func.HttpResponse]]  # (req, **other bindings such as a durable client)
 
 
@@ -77,6 +119,8 @@ def handles_errors(handler: Handler) -> Handler:
             return error(401, str(exc), {"WWW-Authenticate": "Bearer"})
         except Forbidden as exc:
             return error(403, str(exc))
+        except TooManyRequests as exc:
+            return error(429, str(exc), {"Retry-After": str(exc.retry_after)})
         except NotFound as exc:
             return error(404, str(exc))
         except (Conflict, SessionClosed) as exc:

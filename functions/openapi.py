@@ -328,6 +328,12 @@ _RESPONSES: dict[str, Any] = {
     "Forbidden": _error("The token is valid but belongs to another session."),
     "NotFound": _error("No such session."),
     "Conflict": _error("Other requests changed the same conversation at the same moment too often; send it again."),
+    "TooManyRequests": {
+        "description": "This client address started too many sessions lately (WEBCHAT_SESSIONS_PER_ADDRESS per "
+        "WEBCHAT_SESSIONS_WINDOW_SECONDS); nothing was created. Retry after the seconds Retry-After gives.",
+        "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
+        "content": _json(_ref("Error")),
+    },
     "Unavailable": {
         "description": "A backing service (store, session cache, language model) is down or throttling; retry later.",
         "headers": {"Retry-After": {"$ref": "#/components/headers/Retry-After"}},
@@ -344,16 +350,16 @@ _SESSION_ID_PARAM: dict[str, Any] = {
 }
 
 _BEARER = [{"webchatToken": []}]
-_MEDIA = [{"mediaToken": []}]
+_CALL_CONTROL = [{"callControlToken": []}]
 _CALL_ID_PARAM: dict[str, Any] = {
     "name": "call_id",
     "in": "path",
     "required": True,
-    "description": "The call's correlation id (the `call` claim of the media token).",
+    "description": "The call's correlation id (the `call` claim of the call-control token).",
     "schema": {"type": "string", "minLength": 1},
 }
 _CALL_AUTH_ERRORS: dict[str, Any] = {
-    "401": _error("The media token is missing, forged or expired."),
+    "401": _error("The call-control token is missing, forged or expired, or another token (the media socket's)."),
     "403": _error("The token is for another call."),
     "404": _error("No such call (never answered, or forgotten after the token's lifetime)."),
 }
@@ -369,7 +375,7 @@ OPENAPI: dict[str, Any] = {
             "messages with the session's bearer token; each answer carries what the agents said and which agent is "
             "active. The call routes serve Call Automation's callbacks and the media gateway; the Event Grid triggers "
             "(IncomingCall, WhatsApp messages) are served by the Functions host's webhook, not under /api. Errors are "
-            "`{\"error\": \"...\"}` with a 4xx or 5xx status; a 503 carries Retry-After."
+            "`{\"error\": \"...\"}` with a 4xx or 5xx status; a 429 or 503 carries Retry-After."
         ),
     },
     "paths": {
@@ -402,7 +408,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "getCall",
                 "summary": "What the app knows of a call: its state, media and voice session.",
                 "tags": ["calls"],
-                "security": _MEDIA,
+                "security": _CALL_CONTROL,
                 "responses": {
                     "200": {"description": "The call.", "content": _json(_ref("CallStatus"))},
                     **_CALL_AUTH_ERRORS,
@@ -416,7 +422,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "hangUpCall",
                 "summary": "End the call (the media gateway's way to finish a conversation).",
                 "tags": ["calls"],
-                "security": _MEDIA,
+                "security": _CALL_CONTROL,
                 "responses": {
                     "202": {"description": "Hang-up requested.", "content": _json(_ref("CallAction"))},
                     **_CALL_AUTH_ERRORS,
@@ -431,7 +437,7 @@ OPENAPI: dict[str, Any] = {
                 "operationId": "transferCall",
                 "summary": "Transfer the call to the scenario's escalation number (a person).",
                 "tags": ["calls"],
-                "security": _MEDIA,
+                "security": _CALL_CONTROL,
                 "responses": {
                     "202": {"description": "Transfer requested.", "content": _json(_ref("CallAction"))},
                     **_CALL_AUTH_ERRORS,
@@ -445,14 +451,14 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "operationId": "startHandoff",
                 "summary": "Start (once per session) the channel handoff orchestration.",
-                "description": "The media gateway's way in: authenticated with the call's media token.",
+                "description": "The media gateway's way in: authenticated with the call's call-control token.",
                 "tags": ["handoff"],
-                "security": [{"mediaToken": []}],
+                "security": [{"callControlToken": []}],
                 "requestBody": {"required": True, "content": _json(_ref("HandoffRequest"))},
                 "responses": {
                     "202": {"description": "Started, or already started.", "content": _json(_ref("HandoffStarted"))},
                     "400": {"$ref": "#/components/responses/BadRequest"},
-                    "401": _error("The media token is missing, forged or expired."),
+                    "401": _error("The call-control token is missing, forged or expired, or another token."),
                     "403": _error("The token is for another call."),
                     "404": _error("No such customer or session."),
                     "503": {"$ref": "#/components/responses/Unavailable"},
@@ -520,6 +526,7 @@ OPENAPI: dict[str, Any] = {
                     "400": {"$ref": "#/components/responses/BadRequest"},
                     "401": _error("The handoff token is malformed, forged or expired."),
                     "409": {"$ref": "#/components/responses/Conflict"},
+                    "429": {"$ref": "#/components/responses/TooManyRequests"},
                     "503": {"$ref": "#/components/responses/Unavailable"},
                 },
             }
@@ -590,10 +597,11 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "securitySchemes": {
-            "mediaToken": {
+            "callControlToken": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "The per-call token in the media gateway's URL, issued when the call is answered.",
+                "description": "The call's control token (`aud=call-control`), which the media gateway mints when it "
+                "accepts the call's media socket; the media socket's own token is refused here.",
             },
             "callbackToken": {
                 "type": "apiKey",

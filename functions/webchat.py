@@ -16,7 +16,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.handoff import notify_engaged, start_handoff
-from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
+from functions.http import Forbidden, bearer_token, client_address, handles_errors, json_body, json_response, rate_limit
 from shared import telemetry
 from shared.bootstrap import Services, get_services
 from shared.errors import InvalidInput, Unauthorized
@@ -54,10 +54,13 @@ async def webchat_page(req: func.HttpRequest) -> func.HttpResponse:
 async def webchat_create_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """A new conversation, or, with a handoff link's token, the continuation of one from another channel."""
     started = time.time_ns()
+    services = await get_services()
+    # Each session makes a customer record: one address may start only so many (docs/security.md).
+    limit, window = services.settings.webchat_sessions_per_address, services.settings.webchat_sessions_window_seconds
+    await rate_limit(services.state, f"webchat-sessions:{client_address(req)}", limit, window, "new web chat sessions")
     body = json_body(req, allow_empty=True)
     if unknown := set(body) - {"handoff_token"}:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-    services = await get_services()
     session_id = new_id("web")
     if "handoff_token" in body:
         customer_id, used = await _redeem_handoff_link(services, body["handoff_token"])

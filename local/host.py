@@ -342,6 +342,13 @@ def _joined_headers(request: web.Request) -> dict[str, str]:
     headers: dict[str, str] = {}
     for key, value in request.headers.items():
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    # As the Functions front end does in Azure, the peer's address goes last in X-Forwarded-For: the app reads the
+    # client's address one way here and there (functions/http.py client_address).
+    sent = [headers.pop(key) for key in [k for k in headers if k.lower() == "x-forwarded-for"]]
+    if request.remote:
+        headers["X-Forwarded-For"] = ", ".join([*sent, request.remote])
+    elif sent:
+        headers["X-Forwarded-For"] = ", ".join(sent)
     return headers
 
 

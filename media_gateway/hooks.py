@@ -2,8 +2,9 @@
 
 The gateway carries the call's audio but does not control the call: ACS Call Automation does, from the function
 app (functions/calls.py), which has the call connection id and the ACS credentials. So the gateway asks it over
-HTTP, with the call's own media token as the credential: `POST {SWITCHBOARD_PUBLIC_URL}/api/calls/{call}/hangup`
-with `Authorization: Bearer <media token>`. A channel switch starts the Durable handoff the same way:
+HTTP, with the call's own control token as the credential: `POST {SWITCHBOARD_PUBLIC_URL}/api/calls/{call}/hangup`
+with `Authorization: Bearer <control token>` (minted when the call's media socket was accepted: the media token in
+the socket URL is for that socket only). A channel switch starts the Durable handoff the same way:
 `POST {SWITCHBOARD_PUBLIC_URL}/api/handoffs` with `{customer_id, session_id, to_channel}` (functions/handoff.py).
 
 When the gateway ends a call:
@@ -40,11 +41,12 @@ class CallRef:
     call_id: str  # the call's correlation id (the `call` claim)
     session_id: str  # the voice session (`sid`)
     customer_id: str  # `cid`
-    token: str = field(repr=False)  # the media token itself: the gateway's credential for this call's control routes
+    token: str = field(repr=False)  # the call-control token: the gateway's credential for the call's routes and handoff
     traceparent: str | None = None  # the IncomingCall's trace context (`tp`): the call's turns continue its trace
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any], token: str) -> CallRef:
+        """The call a verified media token's `claims` name, carried with its call-control `token`."""
         session_id, customer_id = claims.get("sid"), claims.get("cid")
         if not isinstance(session_id, str) or not isinstance(customer_id, str) or not session_id or not customer_id:
             raise ValueError("the media token names no session or customer")

@@ -2,9 +2,13 @@
 
 ACS connects to the transport URL the call function answered with, `{GATEWAY_PUBLIC_URL}/media?token=<t>`. The
 token is checked before the upgrade is accepted: missing gets 401, one that does not verify (forged, expired, meant
-for something else) gets 403, a session that does not exist 404, a closed one 409, and a full gateway 503. Each
-refusal is logged and affects no other call. `/healthz` is open (the platform's probes); `/stats` takes
-GATEWAY_STATS_KEY as a bearer token, or without one answers direct loopback requests only (docs/security.md).
+for something else) gets 403, a session that does not exist 404, a closed one 409, and a full gateway 503. A call
+has one media socket: the first accepted takes the call in SessionState, shared by every gateway replica, and any
+later one for that call (at once or after, with this token or another) gets 409. Each refusal is logged and
+affects no other call. The accepted call gets its call-control token, minted here from the media token's claims,
+for the function app's call routes and handoffs (shared/calls/tokens.py says why here). `/healthz` is open (the
+platform's probes); `/stats` takes GATEWAY_STATS_KEY as a bearer token, or without one answers direct loopback
+requests only (docs/security.md).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -20,6 +25,8 @@ from media_gateway.call import Call
 from media_gateway.hooks import CallHooks, CallRef
 from media_gateway.metrics import GatewayStats
 from media_gateway.vad import VadParams
+from shared.calls import tokens as call_tokens
+from shared.calls.tokens import CONTROL_AUDIENCE, MEDIA_AUDIENCE
 from shared.errors import NotFound, Unauthorized, Unavailable
 from shared.models import SessionStatus
 
@@ -29,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MEDIA_AUDIENCE = "media"
 #: No media message comes near this (a 20 ms frame is ~1.3 KB of JSON); bigger ones are refused by aiohttp.
 MAX_MESSAGE_BYTES = 64 * 1024
 GOING_AWAY = 1001
@@ -59,7 +65,7 @@ class Gateway:
         if not token:
             return _refuse(request, 401, "a media token is required (?token=...)")
         try:
-            ref = CallRef.from_claims(self.services.tokens.verify(token, MEDIA_AUDIENCE), token)
+            ref = self._call_for(self.services.tokens.verify(token, MEDIA_AUDIENCE))
         except (Unauthorized, ValueError) as exc:
             return _refuse(request, 403, str(exc))
         if len(self.calls) >= self.max_calls:
@@ -75,6 +81,11 @@ class Gateway:
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True, heartbeat=30)
         if not ws.can_prepare(request).ok:
             return _refuse(request, 400, "this is a WebSocket endpoint")
+        try:
+            if not await self._take_socket(ref):
+                return _refuse(request, 409, f"call {ref.call_id} already has its media socket")
+        except Unavailable as exc:
+            return _refuse(request, 503, str(exc))
         await ws.prepare(request)
         call = Call(ws, ref, self.services.conversation, self.engines, self.hooks, self.stats, self.vad_params)
         self.calls[call] = ws
@@ -83,6 +94,23 @@ class Gateway:
         finally:
             del self.calls[call]
         return ws
+
+    def _call_for(self, media_claims: dict[str, Any]) -> CallRef:
+        """The call a verified media token names, with the call-control token the gateway holds for it."""
+        call = CallRef.from_claims(media_claims, token="")
+        control = call_tokens.issue(self.services.tokens, self.services.settings, CONTROL_AUDIENCE,
+                                    call=call.call_id, sid=call.session_id, cid=call.customer_id)
+        return replace(call, token=control)
+
+    async def _take_socket(self, ref: CallRef) -> bool:
+        """Claim the call's one media socket, across replicas; False if it was claimed before.
+
+        Taken last, once every other check has passed, so a refused attempt (a full gateway, a store hiccup) leaves
+        the call free for ACS's next. The claim outlives the media token (it lasts as long as a call may), so
+        neither a replay of the URL nor a second token for the call ever opens another socket on its audio."""
+        return await self.services.state.mark_processed(
+            f"media-socket:{ref.call_id}", self.services.settings.call_token_ttl_seconds
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "calls": len(self.calls), "engines": self.engines.describe()})

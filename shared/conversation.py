@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from contextlib import AbstractAsyncContextManager
 from typing import Awaitable, Callable
 
 from shared import telemetry
@@ -20,6 +21,7 @@ from shared.policies.base import HandoffRequest, Policy, SwitchRequest, TextDelt
 from shared.queue import QueueMetrics
 from shared.router import SwitchDecision, available_channels, decide
 from shared.scenario import AgentSpec, Scenario
+from shared.session_lock import SessionBusy, SessionLocks
 from shared.stores.base import CustomerStore, SessionState
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,15 @@ class Conversation:
         self.policy = policy
         self.queue = queue or QueueMetrics(state)
         self.session_ttl_seconds = session_ttl_seconds
+        self.locks = SessionLocks(state)
+
+    def session_lock(self, session_id: str) -> AbstractAsyncContextManager[int | None]:
+        """Hold the session's turn (one turn at a time per session, across processes; see shared/session_lock.py).
+
+        `turn` takes it itself; a channel that must also keep its sends in order holds it around both, since
+        holding it is re-entrant within a task. Yields the lease's fencing token (None if state is unreachable).
+        """
+        return self.locks.hold(session_id)
 
     async def open(self, channel: Channel, session_id: str, customer_id: str, *, greet: bool = True) -> Opened:
         """Start a session for a customer on a channel.
@@ -99,9 +110,9 @@ class Conversation:
         exists returns it unchanged (a retried request opens nothing twice).
         """
 
-        def add_session(customer: Customer) -> Handoff | None:
+        def add_session(customer: Customer) -> tuple[bool, Handoff | None]:
             if session_id in customer.sessions:
-                return None
+                return False, None
             agent = self.scenario.agent(self.scenario.start_agent)
             handoff = customer.handoff
             continued = handoff if handoff and handoff.open and handoff.to_channel is channel else None
@@ -117,14 +128,15 @@ class Conversation:
             if greeting:
                 session.add_turn(Turn(role="agent", text=greeting, agent=agent.name))
             customer.sessions[session_id] = session
-            return continued
+            return True, continued
 
-        customer, continued = await self.customers.update(customer_id, add_session)
+        customer, (added, continued) = await self.customers.update(customer_id, add_session)
         if continued is not None:
             telemetry.handoff_outcome("engaged", continued.to_channel.value, continued.started_at)
         session = customer.sessions[session_id]
         agent = session.active_agent or self.scenario.start_agent
-        await self._save_hot(session_id, customer_id, agent, {})
+        if added:  # a retried open must not wipe the scratch its session's turns have built since
+            await self._save_hot(session_id, customer_id, agent, {})
         replies = [Reply(t.text, t.agent or agent) for t in session.turns[:1] if t.role == "agent"]
         return Opened(session_id, customer, replies, agent, continued)
 
@@ -152,6 +164,20 @@ class Conversation:
         text = text.strip()
         if not text:
             raise InvalidInput("text must not be empty")
+        async with self.session_lock(session_id) as fence:
+            return await self._turn(session_id, customer_id, text, on_text, on_save, key, fence)
+
+    async def _turn(
+        self,
+        session_id: str,
+        customer_id: str,
+        text: str,
+        on_text: OnText | None,
+        on_save: OnSave | None,
+        key: str | None,
+        fence: int | None,
+    ) -> TurnOutcome:
+        # Read under the session's lock: the turn before this one has saved, so its reply is in this one's history.
         customer = await self.customers.get(customer_id)
         session = customer.sessions.get(session_id)
         if session is None:
@@ -177,7 +203,7 @@ class Conversation:
         replies, switch_to = await self._run_agents(ctx, on_text)
         try:
             customer = await self._save_turn(
-                customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save, key
+                customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save, key, fence
             )
         except _AnsweredMeanwhile:  # a concurrent retry under the same key saved its turn first: that one counts
             customer = await self.customers.get(customer_id)
@@ -309,6 +335,7 @@ class Conversation:
         switch_to: str | None,
         on_save: OnSave | None = None,
         key: str | None = None,
+        fence: int | None = None,
     ) -> Customer:
         turns = [Turn(role="customer", text=text, agent=agent, key=key, switch_to=switch_to)] + [
             Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
@@ -318,6 +345,12 @@ class Conversation:
             session = customer.sessions[session_id]
             if key is not None and session.answered(key) is not None:
                 raise _AnsweredMeanwhile(key)
+            if session.status is not SessionStatus.ACTIVE:  # moved to another channel while this turn ran
+                raise SessionClosed(f"this session is {session.status.value}; start a new one")
+            if fence is not None:
+                if fence < session.fence:  # our lease lapsed and a newer turn has written: ours is stale
+                    raise SessionBusy(f"turn lease {fence} was overtaken by {session.fence}", retry_after=1.0)
+                session.fence = fence
             for turn in turns:
                 session.add_turn(turn)
             session.active_agent = ctx.agent.name

@@ -153,6 +153,9 @@ class ChannelSession:
     # Messaging channels only: when the customer last wrote (opens WhatsApp's 24-hour window) and the delivery log.
     last_inbound_at: str | None = None
     messages: list[ChannelMessage] = field(default_factory=list)
+    # The fencing token of the last turn lease that wrote here (shared/session_lock.py): a stale holder's write,
+    # one whose token is lower, is refused.
+    fence: int = 0
 
     def add_turn(self, turn: Turn) -> None:
         self.turns.append(turn)
@@ -195,6 +198,7 @@ class ChannelSession:
             "turns": [t.to_dict() for t in self.turns],
             "last_inbound_at": self.last_inbound_at,
             "messages": [m.to_dict() for m in self.messages],
+            "fence": self.fence,
         }
 
     @classmethod
@@ -209,6 +213,7 @@ class ChannelSession:
             turns=[Turn.from_dict(t) for t in data.get("turns", [])],
             last_inbound_at=data.get("last_inbound_at"),
             messages=[ChannelMessage.from_dict(m) for m in data.get("messages", [])],
+            fence=int(data.get("fence", 0)),
         )
 
 

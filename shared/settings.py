@@ -40,11 +40,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "OPENAI_MODEL": ("gpt-4o-mini", "Model name for OPENAI_BASE_URL."),
     "LLM_TIMEOUT_SECONDS": ("20", "How long the LLM may take to begin an answer (its retries included) or pause within one; on expiry the customer hears a fallback line."),
     "AZURE_CLIENT_ID": ("", "Client id of the user-assigned managed identity that azure-identity should use."),
-    "SWITCHBOARD_TOKEN_SECRET": ("", "HMAC secret for signed tokens (web chat sessions, handoff links, media gateway URLs). Empty: a random one kept in SWITCHBOARD_DATA_DIR (local only)."),
+    "SWITCHBOARD_TOKEN_SECRET": ("", "HMAC secret for signed tokens (web chat sessions, handoff links, a call's media, control and callback tokens). Empty: a random one kept in SWITCHBOARD_DATA_DIR (local only)."),
     "HANDOFF_REMIND_AFTER_SECONDS": ("600", "After a channel handoff invite, how long to wait for the customer before one reminder."),
     "HANDOFF_EXPIRE_AFTER_SECONDS": ("3600", "After the reminder, how long to wait before the handoff expires."),
     "WEBCHAT_TOKEN_TTL_SECONDS": ("86400", "Lifetime of a web chat session token."),
     "WEBCHAT_MAX_MESSAGE_CHARS": ("2000", "Longest customer message accepted by web chat."),
+    "WEBCHAT_SESSIONS_PER_ADDRESS": ("30", "Web chat sessions one client address may start per WEBCHAT_SESSIONS_WINDOW_SECONDS (an IPv6 client's /64 counts as one address); more get 429 with Retry-After. 0: no limit."),
+    "WEBCHAT_SESSIONS_WINDOW_SECONDS": ("60", "The window WEBCHAT_SESSIONS_PER_ADDRESS counts in, from an address's first new session in it."),
     "ACS_ENDPOINT": ("", "Azure Communication Services endpoint (https://<resource>.communication.azure.com) that sends WhatsApp replies. Empty under `make run`: the local ACS emulator."),
     "ACS_ACCESS_KEY": ("", "ACS access key. Empty: Entra ID (managed identity) through azure-identity. Under `make run` without ACS_ENDPOINT: the emulator's key (random unless set)."),
     "WHATSAPP_CHANNEL_ID": ("", "Channel registration id (a GUID) of the WhatsApp number on the ACS resource that replies come from. Under `make run` without ACS_ENDPOINT: the emulator's."),
@@ -62,7 +64,8 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "SPEECH_VOICE": ("en-US-JennyNeural", "Azure neural TTS voice the agent speaks with (the offline voice is piper's en_US joe)."),
     "SPEECH_LANGUAGE": ("en-US", "Language Azure speech-to-text recognises."),
     "CALL_AUDIO_SAMPLE_RATE": ("16000", "Call audio streamed between ACS and the media gateway: 16000 or 24000 Hz (16-bit mono PCM, 20 ms frames)."),
-    "CALL_TOKEN_TTL_SECONDS": ("14400", "Lifetime of a call's signed tokens (in the media gateway URL and the callback URL): the longest call."),
+    "CALL_TOKEN_TTL_SECONDS": ("7200", "The longest call: lifetime of the call-control token the media gateway holds for a call's control routes and handoff, of the callback URL's token, and of the call's record."),
+    "CALL_MEDIA_TOKEN_TTL_SECONDS": ("300", "Lifetime of the token in the media gateway URL: ACS opens the call's media socket with it as the call connects, once."),
     "ACS_RESOURCE_IMMUTABLE_ID": ("", "The ACS resource's immutable id. Set: call callbacks must carry ACS's signed JWT for it. Empty: the signed per-call token in the callback URL is checked alone (local)."),
     "ACS_OPENID_CONFIGURATION_URL": ("https://acscallautomation.communication.azure.com/calling/.well-known/acsopenidconfiguration", "OpenID metadata naming the keys that sign ACS callback JWTs."),
     "APPLICATIONINSIGHTS_CONNECTION_STRING": ("", "Application Insights connection string. Set: traces and metrics go there through azure-monitor-opentelemetry (infra/ sets it for the function app and the media gateway). See docs/observability.md."),
@@ -107,6 +110,8 @@ class Settings:
     handoff_remind_after_seconds: float
     handoff_expire_after_seconds: float
     webchat_max_message_chars: int
+    webchat_sessions_per_address: int
+    webchat_sessions_window_seconds: int
     acs_endpoint: str
     acs_access_key: str
     whatsapp_channel_id: str
@@ -125,6 +130,7 @@ class Settings:
     speech_language: str
     call_audio_sample_rate: int
     call_token_ttl_seconds: int
+    call_media_token_ttl_seconds: int
     acs_resource_immutable_id: str
     acs_openid_configuration_url: str
     telemetry: str
@@ -172,6 +178,8 @@ class Settings:
             handoff_remind_after_seconds=env.float("HANDOFF_REMIND_AFTER_SECONDS"),
             handoff_expire_after_seconds=env.float("HANDOFF_EXPIRE_AFTER_SECONDS"),
             webchat_max_message_chars=env.int("WEBCHAT_MAX_MESSAGE_CHARS"),
+            webchat_sessions_per_address=env.int("WEBCHAT_SESSIONS_PER_ADDRESS"),
+            webchat_sessions_window_seconds=_positive(env, "WEBCHAT_SESSIONS_WINDOW_SECONDS"),
             acs_endpoint=env.str("ACS_ENDPOINT").rstrip("/"),
             acs_access_key=env.str("ACS_ACCESS_KEY"),
             whatsapp_channel_id=env.str("WHATSAPP_CHANNEL_ID"),
@@ -189,7 +197,8 @@ class Settings:
             speech_voice=env.str("SPEECH_VOICE"),
             speech_language=env.str("SPEECH_LANGUAGE"),
             call_audio_sample_rate=sample_rate,
-            call_token_ttl_seconds=env.int("CALL_TOKEN_TTL_SECONDS"),
+            call_token_ttl_seconds=_positive(env, "CALL_TOKEN_TTL_SECONDS"),
+            call_media_token_ttl_seconds=_positive(env, "CALL_MEDIA_TOKEN_TTL_SECONDS"),
             acs_resource_immutable_id=env.str("ACS_RESOURCE_IMMUTABLE_ID"),
             acs_openid_configuration_url=env.str("ACS_OPENID_CONFIGURATION_URL"),
             telemetry=env.str("SWITCHBOARD_TELEMETRY"),

@@ -1,9 +1,10 @@
 """Calls: answer an incoming call into a voice session, follow it through its callbacks, end or transfer it.
 
 On IncomingCall we resolve the caller by phone number, open a voice session (its greeting is what the media gateway
-speaks first), sign two per-call tokens (one in the gateway URL, one in the callback URL) and answer with
-bidirectional media streaming to the gateway. Callbacks then move the call along: connected, streaming, ended,
-transferred. Each step runs once however often Event Grid or ACS deliver it.
+speaks first), sign two per-call tokens (one in the gateway URL, one in the callback URL; shared/calls/tokens.py
+says what each is for and how long it lives) and answer with bidirectional media streaming to the gateway.
+Callbacks then move the call along: connected, streaming, ended, transferred. Each step runs once however often
+Event Grid or ACS deliver it.
 
 What a live call needs across processes (its connection id, session and state) is kept in SessionState under
 `call:<correlation id>`, so the callback handler, the control routes and the gateway all find it.
@@ -22,6 +23,8 @@ from shared import redact, telemetry
 from shared.calls.callback_auth import AcsJwtVerifier
 from shared.calls.control import CallEnded, CallRejected, MediaStreaming
 from shared.calls.events import CallEvent, IncomingCall
+from shared.calls import tokens as call_tokens
+from shared.calls.tokens import CALLBACK_AUDIENCE, MEDIA_AUDIENCE
 from shared.errors import NotFound, SwitchboardError, Unauthorized
 from shared.models import Channel, Customer, Identity, IdentityKind, SessionStatus, utcnow
 
@@ -30,8 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CALLBACK_AUDIENCE = "acs-callback"
-MEDIA_AUDIENCE = "media"
 CALLBACK_ROUTE = "api/calls/callbacks"
 #: How long a delivered event id is remembered (Event Grid retries for up to 24 hours).
 DEDUP_TTL_SECONDS = 24 * 3600
@@ -120,6 +121,7 @@ class CallService:
         return opened.customer.customer_id
 
     def media_url(self, ref: CallRef) -> str:
+        """The gateway URL for ACS: its token opens this call's media socket once, within minutes (tokens.py)."""
         # The call's trace context rides in the media token: the gateway's turns join the IncomingCall's trace.
         trace = {"tp": traceparent} if (traceparent := telemetry.traceparent()) else {}
         return f"{self.settings.gateway_public_url}/media?token={quote(self._token(MEDIA_AUDIENCE, ref, **trace))}"
@@ -128,10 +130,8 @@ class CallService:
         return f"{self.settings.public_url}/{CALLBACK_ROUTE}?token={quote(self._token(CALLBACK_AUDIENCE, ref))}"
 
     def _token(self, audience: str, ref: CallRef, **extra: str) -> str:
-        ttl = self.settings.call_token_ttl_seconds
-        return self.services.tokens.issue(
-            audience, ttl, sid=ref.session_id, cid=ref.customer_id, call=ref.call_id, **extra
-        )
+        return call_tokens.issue(self.services.tokens, self.settings, audience,
+                                 call=ref.call_id, sid=ref.session_id, cid=ref.customer_id, **extra)
 
     # Callbacks -------------------------------------------------------------------------------------------------
 

@@ -101,7 +101,10 @@ class WhatsAppService:
             log.info("WhatsApp message %s is marked but not answered yet; handling it", event.message_id)
         try:
             if isinstance(event, InboundMessage):
-                return await self._receive(event)
+                # One message per customer at a time, in the order they reached us, from before the session is
+                # even resolved: the next message's turn then sees this one's reply (shared/session_lock.py).
+                async with self.conversation.session_lock(f"whatsapp:{event.phone}"):
+                    return await self._receive(event)
             await self._update_status(event)
             return None
         except BaseException:

@@ -74,7 +74,7 @@ class System:
         return await eventually(streaming, what=f"call {call_id} to stream")
 
     async def app_view(self, call: dict[str, Any], token: str | None = None) -> httpx.Response:
-        return await self.app.get(f"/api/calls/{call['id']}", headers=_bearer(token or media_token(call)))
+        return await self.app.get(f"/api/calls/{call['id']}", headers=_bearer(token or control_token(call)))
 
     async def app_state(self, call: dict[str, Any]) -> dict[str, Any]:
         response = await self.app_view(call)
@@ -88,6 +88,12 @@ class System:
 
 def media_token(call: dict[str, Any]) -> str:
     return parse_qs(urlsplit(call["answer"]["mediaStreamingOptions"]["transportUrl"]).query)["token"][0]
+
+
+def control_token(call: dict[str, Any]) -> str:
+    """The call-control token the media gateway mints for the call when it takes its media socket."""
+    claims = TokenSigner(SECRET).verify(media_token(call), "media")
+    return TokenSigner(SECRET).issue("call-control", 600, **{k: claims[k] for k in ("call", "sid", "cid")})
 
 
 def callback_url(call: dict[str, Any]) -> str:
@@ -329,20 +335,20 @@ async def test_a_repeated_callback_is_applied_once(system: System) -> None:
 
 async def test_the_gateway_hangs_up_through_call_control(system: System) -> None:
     call = await system.connected()
-    response = await system.app.post(f"/api/calls/{call['id']}/hangup", headers=_bearer(media_token(call)))
+    response = await system.app.post(f"/api/calls/{call['id']}/hangup", headers=_bearer(control_token(call)))
     assert response.status_code == 202, response.text
     emulated = await system.call(call["id"])
     assert emulated["state"] == "disconnected" and emulated["actions"][-1]["op"] == "terminate"
     ended = await eventually(lambda: _when_state(system, call, "ended"), what="CallDisconnected to reach the app")
     assert ended["session_status"] == "completed"
 
-    again = await system.app.post(f"/api/calls/{call['id']}/hangup", headers=_bearer(media_token(call)))
+    again = await system.app.post(f"/api/calls/{call['id']}/hangup", headers=_bearer(control_token(call)))
     assert again.status_code == 409 and "ended" in again.json()["error"]
 
 
 async def test_a_transfer_goes_to_the_scenarios_escalation_number(system: System) -> None:
     call = await system.connected()
-    response = await system.app.post(f"/api/calls/{call['id']}/transfer", headers=_bearer(media_token(call)))
+    response = await system.app.post(f"/api/calls/{call['id']}/transfer", headers=_bearer(control_token(call)))
     assert response.status_code == 202 and response.json()["target"] == ESCALATION
     emulated = await eventually(lambda: _emulated_state(system, call, "transferred"), what="the transfer")
     transfer = next(a for a in emulated["actions"] if a["op"] == "transferToParticipant")
@@ -358,14 +364,15 @@ async def _emulated_state(system: System, call: dict[str, Any], state: str) -> d
     return emulated if emulated["state"] == state and "CallDisconnected" in _callback_types(emulated) else None
 
 
-async def test_the_control_routes_take_only_the_calls_own_media_token(system: System) -> None:
+async def test_the_control_routes_take_only_the_calls_own_control_token(system: System) -> None:
     call, other = await system.connected(), await system.connected()
     callback_token = parse_qs(urlsplit(callback_url(call)).query)["token"][0]
     for headers, status in [
         ({}, 401),
         (_bearer("forged.token"), 401),
         (_bearer(callback_token), 401),  # the right signer, the wrong audience
-        (_bearer(media_token(other)), 403),
+        (_bearer(media_token(call)), 401),  # the socket's token: for the socket only
+        (_bearer(control_token(other)), 403),
     ]:
         for path in ("", "/hangup", "/transfer"):
             method = system.app.get if not path else system.app.post
@@ -373,7 +380,7 @@ async def test_the_control_routes_take_only_the_calls_own_media_token(system: Sy
             assert response.status_code == status, (path, headers, response.text)
     assert (await system.call(call["id"]))["state"] == "connected"
 
-    unknown = system.tokens.issue("media", 60, call="no-such-call", sid="s", cid="c")
+    unknown = system.tokens.issue("call-control", 60, call="no-such-call", sid="s", cid="c")
     response = await system.app.get("/api/calls/no-such-call", headers=_bearer(unknown))
     assert response.status_code == 404
 

@@ -294,7 +294,7 @@ def test_security_schemes(document):
     assert schemes["functionKey"]["type"] == "apiKey"
     for path, method, _, operation in operations(document):
         if path == "/api/handoffs" or path.startswith("/api/calls/{call_id}"):
-            assert operation.get("security") == [{"mediaToken": []}], "the media gateway's way in"
+            assert operation.get("security") == [{"callControlToken": []}], "the media gateway's way in"
             assert {"401", "403"} <= documented_statuses(operation), f"{method.upper()} {path}: auth errors"
             continue
         if path == "/api/calls/callbacks":
@@ -518,7 +518,7 @@ async def test_every_operation_answers_as_documented(checker):
 
     # Handoffs (the happy paths run in tests/e2e/test_handoff.py).
     await c.call("POST", "/api/handoffs", 401, json_body={"to_channel": "whatsapp"})
-    await c.call("POST", "/api/handoffs", 401, token=a["token"], json_body={"to_channel": "whatsapp"})  # not a media token
+    await c.call("POST", "/api/handoffs", 401, token=a["token"], json_body={"to_channel": "whatsapp"})  # not a call's
     await c.call("GET", "/api/handoffs/{instance_id}", 404, instance_id="handoff-nobody")
 
     # Calls (the happy paths run in tests/e2e/test_calls.py): every route refuses a caller without the call's token.
@@ -527,7 +527,7 @@ async def test_every_operation_answers_as_documented(checker):
                                                      "data": {"callConnectionId": "c", "correlationId": "x"}}])
     await c.call("POST", callbacks, 401, content=b"[]", headers={"Content-Type": "application/json"})
     await c.call("GET", "/api/calls/{call_id}", 401, call_id="call-1")
-    await c.call("GET", "/api/calls/{call_id}", 401, call_id="call-1", token=a["token"])  # not a media token
+    await c.call("GET", "/api/calls/{call_id}", 401, call_id="call-1", token=a["token"])  # not the call's token
     await c.call("POST", "/api/calls/{call_id}/hangup", 401, call_id="call-1")
     await c.call("POST", "/api/calls/{call_id}/transfer", 401, call_id="call-1", token="forged.token")
 

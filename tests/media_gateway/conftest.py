@@ -19,6 +19,8 @@ from media_gateway.engines import Engines, build_engines
 from media_gateway.hooks import CallHooks
 from media_gateway.server import Gateway, create_app
 from shared.bootstrap import Services, build_services
+from shared.calls import tokens as call_tokens
+from shared.calls.tokens import MEDIA_AUDIENCE
 from shared.models import Channel, Identity, IdentityKind, new_id
 from shared.settings import Settings
 
@@ -91,7 +93,8 @@ class RunningGateway:
         customer, _ = await self.services.customers.get_or_create(Identity(IdentityKind.PHONE, phone))
         session_id, call_id = new_id("voice"), new_id("call")
         await self.services.conversation.open(Channel.VOICE, session_id, customer.customer_id)
-        token = self.services.tokens.issue("media", 600, sid=session_id, cid=customer.customer_id, call=call_id)
+        token = call_tokens.issue(self.services.tokens, self.services.settings, MEDIA_AUDIENCE,
+                                  call=call_id, sid=session_id, cid=customer.customer_id)
         return VoiceCall(session_id, customer.customer_id, call_id, token, f"{self.base_url}/media?token={token}")
 
 

@@ -1,4 +1,4 @@
-"""Ending a call and starting a handoff go to the function app's routes, with the call's media token."""
+"""Ending a call and starting a handoff go to the function app's routes, with the call's control token."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from media_gateway.hooks import CallRef, FunctionsCallControl, build_hooks
 from shared.errors import SwitchboardError, Unavailable
 from tests.peers import free_port
 
-CALL = CallRef(call_id="corr-1", session_id="voice_1", customer_id="cus_1", token="media-token")
+CALL = CallRef(call_id="corr-1", session_id="voice_1", customer_id="cus_1", token="control-token")
 
 
 class FunctionApp:
@@ -50,8 +50,8 @@ async def test_the_default_hooks_hang_up_and_start_the_handoff_through_the_funct
     await hooks.start_handoff(CALL, "whatsapp")
     await hooks.end_call(CALL, "the caller moved to whatsapp")
     assert fake.requests == [
-        ("/api/handoffs", "Bearer media-token", {"customer_id": "cus_1", "session_id": "voice_1", "to_channel": "whatsapp"}),
-        ("/api/calls/corr-1/hangup", "Bearer media-token", None),
+        ("/api/handoffs", "Bearer control-token", {"customer_id": "cus_1", "session_id": "voice_1", "to_channel": "whatsapp"}),
+        ("/api/calls/corr-1/hangup", "Bearer control-token", None),
     ]
 
 

@@ -145,11 +145,12 @@ def test_a_callers_handoff_to_web_chat_continues_the_gateways_trace(observed: Ob
             await store.close()
 
     customer_id = asyncio.run(call())
-    media_token = TokenSigner(load_secret("", observed.data_dir)).issue("media", 600, sid=session_id, cid=customer_id)
+    signer = TokenSigner(load_secret("", observed.data_dir))
+    control = signer.issue("call-control", 600, sid=session_id, cid=customer_id)  # what the gateway holds
     started = observed.client.post(
         observed.url("/api/handoffs"),
         json={"customer_id": customer_id, "session_id": session_id, "to_channel": "webchat"},
-        headers={"Authorization": f"Bearer {media_token}", "traceparent": f"00-{gateway_trace}-{gateway_span}-01"},
+        headers={"Authorization": f"Bearer {control}", "traceparent": f"00-{gateway_trace}-{gateway_span}-01"},
     )
     assert started.status_code == 202, started.text
     instance_id = started.json()["id"]

@@ -111,6 +111,7 @@ def start_local_host(workdir: Path, args: tuple[str, ...] = (), **env: str) -> L
         "GATEWAY_PRELOAD_MODELS": "false",  # a test host's gateway loads speech models only if a test calls it
         "SWITCHBOARD_DATA_DIR": str(workdir / "data"),
         "SWITCHBOARD_POLICY": "offline",
+        "WEBCHAT_SESSIONS_PER_ADDRESS": "0",  # every test is one address starting sessions by the hundred
         "PYTHONUNBUFFERED": "1",
     }
     host = LocalHost(host_environ({**defaults, **env}), workdir, args)

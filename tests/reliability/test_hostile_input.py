@@ -214,9 +214,11 @@ async def test_a_handoff_link_is_redeemed_once_even_when_replayed_at_the_same_mo
             await asyncio.sleep(0.1)
     media = parse_qs(urlsplit(call["answer"]["mediaStreamingOptions"]["transportUrl"]).query)["token"][0]
     claims = system.tokens.verify(media, "media")
+    # The call-control token the gateway mints when it takes the call's media socket
+    control = system.tokens.issue("call-control", 600, **{k: claims[k] for k in ("call", "sid", "cid")})
     started = await system.app.post(
         "/api/handoffs", json={"customer_id": claims["cid"], "session_id": claims["sid"], "to_channel": "webchat"},
-        headers={"Authorization": f"Bearer {media}"})
+        headers={"Authorization": f"Bearer {control}"})
     assert started.status_code == 202, started.text
     deadline = time.monotonic() + 30
     async with httpx.AsyncClient(base_url=system.host.acs_url, timeout=30) as acs:  # the link the customer got

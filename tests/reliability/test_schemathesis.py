@@ -72,14 +72,14 @@ def _statuses(har: Path) -> dict[str, Counter]:
 
 
 def _config(
-    path: Path, *, session_id: str, token: str, call_id: str, media: str, callback: str, instance_id: str
+    path: Path, *, session_id: str, token: str, call_id: str, control: str, callback: str, instance_id: str
 ) -> None:
     path.write_text(
         f"""
 [auth.openapi.webchatToken]
 bearer = {json.dumps(token)}
-[auth.openapi.mediaToken]
-bearer = {json.dumps(media)}
+[auth.openapi.callControlToken]
+bearer = {json.dumps(control)}
 [auth.openapi.callbackToken]
 api_key = {json.dumps(callback)}
 [auth.openapi.functionKey]
@@ -121,17 +121,19 @@ async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_fa
         media = parse_qs(urlsplit(call["answer"]["mediaStreamingOptions"]["transportUrl"]).query)["token"][0]
         callback = parse_qs(urlsplit(call["answer"]["callbackUri"]).query)["token"][0]
         claims = TokenSigner(SECRET).verify(media, "media")
+        # What the gateway mints for the call when it takes the media socket
+        control = TokenSigner(SECRET).issue("call-control", 600, **{k: claims[k] for k in ("call", "sid", "cid")})
         async with httpx.AsyncClient(base_url=host.url, timeout=20) as app:
             session = (await app.post("/api/webchat/sessions")).json()
             document = (await app.get("/api/openapi.json")).json()
             handoff = await app.post(  # the caller asks to continue on web chat, as the gateway would pass on
                 "/api/handoffs", json={"customer_id": claims["cid"], "session_id": claims["sid"],
-                                       "to_channel": "webchat"}, headers={"Authorization": f"Bearer {media}"})
+                                       "to_channel": "webchat"}, headers={"Authorization": f"Bearer {control}"})
             assert handoff.status_code == 202, handoff.text
         # Read from a file: schemathesis leaves out the operation it loaded the document from.
         (tmp_path / "openapi.json").write_text(json.dumps(document), encoding="utf-8")
         config = tmp_path / "schemathesis.toml"
-        _config(config, session_id=session["session_id"], token=session["token"], call_id=call["id"], media=media,
+        _config(config, session_id=session["session_id"], token=session["token"], call_id=call["id"], control=control,
                 callback=callback, instance_id=handoff.json()["id"])
 
         started = time.monotonic()

@@ -6,13 +6,18 @@ expired, foreign and wrong-audience tokens are made with the real signer; the Az
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import sqlite3
 import stat
+import time
 import uuid
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -22,6 +27,7 @@ from shared.conversation import Conversation
 from shared.models import Channel, Identity, IdentityKind, new_id
 from shared.policies.offline import OfflinePolicy
 from shared.scenario import load_scenario
+from shared.settings import SETTINGS
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_state import InProcessSessionState
 from shared.tokens import TokenSigner, load_secret
@@ -57,6 +63,43 @@ def test_webchat_sessions_start_anonymously_with_a_token_bound_to_the_session(se
     assert claims["sid"] == body["session_id"] and claims["cid"]
     assert claims["exp"] - claims["iat"] == 86400  # WEBCHAT_TOKEN_TTL_SECONDS
     assert created.headers["Cache-Control"] == "no-store"
+
+
+async def test_new_webchat_sessions_are_limited_per_client_address(local_host_factory, tmp_path: Path) -> None:
+    limit = int(SETTINGS["WEBCHAT_SESSIONS_PER_ADDRESS"][0])  # the default: 30 a minute, more than a person starts
+    window = 8  # seconds: longer than the burst takes on a slow machine, short enough to see it end
+    data_dir = tmp_path / "data"
+    host = await asyncio.to_thread(local_host_factory, SWITCHBOARD_DATA_DIR=str(data_dir),
+                                   WEBCHAT_SESSIONS_PER_ADDRESS=str(limit),
+                                   WEBCHAT_SESSIONS_WINDOW_SECONDS=str(window))
+    await asyncio.to_thread(httpx.get, f"{host.url}/api/ops/queue")  # the demo customers are seeded on first use
+    customers_before = _customers(data_dir)
+
+    def client(source: str) -> httpx.AsyncClient:
+        transport = httpx.AsyncHTTPTransport(local_address=source)  # a second loopback address is another client
+        return httpx.AsyncClient(base_url=host.url, timeout=60, transport=transport)
+
+    async with client("127.0.0.1") as loop_, client("127.0.0.2") as neighbour:
+        # A loop of creations, all at once, from one address: the first `limit` are served, the rest refused.
+        started = time.monotonic()
+        answers = await asyncio.gather(*(loop_.post("/api/webchat/sessions") for _ in range(limit + 10)))
+        assert sorted(a.status_code for a in answers) == [201] * limit + [429] * 10
+        refused = next(a for a in answers if a.status_code == 429)
+        assert refused.headers["Retry-After"] == str(window) and "too many" in refused.json()["error"]
+        assert _customers(data_dir) == customers_before + limit, "a refused creation makes no customer"
+        # Writing another first hop in X-Forwarded-For changes nothing: the address is the hop the front end adds.
+        forged = await loop_.post("/api/webchat/sessions", headers={"X-Forwarded-For": "198.51.100.7"})
+        assert forged.status_code == 429, forged.text
+        # Another address is served meanwhile.
+        assert (await neighbour.post("/api/webchat/sessions")).status_code == 201
+        # And the loop's address is served again once its window has passed.
+        await asyncio.sleep(max(0.0, started + window + 0.5 - time.monotonic()))
+        assert (await loop_.post("/api/webchat/sessions")).status_code == 201
+
+
+def _customers(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "customers.sqlite3") as db:
+        return db.execute("SELECT COUNT(*) FROM customers").fetchone()[0]
 
 
 def test_webchat_session_routes_need_that_sessions_signed_unexpired_token(secure: SecureStack) -> None:
@@ -106,8 +149,8 @@ async def test_handoff_links_are_signed_expiring_and_single_use(secure: SecureSt
         customer_id = opened.customer.customer_id
     finally:
         await store.close()
-    media = secure.token("media", sid=session_id, cid=customer_id, call=session_id)
-    started = secure.client.post(secure.url("/api/handoffs"), headers=_auth(media),
+    control = secure.token("call-control", sid=session_id, cid=customer_id, call=session_id)
+    started = secure.client.post(secure.url("/api/handoffs"), headers=_auth(control),
                                  json={"customer_id": customer_id, "session_id": session_id, "to_channel": "webchat"})
     assert started.status_code == 202, started.text
     instance_id = started.json()["id"]
@@ -132,15 +175,16 @@ async def test_handoff_links_are_signed_expiring_and_single_use(secure: SecureSt
     assert again.status_code == 401 and "link" in again.json()["error"]  # used, and its handoff is over
 
 
-def test_starting_a_handoff_needs_the_calls_media_token(secure: SecureStack) -> None:
+def test_starting_a_handoff_needs_the_calls_control_token(secure: SecureStack) -> None:
     body = {"customer_id": "cust_x", "session_id": "voice_x", "to_channel": "whatsapp"}
     refused = {
         None: 401,
-        _tampered(secure.token("media", sid="voice_x", cid="cust_x")): 401,
-        secure.expired("media", sid="voice_x", cid="cust_x"): 401,
+        _tampered(secure.token("call-control", sid="voice_x", cid="cust_x")): 401,
+        secure.expired("call-control", sid="voice_x", cid="cust_x"): 401,
+        secure.token("media", sid="voice_x", cid="cust_x"): 401,  # the call's socket token: for the socket only
         secure.token("webchat", sid="voice_x", cid="cust_x"): 401,
         secure.token("acs-callback", sid="voice_x", cid="cust_x"): 401,
-        secure.token("media", sid="voice_other", cid="cust_x"): 403,  # another call's session
+        secure.token("call-control", sid="voice_other", cid="cust_x"): 403,  # another call's session
     }
     for token, status in refused.items():
         response = secure.client.post(secure.url("/api/handoffs"), json=body, headers=_auth(token) if token else {})
@@ -256,15 +300,16 @@ def test_call_callbacks_need_acs_signed_jwt_when_the_resource_id_is_set(secure: 
     assert "ACS_RESOURCE_IMMUTABLE_ID: acs.outputs.immutableResourceId" in (ROOT / "infra/main.bicep").read_text()
 
 
-def test_call_control_routes_need_that_calls_media_token(secure: SecureStack) -> None:
+def test_call_control_routes_need_that_calls_control_token(secure: SecureStack) -> None:
     claims = {"sid": "voice_x", "cid": "cust_x"}
     refused = {
         None: 401,
-        _tampered(secure.token("media", call="call-x", **claims)): 401,
-        secure.expired("media", call="call-x", **claims): 401,
+        _tampered(secure.token("call-control", call="call-x", **claims)): 401,
+        secure.expired("call-control", call="call-x", **claims): 401,
+        secure.token("media", call="call-x", **claims): 401,  # the call's socket token: for the socket only
         secure.token("acs-callback", call="call-x", **claims): 401,
         secure.token("webchat", call="call-x", **claims): 401,
-        secure.token("media", call="call-other", **claims): 403,  # another call's
+        secure.token("call-control", call="call-other", **claims): 403,  # another call's
     }
     for method, path in (("GET", ""), ("POST", "/hangup"), ("POST", "/transfer")):
         for token, status in refused.items():
@@ -272,7 +317,7 @@ def test_call_control_routes_need_that_calls_media_token(secure: SecureStack) ->
                                              headers=_auth(token) if token else {})
             assert response.status_code == status, (method, path, token, response.text)
         allowed = secure.client.request(method, secure.url(f"/api/calls/call-x{path}"),
-                                        headers=_auth(secure.token("media", call="call-x", **claims)))
+                                        headers=_auth(secure.token("call-control", call="call-x", **claims)))
         assert allowed.status_code == 404, "past authentication: there is no such call"
 
 
@@ -288,11 +333,48 @@ def test_the_gateway_media_socket_needs_a_media_token(secure: SecureStack) -> No
         secure.expired("media", **claims): 403,
         secure.token("acs-callback", **claims): 403,
         secure.token("webchat", **claims): 403,
+        secure.token("call-control", **claims): 403,  # the call's control token opens no socket
         secure.token("media", **claims): 404,  # genuine, but for a session that does not exist
     }
     for token, status in refused.items():
         response = secure.client.get(f"{secure.gateway_url}/media", params={"token": token} if token else {})
         assert response.status_code == status, (token, response.text)
+
+
+async def test_a_calls_media_token_opens_its_one_socket_within_minutes_and_nothing_else(secure: SecureStack) -> None:
+    placed = secure.client.post(secure.acs("/_emulator/calls"), json={"from": _new_phone()})
+    assert placed.status_code in (200, 201), placed.text
+    call_id = placed.json()["id"]
+
+    def streaming() -> dict | None:
+        view = secure.client.get(secure.acs(f"/_emulator/calls/{call_id}")).json()
+        return view if view["media"] == "streaming" else None
+
+    call = eventually(streaming, timeout=30)  # the real gateway took the call's socket
+    media_url = call["answer"]["mediaStreamingOptions"]["transportUrl"]
+    media = parse_qs(urlsplit(media_url).query)["token"][0]
+    claims = secure.signer.verify(media, "media")
+    assert claims["exp"] - claims["iat"] == 300  # CALL_MEDIA_TOKEN_TTL_SECONDS: ACS connects as the call connects
+    callback = parse_qs(urlsplit(call["answer"]["callbackUri"]).query)["token"][0]
+    callback_claims = secure.signer.verify(callback, "acs-callback")
+    assert callback_claims["exp"] - callback_claims["iat"] == 7200  # CALL_TOKEN_TTL_SECONDS: the longest call
+    assert "call-control" not in (media_url + callback)  # the control token travels in no URL
+
+    # The media token is for the socket only: not the call's control routes, not a handoff of its session.
+    assert secure.client.get(secure.url(f"/api/calls/{call_id}"), headers=_auth(media)).status_code == 401
+    handoff = {"customer_id": claims["cid"], "session_id": claims["sid"], "to_channel": "whatsapp"}
+    assert secure.client.post(secure.url("/api/handoffs"), json=handoff, headers=_auth(media)).status_code == 401
+
+    # And the socket is taken once: the URL replayed while ACS streams on it opens nothing.
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(media_url)
+    assert refused.value.status == 409
+    control = secure.token("call-control", **{k: claims[k] for k in ("call", "sid", "cid")})  # what the gateway holds
+    view = secure.client.get(secure.url(f"/api/calls/{call_id}"), headers=_auth(control))
+    assert view.status_code == 200 and view.json()["media"] == "streaming", view.text  # the first socket carries on
+    assert secure.client.get(secure.acs(f"/_emulator/calls/{call_id}")).json()["media"] == "streaming"
+    secure.client.post(secure.acs(f"/_emulator/calls/{call_id}/hangup"))
 
 
 def test_the_gateway_healthz_is_open_and_holds_no_customer_data(secure: SecureStack) -> None:

@@ -201,3 +201,15 @@ async def test_a_silent_open_and_channel_bookkeeping_saved_with_the_turn(convers
     stored = (await conversation.customers.get(opened.customer.customer_id)).sessions["wa_test"]
     assert stored.last_inbound_at == f"{len(outcome.replies)} replies"
     assert [t.role for t in stored.turns] == ["customer", "agent"] and "4:00 PM" in stored.turns[-1].text
+
+
+async def test_opening_a_session_again_keeps_what_its_turns_were_waiting_for(conversation) -> None:
+    # A retried open (a redelivered event, a client retrying its session start) used to wipe the session's scratch:
+    # the agent forgot it had just offered WhatsApp, and the caller's "yes please" went unheard.
+    await conversation.queue.set(waiting=70, estimated_wait_seconds=420)
+    chat = await new_chat(conversation, Channel.VOICE, Identity(IdentityKind.PHONE, "+15555550122"))
+    outcome = await conversation.turn(chat.session_id, chat.customer_id, "there's no power on my street")
+    assert "WhatsApp" in " ".join(r.text for r in outcome.replies)
+    await conversation.open(Channel.VOICE, chat.session_id, chat.customer_id)
+    outcome = await conversation.turn(chat.session_id, chat.customer_id, "yes please")
+    assert outcome.switch_to == "whatsapp"

@@ -231,3 +231,74 @@ async def _eventually(check, what: str, timeout: float = 30.0) -> None:
     while not await check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.1)
+
+
+# A handoff through a Cosmos outage ----------------------------------------------------------------------------------
+
+#: Longer than the minute the handoff must survive; its steps' retries (functions/handoff.py) span four.
+HANDOFF_OUTAGE_SECONDS = 70
+
+
+@pytest.fixture
+async def handoff_host(local_host_factory, emulator):
+    """The reminder and the expiry far off: the handoff waits for the customer however long the outage lasts."""
+    host = await asyncio.to_thread(local_host_factory, **_cosmos(emulator), HANDOFF_REMIND_AFTER_SECONDS="900",
+                                   HANDOFF_EXPIRE_AFTER_SECONDS="900")
+    yield host
+    await asyncio.to_thread(host.stop)
+
+
+async def test_a_handoff_outlasts_a_minute_long_cosmos_outage_and_completes_once(handoff_host, emulator):
+    """Defect 9: the handoff's steps read and write the customer record in Cosmos. Cosmos freezes just as a web chat
+    customer accepts to move to WhatsApp, for longer than a minute; every step that runs meanwhile fails (each after
+    waiting out its request timeout) and is retried with backoff. When Cosmos is back, the handoff carries on: one
+    invite, the customer arrives, the orchestration completes once as engaged."""
+    host = handoff_host
+    phone = f"+1444{int(time.time() * 1000) % 10**7:07d}"
+    async with httpx.AsyncClient(base_url=host.url, timeout=120) as app, \
+            httpx.AsyncClient(base_url=host.acs_url, timeout=60) as acs:
+        session = (await app.post("/api/webchat/sessions")).json()
+        auth = {"Authorization": f"Bearer {session['token']}"}
+        messages = f"/api/webchat/sessions/{session['session_id']}/messages"
+        spoken = f"{phone[2:5]}-{phone[5:8]}-{phone[8:]}"
+        assert (await app.post(messages, json={"text": f"my lights are out, my number is {spoken}"},
+                               headers=auth)).status_code == 200
+        moved = await app.post(messages, json={"text": "can we do this on WhatsApp?"}, headers=auth)
+        emulator.down()
+        frozen = time.monotonic()
+        assert moved.status_code == 200 and "WhatsApp message" in moved.text, moved.text
+        instance_id = f"handoff-{session['session_id']}"
+
+        async def status() -> dict:
+            response = await app.get(f"/api/handoffs/{instance_id}")
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        async def invites() -> list[dict]:
+            sent = (await acs.get("/_emulator/messages", params={"to": phone})).json()
+            return [m for m in sent if m["kind"] == "template"]
+
+        await asyncio.sleep(HANDOFF_OUTAGE_SECONDS)
+        during = await status()
+        failed_steps = host.stderr().count("activity handoff_")
+        print(f"\nCosmos down {time.monotonic() - frozen:.0f} s: the handoff is {during['runtime_status']} at "
+              f"'{during['step']}', {failed_steps} failed step attempts so far")
+        assert during["runtime_status"] == "Running" and during["step"] != "failed", during
+        assert await invites() == []
+
+        emulator.up()
+        back = time.monotonic()
+        await _eventually(lambda: _step_is(status, "waiting"), "the handoff to send its invite", timeout=120)
+        print(f"Cosmos back: the invite went out {time.monotonic() - back:.0f} s later")
+        assert [m["template"] for m in await invites()] == ["switchboard_handoff_invite"]
+
+        arrived = await acs.post("/_emulator/inbound", json={"from": phone, "text": "hi, I'm here"})
+        assert arrived.status_code == 200, arrived.text
+        await _eventually(lambda: _step_is(status, "engaged"), "the customer to be engaged")
+        done = await status()
+        assert done["runtime_status"] == "Completed" and done["output"]["outcome"] == "engaged", done
+        assert len(await invites()) == 1, "the invite went out once, whatever the retries"
+
+
+async def _step_is(status, step: str) -> bool:
+    return (await status())["step"] == step

@@ -212,3 +212,75 @@ async def _eventually_known(stack: Stack, timeout: float = 15) -> dict[str, Any]
             return view
         assert time.monotonic() < deadline, f"queue metrics did not recover: {view}"
         await asyncio.sleep(0.2)
+
+
+#: Longer than the minute a handoff must survive.
+HANDOFF_OUTAGE_SECONDS = 65
+
+
+@pytest.fixture
+async def handoff_stack(redis_server: RedisServer, local_host_factory, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("redis-outage-handoff")
+    host = await asyncio.to_thread(local_host_factory, REDIS_URL=redis_server.url, SWITCHBOARD_DATA_DIR=str(data_dir),
+                                   HANDOFF_REMIND_AFTER_SECONDS="900", HANDOFF_EXPIRE_AFTER_SECONDS="900")
+    async with httpx.AsyncClient(timeout=60) as client:
+        yield Stack(host, data_dir, client)
+    await asyncio.to_thread(host.stop)
+
+
+async def test_a_handoff_through_a_minute_long_redis_hang_completes_once(
+    handoff_stack: Stack, redis_server: RedisServer
+) -> None:
+    """Defect 9, Redis: it hangs (SIGSTOP) just as a web chat customer accepts to move to WhatsApp, and stays hung
+    for over a minute while the handoff invites them and they answer on WhatsApp (the message's dedup mark and the
+    hot state live in Redis). The handoff completes once: one invite, the customer engaged, their message answered
+    once, and nothing repeated when Redis comes back."""
+    stack = handoff_stack
+    phone = f"+1444{int(time.time() * 1000) % 10**7:07d}"
+    session_id, auth = await stack.webchat()
+    messages = f"{stack.host.url}/api/webchat/sessions/{session_id}/messages"
+    spoken = f"{phone[2:5]}-{phone[5:8]}-{phone[8:]}"
+    said = await stack.client.post(messages, json={"text": f"my lights are out, my number is {spoken}"}, headers=auth)
+    assert said.status_code == 200, said.text
+    moved = await stack.client.post(messages, json={"text": "can we do this on WhatsApp?"}, headers=auth)
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    hung = time.monotonic()
+    try:
+        assert moved.status_code == 200 and "WhatsApp message" in moved.text, moved.text
+        instance_id = f"handoff-{session_id}"
+
+        async def status() -> dict[str, Any]:
+            response = await stack.client.get(f"{stack.host.url}/api/handoffs/{instance_id}")
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        async def outbox() -> list[dict[str, Any]]:
+            return (await stack.client.get(f"{stack.host.acs_url}/_emulator/messages", params={"to": phone})).json()
+
+        await _until(lambda: _has_step(status, "waiting"), "the invite", timeout=60)
+        arrived = await stack.whatsapp(phone, "hi, I'm here")
+        assert arrived["status"] == 202, arrived
+        await _until(lambda: _has_step(status, "engaged"), "the customer to be engaged", timeout=60)
+        await asyncio.sleep(max(0.0, HANDOFF_OUTAGE_SECONDS - (time.monotonic() - hung)))
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    print(f"\nRedis hung {time.monotonic() - hung:.0f} s: the handoff completed meanwhile")
+
+    await asyncio.sleep(3.0)  # a redelivery or a retried step, had anything been left half done, would land by now
+    done = await status()
+    assert done["runtime_status"] == "Completed" and done["output"]["outcome"] == "engaged", done
+    sent = await outbox()
+    assert [m["template"] for m in sent if m["kind"] == "template"] == ["switchboard_handoff_invite"]
+    texts = [m["content"] for m in sent if m["kind"] == "text"]
+    assert texts and len(texts) == len(set(texts)), f"the customer's message was answered more than once: {texts}"
+
+
+async def _has_step(status, step: str) -> bool:
+    return (await status())["step"] == step
+
+
+async def _until(check, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)

@@ -90,9 +90,9 @@ def client_address(req: func.HttpRequest) -> str:
             address = ipaddress.ip_address(candidate)
         except ValueError:
             continue
-        if address.version == 6:
+        if address.version == 6 and address.ipv4_mapped is None:
             return f"{ipaddress.ip_network((address, 64), strict=False).network_address}-64"
-        return str(address)
+        return str(getattr(address, "ipv4_mapped", None) or address)
     return "unknown"
 
 

@@ -18,10 +18,12 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+import azure.functions as func
 import httpx
 import pytest
 from aiohttp import web
 
+from functions.http import client_address
 from local.acs.oidc import CallbackSigner
 from shared.conversation import Conversation
 from shared.models import Channel, Identity, IdentityKind, new_id
@@ -95,6 +97,18 @@ async def test_new_webchat_sessions_are_limited_per_client_address(local_host_fa
         # And the loop's address is served again once its window has passed.
         await asyncio.sleep(max(0.0, started + window + 0.5 - time.monotonic()))
         assert (await loop_.post("/api/webchat/sessions")).status_code == 201
+
+
+def test_the_client_address_is_the_hop_the_front_end_adds() -> None:
+    def address(forwarded: str | None) -> str:
+        headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+        return client_address(func.HttpRequest("POST", "http://host/api/webchat/sessions", headers=headers, body=b""))
+
+    assert address("203.0.113.5:52341") == "203.0.113.5"  # the front end writes ip:port
+    assert address("198.51.100.7, 203.0.113.5:52341") == "203.0.113.5"  # a first hop the client wrote is not it
+    assert address("[2001:db8:1:2::9]:443") == address("2001:db8:1:2:ffff::1") == "2001:db8:1:2::-64"  # one /64
+    assert address("::ffff:203.0.113.5") == "203.0.113.5"  # IPv4 on a dual-stack socket is that IPv4 address
+    assert address(None) == address("not an address") == "unknown"  # nothing to go on: one shared count
 
 
 def _customers(data_dir: Path) -> int:

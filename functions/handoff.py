@@ -82,6 +82,9 @@ def _handoff(context: df.DurableOrchestrationContext, plan: dict):
     context.set_custom_status({**status, "step": "inviting"})
     invite = yield context.call_activity_with_retry("handoff_invite", RETRY, plan)
     status = {**status, "invite": invite}
+    if invite.get("failed"):  # it could not go out and never will: the step has ended the handoff on the record
+        context.set_custom_status({**status, "step": "failed"})
+        return {"outcome": "failed", "reason": invite.get("reason")}
 
     for step, wait_seconds in (("waiting", plan["remind_after_seconds"]), ("reminded", plan["expire_after_seconds"])):
         context.set_custom_status({**status, "step": step})

@@ -124,13 +124,19 @@ async def invite(services: Services, plan: HandoffPlan) -> dict:
     history) says that a link was sent, never the link, whose token would let its reader take over the handoff.
     """
     customer = await services.customers.get(plan.customer_id)
-    if customer.handoff is None or customer.handoff.instance_id != plan.instance_id or not customer.handoff.open:
-        return {"sent": False, "reason": "the handoff is no longer open"}
+    handoff = customer.handoff
+    if handoff is None or handoff.instance_id != plan.instance_id or not handoff.open:
+        # A re-run after this step failed the handoff says so again, so the orchestration ends rather than waits.
+        failed = handoff is not None and handoff.instance_id == plan.instance_id and handoff.status is HandoffStatus.FAILED
+        return {"sent": False, "reason": "the handoff is no longer open", **({"failed": True} if failed else {})}
     link = web_link(services, plan) if plan.to_channel == Channel.WEBCHAT else None
     template = services.scenario.whatsapp.invite if link is None else services.scenario.whatsapp.link_invite
     result = await _send_template(services, customer, plan, template, "invite", link)
-    if not result["sent"] and link is None:  # no way to reach them on WhatsApp: this handoff cannot happen
-        telemetry.handoff_outcome("failed", plan.to_channel, customer.handoff.started_at)
+    if not result["sent"] and link is None:
+        # No way to reach them on WhatsApp: this handoff cannot happen, and the record must not say "invited" (nor
+        # the orchestration wait, remind and expire) for a message that never went.
+        await fail(services, plan, f"the invite could not be sent: {result['reason']}")
+        return {**result, "failed": True}
     await _set_status(services, plan, HandoffStatus.INVITED, only_from={HandoffStatus.STARTED})
     return {**result, **({"link_sent": bool(result["sent"])} if link else {})}
 

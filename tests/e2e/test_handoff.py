@@ -572,3 +572,24 @@ def test_the_visitors_own_record_lets_go_of_a_handoff_that_moved_to_the_phone_ow
     assert visitor.handoff is not None and visitor.handoff.instance_id == instance_id
     assert not visitor.handoff.open, f"the visitor's copy of the handoff stays {visitor.handoff.status.value}"
     assert visitor.handoff.moved_to == owner.customer_id
+
+
+async def test_an_invite_refused_for_good_ends_the_handoff_as_failed_not_invited(stack: Stack, voice) -> None:
+    """Defect 11: WhatsApp refuses the invite outright (a 400: the number cannot get WhatsApp messages). The record
+    must not say the customer was invited, nor the orchestration wait, remind and expire for a message that never
+    went: the handoff ends as failed at once, its context kept."""
+    caller = voice(new_phone())
+    await caller.dial()
+    await caller.say("my power is out, account 100200311")
+    assert await caller.say("sure") == "whatsapp"
+    faults = stack.client.post(f"{stack.host.acs_url}/_emulator/messages/faults", json={"status": 400, "count": 1})
+    assert faults.status_code == 200, faults.text
+    instance_id = caller.start_handoff("whatsapp")
+
+    status = eventually(lambda: (s := stack.handoff(instance_id))["runtime_status"] == "Completed" and s,
+                        timeout=REMIND_AFTER)
+    assert status["output"]["outcome"] == "failed" and status["step"] == "failed", status
+    record = await caller.record()
+    assert record.handoff is not None and record.handoff.status.value == "failed"
+    assert "power outage" in record.summary
+    assert [m for m in stack.outbox(caller.phone) if m["kind"] == "template"] == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,7 +21,8 @@ import azure.functions as func
 import pytest
 import pytest_asyncio
 
-from local.durable import DurableExtension, ManualClock, read_overridable_states
+from local.durable import DurableExtension, ManualClock, ScaledClock, read_overridable_states
+from local.durable.clock import clock_from_environment
 from local.host import Host
 from shared.settings import PROJECT_ROOT
 
@@ -520,3 +522,22 @@ async def test_any_state_lets_a_start_replace_a_running_instance(driver: Driver,
 
     assert second.status == 202
     assert before.is_running and after.is_running and after.execution_id != before.execution_id
+
+
+# --- LOCAL_DURABLE_TIME_SCALE ------------------------------------------------------------------------------------
+
+
+async def test_a_scaled_clock_fires_timers_that_many_times_sooner(monkeypatch):
+    monkeypatch.setenv("LOCAL_DURABLE_TIME_SCALE", "100")
+    scaled = clock_from_environment()
+    assert isinstance(scaled, ScaledClock)
+    started = time.monotonic()
+    await scaled.wait(asyncio.Event(), scaled.now() + timedelta(seconds=20))  # a 20 s timer, 0.2 s of wall time
+    assert 0.15 < time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "nan", "inf", "fast"])
+def test_a_bad_time_scale_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv("LOCAL_DURABLE_TIME_SCALE", value)
+    with pytest.raises(ValueError, match="LOCAL_DURABLE_TIME_SCALE"):
+        clock_from_environment()

@@ -212,10 +212,8 @@ class Conversation:
         return TurnOutcome(replies, ctx.agent.name, customer, switch_to)
 
     async def transcript(self, session_id: str, customer_id: str) -> ChannelSession:
-        customer = await self.customers.get(customer_id)
-        if session_id not in customer.sessions:
-            raise NotFound(f"no session {session_id!r} for this customer")
-        return customer.sessions[session_id]
+        """The session whole, open or closed, listed on the record or aged out of it; NotFound if there is none."""
+        return await self.customers.get_session(customer_id, session_id)
 
     async def interrupted(
         self, session_id: str, customer_id: str, heard: list[Reply], *, switch_failed: bool = False
@@ -386,6 +384,8 @@ class _AnsweredMeanwhile(Exception):
 def _replay(customer: Customer, session_id: str, key: str) -> TurnOutcome | None:
     """What the turn sent under `key` answered, if the session has one."""
     session = customer.sessions[session_id]
+    if not session.loaded:
+        return None  # a session closed long ago (its transcript is stored apart): nothing to replay, it is closed
     answered = session.answered(key)
     if answered is None:
         return None

@@ -55,6 +55,9 @@ def instance_id_for(from_session_id: str) -> str:
 
 async def summarise(services: Services, plan: HandoffPlan) -> str:
     customer = await services.customers.get(plan.customer_id)
+    session = customer.sessions.get(plan.from_session_id)
+    if session is not None and not session.loaded:  # closed before we got here (the call ended): read it whole
+        customer.sessions[plan.from_session_id] = await services.customers.get_session(customer.customer_id, session.session_id)
     return await services.policy.summarise(services.scenario, customer, plan.from_session_id)
 
 
@@ -96,10 +99,15 @@ async def save_context(services: Services, plan: HandoffPlan, summary: str) -> s
     if owner is None or owner.customer_id == source.customer_id:
         return source.customer_id
 
+    # The session moves whole: the owner's record gets its transcript too, stored in the owner's partition.
+    moved = source.sessions[plan.from_session_id]
+    if not moved.loaded:
+        moved = await services.customers.get_session(source.customer_id, plan.from_session_id)
+
     def take_over(customer: Customer) -> None:
         for key, value in source.collected.items():
             customer.collected.setdefault(key, value)
-        customer.sessions.setdefault(plan.from_session_id, source.sessions[plan.from_session_id])
+        customer.sessions.setdefault(plan.from_session_id, moved)
         save(customer)
 
     await services.customers.update(owner.customer_id, take_over)

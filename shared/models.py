@@ -1,8 +1,14 @@
 """The customer's durable record and the pieces it is made of.
 
 A customer is keyed by `customer_id` (the Cosmos partition key). Everything the agent learned (collected slots, the
-conversation summary, every channel session with its transcript) hangs off that one record, so a customer who moves
-from the phone to WhatsApp or web chat finds it all there: nothing lives only on a session.
+conversation summary, the channel sessions) hangs off that one record, so a customer who moves from the phone to
+WhatsApp or web chat finds it all there: nothing lives only on a session.
+
+The record stays small however often the customer comes back: it lists its recent sessions by their headers (channel,
+status, agent, timestamps), and each session's transcript and delivery log (its *body*) is stored beside it, in the
+same partition. A session whose body was not loaded with the record (a closed one; see CustomerStore in
+shared/stores/base.py for which are loaded and how to read the others) refuses any use of its `turns` or `messages`
+with TranscriptNotLoaded, rather than passing for a session where nothing was said.
 """
 
 from __future__ import annotations
@@ -20,6 +26,33 @@ MAX_TURNS_PER_SESSION = 200
 MAX_MESSAGES_PER_SESSION = 400
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+class TranscriptNotLoaded(LookupError):
+    """A closed session's transcript was used, but only its header came with the record: read the session with
+    `CustomerStore.get_session`. A bug in the caller, never the customer's doing."""
+
+
+class _NotLoaded(list):  # type: ignore[type-arg]
+    """Stands in for the turns or the delivery log of a session whose body the record does not carry.
+
+    Every use raises, so a caller that forgot to load the session finds out at once instead of reading "nothing was
+    said" (which would, say, repeat a greeting, or skip a message as never received).
+    """
+
+    def __init__(self, session_id: str, what: str) -> None:
+        super().__init__()
+        self._where = f"the {what} of session {session_id!r}"
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TranscriptNotLoaded(f"{self._where} did not come with the record; read the session with get_session")
+
+    __iter__ = __len__ = __bool__ = __getitem__ = __setitem__ = __delitem__ = __contains__ = _refuse
+    __reversed__ = __iadd__ = __eq__ = append = extend = insert = pop = remove = index = count = clear = _refuse
+    copy = sort = reverse = __add__ = __mul__ = _refuse
+
+    def __repr__(self) -> str:
+        return f"<{self._where}: not loaded>"
 
 
 def utcnow() -> str:
@@ -187,7 +220,13 @@ class ChannelSession:
                 return message
         return None
 
-    def to_dict(self) -> dict[str, Any]:
+    @property
+    def loaded(self) -> bool:
+        """Whether the transcript and delivery log came with the record (always, for a session made here)."""
+        return not isinstance(self.turns, _NotLoaded)
+
+    def header(self) -> dict[str, Any]:
+        """What the customer record lists about this session: everything but the transcript and delivery log."""
         return {
             "session_id": self.session_id,
             "channel": self.channel.value,
@@ -195,24 +234,39 @@ class ChannelSession:
             "active_agent": self.active_agent,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
-            "turns": [t.to_dict() for t in self.turns],
             "last_inbound_at": self.last_inbound_at,
-            "messages": [m.to_dict() for m in self.messages],
             "fence": self.fence,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole session, header and body (raises TranscriptNotLoaded if the body was not loaded)."""
+        return {
+            **self.header(),
+            "turns": [t.to_dict() for t in self.turns],
+            "messages": [m.to_dict() for m in self.messages],
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChannelSession:
+        session = cls.from_header(data)
+        session.turns = [Turn.from_dict(t) for t in data.get("turns", [])]
+        session.messages = [ChannelMessage.from_dict(m) for m in data.get("messages", [])]
+        return session
+
+    @classmethod
+    def from_header(cls, data: dict[str, Any]) -> ChannelSession:
+        """A session known by its header only: its turns and messages refuse to be used until a store loads them."""
+        session_id = data["session_id"]
         return cls(
-            session_id=data["session_id"],
+            session_id=session_id,
             channel=Channel(data["channel"]),
             status=SessionStatus(data.get("status", SessionStatus.ACTIVE)),
             active_agent=data.get("active_agent"),
             started_at=data.get("started_at") or utcnow(),
             updated_at=data.get("updated_at") or utcnow(),
-            turns=[Turn.from_dict(t) for t in data.get("turns", [])],
+            turns=_NotLoaded(session_id, "turns"),
             last_inbound_at=data.get("last_inbound_at"),
-            messages=[ChannelMessage.from_dict(m) for m in data.get("messages", [])],
+            messages=_NotLoaded(session_id, "delivery log"),
             fence=int(data.get("fence", 0)),
         )
 
@@ -260,14 +314,22 @@ class Handoff:
 class Customer:
     customer_id: str
     identities: list[Identity] = field(default_factory=list)
+    # The sessions the record lists (the recent ones; see CustomerStore for which come with their bodies), by id.
     sessions: dict[str, ChannelSession] = field(default_factory=dict)
     collected: dict[str, str] = field(default_factory=dict)  # slot name -> value, e.g. account_number
     summary: str = ""
     handoff: Handoff | None = None  # the latest channel move, if any
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
+    # Sessions per channel that have aged out of `sessions` (their bodies are archived, then expire). Store-owned.
+    archived_sessions: dict[str, int] = field(default_factory=dict)
+    # An anonymous visitor's record (a web chat identity only, nothing said yet) is deleted at this time (ISO UTC);
+    # None once the customer says something or gains another identity. Store-owned.
+    expires_at: str | None = None
     # Concurrency token owned by the store: an integer version in SQLite, the ETag in Cosmos. Callers never set it.
     version: str | None = None
+    # What the store read, so that a write sends only the session bodies that changed. Store-owned.
+    stored: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def new(cls, *identities: Identity) -> Customer:
@@ -283,29 +345,52 @@ class Customer:
     def session(self, session_id: str) -> ChannelSession:
         return self.sessions[session_id]
 
+    def session_count(self, channel: Channel) -> int:
+        """How many sessions this customer has had on `channel`, those aged out of the record included."""
+        listed = sum(1 for s in self.sessions.values() if s.channel is channel)
+        return listed + self.archived_sessions.get(channel.value, 0)
+
+    @property
+    def anonymous(self) -> bool:
+        """A web chat visitor we know nothing about: no identity but a browser session, and no word said yet."""
+        if not self.identities or any(i.kind is not IdentityKind.WEBCHAT for i in self.identities):
+            return False
+        return not any(s.loaded and any(t.role == "customer" for t in s.turns) for s in self.sessions.values())
+
     def to_dict(self) -> dict[str, Any]:
-        """The stored document (also what Cosmos keeps; `id` doubles the key because Cosmos needs one)."""
+        """The stored record (also what Cosmos keeps; `id` doubles the key because Cosmos needs one): the sessions
+        by their headers only, their bodies being stored apart."""
         return {
             "id": self.customer_id,
             "customer_id": self.customer_id,
             "identities": [i.key for i in self.identities],
-            "sessions": {sid: s.to_dict() for sid, s in self.sessions.items()},
+            "sessions": {sid: s.header() for sid, s in self.sessions.items()},
+            "archived_sessions": dict(self.archived_sessions),
             "collected": dict(self.collected),
             "summary": self.summary,
             "handoff": self.handoff.to_dict() if self.handoff else None,
+            "expires_at": self.expires_at,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], version: str | None = None) -> Customer:
+        """Read a stored record. A record written before sessions had bodies of their own carries each session
+        whole (with "turns"): those come back loaded, and the store splits them off on the record's next write."""
+        sessions = {
+            sid: ChannelSession.from_dict(s) if "turns" in s else ChannelSession.from_header(s)
+            for sid, s in data.get("sessions", {}).items()
+        }
         return cls(
             customer_id=data["customer_id"],
             identities=[Identity.parse(k) for k in data.get("identities", [])],
-            sessions={sid: ChannelSession.from_dict(s) for sid, s in data.get("sessions", {}).items()},
+            sessions=sessions,
             collected=dict(data.get("collected", {})),
             summary=data.get("summary", ""),
             handoff=Handoff.from_dict(data["handoff"]) if data.get("handoff") else None,
+            archived_sessions=dict(data.get("archived_sessions") or {}),
+            expires_at=data.get("expires_at"),
             created_at=data.get("created_at") or utcnow(),
             updated_at=data.get("updated_at") or utcnow(),
             version=version,

@@ -29,6 +29,9 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "COSMOS_VERIFY_TLS": ("true", "Verify the Cosmos TLS certificate; `false` only for a local emulator's self-signed one."),
     "REDIS_URL": ("", "Redis URL for hot session state (redis:// or rediss://). A password in it is used as given; a rediss:// URL without one signs in with Microsoft Entra ID as the app's identity (AZURE_CLIENT_ID), as in Azure. Empty: see SESSION_STATE."),
     "SESSION_TTL_SECONDS": ("86400", "How long hot session state lives after its last use."),
+    "SESSION_INDEX_MAX": ("20", "Sessions a customer record lists at most: the active ones always, then the most recent closed ones. Older sessions age out of the record (read one at a time) and keep their transcript for SESSION_RETENTION_DAYS."),
+    "SESSION_RETENTION_DAYS": ("365", "How long a closed session's transcript is kept after its last change (Cosmos per-item TTL; SQLite deletes it). 0: for ever."),
+    "ANONYMOUS_CUSTOMER_TTL_SECONDS": ("86400", "A web chat visitor who never says a word (no identity but the browser session) is deleted this long after arriving; their first message, or any other identity, keeps them. 0: never deleted."),
     "SESSION_STATE": ("auto", "Where hot session state, queue counters and processed-event ids live: `sqlite` (a file in SWITCHBOARD_DATA_DIR, shared by the local processes), `memory` (this process only), `redis`, `cosmos`, or `auto` (redis when REDIS_URL is set, else cosmos when COSMOS_ENDPOINT is set, else sqlite)."),
     "COSMOS_STATE_CONTAINER": ("sessions", "Cosmos container for session state when SESSION_STATE resolves to cosmos: partitioned on /id, TTL on."),
     "AZURE_OPENAI_ENDPOINT": ("", "Azure OpenAI endpoint. Set: the OpenAI policy uses it."),
@@ -94,6 +97,9 @@ class Settings:
     cosmos_verify_tls: bool
     redis_url: str
     session_ttl_seconds: int
+    session_index_max: int
+    session_retention_days: float
+    anonymous_customer_ttl_seconds: float
     session_state: str  # memory, redis or cosmos: `auto` is resolved here
     cosmos_state_container: str
     azure_openai_endpoint: str
@@ -162,6 +168,9 @@ class Settings:
             cosmos_verify_tls=env.bool("COSMOS_VERIFY_TLS"),
             redis_url=env.str("REDIS_URL"),
             session_ttl_seconds=env.int("SESSION_TTL_SECONDS"),
+            session_index_max=_positive(env, "SESSION_INDEX_MAX"),
+            session_retention_days=_not_negative(env, "SESSION_RETENTION_DAYS"),
+            anonymous_customer_ttl_seconds=_not_negative(env, "ANONYMOUS_CUSTOMER_TTL_SECONDS"),
             session_state=_session_state(env),
             cosmos_state_container=env.str("COSMOS_STATE_CONTAINER"),
             azure_openai_endpoint=env.str("AZURE_OPENAI_ENDPOINT"),

@@ -1,5 +1,7 @@
 // Cosmos DB for NoSQL, serverless: billed per request unit and GB stored, nothing while idle.
-//   customers: the customer record and identity claims, partitioned on /customer_id (shared/stores/azure_cosmos.py)
+//   customers: the customer record, its sessions' bodies and identity claims, partitioned on /customer_id
+//              (shared/stores/azure_cosmos.py): TTL on with no default (-1), so only an anonymous visitor's items
+//              and closed sessions past their retention expire, by their own `ttl`.
 //   sessions:  SessionState when Redis is off (shared/stores/azure_cosmos_state.py): partitioned on /id, TTL on
 //              with no default (-1), so items expire by their own `ttl` and counters never do.
 // Keys are disabled; the identity holds the built-in data contributor role through a Cosmos SQL role assignment.
@@ -67,6 +69,7 @@ resource customers 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/container
         kind: 'Hash'
         version: 2
       }
+      defaultTtl: -1
     }
   }
 }

@@ -9,22 +9,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.stores.base import CustomerStore, SessionState
+from shared.stores.records import RecordLimits
 
 if TYPE_CHECKING:
     from shared.settings import Settings
 
-__all__ = ["CustomerStore", "SessionState", "build_customer_store", "build_session_state"]
+__all__ = ["CustomerStore", "RecordLimits", "SessionState", "build_customer_store", "build_session_state"]
 
 
 def build_customer_store(settings: Settings) -> CustomerStore:
     """Cosmos DB when COSMOS_ENDPOINT is set, else SQLite under the data folder. Does no I/O."""
+    limits = record_limits(settings)
     if settings.cosmos_endpoint:
         from shared.stores.azure_cosmos import CosmosCustomerStore
 
-        return CosmosCustomerStore.from_settings(settings)
+        return CosmosCustomerStore.from_settings(settings, limits)
     from shared.stores.embedded_customers import SqliteCustomerStore
 
-    return SqliteCustomerStore(settings.data_dir / "customers.sqlite3")
+    return SqliteCustomerStore(settings.data_dir / "customers.sqlite3", limits)
+
+
+def record_limits(settings: Settings) -> RecordLimits:
+    """How big a customer record grows and how long what leaves it is kept, from the settings."""
+    return RecordLimits(
+        session_index_max=settings.session_index_max,
+        session_retention_seconds=settings.session_retention_days * 86400,
+        anonymous_ttl_seconds=settings.anonymous_customer_ttl_seconds,
+        idle_session_seconds=settings.session_ttl_seconds,
+    )
 
 
 def build_session_state(settings: Settings) -> SessionState:

@@ -1,12 +1,27 @@
 """CustomerStore on Azure Cosmos DB for NoSQL (async SDK). Imported only when COSMOS_ENDPOINT is set.
 
-One container, partitioned on /customer_id, holds two kinds of item:
+One container, partitioned on /customer_id, with TTL on (no default: only items that carry a `ttl` expire), holds
+three kinds of item:
 
-* customers: `Customer.to_dict()` plus `"type": "customer"`; the item's `_etag` is the model's `version`, and a
-  replace is conditional on it, which gives the optimistic concurrency `CustomerStore.update` relies on;
+* customers: `Customer.to_dict()` plus `"type": "customer"`; the item's `_etag` is the model's `version`;
+* session bodies: `ChannelSession.to_dict()` plus `{"id": "session:<session id>", "customer_id": <its customer>,
+  "type": "session"}`, in the customer's partition;
 * identity claims: `{"id": "identity:<key>", "customer_id": "identity:<key>", "type": "identity", "owner": ...}`.
   Each claim is its own logical partition, so "create if absent" on its id is an atomic claim with no cross-partition
   transaction (Cosmos has none).
+
+A write is one transactional batch in the customer's partition: the record's replace, conditional on its ETag,
+first, then a replace of each changed body conditional on its own ETag (or a create for a new one). In Azure a
+batch is atomic: if any condition fails, nothing is written, and `update` re-reads and tries again. The npm emulator
+the tests use checks each condition too and stops at the first failure, but keeps what the operations before it
+wrote. Putting the record first makes that harmless for races: every write of a body also replaces the record, and
+bodies are read after the record, so a body changed since our read means the record changed too, and the batch
+stops at its first operation with nothing written. (Only a create that meets an existing body, which the store
+never plans for a race, could leave the record written without it on the emulator.)
+
+Expiry: an anonymous visitor's record, bodies and claims carry a `ttl`, as do closed sessions' bodies (retention);
+Cosmos deletes them when it runs out. `expires_at` on the record and claims makes reads ignore them from the exact
+moment, whether or not Cosmos has got round to deleting them (the emulator never does).
 
 Throttling (429 after the SDK's own retries), 503/5xx and connection failures become `Unavailable`, so callers can
 tell "try again later" from a bug.
@@ -16,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -25,6 +41,7 @@ from azure.cosmos import PartitionKey
 from azure.cosmos.aio import CosmosClient
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosBatchOperationError,
     CosmosClientTimeoutError,
     CosmosHttpResponseError,
     CosmosResourceExistsError,
@@ -33,7 +50,9 @@ from azure.cosmos.exceptions import (
 
 from shared.errors import Conflict, Unavailable
 from shared.models import Customer, Identity
+from shared.stores import records
 from shared.stores.base import CustomerStore
+from shared.stores.records import EXPIRY_MARGIN_SECONDS, RecordLimits, SessionIdTaken
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -136,20 +155,25 @@ class CosmosCustomerStore(CustomerStore):
         container: str,
         *,
         verify_tls: bool = True,
+        limits: RecordLimits | None = None,
     ) -> None:
+        # default_ttl -1: TTL on, nothing expires unless it says so (the infrastructure templates set the same).
         self._cosmos = CosmosContainer(
-            endpoint, credential, database, container, partition_key_path=PARTITION_KEY_PATH, verify_tls=verify_tls
+            endpoint, credential, database, container, partition_key_path=PARTITION_KEY_PATH, default_ttl=-1,
+            verify_tls=verify_tls,
         )
         self._container = self._cosmos.container
+        self.limits = limits or RecordLimits()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> CosmosCustomerStore:
+    def from_settings(cls, settings: Settings, limits: RecordLimits | None = None) -> CosmosCustomerStore:
         return cls(
             settings.cosmos_endpoint,
             cosmos_credential(settings),
             settings.cosmos_database,
             settings.cosmos_container,
             verify_tls=settings.cosmos_verify_tls,
+            limits=limits,
         )
 
     async def ensure(self) -> None:
@@ -165,33 +189,42 @@ class CosmosCustomerStore(CustomerStore):
         item = await self._read_item(customer_id, customer_id)
         if item is None or item.get("type") != "customer":  # an id from outside must not reach a claim item
             return None
-        return Customer.from_dict(item, version=item["_etag"])
+        customer = Customer.from_dict(item, version=item["_etag"])
+        # After the record, never before: a body written since the record was read comes with a newer record, so
+        # the write this read leads to fails its first condition (see the module docstring).
+        wanted = records.bodies_to_load(customer, self.clock())
+        found = await asyncio.gather(*(self._read_item(_session_id(sid), customer_id) for sid in wanted))
+        return records.attach(customer, {sid: (body, body["_etag"]) for sid, body in zip(wanted, found) if body})
+
+    async def _read_session(self, customer_id: str, session_id: str) -> tuple[dict[str, Any], str] | None:
+        item = await self._read_item(_session_id(session_id), customer_id)
+        if item is None or item.get("type") != "session" or _lapsed(item, self.clock()):
+            return None
+        return item, item["_etag"]
 
     async def _insert(self, customer: Customer) -> Customer:
-        await self._cosmos.open()
-        with service_errors():
-            try:
-                item = await self._container.create_item(_customer_item(customer))
-            except CosmosResourceExistsError:
+        plan = self._plan(customer, new=True)
+        now = self.clock()
+        operations = [("create", (_record_item(plan, now),))] + _body_operations(customer.customer_id, plan, now)
+        try:
+            results = await self._batch(operations, customer.customer_id)
+        except _Failed as failed:
+            if failed.index == 0:
                 raise Conflict(f"customer {customer.customer_id!r} already exists") from None
-        return Customer.from_dict(item, version=item["_etag"])
+            raise failed.error() from None
+        return self._written(customer, plan, results)
 
     async def _replace(self, customer: Customer) -> Customer:
         if customer.version is None:
             raise ValueError("_replace needs the version the record was read at")
-        await self._cosmos.open()
-        with service_errors():
-            try:
-                item = await self._container.replace_item(
-                    customer.customer_id,
-                    _customer_item(customer),
-                    etag=customer.version,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-            except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
-                # 412: someone wrote since we read. 404: the record is gone; `update` re-reads and reports it.
-                raise Conflict(f"customer {customer.customer_id!r} changed since it was read") from None
-        return Customer.from_dict(item, version=item["_etag"])
+        plan = self._plan(customer)
+        now = self.clock()
+        record = ("replace", (customer.customer_id, _record_item(plan, now)), {"if_match_etag": customer.version})
+        try:
+            results = await self._batch([record] + _body_operations(customer.customer_id, plan, now), customer.customer_id)
+        except _Failed as failed:
+            raise failed.error() from None
+        return self._written(customer, plan, results)
 
     async def _delete(self, customer_id: str) -> None:
         # Claims first: a crash half way then leaves an unreachable record, never a claim pointing at nothing
@@ -206,29 +239,68 @@ class CosmosCustomerStore(CustomerStore):
                 # Conditional on the ETag we saw: if the claim was released and taken by someone else meanwhile,
                 # it is theirs now and stays.
                 await self._delete_item(claim["id"], claim["customer_id"], etag=claim["_etag"])
+            bodies = self._container.query_items(
+                "SELECT c.id FROM c WHERE c.customer_id = @cid AND c.type = 'session'",
+                parameters=[{"name": "@cid", "value": customer_id}], partition_key=customer_id,
+            )
+            async for body in bodies:
+                await self._delete_item(body["id"], customer_id)
             await self._delete_item(customer_id, customer_id)
 
-    async def _claim_identity(self, identity: Identity, customer_id: str) -> str:
+    async def _claim_identity(self, identity: Identity, customer_id: str, expires_at: float | None = None) -> str:
         await self._cosmos.open()
         item_id = _claim_id(identity)
+        claim = {"id": item_id, "customer_id": item_id, "type": "identity", "owner": customer_id,
+                 **_expiry_fields(expires_at, self.clock(), margin=0)}
         for _ in range(_CLAIM_ATTEMPTS):
             with service_errors():
                 try:
-                    await self._container.create_item(
-                        {"id": item_id, "customer_id": item_id, "type": "identity", "owner": customer_id}
-                    )
+                    await self._container.create_item(claim)
                     return customer_id
                 except CosmosResourceExistsError:
-                    pass  # already claimed: whoever holds it wins
-            owner = await self._identity_owner(identity)
-            if owner is not None:
-                return owner
+                    pass  # already claimed: whoever holds it wins, unless its claim has lapsed
+            held = await self._read_item(item_id, item_id)
+            if held is not None and not _lapsed(held, self.clock()):
+                return held["owner"]
+            if held is not None:  # lapsed, and Cosmos has not deleted it yet: free for the taking
+                with service_errors():
+                    await self._delete_item(item_id, item_id, etag=held["_etag"])
         raise Unavailable(f"{identity.key} keeps being claimed and released", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
 
     async def _identity_owner(self, identity: Identity) -> str | None:
         item_id = _claim_id(identity)
         item = await self._read_item(item_id, item_id)
-        return None if item is None else item["owner"]
+        return None if item is None or _lapsed(item, self.clock()) else item["owner"]
+
+    async def _keep_identities(self, customer_id: str) -> None:
+        await self._cosmos.open()
+        with service_errors():
+            claims = self._container.query_items(
+                "SELECT * FROM c WHERE c.type = 'identity' AND c.owner = @owner AND IS_DEFINED(c.ttl)",
+                parameters=[{"name": "@owner", "value": customer_id}],
+            )
+            async for claim in claims:
+                kept = {k: v for k, v in claim.items() if not k.startswith("_") and k not in ("ttl", "expires_at")}
+                try:
+                    await self._container.replace_item(
+                        claim["id"], kept, etag=claim["_etag"], match_condition=MatchConditions.IfNotModified
+                    )
+                except (CosmosAccessConditionFailedError, CosmosResourceNotFoundError):
+                    pass  # released or changed meanwhile: no longer this claim to keep
+
+    # Batches ----------------------------------------------------------------------------------------------------
+
+    async def _batch(self, operations: list[tuple[Any, ...]], partition: str) -> list[dict[str, Any]]:
+        await self._cosmos.open()
+        with service_errors():
+            try:
+                return list(await self._container.execute_item_batch(operations, partition_key=partition))
+            except CosmosBatchOperationError as exc:
+                raise _Failed(exc) from None
+
+    def _written(self, customer: Customer, plan: records.WritePlan, results: list[dict[str, Any]]) -> Customer:
+        versions = {body.session_id: _etag(result) for body, result in zip(plan.bodies, results[1:])}
+        return records.written(customer, plan, _etag(results[0]), versions)
 
     # Items ------------------------------------------------------------------------------------------------------
 
@@ -245,17 +317,70 @@ class CosmosCustomerStore(CustomerStore):
             pass  # already gone, or no longer ours
 
 
-def _customer_item(customer: Customer) -> dict[str, Any]:
-    return {**customer.to_dict(), "type": "customer"}
+class _Failed(Exception):
+    """A batch stopped at operation `index` (0: the record)."""
+
+    def __init__(self, exc: CosmosBatchOperationError) -> None:
+        super().__init__(str(exc))
+        self.index, self.status = exc.error_index or 0, exc.status_code or 0
+        self.exc = exc
+
+    def error(self) -> Exception:
+        if self.status in (404, 412):  # 412: someone wrote since we read. 404: gone; `update` re-reads and reports it
+            return Conflict(f"the customer record or a session changed since it was read (operation {self.index})")
+        if self.status == 409:
+            return SessionIdTaken(f"a new session's id is already stored (operation {self.index})")
+        if self.status == 429 or self.status == 408 or self.status >= 500:
+            return Unavailable(f"Cosmos DB answered {self.status} to a batch", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
+        return self.exc
+
+
+def _record_item(plan: records.WritePlan, now: float) -> dict[str, Any]:
+    return {**plan.record, "type": "customer", **_expiry_fields(plan.expires_at, now, margin=EXPIRY_MARGIN_SECONDS)}
+
+
+def _body_operations(customer_id: str, plan: records.WritePlan, now: float) -> list[tuple[Any, ...]]:
+    operations: list[tuple[Any, ...]] = []
+    for body in plan.bodies:
+        item = {**body.doc, "id": _session_id(body.session_id), "customer_id": customer_id, "type": "session",
+                **_expiry_fields(body.expires_at, now, margin=EXPIRY_MARGIN_SECONDS)}
+        if body.version is None:
+            operations.append(("create", (item,)))
+        else:
+            operations.append(("replace", (item["id"], item), {"if_match_etag": body.version}))
+    return operations
+
+
+def _expiry_fields(expires_at: float | None, now: float, *, margin: float) -> dict[str, Any]:
+    """`ttl` (whole seconds from this write, as Cosmos counts) and `expires_at` (ISO, what reads check)."""
+    if expires_at is None:
+        return {}
+    remaining = expires_at - now
+    return {"ttl": max(1, math.ceil(remaining + margin)), "expires_at": records.iso(expires_at)}
+
+
+def _lapsed(item: dict[str, Any], now: float) -> bool:
+    return bool(item.get("expires_at")) and records.epoch(item["expires_at"]) <= now
+
+
+def _etag(result: dict[str, Any]) -> str:
+    return result.get("eTag") or result["resourceBody"]["_etag"]
+
+
+def _session_id(session_id: str) -> str:
+    return f"session:{_escape(session_id)}"
 
 
 def _claim_id(identity: Identity) -> str:
+    return f"identity:{_escape(identity.key)}"
+
+
+def _escape(key: str) -> str:
     # Cosmos ids may not contain / \ ? #. Percent-encode those (and % itself, so the mapping stays one-to-one);
-    # phone numbers and the usual ids pass through unchanged as "identity:<key>".
-    key = identity.key
+    # phone numbers and the usual ids pass through unchanged.
     for char, code in (("%", "%25"), ("/", "%2F"), ("\\", "%5C"), ("?", "%3F"), ("#", "%23")):
         key = key.replace(char, code)
-    return f"identity:{key}"
+    return key
 
 
 @contextmanager

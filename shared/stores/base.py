@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, Callable, TypeVar
 
 from shared.errors import Conflict, NotFound
-from shared.models import Customer, Identity, utcnow
+from shared.models import ChannelSession, Customer, Identity, utcnow
+from shared.stores import records
+from shared.stores.records import RecordLimits
 
 T = TypeVar("T")
 
@@ -57,17 +60,49 @@ def _record_locks(store: CustomerStore) -> _KeyedLocks:
 
 
 class CustomerStore(ABC):
-    """Customers by id, findable by any identity they hold (phone number, web chat session, account)."""
+    """Customers by id, findable by any identity they hold (phone number, web chat session, account).
+
+    A record lists its recent sessions (at most `limits.session_index_max`; shared/stores/records.py) and keeps each
+    session's transcript and delivery log (its body) apart, in the same partition. `get` and `update` bring the
+    bodies of the sessions still in use: the active ones, the one the latest handoff left, and WhatsApp sessions
+    closed in the last two days. Any other session's turns raise TranscriptNotLoaded: read that session whole with
+    `get_session(customer_id, session_id)`, which also finds sessions that have aged out of the record's list.
+
+    `update` writes the record and the bodies that changed in one atomic, conditional write, so a turn (customer
+    words, replies, active agent, slots collected) lands whole or not at all.
+
+    A web chat visitor who never says anything (no identity but the browser session's) is deleted after
+    `limits.anonymous_ttl_seconds`, and never returned once that time has passed; their first word, or any other
+    identity, keeps them.
+    """
+
+    #: Record size bounds and retention; adapters take their own from the settings.
+    limits: RecordLimits = RecordLimits()
+    #: The clock expiries are measured on (epoch seconds). Tests set their own.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     async def get(self, customer_id: str) -> Customer:
-        customer = await self._read(customer_id)
+        customer = await self._load(customer_id)
         if customer is None:
             raise NotFound(f"no customer {customer_id!r}")
         return customer
 
+    async def get_session(self, customer_id: str, session_id: str) -> ChannelSession:
+        """One session of the customer, whole (header, transcript, delivery log), whether the record lists it or it
+        has aged out of the list. NotFound if the customer has no such session (or its retention has ended)."""
+        customer = await self.get(customer_id)
+        listed = customer.sessions.get(session_id)
+        if listed is not None and listed.loaded:
+            return listed
+        found = await self._read_session(customer_id, session_id)
+        if found is None:
+            raise NotFound(f"no session {session_id!r} for this customer")
+        doc, _version = found
+        return ChannelSession.from_dict({**doc, **(listed.header() if listed is not None else {})})
+
     async def find_by_identity(self, identity: Identity) -> Customer | None:
         owner = await self._identity_owner(identity)
-        return None if owner is None else await self._read(owner)
+        return None if owner is None else await self._load(owner)
 
     async def get_or_create(self, identity: Identity) -> tuple[Customer, bool]:
         """The one customer holding `identity`, created if nobody does. Returns (customer, created).
@@ -78,7 +113,7 @@ class CustomerStore(ABC):
         if existing is not None:
             return existing, False
         candidate = await self._insert(Customer.new(identity))
-        owner = await self._claim_identity(identity, candidate.customer_id)
+        owner = await self._claim_identity(identity, candidate.customer_id, self._expiry(candidate))
         if owner == candidate.customer_id:
             return candidate, True
         await self._delete(candidate.customer_id)  # lost the race: nobody can reach our orphan, drop it
@@ -88,7 +123,7 @@ class CustomerStore(ABC):
         """Insert a new record and claim its identities. Raises Conflict if an identity belongs to someone else."""
         stored = await self._insert(customer)
         for identity in customer.identities:
-            owner = await self._claim_identity(identity, customer.customer_id)
+            owner = await self._claim_identity(identity, customer.customer_id, self._expiry(stored))
             if owner != customer.customer_id:
                 await self._delete(customer.customer_id)
                 raise Conflict(f"{identity.key} already belongs to another customer")
@@ -110,8 +145,17 @@ class CustomerStore(ABC):
     async def _update(self, customer_id: str, mutate: Callable[[Customer], T]) -> tuple[Customer, T]:
         for attempt in range(UPDATE_ATTEMPTS):
             customer = await self.get(customer_id)
+            records.expire_idle(customer, self.limits, self.clock())
             result = mutate(customer)
             customer.updated_at = utcnow()
+            for session_id in records.headers_changed_unloaded(customer):
+                found = await self._read_session(customer_id, session_id)
+                if found is not None:
+                    records.load_body(customer, session_id, *found)
+            if customer.expires_at is not None and not customer.anonymous:
+                # Their first word, or a new identity: the claims lose their expiry before the record does, so a
+                # crash in between leaves at worst a permanent claim on a browser session nobody reuses.
+                await self._keep_identities(customer_id)
             try:
                 return await self._replace(customer), result
             except Conflict:
@@ -129,31 +173,57 @@ class CustomerStore(ABC):
     async def close(self) -> None:
         """Release connections. The default holds none."""
 
+    async def _load(self, customer_id: str) -> Customer | None:
+        customer = await self._read(customer_id)
+        if customer is None or records.expired(customer, self.clock()):
+            return None  # an expired visitor is gone, whether or not the backend has deleted it yet
+        return customer
+
+    def _plan(self, customer: Customer, *, new: bool = False) -> records.WritePlan:
+        return records.plan_write(customer, self.limits, self.clock(), new=new)
+
+    @staticmethod
+    def _expiry(customer: Customer) -> float | None:
+        return records.epoch(customer.expires_at) if customer.expires_at else None
+
     # Adapter hooks ----------------------------------------------------------------------------------------------
 
     @abstractmethod
     async def _read(self, customer_id: str) -> Customer | None:
-        """The stored record with its `version` set, or None."""
+        """The stored record with its `version` set and the bodies `records.bodies_to_load` names attached
+        (`records.attach`), or None."""
+
+    @abstractmethod
+    async def _read_session(self, customer_id: str, session_id: str) -> tuple[dict[str, Any], str] | None:
+        """A session's stored body (`ChannelSession.to_dict()`) and its version, or None."""
 
     @abstractmethod
     async def _insert(self, customer: Customer) -> Customer:
-        """Store a new record; raise Conflict if the id exists. Returns it with `version` set."""
+        """Store a new record and its sessions' bodies (`self._plan(customer, new=True)`) at once; raise Conflict if
+        the id exists. Returns it with `version` set (`records.written`)."""
 
     @abstractmethod
     async def _replace(self, customer: Customer) -> Customer:
-        """Overwrite if the stored version equals `customer.version`, else raise Conflict. Returns the new version."""
+        """Write `self._plan(customer)` atomically: the record if its stored version equals `customer.version`, and
+        each planned body if its own version still matches (created if it has none); if any check fails, write
+        nothing and raise Conflict. Returns the customer with its new versions (`records.written`)."""
 
     @abstractmethod
     async def _delete(self, customer_id: str) -> None:
-        """Remove a record and any identity claims pointing at it; no error if absent."""
+        """Remove a record, its sessions' bodies and any identity claims pointing at it; no error if absent."""
 
     @abstractmethod
-    async def _claim_identity(self, identity: Identity, customer_id: str) -> str:
-        """Atomically record `customer_id` as the owner of `identity` unless it has one; return the owner."""
+    async def _claim_identity(self, identity: Identity, customer_id: str, expires_at: float | None = None) -> str:
+        """Atomically record `customer_id` as the owner of `identity` unless it has a live owner; return the owner.
+        With `expires_at` (epoch seconds) the claim lapses then, unless `_keep_identities` runs first."""
 
     @abstractmethod
     async def _identity_owner(self, identity: Identity) -> str | None:
-        """The customer id owning `identity`, or None."""
+        """The customer id owning `identity` (by a claim that has not lapsed), or None."""
+
+    @abstractmethod
+    async def _keep_identities(self, customer_id: str) -> None:
+        """Remove the expiry from every identity claim of `customer_id`."""
 
 
 class SessionState(ABC):

@@ -43,6 +43,9 @@ NOT_SET_IN_AZURE: dict[str, str] = {
     # Defaults that are right in Azure: change them in the portal, or set them in main.bicep and drop them here.
     "COSMOS_VERIFY_TLS": "default true; false is for the local emulator only",
     "SESSION_TTL_SECONDS": "default",
+    "SESSION_INDEX_MAX": "default",
+    "SESSION_RETENTION_DAYS": "default",
+    "ANONYMOUS_CUSTOMER_TTL_SECONDS": "default",
     "AZURE_OPENAI_API_VERSION": "default",
     "LLM_TIMEOUT_SECONDS": "default",
     "HANDOFF_REMIND_AFTER_SECONDS": "default",
@@ -300,6 +303,8 @@ def test_cosmos_is_serverless_with_customers_on_customer_id_and_sessions_with_tt
     assert set(containers) == {SETTINGS["COSMOS_CONTAINER"][0], SETTINGS["COSMOS_STATE_CONTAINER"][0]}
     customers = containers[SETTINGS["COSMOS_CONTAINER"][0]]
     assert literal(cosmos, customers.get("properties", "resource", "partitionKey", "paths")) == ["/customer_id"]
+    # TTL on, no default: anonymous visitors' items and closed sessions past retention expire by their own `ttl`.
+    assert customers.get("properties", "resource", "defaultTtl").source == "-1"  # type: ignore[union-attr]
     sessions = containers[SETTINGS["COSMOS_STATE_CONTAINER"][0]]
     assert literal(cosmos, sessions.get("properties", "resource", "partitionKey", "paths")) == ["/id"]
     assert sessions.get("properties", "resource", "defaultTtl").source == "-1"  # type: ignore[union-attr]

@@ -1,8 +1,9 @@
 """The Cosmos DB emulator for the tests: `@vercel/cosmosdb-server` from npm (`make setup` installs it), run with node.
 
 It keeps everything in memory, speaks HTTPS with a self-signed certificate (clients pass verify_tls=False) and takes
-the well-known emulator key. It is good enough for what our adapter uses (CRUD, ETag conditions, queries); it has
-no TTL, no batches, and answers 500 instead of 404 when a missing item is read.
+the well-known emulator key. It is good enough for what our adapters use (CRUD, ETag conditions, queries, and
+transactional batches once `cosmos_emulator.js` beside this file fills in their partition key); it has no TTL, does
+not roll back a failed batch's earlier operations, and answers 500 instead of 404 when a missing item is read.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from tests.peers import free_port, unavailable
 #: The key every Cosmos DB emulator accepts (published by Microsoft; not a secret).
 EMULATOR_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
 CLI = Path(__file__).resolve().parent / "node_modules" / "@vercel" / "cosmosdb-server" / "lib" / "cli.js"
+#: What node runs: the package's CLI with transactional batches made to work (see the file).
+LAUNCHER = Path(__file__).resolve().parent / "cosmos_emulator.js"
 START_TIMEOUT = 20.0
 
 
@@ -43,7 +46,7 @@ def cosmos_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cosmos
     log_path = tmp_path_factory.mktemp("cosmos-emulator") / "emulator.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [node, str(CLI), "-p", str(port), "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT
+            [node, str(LAUNCHER), "-p", str(port), "--host", "127.0.0.1"], stdout=log, stderr=subprocess.STDOUT
         )
     try:
         _wait_until_listening(process, port, log_path)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from tests.peers import free_port, unavailable
-from tests.peers.cosmos_emulator import CLI, EMULATOR_KEY, _wait_until_listening
+from tests.peers.cosmos_emulator import CLI, EMULATOR_KEY, LAUNCHER, _wait_until_listening
 
 CUSTOMER_PHONE = "+15555550166"
 
@@ -38,7 +38,7 @@ class Emulator:
         self.endpoint = f"https://127.0.0.1:{self.port}"
         self._log = workdir / "emulator.log"
         with open(self._log, "wb") as log:
-            self.process = subprocess.Popen([node, str(CLI), "-p", str(self.port), "--host", "127.0.0.1"],
+            self.process = subprocess.Popen([node, str(LAUNCHER), "-p", str(self.port), "--host", "127.0.0.1"],
                                             stdout=log, stderr=subprocess.STDOUT)
         _wait_until_listening(self.process, self.port, self._log)
 

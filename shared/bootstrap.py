@@ -42,7 +42,8 @@ class Services:
 
     @cached_property
     def whatsapp(self) -> WhatsAppService:
-        return WhatsAppService(self.scenario, self.customers, self.state, self.conversation, self.messenger)
+        return WhatsAppService(self.scenario, self.customers, self.state, self.conversation, self.messenger,
+                               channel_id=self.settings.whatsapp_channel_id)
 
     async def close(self) -> None:
         for closeable in (self.messenger, self.call_control, self.policy, self.state, self.customers):

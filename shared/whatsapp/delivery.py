@@ -4,10 +4,10 @@ WhatsApp lets a business send free text only within 24 hours of the customer's l
 Replies decided outside that window are *held*, and one approved template goes out instead to invite the customer
 back; their next message reopens the window and releases what was held, before the answer to that message.
 
-A customer never gets the same words twice for one question: a text is queued only if no message with the same text
-is still owed, or went out since the customer last wrote. Held replies released together with the answer to a newer
-message, or the resend of a text refused for the window, would otherwise repeat what that answer says (the customer
-asked again meanwhile). The copy that is not sent stays on the log as SUPERSEDED, naming the one that went instead.
+One inbound message never sends the same words twice. What it queues (the held replies it releases, then its own
+answer) holds each text once: held answers to an earlier question and the answer to the customer asking it again
+would say the same thing. A text refused for the window is not resent if the same words went out after it was
+decided. The copy that is not sent stays on the log as SUPERSEDED, naming the one that went instead.
 
 Every function here is a pure function of the session and the clock passed in: they run inside optimistic-
 concurrency writes, which may apply them more than once.
@@ -70,9 +70,10 @@ def record_exchange(
         session.last_inbound_at = received  # a late redelivery of an older message must not move the window back
 
     in_window = window_open(session, now)
+    queued: dict[str, ChannelMessage] = {}  # text -> the message this inbound one sends it in
     if in_window:  # what was held goes first, oldest first, then this message's answer
         for message in [m for m in session.messages if m.direction == "out" and m.status is Delivery.HELD]:
-            _release(session, message, stamp)
+            _queue_once(message, queued, stamp)
     for index, text in enumerate(replies):
         reply = ChannelMessage(
             key=send_key(inbound.message_id, str(index)), direction="out", kind="text", text=text,
@@ -80,7 +81,7 @@ def record_exchange(
         )
         session.add_message(reply)
         if in_window:
-            _release(session, reply, stamp)
+            _queue_once(reply, queued, stamp)
     if replies and not in_window:
         _invite_back(session, inbound.message_id, template, stamp)
 
@@ -120,8 +121,10 @@ def record_status(session: ChannelSession, update: DeliveryStatus, template: str
                     reply_to=message.reply_to, at=stamp, updated_at=stamp,
                 )
                 session.add_message(resend)
-                if (session.last_inbound_at or "") > message.at:
-                    _release(session, resend, stamp)
+                if (twin := _sent_since(session, message)) is not None:
+                    _supersede(resend, twin, stamp)
+                elif (session.last_inbound_at or "") > message.at:
+                    resend.status, resend.updated_at = Delivery.PENDING, stamp
                 else:
                     _invite_back(session, message.key, template, stamp)
         return True
@@ -131,25 +134,28 @@ def record_status(session: ChannelSession, update: DeliveryStatus, template: str
     return True
 
 
-def _release(session: ChannelSession, message: ChannelMessage, stamp: str) -> None:
-    """Let a held text go out, unless the same words are already on their way (then it is superseded)."""
-    twin = _going_out(session, message)
-    if twin is None:
-        message.status = Delivery.PENDING
-    else:
-        message.status, message.error = Delivery.SUPERSEDED, f"the same text went out as {twin.key}"
-    message.updated_at = stamp
+def _queue_once(message: ChannelMessage, queued: dict[str, ChannelMessage], stamp: str) -> None:
+    """Let a held text go out with what this inbound message sends, unless the same words already go with it."""
+    twin = queued.get(message.text) if message.kind == "text" else None
+    if twin is not None:
+        _supersede(message, twin, stamp)
+        return
+    message.status, message.updated_at = Delivery.PENDING, stamp
+    queued[message.text] = message
 
 
-def _going_out(session: ChannelSession, message: ChannelMessage) -> ChannelMessage | None:
-    """Another text with these words that is still owed, or that went out since the customer last wrote."""
-    since = session.last_inbound_at or ""
+def _sent_since(session: ChannelSession, failed: ChannelMessage) -> ChannelMessage | None:
+    """A text with the failed one's words, decided after it and with the customer (or on its way)."""
     for other in session.messages:
-        if other is message or other.direction != "out" or other.kind != "text" or other.text != message.text:
-            continue
-        if other.status is Delivery.PENDING or (other.status in _GOING and other.at >= since):
+        if (other is not failed and other.direction == "out" and other.kind == "text" and other.text == failed.text
+                and other.status in _GOING and other.at > failed.at):
             return other
     return None
+
+
+def _supersede(message: ChannelMessage, twin: ChannelMessage, stamp: str) -> None:
+    message.status, message.error = Delivery.SUPERSEDED, f"the same text went out as {twin.key}"
+    message.updated_at = stamp
 
 
 def _invite_back(session: ChannelSession, cause: str, template: str, stamp: str) -> None:

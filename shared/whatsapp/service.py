@@ -9,6 +9,10 @@ Event Grid delivers at least once, and so can we fail halfway. The effect is sti
    two racing deliveries the write that finds the message already logged is abandoned, turn and all.
 3. Each reply is sent under a repeatability id derived from the inbound message id and the reply's index, and its
    receipt is written right after. A send repeated after a crash is recognised by ACS, not delivered twice.
+   Whatever sends holds the customer's lock (`Conversation.session_lock`, a lease across processes): a message's
+   turn with the sends it owes, and the resend or template a `failed` status queues. Two deliveries of one message,
+   or a status racing the message's own sends, take turns, and each sends only what the record still owes. Within
+   one inbound message no text is queued twice (shared/whatsapp/delivery.py).
 4. If anything fails on the way (a store or ACS outage outlasting the Messenger's retries), the mark is released
    and the error re-raised: the Functions host answers 500, Event Grid redelivers, and steps 2-3 pick up exactly
    what is still owed. Keeping the mark instead would make a transient failure lose the customer's message.
@@ -18,11 +22,16 @@ Event Grid delivers at least once, and so can we fail halfway. The effect is sti
 So the mark alone gives at-most-once (it could drop work), the record and repeatability ids alone give exactly-once
 effects but run duplicates concurrently; together a redelivery is cheap and harmless. A permanent send failure is
 not an exception: it is recorded on the message (visible on the record) and the event completes.
+
+A message sent to another channel registration on the same ACS resource (another number's `to`) is not ours to
+answer: it is logged and dropped before anything is marked or written.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -57,10 +66,12 @@ class Received:
 
 
 def _unsent_opening(session: ChannelSession) -> list[str]:
-    """Agent turns recorded before the customer's first (a handoff's continuation line) and not yet sent."""
-    if session.messages or any(t.role == "customer" for t in session.turns):
+    """Agent turns recorded before the customer's first (a handoff's continuation line), if no message of this
+    session has been logged yet (the first one logged carries them). Also right inside the turn's write, when the
+    customer's turn has just been added."""
+    if session.messages:
         return []
-    return [t.text for t in session.turns if t.role == "agent"]
+    return [t.text for t in itertools.takewhile(lambda t: t.role == "agent", session.turns)]
 
 
 class WhatsAppService:
@@ -71,8 +82,12 @@ class WhatsAppService:
         state: SessionState,
         conversation: Conversation,
         messenger: Messenger,
+        *,
+        channel_id: str = "",
     ) -> None:
         self.scenario = scenario
+        #: Our WhatsApp channel registration (WHATSAPP_CHANNEL_ID); empty accepts every channel.
+        self.channel_id = channel_id
         self.customers = customers
         self.state = state
         self.conversation = conversation
@@ -84,6 +99,8 @@ class WhatsAppService:
         For a customer's message, returns what the function must tell the handoff orchestration (a handoff this
         message continued, or one the customer just asked for).
         """
+        if isinstance(event, InboundMessage) and not self._ours(event):
+            return None
         try:
             marked = await self.state.mark_processed(event.dedup_key, DEDUP_TTL_SECONDS)
         except Unavailable as exc:
@@ -102,8 +119,9 @@ class WhatsAppService:
         try:
             if isinstance(event, InboundMessage):
                 # One message per customer at a time, in the order they reached us, from before the session is
-                # even resolved: the next message's turn then sees this one's reply (shared/session_lock.py).
-                async with self.conversation.session_lock(f"whatsapp:{event.phone}"):
+                # even resolved: the next message's turn then sees this one's reply (shared/session_lock.py), and a
+                # duplicate delivery waits, then finds the message answered and nothing owed.
+                async with self._customer_lock(event.phone):
                     return await self._receive(event)
             await self._update_status(event)
             return None
@@ -114,6 +132,17 @@ class WhatsAppService:
                 except Exception:  # the original error matters more; this one only costs the redelivery
                     log.exception("could not release %s: its redelivery will be ignored", event.dedup_key)
             raise
+
+    def _customer_lock(self, phone: str) -> AbstractAsyncContextManager[int | None]:
+        """One customer's WhatsApp traffic that can send: a message's turn and its sends, a failed status's resend."""
+        return self.conversation.session_lock(f"whatsapp:{phone}")
+
+    def _ours(self, message: InboundMessage) -> bool:
+        if not self.channel_id or message.channel_id == self.channel_id:
+            return True
+        log.warning("WhatsApp message %s from %s was sent to channel %r, not ours (%s); dropped",
+                    message.message_id, redact.phone(message.phone), message.channel_id, self.channel_id)
+        return False
 
     # Inbound ---------------------------------------------------------------------------------------------------
 
@@ -130,7 +159,11 @@ class WhatsAppService:
         customer, created = await self.customers.get_or_create(Identity(IdentityKind.PHONE, message.phone))
         if created:
             log.info("WhatsApp from a new number: customer %s", customer.customer_id)
-        session_id = _whatsapp_session(customer)
+        # A message already on the record is finished in the session that logged it: that session may have been
+        # handed over meanwhile (this is a redelivery racing the handoff), and opening a new one for it would answer
+        # a message twice.
+        logged_in = _session_that_logged(customer, message.message_id)
+        session_id = logged_in.session_id if logged_in else _whatsapp_session(customer)
         continued = None
         if session_id not in customer.sessions:
             # The customer wrote first: the answer to their message is the first thing they get, not a greeting
@@ -147,20 +180,20 @@ class WhatsAppService:
                          message.message_id)
                 switch_to = _unstarted_switch(customer, message.message_id)
             elif message.text:
-                preface = _unsent_opening(customer.sessions[session_id])
-                switch_to = await self._converse(customer.customer_id, session_id, message, preface)
+                switch_to = await self._converse(customer.customer_id, session_id, message)
             else:
                 await self._acknowledge(customer.customer_id, session_id, message)
             await self._deliver(customer.customer_id, session_id)
         return Received(customer.customer_id, session_id, continued, switch_to)
 
-    async def _converse(
-        self, customer_id: str, session_id: str, message: InboundMessage, preface: list[str]
-    ) -> str | None:
+    async def _converse(self, customer_id: str, session_id: str, message: InboundMessage) -> str | None:
         now = _now()
         template = self._template_name()
 
         def log_exchange(session: ChannelSession, replies: list[Reply], switch_to: str | None) -> None:
+            # The opening is read from the session being written, not from an earlier read: of two messages racing
+            # to be the first, only the one whose write lands first carries it.
+            preface = _unsent_opening(session)
             delivery.record_exchange(session, message, preface + [r.text for r in replies], template, now)
             session.message(key=message.message_id).switch_to = switch_to  # type: ignore[union-attr]
 
@@ -214,7 +247,10 @@ class WhatsAppService:
         if update.status == "failed":
             log.warning("WhatsApp message %s to %s failed: %s",
                         update.message_id, redact.phone(update.phone), update.error)
-            await self._deliver(customer.customer_id, session.session_id)  # a closed window queues the template
+            # A closed window queues the template (or a resend). Sent under the customer's lock: a message's own
+            # sends, or another failed status, may be sending at this moment, and each must see what the other sent.
+            async with self._customer_lock(update.phone):
+                await self._deliver(customer.customer_id, session.session_id)
 
     # Sending ---------------------------------------------------------------------------------------------------
 
@@ -273,9 +309,7 @@ def _phone(customer: Customer) -> str | None:
 
 
 def _whatsapp_sessions(customer: Customer) -> list[ChannelSession]:
-    """The WhatsApp sessions whose delivery log came with the record: the active ones and those closed in the last
-    two days (shared/stores/records.py), which is as long as statuses and redeliveries keep naming their messages."""
-    return [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP and s.loaded]
+    return [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP]
 
 
 def _whatsapp_session(customer: Customer) -> str:
@@ -288,11 +322,15 @@ def _whatsapp_session(customer: Customer) -> str:
     active = [s for s in sessions if s.status is SessionStatus.ACTIVE]
     if active:
         return max(active, key=lambda s: s.updated_at).session_id
-    return f"wa_{customer.customer_id.removeprefix('cus_')}_{customer.session_count(Channel.WHATSAPP) + 1}"
+    return f"wa_{customer.customer_id.removeprefix('cus_')}_{len(sessions) + 1}"
 
 
 def _logged(customer: Customer, message_id: str) -> bool:
-    return any(s.message(key=message_id) is not None for s in _whatsapp_sessions(customer))
+    return _session_that_logged(customer, message_id) is not None
+
+
+def _session_that_logged(customer: Customer, message_id: str) -> ChannelSession | None:
+    return next((s for s in _whatsapp_sessions(customer) if s.message(key=message_id) is not None), None)
 
 
 def _session_that_sent(customer: Customer, message_id: str) -> ChannelSession | None:

@@ -113,8 +113,9 @@ def test_held_replies_released_beside_the_same_answer_go_out_once() -> None:
 
 def test_the_same_answer_to_a_later_question_still_goes_out() -> None:
     session = ChannelSession("s", Channel.WHATSAPP)
-    delivery.record_exchange(session, inbound("m1", age=timedelta(minutes=2)), ["balance"], "t", NOW - timedelta(minutes=2))
-    delivery.record_send(session, delivery.owed(session)[0].key, "r1", None, NOW - timedelta(minutes=2))
+    earlier = NOW - timedelta(minutes=2)
+    delivery.record_exchange(session, inbound("m1", age=timedelta(minutes=2)), ["balance"], "t", earlier)
+    delivery.record_send(session, delivery.owed(session)[0].key, "r1", None, earlier)
     delivery.record_exchange(session, inbound("m2"), ["balance"], "t", NOW)
     assert [m.text for m in delivery.owed(session)] == ["balance"]  # asked again after the first answer: answered
 

@@ -82,7 +82,8 @@ def test_a_message_delivered_twice_never_gets_the_same_reply_twice(whatsapp: Wha
     def round_() -> str | None:
         phone = new_number()
         answered_after_the_window_closed(whatsapp, phone)
-        eventually(lambda: settled(whatsapp, phone), timeout=30)  # the answers failed: resends held, the template went out
+        # The answers failed for the window: their resends are held and the template went out.
+        eventually(lambda: settled(whatsapp, phone), timeout=30)
         before = len(whatsapp.outbox(phone))
 
         again = whatsapp.inbound(phone, QUESTION, deliver=False)["event"]  # this one opens WhatsApp's window

@@ -1,9 +1,13 @@
 """Live queue metrics: calls waiting, calls in progress, and an estimated wait from recent answer times.
 
 Call events feed them (IncomingCall → arrived, CallConnected → answered, CallDisconnected → ended); each step counts
-once per call id, because Event Grid and ACS redeliver. Operators can set or adjust them (`/api/ops/queue`) for
-demos and load tests. The figures live in SessionState (Redis in Azure), shared by every instance; if it cannot be
-read, the snapshot says "unknown" and nobody is offered a switch on a guess.
+once per call id, because Event Grid and ACS redeliver. A call is counted by being a member of the set of calls
+waiting or of calls in progress, and each membership expires by itself (MAX_WAIT_SECONDS, MAX_CALL_SECONDS): a call
+whose end we never hear of (a session that failed to open, a crash, a lost callback) stops being counted then,
+rather than skewing every switch offer for ever. Operators can set or adjust the figures (`/api/ops/queue`) for
+demos and load tests: that moves an offset added to the calls counted. The figures live in SessionState (Redis in
+Azure), shared by every instance; if it cannot be read, the snapshot says "unknown" and nobody is offered a switch
+on a guess.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from shared.stores.base import SessionState
 
 log = logging.getLogger(__name__)
 
-WAITING = "queue:waiting"
+WAITING = "queue:waiting"  # counters: the operators' offsets
 IN_PROGRESS = "queue:in_progress"
+WAITING_CALLS = "queue:waiting_calls"  # sets of call ids
+CALLS_IN_PROGRESS = "queue:calls_in_progress"
 _RECENT = "queue:recent_waits"  # {"waits": [seconds, ...]} newest last
 _OVERRIDE = "queue:override"  # {"estimated_wait_seconds": s, "incident_customers": n} set by an operator
 _CALL = "queue:call:"  # per call: {"arrived_at": epoch seconds, "answered": bool}
@@ -28,6 +34,12 @@ _CALL = "queue:call:"  # per call: {"arrived_at": epoch seconds, "answered": boo
 #: How many recent answer waits the estimate looks at, and how long a call's bookkeeping is kept.
 RECENT_WAITS = 20
 CALL_TTL_SECONDS = 24 * 3600
+#: How long a call counts as waiting without being answered or ended. ACS stops ringing an unanswered call within a
+#: minute or so, and our answer connects in seconds: a call still "waiting" after this is one we lost track of.
+MAX_WAIT_SECONDS = 10 * 60
+#: How long a call counts as in progress without its disconnect: the longest call (a call's tokens and record live
+#: CALL_TOKEN_TTL_SECONDS, two hours by default), with room to spare.
+MAX_CALL_SECONDS = 4 * 3600
 OVERRIDE_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -52,39 +64,51 @@ UNKNOWN = QueueSnapshot(None, None, None, None)
 
 
 class QueueMetrics:
-    def __init__(self, state: SessionState, clock=time.time) -> None:
+    def __init__(self, state: SessionState, clock=time.time, *, max_wait_seconds: float = MAX_WAIT_SECONDS,
+                 max_call_seconds: float = MAX_CALL_SECONDS) -> None:
         self._state = state
         self._clock = clock
+        self._max_wait = max_wait_seconds
+        self._max_call = max_call_seconds
 
     async def call_arrived(self, call_id: str) -> None:
         if await self._once("arrived", call_id):
-            await self._state.put(_CALL + call_id, {"arrived_at": self._clock(), "answered": False}, CALL_TTL_SECONDS)
-            await self._state.increment(WAITING)
+            await self._state.put(_CALL + call_id, {"arrived_at": self._clock()}, CALL_TTL_SECONDS)
+            await self._state.add_member(WAITING_CALLS, call_id, self._max_wait)
 
     async def call_answered(self, call_id: str) -> None:
         """The call left the queue: our agent (or a person) picked it up."""
         if not await self._once("answered", call_id):
             return
+        # A call we never saw arrive (state lost, or answered elsewhere) is counted in progress only.
+        was_waiting = await self._state.remove_member(WAITING_CALLS, call_id)
+        await self._state.add_member(CALLS_IN_PROGRESS, call_id, self._max_call)
         call = await self._state.get(_CALL + call_id)
-        if call is None:  # we never saw it arrive (state lost, or answered elsewhere): count it in progress only
-            await self._state.increment(IN_PROGRESS)
-            return
-        await self._state.put(_CALL + call_id, {**call, "answered": True}, CALL_TTL_SECONDS)
-        await self._state.increment(WAITING, -1)
-        await self._state.increment(IN_PROGRESS)
-        await self._record_wait(max(0.0, self._clock() - call["arrived_at"]))
+        if was_waiting and call is not None:
+            await self._record_wait(max(0.0, self._clock() - call["arrived_at"]))
+
+    async def call_abandoned(self, call_id: str) -> None:
+        """This delivery could not take the call in (its session did not open, the answer failed on the way): stop
+        counting it as waiting now. No once-mark is taken, so a redelivery that answers it still counts it in
+        progress and then ended."""
+        await self._state.remove_member(WAITING_CALLS, call_id)
 
     async def call_ended(self, call_id: str) -> None:
+        """The call is over, or never got going (its session could not open, the answer failed): count it no more."""
         if not await self._once("ended", call_id):
             return
-        call = await self._state.get(_CALL + call_id)
-        if call is not None:
-            await self._state.increment(IN_PROGRESS if call["answered"] else WAITING, -1)
+        await self._state.remove_member(WAITING_CALLS, call_id)
+        await self._state.remove_member(CALLS_IN_PROGRESS, call_id)
+
+    async def counts(self) -> tuple[int, int]:
+        """Calls waiting and in progress, unclamped: the calls counted plus the operators' offsets."""
+        waiting = await self._state.count_members(WAITING_CALLS) + await self._state.counter(WAITING)
+        in_progress = await self._state.count_members(CALLS_IN_PROGRESS) + await self._state.counter(IN_PROGRESS)
+        return waiting, in_progress
 
     async def snapshot(self) -> QueueSnapshot:
         try:
-            waiting = max(0, await self._state.counter(WAITING))
-            in_progress = max(0, await self._state.counter(IN_PROGRESS))
+            waiting, in_progress = (max(0, count) for count in await self.counts())
             override = await self._state.get(_OVERRIDE) or {}
             recent = (await self._state.get(_RECENT) or {}).get("waits", [])
         except SwitchboardError as exc:
@@ -105,11 +129,14 @@ class QueueMetrics:
         incident_customers: int | None = None,
         clear_overrides: bool = False,
     ) -> QueueSnapshot:
-        """Operator control: set counters, pin the estimate or declare an incident (None leaves a value alone)."""
+        """Operator control: set the figures, pin the estimate or declare an incident (None leaves a value alone).
+
+        Setting a figure sets the offset that makes it so now; calls arriving and ending move it from there.
+        """
         if waiting is not None:
-            await self._state.set_counter(WAITING, waiting)
+            await self._state.set_counter(WAITING, waiting - await self._state.count_members(WAITING_CALLS))
         if in_progress is not None:
-            await self._state.set_counter(IN_PROGRESS, in_progress)
+            await self._state.set_counter(IN_PROGRESS, in_progress - await self._state.count_members(CALLS_IN_PROGRESS))
         override = {} if clear_overrides else (await self._state.get(_OVERRIDE) or {})
         if estimated_wait_seconds is not None:
             override["estimated_wait_seconds"] = estimated_wait_seconds

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 CALLBACK_ROUTE = "api/calls/callbacks"
 #: How long a delivered event id is remembered (Event Grid retries for up to 24 hours).
 DEDUP_TTL_SECONDS = 24 * 3600
+#: How long one delivery's claim on an event turns the others away while it does the work. Only a delivery that
+#: died mid-work (a killed process) leaves a claim to expire; any failure it survives releases it at once. Longer
+#: than any answer takes: ACS stops ringing an unanswered call within about 30 seconds.
+CLAIM_TTL_SECONDS = 60.0
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 _FAILED_TO_CONNECT = {"AnswerFailed", "ConnectFailed", "CreateCallFailed"}
@@ -63,44 +67,58 @@ def session_id_for(correlation_id: str) -> str:
 
 
 class CallService:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, claim_ttl_seconds: float = CLAIM_TTL_SECONDS) -> None:
         self.services = services
         self.settings = services.settings
         self.state = services.state
+        self.claim_ttl_seconds = claim_ttl_seconds
 
     # IncomingCall ----------------------------------------------------------------------------------------------
 
     async def answer(self, call: IncomingCall) -> str | None:
-        """Answer the call once. Returns the call connection id, or None when this delivery had nothing to do."""
-        if not await self.state.mark_processed(f"acs-event:{call.event_id}", DEDUP_TTL_SECONDS):
-            log.info("IncomingCall event %s was delivered again: already handled", call.event_id)
-            telemetry.dedup_hit("call_event")
-            return None
-        # ACS may publish one call in two events (two subscriptions, a re-sent event): the call id decides.
-        if not await self.state.mark_processed(f"call-answer:{call.correlation_id}", DEDUP_TTL_SECONDS):
-            log.info("call %s is already being answered", call.correlation_id)
-            telemetry.dedup_hit("call_event")
-            return None
+        """Answer the call once. Returns the call connection id, or None when this delivery had nothing to do.
 
-        # From here on a failure is logged, not raised: the claims above are taken, so a redelivery would be
-        # dropped anyway, and a call cannot be answered twice. The caller hears the ringing stop.
+        Raises when a retry may help (a store or ACS outage), so that Event Grid redelivers; the claim is released
+        first, so the redelivery is let through. ACS may publish one call in two events (two subscriptions, a
+        re-sent event): the call id, not the event id, decides.
+        """
+        work = f"call-answer:{call.correlation_id}"
+        if not await self._claim(work):
+            log.info("call %s is answered, or being answered, by another delivery", call.correlation_id)
+            telemetry.dedup_hit("call_event")
+            return None
+        try:
+            connection_id = await self._answer(call)
+        except BaseException:
+            await self._unclaim(work)
+            raise
+        await self._done(work)
+        return connection_id
+
+    async def _answer(self, call: IncomingCall) -> str | None:
         caller = redact.phone(call.caller)  # for the log lines below: never the full number
         session_id = session_id_for(call.correlation_id)
-        try:
-            _, customer_id = await asyncio.gather(
-                self.services.queue.call_arrived(call.correlation_id), self._open_session(call, session_id)
-            )
-        except SwitchboardError as exc:
-            log.error("could not open a voice session for call %s from %s: %s", call.correlation_id, caller, exc)
+        arrived, opened = await asyncio.gather(
+            self.services.queue.call_arrived(call.correlation_id), self._open_session(call, session_id),
+            return_exceptions=True,
+        )
+        if isinstance(failure := arrived if isinstance(arrived, BaseException) else opened, BaseException):
+            await self._abandon(call.correlation_id)  # counted waiting, never to be answered by this delivery
+            if not isinstance(failure, SwitchboardError) or failure.retryable:
+                raise failure
+            log.error("could not open a voice session for call %s from %s: %s", call.correlation_id, caller, failure)
             return None
-        ref = CallRef(call.correlation_id, session_id, customer_id)
+        ref = CallRef(call.correlation_id, session_id, opened)
         media = MediaStreaming(self.media_url(ref), self.settings.call_audio_sample_rate)
         try:
-            await self._remember(ref.call_id, session_id=session_id, customer_id=customer_id, state="answering")
+            await self._remember(ref.call_id, session_id=session_id, customer_id=opened, state="answering")
             answered = await self.services.call_control.answer(
                 call.incoming_call_context, self.callback_url(ref), media, operation_context=session_id
             )
         except SwitchboardError as exc:
+            if exc.retryable:
+                await self._abandon(call.correlation_id)
+                raise
             log.error("could not answer call %s from %s: %s", call.correlation_id, caller, exc)
             await self._finish(ref, "failed", SessionStatus.COMPLETED)
             return None
@@ -150,20 +168,18 @@ class CallService:
         if foreign := [e.event_id for e in events if e.correlation_id != ref.call_id]:
             raise Forbidden(f"event(s) {', '.join(foreign)} belong to another call than this callback URL's")
         for event in events:
-            key = f"acs-event:{event.event_id}"
-            if await self.state.mark_processed(key, DEDUP_TTL_SECONDS):
-                try:
-                    await self._apply(ref, event)
-                except BaseException:
-                    # Kept, the mark would turn away ACS's retry and the step (a call ended, a session closed)
-                    # would never happen. Each step is safe to apply again: the queue counts a call once anyway.
-                    try:
-                        await self.state.release_processed(key)
-                    except Exception:
-                        log.exception("could not release %s: its redelivery will be ignored", key)
-                    raise
-            else:
+            work = f"acs-event:{event.event_id}"
+            if not await self._claim(work):
                 telemetry.dedup_hit("call_event")
+                continue
+            try:
+                await self._apply(ref, event)
+            except BaseException:
+                # Kept, the claim would turn away ACS's retry and the step (a call ended, a session closed) would
+                # never happen. Each step is safe to apply again: the queue counts a call once anyway.
+                await self._unclaim(work)
+                raise
+            await self._done(work)
 
     async def _apply(self, ref: CallRef, event: CallEvent) -> None:
         log.info("call %s: %s %s", ref.call_id, event.type, event.detail)
@@ -249,6 +265,45 @@ class CallService:
         if not record.get("connection_id"):
             raise CallEnded(f"call {call_id} is not connected")
         return str(record["connection_id"])
+
+    # Exactly once under at-least-once delivery -----------------------------------------------------------------
+    #
+    # A delivery claims the work for a short while (`claim_ttl_seconds`), does it, then marks it done for as long as
+    # redeliveries come (DEDUP_TTL_SECONDS). A failure releases the claim, and a delivery that dies mid-work (a
+    # killed process) leaves a claim that expires: either way the redelivery gets through. One long mark taken
+    # before the work instead dropped every redelivery after an outage or a crash.
+
+    async def _claim(self, work: str) -> bool:
+        """True if this delivery is to do `work`: nobody has done it, and no other delivery is doing it now."""
+        if not await self.state.mark_processed(f"{work}:claim", self.claim_ttl_seconds):
+            return False
+        try:
+            if await self.state.get(f"done:{work}") is None:
+                return True
+        except BaseException:
+            await self._unclaim(work)
+            raise
+        return False  # done already: the claim expires by itself
+
+    async def _unclaim(self, work: str) -> None:
+        try:
+            await self.state.release_processed(f"{work}:claim")
+        except Exception:
+            log.exception("could not release the claim on %s: its redelivery waits for it to expire", work)
+
+    async def _done(self, work: str) -> None:
+        try:
+            await self.state.put(f"done:{work}", {"at": utcnow()}, DEDUP_TTL_SECONDS)
+        except SwitchboardError as exc:
+            # The work is done and its claim still turns duplicates away for a while; failing now would only make
+            # Event Grid or ACS deliver it again.
+            log.warning("could not mark %s done: %s", work, exc)
+
+    async def _abandon(self, call_id: str) -> None:
+        try:
+            await self.services.queue.call_abandoned(call_id)
+        except SwitchboardError as exc:
+            log.warning("call %s stays counted waiting until that expires: %s", call_id, exc)
 
     # Bookkeeping -----------------------------------------------------------------------------------------------
 

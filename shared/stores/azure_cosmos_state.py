@@ -10,7 +10,9 @@ default expiry (`defaultTtl: -1`), holds three kinds of item, each in its own lo
   carry no `ttl`, so they never expire;
 * leases:  `{"id": "lease:<key>", "token": n, "expires_at": <lease end>, "ttl": <lease + LEASE_MEMORY_SECONDS>}`,
   kept past the lease's end so the next token is above this one;
-* rate-limit windows: `{"id": "hit:<key>", "count": n, "expires_at": ..., "ttl": ...}`.
+* rate-limit windows: `{"id": "hit:<key>", "count": n, "expires_at": ..., "ttl": ...}`;
+* sets: `{"id": "set:<key>", "members": {"m<digest of member>": <expires_at>, ...}}`, never expiring as a whole;
+  members are set and removed by patch, and expired ones are pruned when the set is counted.
 
 `merge` and `hit` are server-side patches (`set` fields, `incr` the count) conditioned on the item being live
 (`filter_predicate` on `expires_at`), so concurrent writers never overwrite each other and need no retries. Only
@@ -73,6 +75,7 @@ _EVENT = "event:"
 _COUNTER = "count:"
 _LEASE = "lease:"
 _HIT = "hit:"
+_SET = "set:"
 
 
 class CosmosSessionState(SessionState):
@@ -245,6 +248,53 @@ class CosmosSessionState(SessionState):
             await _backoff(attempt)
         raise Unavailable(f"rate-limit window {key!r} is too contended", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
 
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        check_ttl(ttl_seconds)
+        item_id, name, expires = _item_id(_SET, key), _member(member), self._clock() + ttl_seconds
+        await self._cosmos.open()
+        for _ in range(_ATTEMPTS):
+            with service_errors():
+                try:
+                    await self._container.patch_item(
+                        item_id, partition_key=item_id,
+                        patch_operations=[{"op": "set", "path": f"/members/{name}", "value": expires}],
+                    )
+                    return
+                except CosmosResourceNotFoundError:
+                    pass
+                try:
+                    await self._container.create_item({"id": item_id, "members": {name: expires}})
+                    return
+                except CosmosResourceExistsError:
+                    continue  # another member's add created the set first: patch it
+        raise Unavailable(f"set {key!r} keeps appearing and vanishing", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        item_id, name = _item_id(_SET, key), _member(member)
+        await self._cosmos.open()
+        with service_errors():
+            try:
+                # Only a live member is removed here (and reported removed); an expired one is pruned by counting.
+                await self._container.patch_item(
+                    item_id, partition_key=item_id, patch_operations=[{"op": "remove", "path": f"/members/{name}"}],
+                    filter_predicate=f"FROM c WHERE c.members.{name} > {self._clock()!r}",
+                )
+                return True
+            except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
+                return False
+
+    async def count_members(self, key: str) -> int:
+        item_id = _item_id(_SET, key)
+        item = await self._read(item_id)
+        if item is None:
+            return 0
+        now = self._clock()
+        members = item.get("members", {})
+        expired = [name for name, expires in members.items() if expires <= now]
+        if expired:
+            await self._prune(item_id, expired[:_PATCH_FIELDS], now)
+        return len(members) - len(expired)
+
     async def close(self) -> None:
         await self._cosmos.close()
 
@@ -274,6 +324,19 @@ class CosmosSessionState(SessionState):
             except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
                 return None
 
+    async def _prune(self, item_id: str, names: list[str], now: float) -> None:
+        """Remove expired members, on condition they are still expired (an add may have renewed one meanwhile)."""
+        predicate = " AND ".join(f"c.members.{name} <= {now!r}" for name in names)
+        with service_errors():
+            try:
+                await self._container.patch_item(
+                    item_id, partition_key=item_id,
+                    patch_operations=[{"op": "remove", "path": f"/members/{name}"} for name in names],
+                    filter_predicate=f"FROM c WHERE {predicate}",
+                )
+            except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
+                pass  # someone changed the set since we read it: the next count prunes again
+
     async def _write_over(self, existing: dict[str, Any] | None, item: dict[str, Any]) -> bool:
         """Create `item`, or replace `existing` with it, on condition nobody wrote it since; False if someone did."""
         await self._cosmos.open()
@@ -301,6 +364,12 @@ class CosmosSessionState(SessionState):
                 await self._container.delete_item(item_id, partition_key=item_id)
             except CosmosResourceNotFoundError:
                 pass
+
+
+def _member(member: str) -> str:
+    # A digest in lower-case hex behind a letter: a plain property name in patch paths and predicates, whatever the
+    # member is (the emulator lower-cases predicates, and Cosmos would need / and ~ escaped). Sets are only counted.
+    return "m" + hashlib.sha256(member.encode()).hexdigest()[:32]
 
 
 def _patchable(changes: dict[str, Any]) -> bool:

@@ -55,6 +55,7 @@ _EVENT = "sb:event:"
 _COUNTER = "sb:count:"
 _LEASE = "sb:lease:"
 _HIT = "sb:hit:"
+_SET = "sb:set:"  # a sorted set: each member scored by when it expires (epoch ms)
 
 #: Every stored value's hash holds this field, so an empty dict is still a hash (Redis drops a hash with no fields).
 _MARK = b""
@@ -217,6 +218,21 @@ class RedisSessionState(SessionState):
     async def hit(self, key: str, window_seconds: float) -> int:
         return int(await self._call(self._hit(keys=[_HIT + key], args=[_millis(window_seconds)])))
 
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        name, now = _SET + key, _now_ms()
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zremrangebyscore(name, "-inf", now).zadd(name, {member: now + _millis(ttl_seconds)})
+        await self._call(pipe.execute())
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zscore(_SET + key, member).zrem(_SET + key, member)
+        expires, _ = await self._call(pipe.execute())
+        return expires is not None and expires > _now_ms()
+
+    async def count_members(self, key: str) -> int:
+        return int(await self._call(self._redis.zcount(_SET + key, f"({_now_ms()}", "+inf")))
+
     async def close(self) -> None:
         await self._redis.aclose()
         if self._credential is not None and (close := getattr(self._credential, "close", None)):
@@ -275,6 +291,11 @@ def _wrong_type(exc: ResponseError) -> bool:
 
 #: LEASE_MEMORY_SECONDS for the scripts.
 _MEMORY_MS = int(LEASE_MEMORY_SECONDS * 1000)
+
+
+def _now_ms() -> int:
+    # The instance's wall clock: member expiries are compared across instances, which Azure keeps NTP-synchronised.
+    return int(time.time() * 1000)
 
 
 def _millis(ttl_seconds: float) -> int:

@@ -303,6 +303,22 @@ class SessionState(ABC):
         """Count one hit in the fixed rate-limit window `key`: the count starts at 1 on the first hit and the window
         (and its count) expires `window_seconds` after that first hit. Returns the count including this hit."""
 
+    @abstractmethod
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        """Put `member` in the set `key` until `ttl_seconds` from now (from now again if it was there already).
+
+        Members expire one by one, the set never as a whole: counts built on it (calls waiting, calls in progress)
+        forget a member whose removal never came (a crash, a lost event) instead of counting it for ever.
+        """
+
+    @abstractmethod
+    async def remove_member(self, key: str, member: str) -> bool:
+        """Take `member` out of the set `key`. True if it was there and live; False otherwise (no error)."""
+
+    @abstractmethod
+    async def count_members(self, key: str) -> int:
+        """How many live members the set `key` has (0 when it has none)."""
+
     async def close(self) -> None:
         """Release connections. The default holds none."""
 

@@ -23,6 +23,8 @@ CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value INTEGER NOT NUL
 CREATE TABLE IF NOT EXISTS leases (key TEXT PRIMARY KEY, token INTEGER NOT NULL, expires_at REAL NOT NULL,
                                    forget_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS hits (key TEXT PRIMARY KEY, count INTEGER NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS members (key TEXT NOT NULL, member TEXT NOT NULL, expires_at REAL NOT NULL,
+                                    PRIMARY KEY (key, member));
 """
 
 T = TypeVar("T")
@@ -154,6 +156,28 @@ class SqliteSessionState(SessionState):
 
         return await self._write(count)
 
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        check_ttl(ttl_seconds)
+        await self._write(lambda c: c.execute(
+            "INSERT OR REPLACE INTO members (key, member, expires_at) VALUES (?, ?, ?)",
+            (key, member, self._clock() + ttl_seconds),
+        ))
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        def remove(conn: sqlite3.Connection) -> bool:
+            with immediate(conn):
+                live = conn.execute("DELETE FROM members WHERE key = ? AND member = ? AND expires_at > ?",
+                                    (key, member, self._clock())).rowcount == 1
+                conn.execute("DELETE FROM members WHERE key = ? AND member = ?", (key, member))  # expired: garbage
+                return live
+
+        return await self._db.run(remove)
+
+    async def count_members(self, key: str) -> int:
+        return await self._db.run(lambda c: c.execute(
+            "SELECT COUNT(*) FROM members WHERE key = ? AND expires_at > ?", (key, self._clock())
+        ).fetchone()[0])
+
     async def close(self) -> None:
         await self._db.close()
 
@@ -165,6 +189,7 @@ class SqliteSessionState(SessionState):
             await self._db.run(lambda c: (c.execute("DELETE FROM state WHERE expires_at <= ?", (now,)),
                                           c.execute("DELETE FROM events WHERE expires_at <= ?", (now,)),
                                           c.execute("DELETE FROM leases WHERE forget_at <= ?", (now,)),
-                                          c.execute("DELETE FROM hits WHERE expires_at <= ?", (now,))))
+                                          c.execute("DELETE FROM hits WHERE expires_at <= ?", (now,)),
+                                          c.execute("DELETE FROM members WHERE expires_at <= ?", (now,))))
         return result
 

@@ -24,6 +24,7 @@ class InProcessSessionState(SessionState):
         # resurrect anything.
         self._entries: dict[str, tuple[float, str]] = {}
         self._counters: dict[str, int] = {}
+        self._sets: dict[str, dict[str, float]] = {}  # key -> member -> expires_at (monotonic)
         self._lock = threading.Lock()  # the host may call from worker threads as well as the event loop
         self._writes_since_sweep = 0
         self._sweep_after = _MIN_WRITES_BETWEEN_SWEEPS
@@ -111,6 +112,23 @@ class InProcessSessionState(SessionState):
             self._entries[entry_key] = (self._entries[entry_key][0], str(count))  # the window keeps its end
             return count
 
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        check_ttl(ttl_seconds)
+        with self._lock:
+            now = time.monotonic()
+            members = self._live_members(key, now)
+            members[member] = now + ttl_seconds
+            self._sets[key] = members
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        with self._lock:
+            members = self._live_members(key, time.monotonic())
+            return members.pop(member, None) is not None
+
+    async def count_members(self, key: str) -> int:
+        with self._lock:
+            return len(self._live_members(key, time.monotonic()))
+
     # Under the lock ---------------------------------------------------------------------------------------------
 
     def _live(self, key: str, now: float) -> str | None:
@@ -121,6 +139,12 @@ class InProcessSessionState(SessionState):
             del self._entries[key]
             return None
         return entry[1]
+
+    def _live_members(self, key: str, now: float) -> dict[str, float]:
+        # Expired members are dropped whenever their set is touched, so a set holds little more than its live ones.
+        members = {m: until for m, until in self._sets.get(key, {}).items() if until > now}
+        self._sets[key] = members
+        return members
 
     def _lease(self, key: str, now: float) -> dict[str, Any] | None:
         raw = self._live(_lease(key), now)

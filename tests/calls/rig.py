@@ -36,7 +36,8 @@ from shared.bootstrap import Services, build_services
 from shared.calls.events import CallEvent, IncomingCall, parse_callbacks, parse_incoming_call
 from shared.calls.service import CallRef, CallService
 from shared.errors import Unavailable
-from shared.queue import QueueMetrics
+from shared.conversation import Conversation
+from shared.queue import MAX_WAIT_SECONDS, QueueMetrics
 from shared.settings import Settings
 from shared.stores.base import SessionState
 from tests.peers import free_port
@@ -47,49 +48,77 @@ ESCALATION = "+15555550199"  # scenarios/utilities/scenario.yaml
 
 
 class WrappedState(SessionState):
-    """Every call goes to the adapter underneath; subclasses change what happens at the boundary."""
+    """Every call goes to the adapter underneath, after `_before(operation, key)`, which subclasses fill in."""
 
     def __init__(self, inner: SessionState) -> None:
         self.inner = inner
 
+    async def _before(self, operation: str, key: str) -> None:
+        pass
+
     async def get(self, key: str) -> dict[str, Any] | None:
+        await self._before("get", key)
         return await self.inner.get(key)
 
     async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
+        await self._before("put", key)
         await self.inner.put(key, value, ttl_seconds)
 
     async def delete(self, key: str) -> None:
+        await self._before("delete", key)
         await self.inner.delete(key)
 
     async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
+        await self._before("mark_processed", event_id)
         return await self.inner.mark_processed(event_id, ttl_seconds)
 
     async def release_processed(self, event_id: str) -> None:
+        await self._before("release_processed", event_id)
         await self.inner.release_processed(event_id)
 
     async def increment(self, key: str, amount: int = 1) -> int:
+        await self._before("increment", key)
         return await self.inner.increment(key, amount)
 
     async def set_counter(self, key: str, value: int) -> None:
+        await self._before("set_counter", key)
         await self.inner.set_counter(key, value)
 
     async def counter(self, key: str) -> int:
+        await self._before("counter", key)
         return await self.inner.counter(key)
 
     async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
+        await self._before("merge", key)
         return await self.inner.merge(key, changes, ttl_seconds)
 
     async def acquire_lease(self, key: str, ttl_seconds: float) -> int | None:
+        await self._before("acquire_lease", key)
         return await self.inner.acquire_lease(key, ttl_seconds)
 
     async def renew_lease(self, key: str, token: int, ttl_seconds: float) -> bool:
+        await self._before("renew_lease", key)
         return await self.inner.renew_lease(key, token, ttl_seconds)
 
     async def release_lease(self, key: str, token: int) -> None:
+        await self._before("release_lease", key)
         await self.inner.release_lease(key, token)
 
     async def hit(self, key: str, window_seconds: float) -> int:
+        await self._before("hit", key)
         return await self.inner.hit(key, window_seconds)
+
+    async def add_member(self, key: str, member: str, ttl_seconds: float) -> None:
+        await self._before("add_member", key)
+        await self.inner.add_member(key, member, ttl_seconds)
+
+    async def remove_member(self, key: str, member: str) -> bool:
+        await self._before("remove_member", key)
+        return await self.inner.remove_member(key, member)
+
+    async def count_members(self, key: str) -> int:
+        await self._before("count_members", key)
+        return await self.inner.count_members(key)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -122,29 +151,43 @@ class SlowState(WrappedState):
 
 
 class FailingState(WrappedState):
-    """Raises Unavailable, as a store outage does, on the calls `fails(operation, key)` picks."""
+    """Raises Unavailable, as a store outage does, on the calls `fails(operation, key)` picks; or, where `hangs` picks,
+    never returns, as a process killed mid-request never does: what it claimed stays claimed."""
 
     def __init__(self, inner: SessionState) -> None:
         super().__init__(inner)
         self.fails: Callable[[str, str], bool] = lambda operation, key: False
+        self.hangs: Callable[[str, str], bool] = lambda operation, key: False
         self.failures: list[tuple[str, str]] = []
 
-    def _check(self, operation: str, key: str) -> None:
+    async def _before(self, operation: str, key: str) -> None:
+        if self.hangs(operation, key):
+            await asyncio.Event().wait()
         if self.fails(operation, key):
             self.failures.append((operation, key))
             raise Unavailable(f"injected outage: {operation} {key}", retry_after=0.1)
 
-    async def mark_processed(self, event_id: str, ttl_seconds: float) -> bool:
-        self._check("mark_processed", event_id)
-        return await self.inner.mark_processed(event_id, ttl_seconds)
 
-    async def get(self, key: str) -> dict[str, Any] | None:
-        self._check("get", key)
-        return await self.inner.get(key)
+class FailingCustomers:
+    """The customer store, failing as a store outage does on the public operations `fails(operation)` picks.
 
-    async def merge(self, key: str, changes: dict[str, Any], ttl_seconds: float) -> dict[str, Any]:
-        self._check("merge", key)
-        return await self.inner.merge(key, changes, ttl_seconds)
+    A proxy at the store's public surface rather than a subclass: the adapter underneath is the real one."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.fails: Callable[[str], bool] = lambda operation: False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.fails(name):
+                raise Unavailable(f"injected customer store outage: {name}", retry_after=0.1)
+            return await attribute(*args, **kwargs)
+
+        return call
 
 
 @dataclass
@@ -152,6 +195,7 @@ class CallRig:
     services: Services
     calls: CallService
     acs: httpx.AsyncClient  # the emulator's driver surface
+    customers: FailingCustomers
 
     async def ring(self, caller: str | None = JORDAN) -> tuple[IncomingCall, dict[str, Any]]:
         """A call rings at the emulator; returns the IncomingCall the app would get, and the Event Grid event."""
@@ -183,9 +227,11 @@ def callback(call_id: str, connection_id: str, event_type: str, **data: Any) -> 
 
 @contextlib.asynccontextmanager
 async def call_rig(
-    data_dir: Path, wrap: Callable[[SessionState], SessionState], state: SessionState | None = None,
+    data_dir: Path, wrap: Callable[[SessionState], SessionState], state: SessionState | None = None, *,
+    max_wait_seconds: float = MAX_WAIT_SECONDS, claim_ttl_seconds: float | None = None,
 ) -> AsyncIterator[CallRig]:
-    """The rig on `state` (default: the embedded SQLite state in `data_dir`) wrapped by `wrap`."""
+    """The rig on `state` (default: the embedded SQLite state in `data_dir`) wrapped by `wrap`; the queue counts a
+    call waiting for at most `max_wait_seconds`, and a delivery's claim lasts `claim_ttl_seconds` if given."""
     emulator = EmulatorService(
         AcsEmulator(access_key=ACCESS_KEY, functions_url=f"http://127.0.0.1:{free_port()}",
                     modules=[CallsApi(sign_callbacks=False)]),
@@ -200,13 +246,18 @@ async def call_rig(
     })
     services = await build_services(settings)
     wrapped = wrap(state or services.state)
-    rigged = dataclasses.replace(services, state=wrapped, queue=QueueMetrics(wrapped))
+    queue = QueueMetrics(wrapped, max_wait_seconds=max_wait_seconds)
+    customers = FailingCustomers(services.customers)
+    conversation = Conversation(services.scenario, customers, wrapped, services.policy, queue=queue,  # type: ignore[arg-type]
+                                session_ttl_seconds=settings.session_ttl_seconds)  # as shared/bootstrap.py builds it
+    rigged = dataclasses.replace(services, state=wrapped, queue=queue, conversation=conversation, customers=customers)
+    claim = {} if claim_ttl_seconds is None else {"claim_ttl_seconds": claim_ttl_seconds}
     acs = httpx.AsyncClient(base_url=emulator.url, timeout=20)
     try:
-        yield CallRig(rigged, CallService(rigged), acs)
+        yield CallRig(rigged, CallService(rigged, **claim), acs, customers)
     finally:
         await acs.aclose()
-        await services.close()
+        await services.close()  # the real stores underneath the wrappers
         if state is not None:
             await state.close()
         await emulator.stop()

@@ -20,7 +20,7 @@ import httpx
 
 from shared.calls.service import session_id_for
 from shared.models import Channel, Customer, Identity, IdentityKind, SessionStatus
-from shared.queue import IN_PROGRESS, WAITING
+from shared.queue import QueueMetrics
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_sqlite_state import SqliteSessionState
 from shared.whatsapp.delivery import send_key
@@ -85,10 +85,10 @@ async def read_customer(data_dir: Path, phone: str) -> Customer | None:
 
 
 async def queue_counters(data_dir: Path) -> tuple[int, int]:
-    """The raw (unclamped) waiting and in-progress counters: a duplicate shows up as a count off by one."""
+    """The raw (unclamped) waiting and in-progress figures: a duplicate shows up as a count off by one."""
     state = SqliteSessionState(data_dir / "state.sqlite3")
     try:
-        return await state.counter(WAITING), await state.counter(IN_PROGRESS)
+        return await QueueMetrics(state).counts()
     finally:
         await state.close()
 

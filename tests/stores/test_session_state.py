@@ -324,6 +324,39 @@ async def test_a_window_ends_after_its_first_hit_however_many_follow(state: Sess
     assert await state.hit(k, window_seconds=SHORT_TTL * 2) == 1
 
 
+# Sets whose members expire one by one -------------------------------------------------------------------------
+
+
+async def test_set_members_are_counted_removed_once_and_expire_one_by_one(state: SessionState) -> None:
+    k = key()
+    assert await state.count_members(k) == 0
+    await asyncio.gather(*(state.add_member(k, f"call-{i}", ttl_seconds=60) for i in range(15)))
+    await state.add_member(k, "call-0", ttl_seconds=60)  # again: still one member
+    await state.add_member(k, "short/~é", ttl_seconds=SHORT_TTL)
+    assert await state.count_members(k) == 16
+
+    removed = await asyncio.gather(*(state.remove_member(k, "call-3") for _ in range(5)))
+    assert sorted(removed) == [False] * 4 + [True]
+    assert await state.remove_member(k, "never-added") is False
+    assert await state.count_members(k) == 15
+
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.count_members(k) == 14  # the short one expired by itself
+    assert await state.remove_member(k, "short/~é") is False  # expired is not live
+    await state.add_member(k, "short/~é", ttl_seconds=60)
+    assert await state.count_members(k) == 15
+
+
+async def test_adding_a_member_again_moves_its_expiry(state: SessionState) -> None:
+    k = key()
+    await state.add_member(k, "a", ttl_seconds=SHORT_TTL)
+    await state.add_member(k, "a", ttl_seconds=60)
+    await asyncio.sleep(SHORT_TTL + 0.3)
+    assert await state.count_members(k) == 1
+    with pytest.raises(ValueError):
+        await state.add_member(k, "b", ttl_seconds=0)
+
+
 # Two processes (here: two adapters on one store) share merges and leases ---------------------------------------
 
 

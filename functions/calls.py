@@ -29,8 +29,11 @@ bp = func.Blueprint()
 
 @bp.event_grid_trigger(arg_name="event")
 async def incoming_call(event: func.EventGridEvent) -> None:
-    if event.event_type != INCOMING_CALL:
-        log.warning("incoming_call got a %s event (%s): filter the subscription on IncomingCall", event.event_type, event.id)
+    # ACS subscriptions can use either schema: Event Grid (event_type) or CloudEvents (type). Reading only one made
+    # the other raise, and Event Grid redelivered it until it gave up: the call was never answered.
+    event_type = getattr(event, "event_type", None) or getattr(event, "type", "")
+    if event_type != INCOMING_CALL:
+        log.warning("incoming_call got a %s event (%s): filter the subscription on IncomingCall", event_type, event.id)
         return
     with telemetry.span("incoming_call", kind=telemetry.SpanKind.CONSUMER):
         try:

@@ -237,6 +237,28 @@ async def test_a_malformed_or_unexpected_event_is_dropped_without_a_retry(system
     assert response.status_code == 202  # accepted and logged: a redelivery could not fix it
 
 
+async def test_an_incoming_call_in_the_cloudevents_schema_is_answered_once(system: System) -> None:
+    # An ACS subscription may deliver CloudEvents 1.0 (type, time, source) instead of the Event Grid schema.
+    placed = (await system.acs.post("/_emulator/calls", json={"from": JORDAN, "deliver": False})).json()
+    event = placed["event"]
+    cloud_event = {
+        "id": event["id"], "source": "/subscriptions/s/resourceGroups/r/providers/Microsoft.Communication/"
+        "communicationServices/switchboard", "type": event["eventType"], "specversion": "1.0",
+        "time": event["eventTime"], "subject": event["subject"], "data": event["data"],
+    }
+    for _ in range(2):  # and Event Grid redelivering it
+        response = await system.app.post("/runtime/webhooks/EventGrid?functionName=incoming_call",
+                                         json=[cloud_event], headers={"aeg-event-type": "Notification"})
+        assert response.status_code in (200, 202), response.text
+    call = await eventually(lambda: _answered(system, placed["id"]), what="the CloudEvents call to be answered")
+    assert call["answers"] == 1 and call["state"] == "connected"
+
+
+async def _answered(system: System, call_id: str) -> dict[str, Any] | None:
+    call = await system.call(call_id)
+    return call if call["answers"] else None
+
+
 # --- callbacks ------------------------------------------------------------------------------------------------
 
 

@@ -86,25 +86,45 @@ def local_host(**settings: str) -> Iterator[BenchHost]:
     }
     log_path = workdir / "host.log"
     url = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
+    process = spawn_local(env, log_path)
+    try:
+        wait_local(process, url, env["GATEWAY_PORT"], log_path)
+        yield BenchHost(url, f"http://127.0.0.1:{acs_port}", workdir / "data")
+    finally:
+        _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def spawn_local(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`python -m local` with `env`, its output appended to `log_path`, in a process group of its own (so stopping
+    the group stops the media gateway it starts too)."""
+    with open(log_path, "ab") as log_file:
+        return subprocess.Popen(
             [sys.executable, "-m", "local"],
             cwd=PROJECT_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: stopping it stops anything it started
+            start_new_session=True,
         )
-    try:
-        _wait_healthy(process, url, log_path)
-        # The Functions host answers first; the stack is up once the media gateway it starts last answers too (if
-        # that fails, `python -m local` exits, and the log tail says why).
-        _wait_healthy(process, f"http://127.0.0.1:{env['GATEWAY_PORT']}", log_path)
-        yield BenchHost(url, f"http://127.0.0.1:{acs_port}", workdir / "data")
-    finally:
-        _stop(process)
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_local(process: subprocess.Popen[bytes], url: str, gateway_port: str, log_path: Path) -> None:
+    """Until the stack `spawn_local` started serves: the Functions host answers first, then the media gateway it
+    starts last (if that fails, `python -m local` exits, and the log tail says why)."""
+    _wait_healthy(process, url, log_path)
+    _wait_healthy(process, f"http://127.0.0.1:{gateway_port}", log_path)
+
+
+def memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS now, peak RSS) in MB, from /proc/<pid>/status."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
 
 
 class HostFailed(RuntimeError):

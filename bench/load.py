@@ -44,7 +44,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/load.py`
-from common import JOURNEY, PROJECT_ROOT, HostFailed, free_port, local_host, percentile, stop_process  # noqa: E402
+from common import (JOURNEY, PROJECT_ROOT, HostFailed, free_port, local_host, memory_mb, percentile,  # noqa: E402
+                    stop_process)
 
 sys.path.insert(0, str(PROJECT_ROOT))
 from shared.settings import SETTINGS  # noqa: E402
@@ -247,16 +248,6 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _memory_mb(pid: int) -> tuple[float, float]:
-    """(RSS now, peak RSS) in MB, from /proc/<pid>/status."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(value.split()[0]) / 1024
-    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
-
-
 def stack_processes(host_port: int, null_gateway: NullGateway) -> list[tuple[str, int]]:
     """(role, pid): `python -m local` is found among this process's children by its port, its gateway under it."""
     children = _pids_by_parent()
@@ -340,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                 load = Load(host.url, host.acs_url, until, args.count, args.call_seconds)
                 wall = asyncio.run(drive(load, args))
                 port = int(host.url.rsplit(":", 1)[1])
-                memory = [(role, pid, *_memory_mb(pid)) for role, pid in stack_processes(port, null)]
+                memory = [(role, pid, *memory_mb(pid)) for role, pid in stack_processes(port, null)]
             finally:
                 null.stop()
     except HostFailed as exc:

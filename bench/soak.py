@@ -1,0 +1,760 @@
+"""Soak: mixed web chat, WhatsApp and call traffic for a while, with duplicate deliveries and random SIGKILLs.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/soak.py                                  # 10 minutes: 3 web chat, 2 WhatsApp, 1 caller
+    .venv/bin/python bench/soak.py --duration 120 --seed 3 --restart-every 30
+    .venv/bin/python bench/soak.py --no-restarts                    # the same traffic, nothing killed
+
+What runs (one throwaway data dir, the offline policy, SQLite for customers and session state, shared by the
+processes):
+
+    python -m local            the Functions host (its own media gateway beside it stays idle), on a fixed port
+    python -m media_gateway    --engines null (Silero VAD, a scripted recogniser, a tone for a voice: bench/load.py's
+                               NullGateway), where the host answers calls to (GATEWAY_PUBLIC_URL)
+    the ACS emulator           in this process, not in the host's: ACS is a service that outlives our crashes, so its
+                               outbox is the customers' phones across every restart, and its 24-hour window and
+                               repeatability ids are kept (tests/reliability/test_crashes.py does the same)
+
+Customers, concurrently until the duration is over (each waits for its answer, then thinks 0.5-3 s):
+
+    web chat   opens a session and says a journey's lines (bench/common.JOURNEY), each message with an
+               Idempotency-Key; one in five is sent twice at once (a double submit). A request that fails (no
+               connection, 5xx, 429) is retried with the same key, backing off, for up to --patience seconds.
+    WhatsApp   writes from its own number: the emulator builds the AdvancedMessageReceived event ("deliver": false)
+               and the customer's side plays Event Grid, delivering it twice to whatsapp_events, at once or one
+               after the other, each delivery retried with backoff until it gets a 2xx. It then waits for the reply
+               in the emulator's outbox, and for the outbox to stay quiet for a second.
+    calls      a caller places a call through the emulator (the IncomingCall event redelivered with backoff while
+               the host does not take it), waits for the greeting to finish, says "what is my balance" (piper
+               speech, synthesized once here), waits for the reply audio and hangs up. A call cut before the reply
+               (the gateway killed under it, say) is dialled again, as a person would, until --patience runs out.
+
+Meanwhile, unless --no-restarts, the host and the null gateway are each SIGKILLed at random moments (independently,
+--restart-every seconds apart on average, from half to one and a half of it) and started again on the same ports and
+data dir. The host's own gateway exits with it (it gets SIGTERM when its parent dies) and comes back with it.
+
+After the duration, the turns under way finish, then the outboxes are given --grace seconds to settle and every web
+chat session's transcript is read back (a customer reloading the page). What it counts, from what customers saw:
+
+    turns sent       web chat messages, WhatsApp messages and callers' utterances (retries are not new turns)
+    turns answered   a 200 with replies; a reply in the outbox; reply audio on the call
+    duplicates       web chat: a message twice in the transcript, the same agent text twice after one message, or
+                     the two halves of a double submit answered differently; WhatsApp: the same text twice among
+                     the replies to one inbound message (failed sends, which the phone never shows, excepted)
+    lost turns       never answered within --patience; web chat: answered, but missing from the transcript
+    restarts         SIGKILLs and restarts, per process
+    memory           RSS (from /proc/<pid>/status) per process, at the start (its first incarnation) and at the end
+                     (its last), and the highest peak (VmHWM) over its incarnations
+
+The problems are listed (up to 20), each with the customer and the text. Exit status: 1 if any duplicate or lost
+turn, 2 if the stack did not start. The clients and the emulator run in this process, on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import logging
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/soak.py`
+from common import (JOURNEY, PROJECT_ROOT, HostFailed, free_port, memory_mb, spawn_local,  # noqa: E402
+                    wait_local)
+from load import NullGateway  # noqa: E402
+
+sys.path.insert(0, str(PROJECT_ROOT))
+from local.acs.calls import CallsApi  # noqa: E402
+from local.acs.events import EVENTGRID_WEBHOOK  # noqa: E402
+from local.acs.messages import CHANNEL_ID, MessagesApi, OutboxMessage  # noqa: E402
+from local.acs.server import AcsEmulator, EmulatorService  # noqa: E402
+from local.project import SKIP_LOCAL_SETTINGS  # noqa: E402
+from shared.settings import SETTINGS  # noqa: E402
+
+POLL = 0.1
+REQUEST_TIMEOUT = 30.0
+BACKOFF = (0.25, 0.5, 1.0, 2.0, 4.0)  # then 4 s between attempts, until the customer's patience runs out
+DOUBLE_SUBMIT = 0.2  # share of web chat messages sent twice at once
+SPEECH = "what is my balance"
+DEMO_PHONES = ("+15555550100", "+15555550111", "+15555550122")  # scenarios/utilities/data.yaml
+DEAD_AIR = 15.0  # seconds a caller waits in silence (no greeting, no reply, no media) before hanging up
+HOST, GATEWAY, NULL_GATEWAY, DRIVER = ("functions host", "its media gateway (idle)", "media gateway (null engines)",
+                                       "this driver + ACS emulator")
+
+
+# What customers saw ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    sent: Counter[str] = field(default_factory=Counter)  # channel -> turns
+    answered: Counter[str] = field(default_factory=Counter)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    lost: Counter[str] = field(default_factory=Counter)
+    retries: Counter[str] = field(default_factory=Counter)  # "web chat requests", "Event Grid deliveries", ...
+    problems: list[str] = field(default_factory=list)
+
+    def duplicate(self, channel: str, what: str, count: int = 1) -> None:
+        self.duplicates[channel] += count
+        self.problems.append(f"duplicate  {channel}: {what}")
+
+    def loss(self, channel: str, what: str) -> None:
+        self.lost[channel] += 1
+        self.problems.append(f"lost       {channel}: {what}")
+
+
+class GaveUp(Exception):
+    """A customer's patience ran out; the message says what it last got."""
+
+
+async def patiently(attempt: Callable[[], Awaitable[httpx.Response]], patience: float, tally: Tally,
+                    kind: str) -> httpx.Response:
+    """Retry `attempt` as a client does while the service restarts: on no connection, 5xx, 408 or 429 (after its
+    Retry-After), backing off, until `patience` seconds have passed. Any other answer is returned."""
+    deadline = time.monotonic() + patience
+    for tries in itertools.count():
+        last = "no connection"
+        try:
+            response = await attempt()
+            if response.status_code < 500 and response.status_code not in (408, 429):
+                return response
+            last = f"HTTP {response.status_code}"
+            delay = _retry_after(response) or BACKOFF[min(tries, len(BACKOFF) - 1)]
+        except httpx.TransportError:
+            delay = BACKOFF[min(tries, len(BACKOFF) - 1)]
+        if time.monotonic() + delay > deadline:
+            raise GaveUp(f"{last} after {tries + 1} attempts")
+        tally.retries[kind] += 1
+        await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(float(response.headers["Retry-After"]), 10.0)
+    except (KeyError, ValueError):
+        return None
+
+
+# The processes ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Incarnation:
+    pid: int
+    rss_start: float = 0.0
+    rss_end: float = 0.0
+    peak: float = 0.0
+
+    def sample(self, at_start: bool) -> None:
+        try:
+            rss, peak = memory_mb(self.pid)
+        except OSError:
+            return
+        if at_start:
+            self.rss_start = rss
+        self.rss_end, self.peak = rss, max(self.peak, peak)
+
+
+class Stack:
+    """The host and the null gateway on fixed ports over one data dir, each killable and restartable."""
+
+    def __init__(self, workdir: Path, acs: EmulatorService, host_port: int, null_port: int) -> None:
+        self.workdir, self.data_dir = workdir, workdir / "data"
+        self.url, self.null_port = f"http://127.0.0.1:{host_port}", null_port
+        self.gateway_port = str(free_port())
+        inherited = {key: value for key, value in os.environ.items() if key not in SETTINGS}
+        self.env = {
+            **inherited, SKIP_LOCAL_SETTINGS: "1", "PORT": str(host_port), "GATEWAY_PORT": self.gateway_port,
+            "GATEWAY_PUBLIC_URL": f"ws://127.0.0.1:{null_port}", "GATEWAY_PRELOAD_MODELS": "false",
+            "ACS_ENDPOINT": acs.url, "ACS_ACCESS_KEY": acs.emulator.access_key, "WHATSAPP_CHANNEL_ID": CHANNEL_ID,
+            "SWITCHBOARD_DATA_DIR": str(self.data_dir), "SWITCHBOARD_POLICY": "offline", "SESSION_STATE": "sqlite",
+            "SWITCHBOARD_SUMMARY_SECONDS": "0", "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.host: subprocess.Popen[bytes] | None = None
+        self.null: NullGateway | None = None
+        self.incarnations: dict[str, list[Incarnation]] = defaultdict(list)
+        self.restarts: Counter[str] = Counter()
+
+    # host
+
+    def start_host(self) -> None:
+        """Start `python -m local`; a restart may find the old gateway's port still closing, so it tries again."""
+        log_path = self.workdir / "host.log"
+        for attempt in range(3):
+            self.host = spawn_local(self.env, log_path)
+            try:
+                wait_local(self.host, self.url, self.gateway_port, log_path)
+                break
+            except HostFailed:
+                self._kill_group(self.host)
+                if attempt == 2:
+                    raise
+        self.incarnations[HOST].append(Incarnation(self.host.pid))
+        if (child := _child_gateway(self.host.pid)) is not None:
+            self.incarnations[GATEWAY].append(Incarnation(child))
+
+    def kill_host(self) -> None:
+        """SIGKILL the host alone, as a crash would; its gateway follows on its own (PDEATHSIG)."""
+        assert self.host is not None
+        self._sample_last(HOST, GATEWAY)
+        self.host.kill()
+        self.host.wait()
+        self._wait_group_gone(self.host.pid)
+
+    def _kill_group(self, process: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+    def _wait_group_gone(self, pgid: int, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    # null gateway
+
+    def start_null(self) -> None:
+        n = len(self.incarnations[NULL_GATEWAY])
+        self.null = NullGateway(self.null_port, self.data_dir, self.url, self.workdir / f"null-gateway-{n}.log")
+        self.null.wait_ready()
+        self.incarnations[NULL_GATEWAY].append(Incarnation(self.null.process.pid))
+
+    def kill_null(self) -> None:
+        assert self.null is not None
+        self._sample_last(NULL_GATEWAY)
+        self.null.process.kill()
+        self.null.stop()  # reaps it and closes its log
+
+    # both
+
+    def restart(self, which: str) -> None:
+        if which == HOST:
+            self.kill_host()
+            self.start_host()
+        else:
+            self.kill_null()
+            self.start_null()
+        self.restarts[which] += 1
+
+    def sample(self, at_start: bool) -> None:
+        for incarnations in self.incarnations.values():
+            if incarnations:
+                incarnations[-1].sample(at_start)
+
+    def _sample_last(self, *names: str) -> None:
+        for name in names:
+            if self.incarnations[name]:
+                self.incarnations[name][-1].sample(at_start=False)
+
+    def stop(self) -> None:
+        if self.null is not None:
+            self.null.stop()
+        if self.host is not None and self.host.poll() is None:
+            try:
+                os.killpg(self.host.pid, signal.SIGTERM)
+                self.host.wait(15)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                self._kill_group(self.host)
+
+
+def _child_gateway(pid: int) -> int | None:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    for child in map(int, children):
+        try:
+            if b"media_gateway" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+        except OSError:
+            continue
+    return None
+
+
+# Customers -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WebSession:
+    session_id: str
+    token: str
+    said: list[str] = field(default_factory=list)  # messages answered, in order
+
+
+@dataclass
+class Inbound:
+    phone: str
+    text: str
+    first_reply: int  # index in the phone's outbox where this message's replies start
+
+
+class Soak:
+    def __init__(self, stack: Stack, acs: EmulatorService, args: argparse.Namespace, rng: random.Random) -> None:
+        self.stack, self.acs_url, self.args, self.rng = stack, acs.url, args, rng
+        self.outbox: list[OutboxMessage] = acs.emulator.state["messages"].outbox
+        self.until = time.monotonic() + args.duration
+        self.tally = Tally()
+        self.web_sessions: list[WebSession] = []
+        self.inbound: list[Inbound] = []
+        self.calls = Counter[str]()  # placed, answered (connected), cut
+        self.speech = b""
+
+    def going(self) -> bool:
+        return time.monotonic() < self.until
+
+    async def think(self) -> None:
+        await asyncio.sleep(self.rng.uniform(0.5, 3.0))
+
+    async def run(self) -> None:
+        await asyncio.gather(
+            *(self.web_customer(http) for http in self._clients(self.args.web)),
+            *(self.whatsapp_customer(_phone(i, 701)) for i in range(self.args.whatsapp)),
+            *(self.caller(_phone(self.args.whatsapp + i, 702)) for i in range(self.args.calls)),
+            self.chaos(),
+        )
+
+    def _clients(self, n: int) -> list[httpx.AsyncClient]:
+        return [httpx.AsyncClient(timeout=REQUEST_TIMEOUT) for _ in range(n)]  # each its own browser
+
+    # chaos
+
+    async def chaos(self) -> None:
+        if self.args.no_restarts:
+            return
+        every = self.args.restart_every
+        due = {HOST: self._next(every), NULL_GATEWAY: self._next(every)}
+        while True:
+            which = min(due, key=due.__getitem__)
+            if due[which] >= self.until:
+                return
+            await asyncio.sleep(max(0.0, due[which] - time.monotonic()))
+            await asyncio.to_thread(self.stack.restart, which)
+            due[which] = self._next(every)
+
+    def _next(self, every: float) -> float:
+        return time.monotonic() + self.rng.uniform(0.5 * every, 1.5 * every)
+
+    # web chat
+
+    async def web_customer(self, http: httpx.AsyncClient) -> None:
+        async with http:
+            while self.going():
+                try:
+                    session = await self._web_session(http)
+                except GaveUp as exc:
+                    self.tally.problems.append(f"error      web chat: no session ({exc})")
+                    await self.think()
+                    continue
+                self.web_sessions.append(session)
+                for line in JOURNEY:
+                    if not self.going():
+                        return
+                    await self._web_turn(http, session, line)
+                    await self.think()
+
+    async def _web_session(self, http: httpx.AsyncClient) -> WebSession:
+        response = await patiently(lambda: http.post(f"{self.stack.url}/api/webchat/sessions", json={}),
+                                   self.args.patience, self.tally, "web chat requests")
+        if response.status_code != 201:
+            raise GaveUp(f"HTTP {response.status_code}")
+        body = response.json()
+        return WebSession(body["session_id"], body["token"])
+
+    async def _web_turn(self, http: httpx.AsyncClient, session: WebSession, line: str) -> None:
+        url = f"{self.stack.url}/api/webchat/sessions/{session.session_id}/messages"
+        headers = {"Authorization": f"Bearer {session.token}", "Idempotency-Key": str(uuid.uuid4())}
+
+        async def post() -> list[str] | str:
+            try:
+                response = await patiently(lambda: http.post(url, json={"text": line}, headers=headers),
+                                           self.args.patience, self.tally, "web chat requests")
+            except GaveUp as exc:
+                return str(exc)
+            if response.status_code != 200:
+                return f"HTTP {response.status_code}: {response.text[:80]}"
+            return [reply["text"] for reply in response.json()["replies"]]
+
+        self.tally.sent["web chat"] += 1
+        copies = 2 if self.rng.random() < DOUBLE_SUBMIT else 1
+        answers = await asyncio.gather(*(post() for _ in range(copies)))
+        replies = [a for a in answers if isinstance(a, list)]
+        if not replies:
+            self.tally.loss("web chat", f"{session.session_id} {line!r}: {answers[0]}")
+            return
+        self.tally.answered["web chat"] += 1
+        session.said.append(line)
+        if any(r != replies[0] for r in replies):
+            self.tally.duplicate("web chat", f"{session.session_id} {line!r}: a double submit answered {replies}")
+
+    async def check_transcripts(self) -> None:
+        """Read every session back as a reloaded page shows it: each message once, no agent text twice after it."""
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
+            for session in self.web_sessions:
+                try:
+                    response = await patiently(
+                        lambda: http.get(f"{self.stack.url}/api/webchat/sessions/{session.session_id}",
+                                         headers={"Authorization": f"Bearer {session.token}"}),
+                        self.args.patience, self.tally, "web chat requests")
+                except GaveUp as exc:
+                    self.tally.problems.append(f"error      web chat: transcript of {session.session_id}: {exc}")
+                    continue
+                if response.status_code != 200:
+                    self.tally.problems.append(
+                        f"error      web chat: transcript of {session.session_id}: HTTP {response.status_code}")
+                    continue
+                self._check_transcript(session, response.json()["turns"])
+
+    def _check_transcript(self, session: WebSession, turns: list[dict[str, Any]]) -> None:
+        said = Counter(t["text"] for t in turns if t["role"] == "customer")
+        for line in session.said:
+            if said[line] == 0:
+                self.tally.loss("web chat", f"{session.session_id} {line!r} was answered but is not in the transcript")
+            elif said[line] > 1:
+                self.tally.duplicate("web chat", f"{session.session_id} {line!r} is {said[line]} times in the "
+                                                 "transcript", said[line] - 1)
+        for customer_line, answers in _answers_by_message(turns):
+            if repeated := [text for text, n in Counter(answers).items() if n > 1]:
+                self.tally.duplicate("web chat", f"{session.session_id} {customer_line!r} answered twice with "
+                                                 f"{repeated[0][:60]!r}", len(answers) - len(set(answers)))
+
+    # WhatsApp
+
+    async def whatsapp_customer(self, phone: str) -> None:
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
+            for line in itertools.cycle(JOURNEY):
+                if not self.going():
+                    return
+                await self._whatsapp_message(http, phone, line)
+                await self.think()
+
+    async def _whatsapp_message(self, http: httpx.AsyncClient, phone: str, line: str) -> None:
+        built = await http.post(f"{self.acs_url}/_emulator/inbound", json={"from": phone, "text": line,
+                                                                           "deliver": False})
+        built.raise_for_status()
+        event = built.json()["event"]
+        message = Inbound(phone, line, len(self._phone_outbox(phone)))
+        self.inbound.append(message)
+        self.tally.sent["WhatsApp"] += 1
+        if self.rng.random() < 0.5:  # Event Grid delivers it twice at once ...
+            statuses = await asyncio.gather(self._deliver(http, event), self._deliver(http, event))
+        else:  # ... or again after the first was taken
+            statuses = [await self._deliver(http, event), await self._deliver(http, event)]
+        if refused := [s for s in statuses if not 200 <= s < 300]:
+            self.tally.problems.append(f"error      WhatsApp: {phone} {line!r}: deliveries answered {refused}")
+        deadline = time.monotonic() + self.args.patience
+        while len(self._phone_outbox(phone)) <= message.first_reply and time.monotonic() < deadline:
+            await asyncio.sleep(POLL)
+        await self._quiet(phone, 1.0)
+
+    async def _deliver(self, http: httpx.AsyncClient, event: dict[str, Any]) -> int:
+        """One Event Grid delivery of `event`, redelivered with backoff until a 2xx (or a 4xx: dead-lettered)."""
+        url = f"{self.stack.url}{EVENTGRID_WEBHOOK}?functionName=whatsapp_events"
+        try:
+            response = await patiently(
+                lambda: http.post(url, json=[event], headers={"aeg-event-type": "Notification"}),
+                self.args.patience, self.tally, "Event Grid deliveries")
+        except GaveUp:
+            return 0
+        return response.status_code
+
+    def _phone_outbox(self, phone: str) -> list[OutboxMessage]:
+        return [m for m in self.outbox if m.to == phone]
+
+    async def _quiet(self, phone: str, seconds: float) -> None:
+        count, since = len(self._phone_outbox(phone)), time.monotonic()
+        while time.monotonic() - since < seconds:
+            await asyncio.sleep(POLL)
+            if (now := len(self._phone_outbox(phone))) != count:
+                count, since = now, time.monotonic()
+
+    def check_whatsapp(self) -> None:
+        """Each inbound message's replies are the outbox entries from its start to the next one's (a customer
+        writes again only once the outbox has been quiet for a second)."""
+        by_phone: dict[str, list[Inbound]] = defaultdict(list)
+        for message in self.inbound:
+            by_phone[message.phone].append(message)
+        for phone, messages in by_phone.items():
+            outbox = self._phone_outbox(phone)
+            bounds = [m.first_reply for m in messages] + [len(outbox)]
+            for message, end in zip(messages, bounds[1:]):
+                seen = [m for m in outbox[message.first_reply:end] if m.status != "failed"]
+                texts = Counter(m.content or f"template {m.template}" for m in seen)
+                if extra := sum(n - 1 for n in texts.values()):
+                    text, n = texts.most_common(1)[0]
+                    self.tally.duplicate("WhatsApp", f"{phone} {message.text!r} answered {n} times with "
+                                                     f"{text[:60]!r}", extra)
+                if seen:
+                    self.tally.answered["WhatsApp"] += 1
+                else:
+                    self.tally.loss("WhatsApp", f"{phone} {message.text!r} never answered")
+
+    # calls
+
+    async def caller(self, phone: str) -> None:
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
+            while True:
+                await asyncio.sleep(self.rng.uniform(2.0, 8.0))  # calls are a small share: they cost the most CPU
+                if not self.going():
+                    return
+                self.tally.sent["calls"] += 1
+                deadline = time.monotonic() + self.args.patience
+                outcome = "not placed"
+                while time.monotonic() < deadline:
+                    outcome = await self._call(http, phone, deadline)
+                    if outcome == "answered":
+                        self.tally.answered["calls"] += 1
+                        break
+                    self.tally.retries["calls dialled again"] += 1
+                    await asyncio.sleep(1.0)
+                else:
+                    self.tally.loss("calls", f"{phone} {SPEECH!r}: {outcome}")
+
+    async def _call(self, http: httpx.AsyncClient, phone: str, deadline: float) -> str:
+        """One call: placed, answered, the greeting heard out, one line said; 'answered' if reply audio came."""
+        placed = await http.post(f"{self.acs_url}/_emulator/calls", json={"from": phone, "deliver": False})
+        placed.raise_for_status()
+        call_url = f"{self.acs_url}/_emulator/calls/{placed.json()['id']}"
+        self.calls["placed"] += 1
+        try:
+            if not await self._incoming_call_taken(http, call_url, deadline):
+                return "IncomingCall never taken"
+            call = await self._until(http, call_url, lambda c: c["state"] != "ringing", deadline)
+            if call["state"] != "connected":
+                return f"call {call['state']}"
+            self.calls["answered"] += 1
+            call = await self._greeting_over(http, call_url)
+            if _dead(call) or call["audio"]["played_ms"] == 0:
+                self.calls["cut"] += 1
+                return f"call {call['state']}, media {call['media']}, before the greeting was over"
+            heard = call["audio"]["received_ms"]
+            (await http.post(f"{call_url}/audio", content=self.speech)).raise_for_status()
+            call = await self._until(http, call_url, lambda c: c["audio"]["received_ms"] > heard or _dead(c))
+            if call["audio"]["received_ms"] > heard:
+                return "answered"
+            self.calls["cut"] += 1
+            return f"call {call['state']}, media {call['media']}, before the reply"
+        finally:
+            await http.post(f"{call_url}/hangup")
+
+    async def _incoming_call_taken(self, http: httpx.AsyncClient, call_url: str, deadline: float) -> bool:
+        """Deliver the IncomingCall event until the host answers it 2xx, backing off as Event Grid does."""
+        for tries in itertools.count():
+            redelivered = (await http.post(f"{call_url}/redeliver", json={})).json()
+            if 200 <= redelivered["status"] < 300:
+                return True
+            delay = BACKOFF[min(tries, len(BACKOFF) - 1)]
+            if time.monotonic() + delay > deadline:
+                return False
+            self.tally.retries["Event Grid deliveries"] += 1
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _greeting_over(self, http: httpx.AsyncClient, call_url: str) -> dict[str, Any]:
+        """The greeting has played out: audio came, then nothing more for a second (or the call went dead)."""
+        call = await self._until(http, call_url, lambda c: c["audio"]["played_ms"] > 0 or _dead(c))
+        quiet_since, received = time.monotonic(), call["audio"]["received_ms"]
+        while not _dead(call) and time.monotonic() - quiet_since < 1.0:
+            await asyncio.sleep(POLL)
+            call = (await http.get(call_url)).json()
+            if call["audio"]["received_ms"] != received or call["audio"]["queued_ms"] > 0:
+                quiet_since, received = time.monotonic(), call["audio"]["received_ms"]
+        return call
+
+    async def _until(self, http: httpx.AsyncClient, call_url: str, done: Callable[[dict[str, Any]], bool],
+                     deadline: float | None = None) -> dict[str, Any]:
+        """Poll the call until `done`, or until `deadline` (default: DEAD_AIR from now, when a caller gives up)."""
+        deadline = deadline or time.monotonic() + DEAD_AIR
+        while True:
+            call = (await http.get(call_url)).json()
+            if done(call) or time.monotonic() > deadline:
+                return call
+            await asyncio.sleep(POLL)
+
+    # the end
+
+    async def settle(self) -> None:
+        """Let late replies (a redelivery's duplicate, say) reach the outbox: quiet for 3 s, or --grace seconds."""
+        deadline = time.monotonic() + self.args.grace
+        count, since = len(self.outbox), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < 3.0:
+            await asyncio.sleep(0.25)
+            if len(self.outbox) != count:
+                count, since = len(self.outbox), time.monotonic()
+
+
+def _phone(index: int, prefix: int) -> str:
+    """The demo account holders' numbers first (their records, balances and the web chat customers' account
+    number: contention on real records), then numbers nobody knows."""
+    return DEMO_PHONES[index] if index < len(DEMO_PHONES) else f"+1555{prefix}{index:04d}"
+
+
+def _dead(call: dict[str, Any]) -> bool:
+    """The caller can no longer hear the agent: the call is over, or its media stream failed or stopped."""
+    return call["state"] != "connected" or call["media"] in ("failed", "stopped")
+
+
+def _answers_by_message(turns: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(customer message, the agent texts that follow it before the next one), in transcript order."""
+    grouped: list[tuple[str, list[str]]] = []
+    for turn in turns:
+        if turn["role"] == "customer":
+            grouped.append((turn["text"], []))
+        elif grouped:
+            grouped[-1][1].append(turn["text"])
+    return grouped
+
+
+def load_speech() -> bytes:
+    """The caller's line, spoken by piper at the call's 16 kHz (bench/gateway.py's synthesis)."""
+    from gateway import synthesize  # piper and onnxruntime: imported only when there are callers
+
+    return synthesize((SPEECH,))[SPEECH]
+
+
+# Report ----------------------------------------------------------------------------------------------------------
+
+
+CHANNELS = ("web chat", "WhatsApp", "calls")
+
+
+def report(soak: Soak, stack: Stack, wall: float) -> str:
+    tally, args = soak.tally, soak.args
+
+    def line(name: str, counts: Counter[str]) -> str:
+        detail = ", ".join(f"{channel} {counts[channel]}" for channel in CHANNELS)
+        return f"{name:<30}{sum(counts.values()):>7}   ({detail})"
+
+    load = os.getloadavg()
+    restarts = "none (--no-restarts)" if args.no_restarts else (
+        f"host {stack.restarts[HOST]}, media gateway {stack.restarts[NULL_GATEWAY]} (SIGKILL, every ~"
+        f"{args.restart_every:.0f} s each)")
+    lines = [
+        f"soak: {wall:.0f} s ({args.duration:.0f} s of traffic), seed {args.seed}; {args.web} web chat, "
+        f"{args.whatsapp} WhatsApp, {args.calls} calling customers; {os.cpu_count()} cores, load average "
+        f"{load[0]:.2f} {load[1]:.2f}",
+        "",
+        line("turns sent", tally.sent),
+        line("turns answered", tally.answered),
+        line("duplicates seen by customers", tally.duplicates),
+        line("lost turns", tally.lost),
+        f"{'restarts':<30}{sum(stack.restarts.values()):>7}   ({restarts})",
+        f"{'calls':<30}{soak.calls['placed']:>7}   (placed; {soak.calls['answered']} answered, "
+        f"{soak.calls['cut']} cut before the reply)",
+        f"{'client retries':<30}{sum(tally.retries.values()):>7}   "
+        f"({', '.join(f'{kind} {n}' for kind, n in sorted(tally.retries.items())) or 'none'})",
+        f"{'WhatsApp outbox':<30}{len(soak.outbox):>7}   (messages sent, "
+        f"{sum(m.status == 'failed' for m in soak.outbox)} failed)",
+        "",
+        f"{'process':<32}{'incarnations':>13}{'RSS start MB':>14}{'RSS end MB':>12}{'peak MB':>9}",
+    ]
+    for name in (HOST, GATEWAY, NULL_GATEWAY, DRIVER):
+        if incarnations := stack.incarnations.get(name):
+            first, last = incarnations[0], incarnations[-1]
+            peak = max(i.peak for i in incarnations)
+            lines.append(f"{name:<32}{len(incarnations):>13}{first.rss_start:>14.0f}{last.rss_end:>12.0f}{peak:>9.0f}")
+    if tally.problems:
+        lines += ["", f"problems ({len(tally.problems)}):"]
+        lines += [f"  {problem}" for problem in tally.problems[:20]]
+    return "\n".join(lines)
+
+
+# Main ------------------------------------------------------------------------------------------------------------
+
+
+async def soak(args: argparse.Namespace, workdir: Path) -> tuple[Soak, Stack, float]:
+    host_port = free_port()
+    emulator = AcsEmulator(functions_url=f"http://127.0.0.1:{host_port}", modules=[MessagesApi(CHANNEL_ID), CallsApi()])
+    acs = EmulatorService(emulator, free_port())
+    await acs.start()
+    stack = Stack(workdir, acs, host_port, free_port())
+    try:
+        await asyncio.to_thread(stack.start_host)
+        await asyncio.to_thread(stack.start_null)
+        stack.incarnations[DRIVER].append(Incarnation(os.getpid()))
+        run = Soak(stack, acs, args, random.Random(args.seed))
+        if args.calls:
+            run.speech = await asyncio.to_thread(load_speech)
+        await _warm_up(stack.url)
+        stack.sample(at_start=True)
+        started = time.monotonic()
+        run.until = started + args.duration
+        await run.run()
+        await run.settle()
+        run.check_whatsapp()
+        await run.check_transcripts()
+        stack.sample(at_start=False)
+        return run, stack, time.monotonic() - started
+    finally:
+        await asyncio.to_thread(stack.stop)
+        await acs.stop()
+
+
+async def _warm_up(url: str) -> None:
+    """The first request builds the app's services (scenario, stores, demo customers): before the clock starts."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        (await http.get(f"{url}/api/ops/queue")).raise_for_status()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python bench/soak.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=600.0, help="seconds of traffic (default 600)")
+    parser.add_argument("--seed", type=int, default=7, help="for the customers' choices and the restarts (default 7)")
+    parser.add_argument("--web", type=int, default=3, help="concurrent web chat customers (default 3)")
+    parser.add_argument("--whatsapp", type=int, default=2, help="concurrent WhatsApp customers (default 2)")
+    parser.add_argument("--calls", type=int, default=1, help="concurrent callers (default 1)")
+    parser.add_argument("--restart-every", type=float, default=90.0,
+                        help="mean seconds between SIGKILLs of the host, and apart of the gateway (default 90)")
+    parser.add_argument("--no-restarts", action="store_true", help="kill nothing")
+    parser.add_argument("--patience", type=float, default=90.0,
+                        help="how long a customer keeps retrying one turn before it counts as lost (default 90)")
+    parser.add_argument("--grace", type=float, default=30.0,
+                        help="at most this long for the outbox to settle after the traffic (default 30)")
+    parser.add_argument("--logs", type=Path, help="keep the data dir and the processes' logs in this folder")
+    args = parser.parse_args(argv)
+
+    print(f"soak: starting the stack, then {args.duration:.0f} s of traffic ...", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="switchboard-soak-") as tmp:
+        workdir = args.logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        # The emulator's warnings (an IncomingCall the host did not take, ...) are expected here: to a file.
+        logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                            filename=str(workdir / "acs-emulator.log"))
+        try:
+            run, stack, wall = asyncio.run(soak(args, workdir))
+        except HostFailed as exc:
+            print(f"the stack did not start: {exc}", file=sys.stderr)
+            return 2
+    print(report(run, stack, wall))
+    return 1 if sum(run.tally.duplicates.values()) or sum(run.tally.lost.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,7 +42,7 @@ OnSave = Callable[[ChannelSession, "list[Reply]", "str | None"], None]
 
 # A message that names another channel may be the customer asking to move; only then is the queue worth reading
 # on a text channel.
-_MENTIONS_CHANNEL = re.compile(r"whats\s?app|web\s?chat|chat (online|instead)|online chat|text me|a link", re.I)
+_MENTIONS_CHANNEL = re.compile(r"what'?s\s?app|web\s?chat|chat (online|instead)|online chat|text me|a link", re.I)
 
 
 @dataclass(frozen=True)

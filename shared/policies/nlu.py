@@ -58,7 +58,7 @@ _AFFIRM = re.compile(
 )
 _DENY = re.compile(r"^\s*(no|nope|nah|not now|i'?ll (wait|stay)|no,? thanks?|i'?d rather (wait|stay))\b", re.I)
 _CHANNEL_WORDS = {
-    "whatsapp": re.compile(r"\bwhats\s?app\b|\btext me\b", re.I),
+    "whatsapp": re.compile(r"\bwhat'?s\s?app\b|\btext me\b", re.I),  # speech-to-text may write "what's app"
     "webchat": re.compile(r"\bweb\s?chat\b|\bchat (online|instead)\b|\bonline chat\b|\bsend me a link\b", re.I),
 }
 

@@ -59,3 +59,10 @@ def test_small_talk() -> None:
     assert small_talk("thanks!") == "thanks"
     assert small_talk("no, that's all") == "farewell"
     assert small_talk("thanks, but my power is still out and nobody came") is None
+
+
+@pytest.mark.parametrize("said", ["can we do this on WhatsApp?", "what's app please", "whats app is fine"])
+def test_a_channel_named_the_way_speech_to_text_writes_it_is_recognised(said: str) -> None:
+    from shared.policies.nlu import requested_channel
+
+    assert requested_channel(said) == "whatsapp"

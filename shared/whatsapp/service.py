@@ -309,7 +309,9 @@ def _phone(customer: Customer) -> str | None:
 
 
 def _whatsapp_sessions(customer: Customer) -> list[ChannelSession]:
-    return [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP]
+    """The WhatsApp sessions whose delivery log came with the record: the active ones and those closed in the last
+    two days (shared/stores/records.py), which is as long as statuses and redeliveries keep naming their messages."""
+    return [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP and s.loaded]
 
 
 def _whatsapp_session(customer: Customer) -> str:
@@ -322,7 +324,7 @@ def _whatsapp_session(customer: Customer) -> str:
     active = [s for s in sessions if s.status is SessionStatus.ACTIVE]
     if active:
         return max(active, key=lambda s: s.updated_at).session_id
-    return f"wa_{customer.customer_id.removeprefix('cus_')}_{len(sessions) + 1}"
+    return f"wa_{customer.customer_id.removeprefix('cus_')}_{customer.session_count(Channel.WHATSAPP) + 1}"
 
 
 def _logged(customer: Customer, message_id: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,11 +54,25 @@ class SqliteWorker:
         # with SQLITE_BUSY without waiting for the busy timeout).
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # before WAL: switching needs the lock too
-        conn.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(conn)
         # In WAL, NORMAL survives an app crash; only a power cut can lose the last commits. Good for an embedded store.
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.executescript(self._schema)
         return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    # Two processes opening a brand-new file at once race to switch it to WAL, and SQLite answers the loser "database
+    # is locked" at once, without waiting out the busy timeout. The winner's switch takes milliseconds: try again.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager

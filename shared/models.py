@@ -41,8 +41,11 @@ class _NotLoaded(list):  # type: ignore[type-arg]
     """
 
     def __init__(self, session_id: str, what: str) -> None:
-        super().__init__()
-        self._where = f"the {what} of session {session_id!r}"
+        self._session_id, self._what = session_id, what  # a record lists many: keep building one cheap
+
+    @property
+    def _where(self) -> str:
+        return f"the {self._what} of session {self._session_id!r}"
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
         raise TranscriptNotLoaded(f"{self._where} did not come with the record; read the session with get_session")
@@ -74,6 +77,11 @@ class SessionStatus(StrEnum):
     TRANSFERRED = "transferred"  # handed to another channel; the new session continues it
     COMPLETED = "completed"
     EXPIRED = "expired"
+
+
+#: Enum lookups by value, for reading the many session headers a record lists (calling the enum is slower).
+_CHANNELS: dict[str, Channel] = {c.value: c for c in Channel}
+_STATUSES: dict[str, SessionStatus] = {s.value: s for s in SessionStatus}
 
 
 class IdentityKind(StrEnum):
@@ -227,10 +235,10 @@ class ChannelSession:
 
     def header(self) -> dict[str, Any]:
         """What the customer record lists about this session: everything but the transcript and delivery log."""
-        return {
+        return {  # the enums as they are: they are strings, and a record lists many headers, so this stays cheap
             "session_id": self.session_id,
-            "channel": self.channel.value,
-            "status": self.status.value,
+            "channel": self.channel,
+            "status": self.status,
             "active_agent": self.active_agent,
             "started_at": self.started_at,
             "updated_at": self.updated_at,
@@ -257,10 +265,12 @@ class ChannelSession:
     def from_header(cls, data: dict[str, Any]) -> ChannelSession:
         """A session known by its header only: its turns and messages refuse to be used until a store loads them."""
         session_id = data["session_id"]
-        return cls(
+        # Filled in directly rather than through __init__: a record lists many sessions, and each read makes them all.
+        session = cls.__new__(cls)
+        session.__dict__.update(
             session_id=session_id,
-            channel=Channel(data["channel"]),
-            status=SessionStatus(data.get("status", SessionStatus.ACTIVE)),
+            channel=_CHANNELS.get(data["channel"]) or Channel(data["channel"]),
+            status=_STATUSES.get(data.get("status", "active")) or SessionStatus(data["status"]),
             active_agent=data.get("active_agent"),
             started_at=data.get("started_at") or utcnow(),
             updated_at=data.get("updated_at") or utcnow(),
@@ -269,6 +279,7 @@ class ChannelSession:
             messages=_NotLoaded(session_id, "delivery log"),
             fence=int(data.get("fence", 0)),
         )
+        return session
 
 
 class HandoffStatus(StrEnum):

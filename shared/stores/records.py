@@ -51,10 +51,12 @@ class RecordLimits:
 
 @dataclass(frozen=True)
 class Stored:
-    """What a read (or the last write) saw of one session: its body's version and the JSON it held."""
+    """What a read (or the last write) saw of one session: its body's version and the JSON it held, or only its
+    header when the body was not read."""
 
     version: str | None  # the body's version; None while only its header was read
-    text: str  # the whole session's JSON when the body was read, else the header's
+    text: str | None = None  # the whole session's JSON, when the body was read
+    header: tuple[Any, ...] | None = None  # the header's changeable fields (`_changeable`), when only it was read
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,9 @@ def bodies_to_load(customer: Customer, now: float) -> list[str]:
     for session_id, session in customer.sessions.items():
         if session.loaded:
             continue  # written whole into an old-format record: it came with it
-        recent_whatsapp = session.channel is Channel.WHATSAPP and now - epoch(session.updated_at) < DELIVERY_GRACE_SECONDS
-        if session.status is SessionStatus.ACTIVE or session_id == handed_from or recent_whatsapp:
+        if session.status is SessionStatus.ACTIVE or session_id == handed_from or (
+            session.channel is Channel.WHATSAPP and now - epoch(session.updated_at) < DELIVERY_GRACE_SECONDS
+        ):
             wanted.append(session_id)
     return wanted
 
@@ -127,7 +130,7 @@ def attach(customer: Customer, bodies: dict[str, tuple[dict[str, Any], str]]) ->
             customer.sessions[session_id] = whole
             _remember(customer, session_id, Stored(version, _text(whole.to_dict())))
         else:
-            _remember(customer, session_id, Stored(None, _text(session.header())))
+            _remember(customer, session_id, Stored(None, header=_changeable(session)))
     customer.stored["expires_at"] = customer.expires_at
     return customer
 
@@ -146,8 +149,13 @@ def headers_changed_unloaded(customer: Customer) -> list[str]:
     stored = stored_sessions(customer)
     return [
         sid for sid, s in customer.sessions.items()
-        if not s.loaded and sid in stored and stored[sid].version is None and stored[sid].text != _text(s.header())
+        if not s.loaded and sid in stored and stored[sid].header is not None and stored[sid].header != _changeable(s)
     ]
+
+
+def _changeable(session: ChannelSession) -> tuple[Any, ...]:
+    # A tuple, not the header dict: a record lists many sessions and every read snapshots them all.
+    return session.status, session.active_agent, session.updated_at, session.last_inbound_at, session.fence
 
 
 def load_body(customer: Customer, session_id: str, doc: dict[str, Any], version: str) -> None:
@@ -164,9 +172,9 @@ def load_body(customer: Customer, session_id: str, doc: dict[str, Any], version:
 def expire_idle(customer: Customer, limits: RecordLimits, now: float) -> None:
     """Mark voice and web chat sessions left active past `idle_session_seconds` expired (see RecordLimits)."""
     for session in customer.sessions.values():
-        idle = now - epoch(session.updated_at)
-        if session.status is SessionStatus.ACTIVE and session.channel is not Channel.WHATSAPP \
-                and idle > limits.idle_session_seconds:
+        if session.status is not SessionStatus.ACTIVE or session.channel is Channel.WHATSAPP:
+            continue
+        if now - epoch(session.updated_at) > limits.idle_session_seconds:
             session.status, session.updated_at = SessionStatus.EXPIRED, iso(now)
 
 

@@ -564,3 +564,15 @@ async def test_a_session_left_active_past_the_idle_limit_is_marked_expired_on_th
     stored = await store.get(customer.customer_id)
     assert stored.sessions["ses_tab"].status is SessionStatus.EXPIRED
     assert (await store.get_session(customer.customer_id, "ses_tab")).turns[0].text == "hello"
+
+
+def test_a_session_read_from_its_header_has_every_field_a_whole_one_has() -> None:
+    whole = ChannelSession("ses_1", Channel.WHATSAPP, status=SessionStatus.TRANSFERRED, active_agent="BillingAgent")
+    header_only = ChannelSession.from_header(whole.header())
+
+    assert set(vars(header_only)) == set(vars(whole))  # from_header fills the fields in directly: none forgotten
+    assert header_only.header() == whole.header() and not header_only.loaded
+    with pytest.raises(TranscriptNotLoaded):
+        header_only.add_turn(Turn("customer", "hello"))
+    with pytest.raises(TranscriptNotLoaded):
+        header_only.message(key="wamid.1")

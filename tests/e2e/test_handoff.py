@@ -572,6 +572,9 @@ def test_the_visitors_own_record_lets_go_of_a_handoff_that_moved_to_the_phone_ow
     assert visitor.handoff is not None and visitor.handoff.instance_id == instance_id
     assert not visitor.handoff.open, f"the visitor's copy of the handoff stays {visitor.handoff.status.value}"
     assert visitor.handoff.moved_to == owner.customer_id
+    # The conversation moved whole: its transcript is stored under the owner too (defect 5's session bodies).
+    moved = [t.text for t in owner.sessions[chat.session_id].turns if t.role == "customer"]
+    assert moved == ["what's my balance? my number is 555-555-0122", "can we do this on WhatsApp?"], moved
 
 
 async def test_an_invite_refused_for_good_ends_the_handoff_as_failed_not_invited(stack: Stack, voice) -> None:

@@ -19,6 +19,11 @@ bodies are read after the record, so a body changed since our read means the rec
 stops at its first operation with nothing written. (Only a create that meets an existing body, which the store
 never plans for a race, could leave the record written without it on the emulator.)
 
+A batch takes at most 100 operations: a turn writes two (the record and its session), and a record lists at most
+SESSION_INDEX_MAX sessions. Splitting a record written before bodies existed creates one body per session it holds
+in one batch, so such a record with more than 99 sessions (over Cosmos's 2 MB item limit long before, with 200
+turns each) cannot be split here and keeps failing its writes, as it did before.
+
 Expiry: an anonymous visitor's record, bodies and claims carry a `ttl`, as do closed sessions' bodies (retention);
 Cosmos deletes them when it runs out. `expires_at` on the record and claims makes reads ignore them from the exact
 moment, whether or not Cosmos has got round to deleting them (the emulator never does).

@@ -59,6 +59,9 @@ NOT_SET_IN_AZURE: dict[str, str] = {
     "SPEECH_LANGUAGE": "default",
     "CALL_AUDIO_SAMPLE_RATE": "default",
     "CALL_TOKEN_TTL_SECONDS": "default",
+    "CALL_MEDIA_TOKEN_TTL_SECONDS": "default",
+    "WEBCHAT_SESSIONS_PER_ADDRESS": "default",
+    "WEBCHAT_SESSIONS_WINDOW_SECONDS": "default",
     "ACS_OPENID_CONFIGURATION_URL": "default: ACS's published OpenID metadata",
     # Telemetry: Azure exports to Application Insights (APPLICATIONINSIGHTS_CONNECTION_STRING, set by main.bicep).
     "OTEL_EXPORTER_OTLP_ENDPOINT": "an OTLP collector instead of, or beside, Application Insights; none in Azure",

@@ -266,6 +266,10 @@ _SCHEMAS["CallStatus"] = {
         "transfer": {"type": "string", "enum": ["requested", "failed"]},
         "transfer_to": {"type": "string"},
         "transfer_detail": {"type": "string"},
+        "ended_at": {"type": "string", "format": "date-time", "description": "When the call was disconnected."},
+        "transferred_at": {"type": "string", "format": "date-time",
+                           "description": "When the transfer to a person was accepted."},
+        "failed_at": {"type": "string", "format": "date-time", "description": "When answering or connecting failed."},
         "updated_at": {"type": "string", "format": "date-time"},
         "session_status": {
             "type": ["string", "null"],

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import math
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Iterator
@@ -73,6 +74,12 @@ DEFAULT_RETRY_AFTER_SECONDS = 1.0
 #: Retry-After) instead of after the SDK defaults: a 5 s connect timeout tried 4 times (22 s) and a 65 s read timeout.
 #: Point reads and writes take milliseconds; these are generous for them and for our small queries.
 CLIENT_TIMEOUTS: dict[str, Any] = {"connection_timeout": 2, "read_timeout": 5, "retry_connect": 1}
+#: After a request times out, how long every request to the account fails at once (see CosmosContainer.errors): no
+#: longer than the Retry-After callers are given, so a client that honours it is not turned away by the cooldown.
+STALL_COOLDOWN_SECONDS = DEFAULT_RETRY_AFTER_SECONDS
+#: Per account (endpoint): the monotonic time until which it is taken to be stalled.
+_stalled_until: dict[str, float] = {}
+_STALLS = (ServiceRequestError, ServiceResponseError, CosmosClientTimeoutError)
 #: Claiming retries when the claim it collided with vanished before we could read its owner (its customer was being
 #: deleted). Each round trip is a create and a read, so a handful is plenty.
 _CLAIM_ATTEMPTS = 5
@@ -100,6 +107,7 @@ class CosmosContainer:
         create: bool = False,
     ) -> None:
         self._credential = credential
+        self._account = endpoint
         self.database_name, self.container_name = database, container
         self._partition_key_path, self._default_ttl = partition_key_path, default_ttl
         self._create = create
@@ -110,13 +118,34 @@ class CosmosContainer:
         self._opened = False
         self._opening = asyncio.Lock()  # the first requests may arrive together; enter the client once
 
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """`service_errors()`, and fail at once while this account is stalled.
+
+        A stalled Cosmos (a frozen primary, a blackholed route) costs each request its full timeout, and one event or
+        turn makes several requests: without this a webhook would wait tens of seconds to fail. After a request times
+        out, every request to the account fails at once for `STALL_COOLDOWN_SECONDS`; then one probes again. The
+        Redis adapter does the same (shared/stores/azure_redis.py).
+        """
+        if time.monotonic() < _stalled_until.get(self._account, 0.0):
+            raise Unavailable("Cosmos DB is unavailable (a request timed out moments ago)",
+                              retry_after=DEFAULT_RETRY_AFTER_SECONDS)
+        try:
+            with service_errors():
+                yield
+        except Unavailable as exc:
+            if isinstance(exc.__cause__, _STALLS):
+                _stalled_until[self._account] = time.monotonic() + STALL_COOLDOWN_SECONDS
+            raise
+        _stalled_until.pop(self._account, None)
+
     async def open(self) -> None:
         if self._opened:
             return
         async with self._opening:
             if self._opened:
                 return
-            with service_errors():
+            with self.errors():
                 await self._client.__aenter__()
                 if self._create:
                     await self._create_if_missing()
@@ -129,7 +158,7 @@ class CosmosContainer:
         which may not create them: the 403 that answers is logged and ignored, since the resources exist.
         """
         await self.open()
-        with service_errors():
+        with self.errors():
             await self._create_if_missing()
 
     async def close(self) -> None:
@@ -235,7 +264,7 @@ class CosmosCustomerStore(CustomerStore):
         # Claims first: a crash half way then leaves an unreachable record, never a claim pointing at nothing
         # (which would make that phone number unusable).
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             claims = self._container.query_items(
                 "SELECT c.id, c.customer_id, c._etag FROM c WHERE c.type = 'identity' AND c.owner = @owner",
                 parameters=[{"name": "@owner", "value": customer_id}],
@@ -258,7 +287,7 @@ class CosmosCustomerStore(CustomerStore):
         claim = {"id": item_id, "customer_id": item_id, "type": "identity", "owner": customer_id,
                  **_expiry_fields(expires_at, self.clock(), margin=0)}
         for _ in range(_CLAIM_ATTEMPTS):
-            with service_errors():
+            with self._cosmos.errors():
                 try:
                     await self._container.create_item(claim)
                     return customer_id
@@ -268,7 +297,7 @@ class CosmosCustomerStore(CustomerStore):
             if held is not None and not _lapsed(held, self.clock()):
                 return held["owner"]
             if held is not None:  # lapsed, and Cosmos has not deleted it yet: free for the taking
-                with service_errors():
+                with self._cosmos.errors():
                     await self._delete_item(item_id, item_id, etag=held["_etag"])
         raise Unavailable(f"{identity.key} keeps being claimed and released", retry_after=DEFAULT_RETRY_AFTER_SECONDS)
 
@@ -279,7 +308,7 @@ class CosmosCustomerStore(CustomerStore):
 
     async def _keep_identities(self, customer_id: str) -> None:
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             claims = self._container.query_items(
                 "SELECT * FROM c WHERE c.type = 'identity' AND c.owner = @owner AND IS_DEFINED(c.ttl)",
                 parameters=[{"name": "@owner", "value": customer_id}],
@@ -297,7 +326,7 @@ class CosmosCustomerStore(CustomerStore):
 
     async def _batch(self, operations: list[tuple[Any, ...]], partition: str) -> list[dict[str, Any]]:
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             try:
                 return list(await self._container.execute_item_batch(operations, partition_key=partition))
             except CosmosBatchOperationError as exc:
@@ -311,7 +340,7 @@ class CosmosCustomerStore(CustomerStore):
 
     async def _read_item(self, item_id: str, partition: str) -> dict[str, Any] | None:
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             return await read_item_or_none(self._container, item_id, partition, PARTITION_KEY_PATH.lstrip("/"))
 
     async def _delete_item(self, item_id: str, partition: str, etag: str | None = None) -> None:

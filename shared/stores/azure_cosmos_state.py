@@ -44,7 +44,7 @@ from azure.cosmos.exceptions import (
 
 from shared.errors import Unavailable
 from shared.stores.azure_cosmos import (
-    DEFAULT_RETRY_AFTER_SECONDS, CosmosContainer, cosmos_credential, read_item_or_none, service_errors,
+    DEFAULT_RETRY_AFTER_SECONDS, CosmosContainer, cosmos_credential, read_item_or_none,
 )
 from shared.stores.base import LEASE_MEMORY_SECONDS, SessionState, check_ttl, next_fencing_token
 
@@ -126,7 +126,7 @@ class CosmosSessionState(SessionState):
     async def put(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
         item = {"id": _item_id(_STATE, key), "value": value, **self._expiry(ttl_seconds)}
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             await self._container.upsert_item(item)
 
     async def delete(self, key: str) -> None:
@@ -137,7 +137,7 @@ class CosmosSessionState(SessionState):
         item = {"id": item_id, **self._expiry(ttl_seconds)}
         await self._cosmos.open()
         for _ in range(_ATTEMPTS):
-            with service_errors():
+            with self._cosmos.errors():
                 try:
                     await self._container.create_item(item)
                     return True
@@ -149,7 +149,7 @@ class CosmosSessionState(SessionState):
             if not self._expired(existing):
                 return False
             # Expired but not yet purged: take it over, on condition nobody else did since we read it.
-            with service_errors():
+            with self._cosmos.errors():
                 try:
                     await self._container.replace_item(
                         item_id, item, etag=existing["_etag"], match_condition=MatchConditions.IfNotModified
@@ -168,7 +168,7 @@ class CosmosSessionState(SessionState):
         item_id = _item_id(_COUNTER, key)
         await self._cosmos.open()
         for _ in range(_ATTEMPTS):
-            with service_errors():
+            with self._cosmos.errors():
                 try:
                     item = await self._container.patch_item(
                         item_id,
@@ -187,7 +187,7 @@ class CosmosSessionState(SessionState):
 
     async def set_counter(self, key: str, value: int) -> None:
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             await self._container.upsert_item({"id": _item_id(_COUNTER, key), "value": int(value)})
 
     async def counter(self, key: str) -> int:
@@ -253,7 +253,7 @@ class CosmosSessionState(SessionState):
         item_id, name, expires = _item_id(_SET, key), _member(member), self._clock() + ttl_seconds
         await self._cosmos.open()
         for _ in range(_ATTEMPTS):
-            with service_errors():
+            with self._cosmos.errors():
                 try:
                     await self._container.patch_item(
                         item_id, partition_key=item_id,
@@ -272,7 +272,7 @@ class CosmosSessionState(SessionState):
     async def remove_member(self, key: str, member: str) -> bool:
         item_id, name = _item_id(_SET, key), _member(member)
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             try:
                 # Only a live member is removed here (and reported removed); an expired one is pruned by counting.
                 await self._container.patch_item(
@@ -316,7 +316,7 @@ class CosmosSessionState(SessionState):
         # Lower-case names only: the emulator lower-cases the predicate.
         predicate = f"FROM c WHERE c.expires_at > {self._clock()!r}" + (f" AND {condition}" if condition else "")
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             try:
                 return await self._container.patch_item(
                     item_id, partition_key=item_id, patch_operations=operations, filter_predicate=predicate
@@ -327,7 +327,7 @@ class CosmosSessionState(SessionState):
     async def _prune(self, item_id: str, names: list[str], now: float) -> None:
         """Remove expired members, on condition they are still expired (an add may have renewed one meanwhile)."""
         predicate = " AND ".join(f"c.members.{name} <= {now!r}" for name in names)
-        with service_errors():
+        with self._cosmos.errors():
             try:
                 await self._container.patch_item(
                     item_id, partition_key=item_id,
@@ -340,7 +340,7 @@ class CosmosSessionState(SessionState):
     async def _write_over(self, existing: dict[str, Any] | None, item: dict[str, Any]) -> bool:
         """Create `item`, or replace `existing` with it, on condition nobody wrote it since; False if someone did."""
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             try:
                 if existing is None:
                     await self._container.create_item(item)
@@ -354,12 +354,12 @@ class CosmosSessionState(SessionState):
 
     async def _read(self, item_id: str) -> dict[str, Any] | None:
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             return await read_item_or_none(self._container, item_id, item_id, "id")
 
     async def _delete(self, item_id: str) -> None:
         await self._cosmos.open()
-        with service_errors():
+        with self._cosmos.errors():
             try:
                 await self._container.delete_item(item_id, partition_key=item_id)
             except CosmosResourceNotFoundError:

@@ -41,8 +41,9 @@ Customers, concurrently until the duration is over (each waits for its answers, 
                for the customer when they write (by the emulator's clock, not ours, as tests/whatsapp/
                test_duplicates.py sets it up): the answers are accepted, then fail (131047), so the app holds them
                and sends its template; some of the burst may come after the window reopened, so that a failed
-               answer is resent at once. Their next message releases what was held, and goes with two more copies
-               of each earlier failed status (Event Grid redelivering them) racing it. Now and then (--send-faults)
+               answer is resent at once. Each failure's status comes twice at once (Event Grid redelivering it),
+               racing the resend it causes; their next message releases what was held, and goes with two more
+               copies of each failed status since they last wrote, racing it. Now and then (--send-faults)
                the emulator also refuses the next send outright (503), so a handler fails and Event Grid redelivers.
     calls      a caller places a call through the emulator (the IncomingCall event redelivered with backoff while
                the host does not take it), waits for the greeting to finish, says "what is my balance" (piper
@@ -607,11 +608,15 @@ class Soak:
             await asyncio.sleep(n * BURST_GAP)
             await self._whatsapp_message(http, said[n], outside=n < outside)
 
+        since = len(self._phone_outbox(phone))
         await asyncio.gather(*(later(n) for n in range(len(said))), *statuses)
+        echoes: list[asyncio.Task[int]] = []
         deadline = time.monotonic() + self.args.patience
         while time.monotonic() < deadline and not self._all_replied(phone, said):
+            echoes += self._echo_failures(http, phone, since, echoes)
             await asyncio.sleep(POLL)
         await self._quiet(phone, 1.0)
+        await asyncio.gather(*echoes)
 
     async def _whatsapp_message(self, http: httpx.AsyncClient, said: Said, outside: bool) -> None:
         """The emulator builds the event (and opens the window unless `outside`); we deliver it twice."""
@@ -642,6 +647,16 @@ class Soak:
         if failed:
             self.whatsapp_events["failed statuses redelivered"] += 2 * len(failed)
         return [self._post_events(http, [_failed_status(m)]) for m in failed for _ in range(2)]
+
+    def _echo_failures(self, http: httpx.AsyncClient, phone: str, since: int, echoes: list[asyncio.Task[int]]
+                       ) -> list[asyncio.Task[int]]:
+        """As a text fails (from outbox index `since` on), a second copy of its `failed` status at once, racing the
+        emulator's own: the resend it causes must go out once."""
+        echoed = {task.get_name() for task in echoes}
+        failed = [m for m in self._phone_outbox(phone)[since:]
+                  if m.status == "failed" and m.kind == "text" and m.message_id not in echoed]
+        self.whatsapp_events["failed statuses redelivered"] += len(failed)
+        return [asyncio.create_task(self._post_events(http, [_failed_status(m)]), name=m.message_id) for m in failed]
 
     async def _post_events(self, http: httpx.AsyncClient, events: list[dict[str, Any]]) -> int:
         try:

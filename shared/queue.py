@@ -29,7 +29,7 @@ WAITING_CALLS = "queue:waiting_calls"  # sets of call ids
 CALLS_IN_PROGRESS = "queue:calls_in_progress"
 _RECENT = "queue:recent_waits"  # {"waits": [seconds, ...]} newest last
 _OVERRIDE = "queue:override"  # {"estimated_wait_seconds": s, "incident_customers": n} set by an operator
-_CALL = "queue:call:"  # per call: {"arrived_at": epoch seconds, "answered": bool}
+_CALL = "queue:call:"  # per call: {"arrived_at": epoch seconds, "ended": true once its disconnect is applied}
 
 #: How many recent answer waits the estimate looks at, and how long a call's bookkeeping is kept.
 RECENT_WAITS = 20
@@ -73,7 +73,7 @@ class QueueMetrics:
 
     async def call_arrived(self, call_id: str) -> None:
         if await self._once("arrived", call_id):
-            await self._state.put(_CALL + call_id, {"arrived_at": self._clock()}, CALL_TTL_SECONDS)
+            await self._state.merge(_CALL + call_id, {"arrived_at": self._clock()}, CALL_TTL_SECONDS)
             await self._state.add_member(WAITING_CALLS, call_id, self._max_wait)
 
     async def call_answered(self, call_id: str) -> None:
@@ -82,8 +82,10 @@ class QueueMetrics:
             return
         # A call we never saw arrive (state lost, or answered elsewhere) is counted in progress only.
         was_waiting = await self._state.remove_member(WAITING_CALLS, call_id)
-        await self._state.add_member(CALLS_IN_PROGRESS, call_id, self._max_call)
         call = await self._state.get(_CALL + call_id)
+        if (call or {}).get("ended"):
+            return  # its disconnect was applied first (callbacks come in any order): it is over, not in progress
+        await self._state.add_member(CALLS_IN_PROGRESS, call_id, self._max_call)
         if was_waiting and call is not None:
             await self._record_wait(max(0.0, self._clock() - call["arrived_at"]))
 
@@ -97,6 +99,7 @@ class QueueMetrics:
         """The call is over, or never got going (its session could not open, the answer failed): count it no more."""
         if not await self._once("ended", call_id):
             return
+        await self._state.merge(_CALL + call_id, {"ended": True}, CALL_TTL_SECONDS)
         await self._state.remove_member(WAITING_CALLS, call_id)
         await self._state.remove_member(CALLS_IN_PROGRESS, call_id)
 

@@ -64,3 +64,18 @@ async def test_operator_figures_hold_on_top_of_the_calls_counted(tmp_path) -> No
         assert (await queue.snapshot()).in_progress == 3
     finally:
         await state.close()
+
+
+async def test_a_connect_applied_after_the_disconnect_does_not_count_the_call_in_progress(tmp_path) -> None:
+    # Callbacks of one call may be applied in any order (redeliveries, two instances): a CallConnected that lands
+    # after its CallDisconnected must not leave an ended call counted in progress for hours.
+    state = SqliteSessionState(tmp_path / "state.sqlite3")
+    try:
+        queue = QueueMetrics(state)
+        await queue.call_arrived("late-connect")
+        await queue.call_ended("late-connect")
+        await queue.call_answered("late-connect")
+        snapshot = await queue.snapshot()
+        assert (snapshot.waiting, snapshot.in_progress) == (0, 0)
+    finally:
+        await state.close()

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from aiohttp import web
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -23,6 +22,7 @@ from shared.calls import tokens as call_tokens
 from shared.calls.tokens import MEDIA_AUDIENCE
 from shared.models import Channel, Identity, IdentityKind, new_id
 from shared.settings import Settings
+from tests.peers import serving
 
 #: Caller speech level: piper normalises to full scale; a phone line is quieter.
 CALLER_GAIN = 0.5
@@ -112,10 +112,5 @@ async def gateway(
         handoffs.append((call.call_id, channel))
 
     running = Gateway(services, offline_engines, hooks=CallHooks(end_call=end_call, start_handoff=start_handoff))
-    runner = web.AppRunner(create_app(running))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield RunningGateway(running, f"http://127.0.0.1:{port}", services, ended, handoffs)
-    await runner.cleanup()
+    async with serving(create_app(running)) as url:
+        yield RunningGateway(running, url, services, ended, handoffs)

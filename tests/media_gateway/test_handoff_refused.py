@@ -20,6 +20,7 @@ from media_gateway.server import Gateway, create_app
 from shared.models import SessionStatus
 from tests.media_gateway.caller import AcsCaller
 from tests.media_gateway.conftest import RunningGateway
+from tests.peers import serving
 
 
 class RefusingFunctionApp:
@@ -44,21 +45,10 @@ async def refusing_gateway(services, offline_engines) -> AsyncIterator[tuple[Run
     app = web.Application()
     app.router.add_post("/api/handoffs", functions.start_handoff)
     app.router.add_post("/api/calls/{call_id}/hangup", functions.hang_up)
-    function_runner = web.AppRunner(app)
-    await function_runner.setup()
-    function_site = web.TCPSite(function_runner, "127.0.0.1", 0)
-    await function_site.start()
-    function_port = function_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    running = Gateway(services, offline_engines, hooks=build_hooks(f"http://127.0.0.1:{function_port}"))
-    runner = web.AppRunner(create_app(running))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield RunningGateway(running, f"http://127.0.0.1:{port}", services, [], []), functions
-    await runner.cleanup()
-    await function_runner.cleanup()
+    async with serving(app) as function_app:
+        running = Gateway(services, offline_engines, hooks=build_hooks(function_app))
+        async with serving(create_app(running)) as url:
+            yield RunningGateway(running, url, services, [], []), functions
 
 
 async def test_a_refused_handoff_is_apologised_for_and_the_transcript_says_so(refusing_gateway, speech) -> None:

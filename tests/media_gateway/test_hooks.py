@@ -9,7 +9,7 @@ from aiohttp import web
 
 from media_gateway.hooks import CallRef, FunctionsCallControl, build_hooks
 from shared.errors import SwitchboardError, Unavailable
-from tests.peers import free_port
+from tests.peers import free_port, serving
 
 CALL = CallRef(call_id="corr-1", session_id="voice_1", customer_id="cus_1", token="control-token")
 
@@ -36,12 +36,8 @@ async def function_app() -> AsyncIterator[tuple[FunctionApp, str]]:
     app = web.Application()
     app.router.add_post("/api/calls/{call_id}/hangup", fake.hangup)
     app.router.add_post("/api/handoffs", fake.handoffs)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield fake, f"http://127.0.0.1:{port}"
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield fake, url
 
 
 async def test_the_default_hooks_hang_up_and_start_the_handoff_through_the_function_app(function_app) -> None:

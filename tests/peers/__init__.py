@@ -6,10 +6,13 @@ is skipped with a sentence saying what is missing, except in CI (CI=true), where
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 
 
 def in_ci() -> bool:
@@ -21,6 +24,20 @@ def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"CI=true and a required test peer is missing: {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app on a free loopback port for the block; yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def free_port() -> int:

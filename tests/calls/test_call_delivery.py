@@ -44,6 +44,14 @@ def outage_after_first_mark(rig: CallRig) -> None:
     store(rig).fails = fails
 
 
+async def answered_call(rig: CallRig):
+    """A call answered through the emulator: its id, connection id, callback ref and its CallConnected callback."""
+    incoming, _ = await rig.ring()
+    connection_id = await rig.calls.answer(incoming)
+    call_id = incoming.correlation_id
+    return call_id, connection_id, await rig.ref(call_id), callback(call_id, connection_id, "CallConnected")
+
+
 async def test_an_outage_between_the_marks_then_a_redelivery_answers_the_call_once(rig: CallRig) -> None:
     incoming, _ = await rig.ring()
     outage_after_first_mark(rig)
@@ -87,11 +95,7 @@ async def test_duplicate_deliveries_at_once_answer_once(rig: CallRig) -> None:
 
 
 async def test_a_callback_whose_delivery_died_mid_apply_is_applied_by_the_retry(rig: CallRig) -> None:
-    incoming, _ = await rig.ring()
-    connection_id = await rig.calls.answer(incoming)
-    call_id = incoming.correlation_id
-    ref = await rig.ref(call_id)
-    connected = callback(call_id, connection_id, "CallConnected")
+    call_id, connection_id, ref, connected = await answered_call(rig)
 
     store(rig).hangs = lambda operation, key: operation == "merge" and key == f"call:{call_id}"
     dead = asyncio.create_task(rig.calls.on_callbacks(ref, [connected]))
@@ -109,11 +113,7 @@ async def test_a_callback_whose_delivery_died_mid_apply_is_applied_by_the_retry(
 
 
 async def test_a_callback_failing_in_an_outage_is_applied_by_the_retry_once(rig: CallRig) -> None:
-    incoming, _ = await rig.ring()
-    connection_id = await rig.calls.answer(incoming)
-    call_id = incoming.correlation_id
-    ref = await rig.ref(call_id)
-    connected = callback(call_id, connection_id, "CallConnected")
+    call_id, connection_id, ref, connected = await answered_call(rig)
     outage_after_first_mark(rig)
     with pytest.raises(Unavailable):
         await rig.calls.on_callbacks(ref, [connected])

@@ -13,6 +13,7 @@ from functools import cached_property
 
 from shared.calls import CallControl, build_call_control
 from shared.conversation import Conversation
+from shared.desk import Desk
 from shared.messenger import Messenger, build_messenger
 from shared.models import Customer, Identity, IdentityKind
 from shared.policies.base import Policy
@@ -37,6 +38,7 @@ class Services:
     conversation: Conversation
     tokens: TokenSigner
     queue: QueueMetrics
+    desk: Desk
     call_control: CallControl
     messenger: Messenger
 
@@ -79,7 +81,8 @@ async def build_services(settings: Settings) -> Services:
     customers = build_customer_store(settings)
     state = build_session_state(settings)
     policy = build_policy(settings)
-    queue = QueueMetrics(state)
+    desk = Desk(scenario, customers, state)
+    queue = QueueMetrics(state, desk=desk)
     if not settings.cosmos_endpoint:
         await seed_demo_customers(customers, scenario)
     elif settings.cosmos_key:
@@ -97,10 +100,12 @@ async def build_services(settings: Settings) -> Services:
         state=state,
         policy=policy,
         conversation=Conversation(
-            scenario, customers, state, policy, queue=queue, session_ttl_seconds=settings.session_ttl_seconds
+            scenario, customers, state, policy, queue=queue, desk=desk,
+            session_ttl_seconds=settings.session_ttl_seconds,
         ),
         tokens=TokenSigner(load_secret(settings.token_secret, settings.data_dir)),
         queue=queue,
+        desk=desk,
         call_control=build_call_control(settings),
         messenger=build_messenger(settings),
     )

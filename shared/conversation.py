@@ -15,14 +15,20 @@ from contextlib import AbstractAsyncContextManager
 from typing import Awaitable, Callable
 
 from shared import telemetry
+from shared.desk import Desk, Placement
 from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
-from shared.models import Channel, ChannelSession, Customer, Handoff, HandoffStatus, Identity, SessionStatus, Turn, utcnow
-from shared.policies.base import HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext
+from shared.models import (
+    Channel, ChannelSession, Customer, Escalation, EscalationStatus, Handoff, HandoffStatus, Identity, SessionStatus,
+    Turn, utcnow,
+)
+from shared.policies.base import EscalateRequest, HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext
+from shared.policies.nlu import requested_channel
 from shared.queue import QueueMetrics
-from shared.router import SwitchDecision, available_channels, decide
+from shared.router import SwitchDecision, available_channels, decide, phone_of
 from shared.scenario import AgentSpec, Scenario
 from shared.session_lock import SessionBusy, SessionLocks
 from shared.stores.base import CustomerStore, SessionState
+from shared.wait import spoken_wait
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,25 @@ OnSave = Callable[[ChannelSession, "list[Reply]", "str | None"], None]
 # A message that names another channel may be the customer asking to move; only then is the queue worth reading
 # on a text channel.
 _MENTIONS_CHANNEL = re.compile(r"what'?s\s?app|web\s?chat|chat (online|instead)|online chat|text me|a link", re.I)
+# A caller waiting for a person may ask to be called back instead.
+_CALLBACK = re.compile(r"\bcall(ing)? (me )?back\b|\bcall-?back\b|\bring me back\b", re.I)
+#: Scratch key: failed lookups in a row (the scenario's desk.failed_attempts of them escalate).
+_FAILED = "failed_attempts"
+#: What the customer hears about the desk, unless the scenario's phrases say it their way.
+DESK_PHRASES = {
+    "escalate_connecting": "I'm putting you through to {person} now. They'll see everything we've talked about.",
+    "escalate_queued": "I'm getting you a person. You're number {position} in line, and the wait is {wait}.",
+    "escalate_nobody": "I've asked for a person, but nobody from our team is free right now. I'll keep your place.",
+    "escalate_offer": "If you'd rather not wait, I can carry on with you on {options} straight away.",
+    "escalate_waiting": "Thanks, I've passed that on. You're number {position} in line; the wait is {wait}.",
+    "escalate_waiting_nobody": "Thanks, I've passed that on. Nobody from our team is free yet; you keep your place.",
+    "escalate_connecting_wait": "Just a moment, I'm connecting you.",
+    "callback_recorded": "Done: someone from our team will call you back on {number}. You don't need to hold.",
+    "callback_unavailable": "I'm sorry, I don't have a number to call you back on. I'll keep your place in line.",
+    "person_joined": "Hi, this is {person} from {company}. I've read your conversation, so I'm up to speed.",
+    "person_returned": "I'm handing you back to our assistant now. Thanks for your patience!",
+    "person_closed": "Thanks for contacting {company}. I've noted everything on your account.",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +87,8 @@ class TurnOutcome:
     customer: Customer  # the record as stored after this turn
     switch_to: str | None = None  # the customer accepted to continue on this channel: the channel starts the handoff
     replayed: bool = False  # a retried request: these are the replies the first one earned, and nothing ran again
+    # The escalation this turn opened: a call routed to a person (CONNECTING) is for the channel to transfer.
+    escalation: Escalation | None = None
 
 
 @dataclass(frozen=True)
@@ -82,13 +109,15 @@ class Conversation:
         policy: Policy,
         *,
         queue: QueueMetrics | None = None,
+        desk: Desk | None = None,
         session_ttl_seconds: float = 86400,
     ) -> None:
         self.scenario = scenario
         self.customers = customers
         self.state = state
         self.policy = policy
-        self.queue = queue or QueueMetrics(state)
+        self.desk = desk or Desk(scenario, customers, state)
+        self.queue = queue or QueueMetrics(state, desk=self.desk)
         self.session_ttl_seconds = session_ttl_seconds
         self.locks = SessionLocks(state)
 
@@ -133,6 +162,10 @@ class Conversation:
         customer, (added, continued) = await self.customers.update(customer_id, add_session)
         if continued is not None:
             telemetry.handoff_outcome("engaged", continued.to_channel.value, continued.started_at)
+            try:
+                await self.desk.handoff_engaged(continued)
+            except SwitchboardError as exc:  # a figure on the supervisor's page, not the customer's business
+                log.warning("could not count the engaged handoff: %s", exc)
         session = customer.sessions[session_id]
         agent = session.active_agent or self.scenario.start_agent
         if added:  # a retried open must not wipe the scratch its session's turns have built since
@@ -186,6 +219,8 @@ class Conversation:
             return earlier
         if session.status is not SessionStatus.ACTIVE:
             raise SessionClosed(f"this session is {session.status.value}; start a new one")
+        if (escalation := customer.open_escalation(session_id)) is not None:
+            return await self._turn_at_desk(customer, session, escalation, text, on_text, on_save, key, fence)
 
         hot = await self._load_hot(session_id)
         agent = self.scenario.agent(hot.get("agent") or session.active_agent or self.scenario.start_agent)
@@ -200,16 +235,152 @@ class Conversation:
             channel=session.channel.value,
             switch=await self._switch_decision(customer, session.channel.value, text),
         )
-        replies, switch_to = await self._run_agents(ctx, on_text)
+        # A safety word goes to a person before any agent answers: a gas smell is not a billing question.
+        if word := self.scenario.desk.safety_word_in(text):
+            replies, switch_to, reason = [], None, f"safety: {word}"
+        else:
+            replies, switch_to, reason = await self._run_agents(ctx, on_text)
+            reason = reason or self._escalation_due(ctx)
+        escalation = None
+        if reason is not None and switch_to is None:
+            escalation, said = await self._escalate(customer, session, ctx, reason)
+            replies.append(said)
+            if on_text is not None:
+                await on_text(said.text, said.agent)
         try:
             customer = await self._save_turn(
-                customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save, key, fence
+                customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save, key, fence, escalation
             )
         except _AnsweredMeanwhile:  # a concurrent retry under the same key saved its turn first: that one counts
             customer = await self.customers.get(customer_id)
             return _replay(customer, session_id, key) or TurnOutcome([], agent.name, customer)
         await self._save_hot(session_id, customer_id, ctx.agent.name, ctx.scratch)
-        return TurnOutcome(replies, ctx.agent.name, customer, switch_to)
+        if escalation is not None:
+            await self._show_on_desk(customer, escalation)
+        return TurnOutcome(replies, ctx.agent.name, customer, switch_to, escalation=escalation)
+
+    # The desk ---------------------------------------------------------------------------------------------------
+
+    def _escalation_due(self, ctx: TurnContext) -> str | None:
+        """Escalations the scenario's rules call for: a tool result that asks for a person, or failed lookups in a
+        row (the customer is getting nowhere with us)."""
+        for call in ctx.tool_calls:
+            if call.result is not None and call.result.escalate:
+                return call.result.escalate
+        failed = int(ctx.scratch.get(_FAILED, 0))
+        for call in ctx.tool_calls:
+            if call.result is not None:
+                failed = 0 if call.result.ok else failed + 1
+        ctx.scratch[_FAILED] = failed
+        if failed >= self.scenario.desk.failed_attempts:
+            ctx.scratch[_FAILED] = 0
+            return f"{failed} failed attempts in a row"
+        return None
+
+    async def _escalate(
+        self, customer: Customer, session: ChannelSession, ctx: TurnContext, reason: str
+    ) -> tuple[Escalation, Reply]:
+        """The escalation this turn opens, and what the customer is told: who they are going to, or their place
+        and wait, with the ways not to wait when the wait is long (another channel, or on the phone a callback)."""
+        from shared.summary import extractive_summary  # summary imports the offline NLU; only escalations need it
+
+        placement = await self.desk.place(session.channel)
+        summary = customer.summary or extractive_summary(self.scenario, customer, session.session_id)
+        escalation = self.desk.new_escalation(session.session_id, session.channel, reason, summary, placement)
+        text = self._placement_words(placement, customer, session.channel.value, ctx.switch.channels)
+        log.info("session %s escalated to the desk (%s): %s", session.session_id, reason, escalation.status.value)
+        return escalation, Reply(text, ctx.agent.name)
+
+    def _placement_words(self, placement: Placement, customer: Customer, channel: str,
+                         channels: tuple[str, ...]) -> str:
+        if placement.routed_to is not None:
+            return self._desk_phrase("escalate_connecting", person=placement.routed_to.name)
+        if placement.wait_seconds is None:
+            said = self._desk_phrase("escalate_nobody")
+        else:
+            said = self._desk_phrase("escalate_queued", position=placement.position,
+                                     wait=spoken_wait(placement.wait_seconds))
+        long_wait = placement.wait_seconds is None or (
+            placement.wait_seconds > self.scenario.omnichannel.queue_wait_threshold_seconds)
+        if long_wait and (options := self._ways_not_to_wait(customer, channel, channels)):
+            said += " " + self._desk_phrase("escalate_offer", options=options)
+        return said
+
+    def _ways_not_to_wait(self, customer: Customer, channel: str, channels: tuple[str, ...]) -> str:
+        from shared.policies.offline import CHANNEL_NAMES
+
+        names = [CHANNEL_NAMES.get(c, c) for c in channels or available_channels(self.scenario.omnichannel, customer,
+                                                                                  channel)]
+        if channel == "voice" and phone_of(customer):
+            names.append("a call back when someone is free")
+        return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1] if names else ""
+
+    async def _turn_at_desk(
+        self,
+        customer: Customer,
+        session: ChannelSession,
+        escalation: Escalation,
+        text: str,
+        on_text: OnText | None,
+        on_save: OnSave | None,
+        key: str | None,
+        fence: int | None,
+    ) -> TurnOutcome:
+        """A message from a customer who is the desk's: it goes to the person (who reads the session), not to the
+        AI. A customer still waiting hears their place, and may take another way instead of waiting."""
+        agent = session.active_agent or self.scenario.start_agent
+        replies: list[Reply] = []
+        switch_to = callback = None
+        if escalation.status is EscalationStatus.WAITING:
+            await self._show_on_desk(customer, escalation)  # puts it back if indexing it failed the first time
+            channels = available_channels(self.scenario.omnichannel, customer, session.channel.value)
+            asked = requested_channel(text)
+            if asked in channels:
+                switch_to = asked
+                name = _channel_name(asked)
+                replies.append(Reply(self.scenario.phrase("switch_accepted", channel=name), agent))
+            elif session.channel is Channel.VOICE and _CALLBACK.search(text):
+                callback = phone_of(customer)
+                phrase = "callback_recorded" if callback else "callback_unavailable"
+                replies.append(Reply(self._desk_phrase(phrase, number=_spoken_number(callback)), agent))
+            else:
+                position = await self.desk.position(escalation.escalation_id)
+                load = await self.desk.load()
+                wait = load.wait_for(position or load.waiting + 1)
+                phrase = "escalate_waiting_nobody" if wait is None else "escalate_waiting"
+                replies.append(Reply(self._desk_phrase(phrase, position=position or 1, wait=spoken_wait(wait)), agent))
+        elif escalation.status is EscalationStatus.CONNECTING:
+            replies.append(Reply(self._desk_phrase("escalate_connecting_wait"), agent))
+        # WITH_PERSON: no reply; the person answers from the desk.
+        for reply in replies:
+            if on_text is not None:
+                await on_text(reply.text, reply.agent)
+        ctx = TurnContext(self.scenario, self.scenario.agent(agent), text, dict(customer.collected), customer.summary,
+                          [], {})
+        try:
+            customer = await self._save_turn(
+                customer.customer_id, session.session_id, text, agent, ctx, replies, switch_to, on_save, key, fence
+            )
+        except _AnsweredMeanwhile:
+            customer = await self.customers.get(customer.customer_id)
+            return _replay(customer, session.session_id, key) or TurnOutcome([], agent, customer)
+        if switch_to is not None or callback:
+            await self.desk.leave(customer.customer_id, escalation.escalation_id, EscalationStatus.WITHDRAWN,
+                                  callback=callback)
+        else:
+            await self.desk.touch_session(session.session_id)  # the person's page shows the new message
+        return TurnOutcome(replies, agent, customer, switch_to)
+
+    async def _show_on_desk(self, customer: Customer, escalation: Escalation) -> None:
+        try:
+            await self.desk.enqueue(customer, escalation)
+        except SwitchboardError as exc:
+            # The record has it; the customer's next message puts it on the desk (see _turn_at_desk).
+            log.error("escalation %s is on the record but not yet on the desk: %s", escalation.escalation_id, exc)
+
+    def _desk_phrase(self, key: str, **values: object) -> str:
+        template = self.scenario.phrases.get(key, DESK_PHRASES[key])
+        return template.format(company=self.scenario.company, **values)
 
     async def transcript(self, session_id: str, customer_id: str) -> ChannelSession:
         """The session whole, open or closed, listed on the record or aged out of it; NotFound if there is none."""
@@ -249,9 +420,13 @@ class Conversation:
             return SwitchDecision(False, available_channels(omni, customer, channel))
         return decide(omni, await self.queue.snapshot(), customer, channel)
 
-    async def _run_agents(self, ctx: TurnContext, on_text: OnText | None) -> tuple[list[Reply], str | None]:
+    async def _run_agents(
+        self, ctx: TurnContext, on_text: OnText | None
+    ) -> tuple[list[Reply], str | None, str | None]:
+        """The agents' replies, the channel the customer accepted to move to, and why they need a person, if so."""
         replies: list[Reply] = []
         switch_to: str | None = None
+        escalate: str | None = None
         for _hop in range(MAX_HOPS + 1):
             self._extract_slots(ctx)
             handoff: HandoffRequest | None = None
@@ -271,10 +446,13 @@ class Conversation:
                     else:
                         log.warning("%s asked to switch to %s, which this customer cannot take", ctx.agent.name, event.channel)
                     break
+                elif isinstance(event, EscalateRequest):
+                    escalate = event.reason or "the agent asked for a person"
+                    break
             if text := "".join(parts).strip():
                 answered = [c.name for c in ctx.tool_calls[calls_before:] if c.result is not None and c.result.ok]
                 replies.append(Reply(text, ctx.agent.name, answered[-1] if answered else None))
-            if handoff is None:
+            if handoff is None or escalate is not None:
                 break
             target = self._follow(ctx.agent, handoff)
             if target is None:
@@ -288,7 +466,7 @@ class Conversation:
                 replies.append(Reply(target.greeting, target.name))
                 if on_text is not None:
                     await on_text(target.greeting, target.name)
-        return replies, switch_to
+        return replies, switch_to, escalate
 
     def _follow(self, agent: AgentSpec, handoff: HandoffRequest) -> AgentSpec | None:
         if handoff.target == agent.name or agent.edge_to(handoff.target) is None:
@@ -334,6 +512,7 @@ class Conversation:
         on_save: OnSave | None = None,
         key: str | None = None,
         fence: int | None = None,
+        escalation: Escalation | None = None,
     ) -> Customer:
         turns = [Turn(role="customer", text=text, agent=agent, key=key, switch_to=switch_to)] + [
             Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
@@ -353,6 +532,8 @@ class Conversation:
                 session.add_turn(turn)
             session.active_agent = ctx.agent.name
             customer.collected.update(ctx.learned)
+            if escalation is not None and customer.open_escalation(session_id) is None:
+                customer.add_escalation(escalation)
             if on_save is not None:
                 on_save(session, replies, switch_to)
 
@@ -394,3 +575,14 @@ def _replay(customer: Customer, session_id: str, key: str) -> TurnOutcome | None
     # The accepted switch too: the first request may have failed to start the handoff after saving the turn.
     asked = next(t for t in session.turns if t.role == "customer" and t.key == key)
     return TurnOutcome(replies, agent, customer, asked.switch_to, replayed=True)
+
+
+def _channel_name(channel: str) -> str:
+    from shared.policies.offline import CHANNEL_NAMES
+
+    return CHANNEL_NAMES.get(channel, channel)
+
+
+def _spoken_number(number: str | None) -> str:
+    """A number as the customer hears it: its last four digits are enough for them to know it."""
+    return f"the number ending {number[-4:]}" if number else ""

@@ -124,12 +124,16 @@ class Turn:
     # Customer turns: the channel they accepted to move to, so a retried request starts the handoff the first one
     # promised but may have failed to start.
     switch_to: str | None = None
+    # Agent turns written by a person at the desk (`agent` is then their display name), not by an AI agent.
+    person: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for optional in ("tool", "key", "switch_to"):
             if data[optional] is None:
                 del data[optional]
+        if not self.person:
+            del data["person"]
         return data
 
     @classmethod
@@ -137,6 +141,7 @@ class Turn:
         return cls(
             role=data["role"], text=data["text"], agent=data.get("agent"), at=data.get("at") or utcnow(),
             tool=data.get("tool"), key=data.get("key"), switch_to=data.get("switch_to"),
+            person=bool(data.get("person", False)),
         )
 
 
@@ -321,6 +326,55 @@ class Handoff:
                       "status": HandoffStatus(data["status"])})
 
 
+class EscalationStatus(StrEnum):
+    WAITING = "waiting"  # in the queue for a person
+    CONNECTING = "connecting"  # voice: being transferred to the person it was routed to
+    WITH_PERSON = "with_person"  # a person claimed it and is talking with the customer
+    RETURNED = "returned"  # the person handed the customer back to the AI
+    CLOSED = "closed"  # the person closed it, with a disposition
+    ABANDONED = "abandoned"  # the customer left before a person came
+    WITHDRAWN = "withdrawn"  # the customer took another way (another channel, a callback) instead of waiting
+
+
+#: The statuses in which the customer is the desk's, not the AI's.
+OPEN_ESCALATION = frozenset({EscalationStatus.WAITING, EscalationStatus.CONNECTING, EscalationStatus.WITH_PERSON})
+#: How many escalations a record remembers (the latest last).
+MAX_ESCALATIONS = 10
+
+
+@dataclass
+class Escalation:
+    """A customer handed to the people at the desk, as the customer record remembers it (shared/desk.py)."""
+
+    escalation_id: str
+    session_id: str  # the session the customer asked from; the person talks to them there
+    channel: Channel
+    reason: str  # in words a person reads: "asked for a person", "safety: gas smell", ...
+    summary: str = ""  # what the AI had done so far, one paragraph
+    status: EscalationStatus = EscalationStatus.WAITING
+    created_at: str = field(default_factory=utcnow)
+    updated_at: str = field(default_factory=utcnow)
+    agent_id: str | None = None  # the person who has it (claimed, or the call was routed to)
+    agent_name: str | None = None
+    claimed_at: str | None = None
+    ended_at: str | None = None  # returned, closed, abandoned or withdrawn
+    disposition: str | None = None  # CLOSED: the outcome the person chose ("resolved", "follow_up", ...)
+    note: str | None = None  # CLOSED or RETURNED: the person's note for the record
+    callback: str | None = None  # WITHDRAWN for a callback: the number to call (the outbound work places it)
+
+    @property
+    def open(self) -> bool:
+        return self.status in OPEN_ESCALATION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "channel": self.channel.value, "status": self.status.value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Escalation:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "channel": Channel(data["channel"]), "status": EscalationStatus(data["status"])})
+
+
 @dataclass
 class Customer:
     customer_id: str
@@ -330,6 +384,7 @@ class Customer:
     collected: dict[str, str] = field(default_factory=dict)  # slot name -> value, e.g. account_number
     summary: str = ""
     handoff: Handoff | None = None  # the latest channel move, if any
+    escalations: list[Escalation] = field(default_factory=list)  # to people at the desk, the latest last
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     # Sessions per channel that have aged out of `sessions` (their bodies are archived, then expire). Store-owned.
@@ -352,6 +407,23 @@ class Customer:
     def add_identity(self, identity: Identity) -> None:
         if identity not in self.identities:
             self.identities.append(identity)
+
+    @property
+    def escalation(self) -> Escalation | None:
+        """The latest escalation, if any."""
+        return self.escalations[-1] if self.escalations else None
+
+    def open_escalation(self, session_id: str) -> Escalation | None:
+        """The escalation that has this session's customer with the desk now, if any."""
+        latest = self.escalation
+        return latest if latest is not None and latest.open and latest.session_id == session_id else None
+
+    def find_escalation(self, escalation_id: str) -> Escalation | None:
+        return next((e for e in self.escalations if e.escalation_id == escalation_id), None)
+
+    def add_escalation(self, escalation: Escalation) -> None:
+        self.escalations.append(escalation)
+        del self.escalations[:-MAX_ESCALATIONS]
 
     def session(self, session_id: str) -> ChannelSession:
         return self.sessions[session_id]
@@ -380,6 +452,7 @@ class Customer:
             "collected": dict(self.collected),
             "summary": self.summary,
             "handoff": self.handoff.to_dict() if self.handoff else None,
+            "escalations": [e.to_dict() for e in self.escalations],
             "expires_at": self.expires_at,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -400,6 +473,7 @@ class Customer:
             collected=dict(data.get("collected", {})),
             summary=data.get("summary", ""),
             handoff=Handoff.from_dict(data["handoff"]) if data.get("handoff") else None,
+            escalations=[Escalation.from_dict(e) for e in data.get("escalations") or []],
             archived_sessions=dict(data.get("archived_sessions") or {}),
             expires_at=data.get("expires_at"),
             created_at=data.get("created_at") or utcnow(),

@@ -1,38 +1,44 @@
-"""Live queue metrics: calls waiting, calls in progress, and an estimated wait from recent answer times.
+"""Live queue metrics: customers waiting for a person, calls in progress, and the estimated wait for a person.
 
-Call events feed them (IncomingCall → arrived, CallConnected → answered, CallDisconnected → ended); each step counts
-once per call id, because Event Grid and ACS redeliver. A call is counted by being a member of the set of calls
-waiting or of calls in progress, and each membership expires by itself (MAX_WAIT_SECONDS, MAX_CALL_SECONDS): a call
-whose end we never hear of (a session that failed to open, a crash, a lost callback) stops being counted then,
-rather than skewing every switch offer for ever. Operators can set or adjust the figures (`/api/ops/queue`) for
-demos and load tests: that moves an offset added to the calls counted. The figures live in SessionState (Redis in
-Azure), shared by every instance; if it cannot be read, the snapshot says "unknown" and nobody is offered a switch
-on a guess.
+The wait that matters is the wait for a person: customers escalated to the desk and not yet claimed, plus calls on
+hold because the media gateway is full. The desk counts those and estimates the wait from the people on duty and
+their recent handle times (shared/desk.py, shared/wait.py; docs/desk.md has the formula). That estimate, against the
+scenario's threshold, is what makes the agent offer another channel.
+
+Call events feed the call figures (IncomingCall → arrived, CallConnected → answered, CallDisconnected → ended); each
+step counts once per call id, because Event Grid and ACS redeliver. A call is counted by being a member of the set of
+calls ringing or of calls in progress, and each membership expires by itself (MAX_WAIT_SECONDS, MAX_CALL_SECONDS): a
+call whose end we never hear of (a session that failed to open, a crash, a lost callback) stops being counted then.
+A call ringing (between IncomingCall and our answer, seconds) is reported as `ringing`, not as waiting: nobody waits
+for a person there. Operators can set or adjust the figures (`/api/ops/queue`) for demos and load tests: that moves
+an offset added to what is counted, or pins the estimate. The figures live in SessionState (Redis in Azure), shared
+by every instance; if it cannot be read, the snapshot says "unknown" and nobody is offered a switch on a guess.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from shared import telemetry
 from shared.errors import SwitchboardError
 from shared.stores.base import SessionState
 
+if TYPE_CHECKING:
+    from shared.desk import Desk
+
 log = logging.getLogger(__name__)
 
 WAITING = "queue:waiting"  # counters: the operators' offsets
 IN_PROGRESS = "queue:in_progress"
-WAITING_CALLS = "queue:waiting_calls"  # sets of call ids
+WAITING_CALLS = "queue:waiting_calls"  # sets of call ids: ringing (not yet answered), and in progress
 CALLS_IN_PROGRESS = "queue:calls_in_progress"
-_RECENT = "queue:recent_waits"  # {"waits": [seconds, ...]} newest last
 _OVERRIDE = "queue:override"  # {"estimated_wait_seconds": s, "incident_customers": n} set by an operator
 _CALL = "queue:call:"  # per call: {"arrived_at": epoch seconds, "ended": true once its disconnect is applied}
 
-#: How many recent answer waits the estimate looks at, and how long a call's bookkeeping is kept.
-RECENT_WAITS = 20
+#: How long a call's bookkeeping is kept.
 CALL_TTL_SECONDS = 24 * 3600
 #: How long a call counts as waiting without being answered or ended. ACS stops ringing an unanswered call within a
 #: minute or so, and our answer connects in seconds: a call still "waiting" after this is one we lost track of.
@@ -47,10 +53,13 @@ OVERRIDE_TTL_SECONDS = 7 * 24 * 3600
 class QueueSnapshot:
     """What the queue looks like now; None means unknown."""
 
-    waiting: int | None
-    in_progress: int | None
-    estimated_wait_seconds: float | None
+    waiting: int | None  # customers waiting for a person (escalations not yet claimed, calls on hold)
+    in_progress: int | None  # calls connected
+    estimated_wait_seconds: float | None  # for a customer joining the queue now; None: unknown (nobody on duty)
     incident_customers: int | None = None  # customers affected by a declared mass incident (an outage)
+    agents_available: int | None = None  # people on duty at the desk
+    ringing: int | None = None  # calls between IncomingCall and our answer
+    overridden: bool = False  # an operator pinned or offset a figure (`/api/ops/queue`): not all of it is live
 
     @property
     def known(self) -> bool:
@@ -65,8 +74,9 @@ UNKNOWN = QueueSnapshot(None, None, None, None)
 
 class QueueMetrics:
     def __init__(self, state: SessionState, clock=time.time, *, max_wait_seconds: float = MAX_WAIT_SECONDS,
-                 max_call_seconds: float = MAX_CALL_SECONDS) -> None:
+                 max_call_seconds: float = MAX_CALL_SECONDS, desk: Desk | None = None) -> None:
         self._state = state
+        self._desk = desk
         self._clock = clock
         self._max_wait = max_wait_seconds
         self._max_call = max_call_seconds
@@ -81,13 +91,11 @@ class QueueMetrics:
         if not await self._once("answered", call_id):
             return
         # A call we never saw arrive (state lost, or answered elsewhere) is counted in progress only.
-        was_waiting = await self._state.remove_member(WAITING_CALLS, call_id)
+        await self._state.remove_member(WAITING_CALLS, call_id)
         call = await self._state.get(_CALL + call_id)
         if (call or {}).get("ended"):
             return  # its disconnect was applied first (callbacks come in any order): it is over, not in progress
         await self._state.add_member(CALLS_IN_PROGRESS, call_id, self._max_call)
-        if was_waiting and call is not None:
-            await self._record_wait(max(0.0, self._clock() - call["arrived_at"]))
 
     async def call_abandoned(self, call_id: str) -> None:
         """This delivery could not take the call in (its session did not open, the answer failed on the way): stop
@@ -104,24 +112,38 @@ class QueueMetrics:
         await self._state.remove_member(CALLS_IN_PROGRESS, call_id)
 
     async def counts(self) -> tuple[int, int]:
-        """Calls waiting and in progress, unclamped: the calls counted plus the operators' offsets."""
-        waiting = await self._state.count_members(WAITING_CALLS) + await self._state.counter(WAITING)
+        """Customers waiting for a person and calls in progress, unclamped: what is counted plus the offsets."""
+        waiting = await self._waiting_for_people() + await self._state.counter(WAITING)
         in_progress = await self._state.count_members(CALLS_IN_PROGRESS) + await self._state.counter(IN_PROGRESS)
         return waiting, in_progress
 
     async def snapshot(self) -> QueueSnapshot:
         try:
+            offsets = await self._state.counter(WAITING), await self._state.counter(IN_PROGRESS)
             waiting, in_progress = (max(0, count) for count in await self.counts())
             override = await self._state.get(_OVERRIDE) or {}
-            recent = (await self._state.get(_RECENT) or {}).get("waits", [])
+            ringing = await self._state.count_members(WAITING_CALLS)
+            load = await self._desk.load() if self._desk is not None else None
         except SwitchboardError as exc:
             log.warning("queue metrics unavailable: %s", exc)
             return UNKNOWN
         estimate = override.get("estimated_wait_seconds")
-        if estimate is None:
-            # Nobody waiting means no wait; otherwise the typical recent time to answer, if we have any.
-            estimate = 0.0 if waiting == 0 else (statistics.median(recent) if recent else None)
-        return QueueSnapshot(waiting, in_progress, estimate, override.get("incident_customers"))
+        if estimate is None and load is not None:
+            # The wait of a customer joining now, behind everyone counted waiting (offsets included).
+            estimate = load.wait_for(waiting + 1)
+        elif estimate is None:
+            estimate = 0.0 if waiting == 0 else None
+        return QueueSnapshot(
+            waiting, in_progress, estimate, override.get("incident_customers"),
+            agents_available=load.on_duty if load is not None else None, ringing=ringing,
+            overridden=bool(override) or any(offsets),
+        )
+
+    async def _waiting_for_people(self) -> int:
+        if self._desk is None:
+            return 0
+        load = await self._desk.load()
+        return load.waiting
 
     async def set(
         self,
@@ -137,7 +159,7 @@ class QueueMetrics:
         Setting a figure sets the offset that makes it so now; calls arriving and ending move it from there.
         """
         if waiting is not None:
-            await self._state.set_counter(WAITING, waiting - await self._state.count_members(WAITING_CALLS))
+            await self._state.set_counter(WAITING, waiting - await self._waiting_for_people())
         if in_progress is not None:
             await self._state.set_counter(IN_PROGRESS, in_progress - await self._state.count_members(CALLS_IN_PROGRESS))
         override = {} if clear_overrides else (await self._state.get(_OVERRIDE) or {})
@@ -160,8 +182,3 @@ class QueueMetrics:
         if not first:
             telemetry.dedup_hit("queue")
         return first
-
-    async def _record_wait(self, seconds: float) -> None:
-        # Read-modify-write: two answers at the same instant may drop one sample, which an estimate can afford.
-        recent = (await self._state.get(_RECENT) or {}).get("waits", [])
-        await self._state.put(_RECENT, {"waits": [*recent, round(seconds, 1)][-RECENT_WAITS:]}, CALL_TTL_SECONDS)

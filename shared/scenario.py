@@ -71,6 +71,9 @@ class ToolResult:
     say: str
     slots: dict[str, str] = field(default_factory=dict)
     ok: bool = True
+    # Set when the result calls for a person (a dispute over the scenario's limit, say): the reason, in words a
+    # person at the desk reads. The conversation escalates the customer after this turn (shared/desk.py).
+    escalate: str | None = None
 
 
 ToolFunction = Callable[[dict[str, Any], "ScenarioData"], ToolResult]
@@ -126,6 +129,22 @@ class Omnichannel:
     queue_depth_threshold: int = 50
     mass_outage_threshold: int = 1000
     alternate_channels: tuple[str, ...] = ("whatsapp", "webchat")
+
+
+@dataclass(frozen=True)
+class DeskSpec:
+    """The people at the desk: when the AI hands a customer to them, and what a wait is estimated from."""
+
+    # Words that go straight to a person, whatever the agent is doing (a gas smell is not a billing question).
+    safety_words: tuple[str, ...] = ()
+    # Tool calls in a row that got nowhere (a requirement still missing, or a failed lookup) before a person helps.
+    failed_attempts: int = 3
+    # The handle time assumed until the desk has closed some conversations of its own (docs/desk.md).
+    default_handle_seconds: float = 300
+
+    def safety_word_in(self, text: str) -> str | None:
+        lowered = " ".join(text.lower().split())
+        return next((w for w in self.safety_words if w in lowered), None)
 
 
 @dataclass(frozen=True)
@@ -198,6 +217,7 @@ class Scenario:
     path: Path
     escalation: str = ""  # E.164 number of the human team a call is transferred to; empty: no transfer
     whatsapp: WhatsAppSpec = WhatsAppSpec()
+    desk: DeskSpec = DeskSpec()
 
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]
@@ -227,7 +247,7 @@ def normalize_slot(kind: str, raw: str) -> str:
 
 _TOP_KEYS = {
     "name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel", "escalation",
-    "whatsapp",
+    "whatsapp", "desk",
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _AGENT_KEYS = {"title", "greeting", "instructions", "intents", "slots", "tools", "handoffs"}
@@ -281,6 +301,7 @@ def load_scenario(name_or_path: str) -> Scenario:
         raise ScenarioError(f"{where}: escalation must be a quoted E.164 phone number like '+15555550199'")
 
     whatsapp = _whatsapp(raw.get("whatsapp") or {}, slots, f"{where}: whatsapp")
+    desk = _desk(raw.get("desk") or {}, f"{where}: desk")
 
     data_file = folder / "data.yaml"
     data = ScenarioData(_read_yaml(data_file) if data_file.is_file() else {})
@@ -298,7 +319,22 @@ def load_scenario(name_or_path: str) -> Scenario:
         path=folder,
         escalation=escalation,
         whatsapp=whatsapp,
+        desk=desk,
     )
+
+
+def _desk(body: dict[str, Any], where: str) -> DeskSpec:
+    _check_keys(body, set(DeskSpec.__dataclass_fields__), where)
+    words = body.get("safety_words") or []
+    if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise ScenarioError(f"{where}.safety_words: expected a list of words or phrases")
+    attempts = body.get("failed_attempts", DeskSpec.failed_attempts)
+    if not isinstance(attempts, int) or attempts < 1:
+        raise ScenarioError(f"{where}.failed_attempts: expected a whole number of at least 1")
+    handle = body.get("default_handle_seconds", DeskSpec.default_handle_seconds)
+    if not isinstance(handle, (int, float)) or handle <= 0:
+        raise ScenarioError(f"{where}.default_handle_seconds: expected a positive number of seconds")
+    return DeskSpec(tuple(" ".join(w.lower().split()) for w in words), attempts, float(handle))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

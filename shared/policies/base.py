@@ -42,7 +42,15 @@ class SwitchRequest:
     channel: str
 
 
-PolicyEvent = TextDelta | HandoffRequest | SwitchRequest
+@dataclass(frozen=True)
+class EscalateRequest:
+    """The customer needs a person (they asked, or the agent judged so): the runtime queues them for the desk and
+    tells them their place and wait, then the turn ends."""
+
+    reason: str
+
+
+PolicyEvent = TextDelta | HandoffRequest | SwitchRequest | EscalateRequest
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ class Policy(ABC):
 
     @abstractmethod
     def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
-        """Yield TextDelta events, then at most one HandoffRequest or SwitchRequest (and stop)."""
+        """Yield TextDelta events, then at most one HandoffRequest, SwitchRequest or EscalateRequest (and stop)."""
 
     async def summarise(self, scenario: Scenario, customer: Customer, session_id: str) -> str:
         """What the customer was doing in a session, said to them, for the channel they move to. No model needed."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from shared.policies.base import HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext
+from shared.policies.base import (
+    EscalateRequest, HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext,
+)
 from shared.policies.nlu import affirm, classifier_for, deny, dont_know, requested_channel, small_talk, tokens
 from shared.scenario import ToolSpec
 
@@ -75,8 +77,8 @@ class OfflinePolicy(Policy):
         if chat in ("thanks", "farewell") and not ctx.learned:
             ctx.scratch.pop(_PENDING, None)
             return [TextDelta(scenario.phrase(chat))]
-        if chat == "human" and "human" in scenario.phrases:
-            return [TextDelta(scenario.phrase("human"))]
+        if chat == "human":
+            return [EscalateRequest("asked for a person")]
         if chat == "greeting" and not pending:
             return [TextDelta(scenario.phrase("clarify" if agent.name == scenario.start_agent else "anything_else"))]
         if pending and dont_know(ctx.text) and not ctx.learned:

@@ -295,6 +295,11 @@ class CosmosSessionState(SessionState):
             await self._prune(item_id, expired[:_PATCH_FIELDS], now)
         return len(members) - len(expired)
 
+    async def members(self, key: str) -> list[str]:
+        item = await self._read(_item_id(_SET, key))
+        now = self._clock()
+        return [name for name, expires in (item or {}).get("members", {}).items() if expires > now]
+
     async def close(self) -> None:
         await self._cosmos.close()
 

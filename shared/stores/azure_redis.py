@@ -233,6 +233,10 @@ class RedisSessionState(SessionState):
     async def count_members(self, key: str) -> int:
         return int(await self._call(self._redis.zcount(_SET + key, f"({_now_ms()}", "+inf")))
 
+    async def members(self, key: str) -> list[str]:
+        found = await self._call(self._redis.zrangebyscore(_SET + key, f"({_now_ms()}", "+inf"))
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in found]
+
     async def close(self) -> None:
         await self._redis.aclose()
         if self._credential is not None and (close := getattr(self._credential, "close", None)):

@@ -319,6 +319,10 @@ class SessionState(ABC):
     async def count_members(self, key: str) -> int:
         """How many live members the set `key` has (0 when it has none)."""
 
+    @abstractmethod
+    async def members(self, key: str) -> list[str]:
+        """The live members of the set `key`, in no particular order (empty when it has none)."""
+
     async def close(self) -> None:
         """Release connections. The default holds none."""
 

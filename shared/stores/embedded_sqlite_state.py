@@ -178,6 +178,12 @@ class SqliteSessionState(SessionState):
             "SELECT COUNT(*) FROM members WHERE key = ? AND expires_at > ?", (key, self._clock())
         ).fetchone()[0])
 
+    async def members(self, key: str) -> list[str]:
+        rows = await self._db.run(lambda c: c.execute(
+            "SELECT member FROM members WHERE key = ? AND expires_at > ?", (key, self._clock())
+        ).fetchall())
+        return [row[0] for row in rows]
+
     async def close(self) -> None:
         await self._db.close()
 

@@ -129,6 +129,10 @@ class InProcessSessionState(SessionState):
         with self._lock:
             return len(self._live_members(key, time.monotonic()))
 
+    async def members(self, key: str) -> list[str]:
+        with self._lock:
+            return list(self._live_members(key, time.monotonic()))
+
     # Under the lock ---------------------------------------------------------------------------------------------
 
     def _live(self, key: str, now: float) -> str | None:

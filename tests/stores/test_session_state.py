@@ -340,8 +340,12 @@ async def test_set_members_are_counted_removed_once_and_expire_one_by_one(state:
     assert await state.remove_member(k, "never-added") is False
     assert await state.count_members(k) == 15
 
+    assert "short/~é" in await state.members(k) and "call-3" not in await state.members(k)
+
     await asyncio.sleep(SHORT_TTL + 0.3)
     assert await state.count_members(k) == 14  # the short one expired by itself
+    assert sorted(await state.members(k)) == sorted(f"call-{i}" for i in range(15) if i != 3)
+    assert await state.members(key()) == []
     assert await state.remove_member(k, "short/~é") is False  # expired is not live
     await state.add_member(k, "short/~é", ttl_seconds=60)
     assert await state.count_members(k) == 15

@@ -63,7 +63,8 @@ class QueueSnapshot:
 
     @property
     def known(self) -> bool:
-        return self.waiting is not None and self.estimated_wait_seconds is not None
+        """Whether the figures could be read at all (the estimate alone may still be unknown: nobody on duty)."""
+        return self.waiting is not None
 
     def to_dict(self) -> dict:
         return {**asdict(self), "known": self.known}

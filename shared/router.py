@@ -1,7 +1,10 @@
 """The channel router: should this customer be offered to continue on another channel, and on which?
 
-A switch is offered when the scenario's thresholds say the phone queue is bad (estimated wait over its threshold,
-depth over its threshold, or a declared mass incident over its size), never on unknown metrics. The channels offered
+A switch is offered when the scenario's thresholds say the wait for a person is bad (the estimated wait over its
+threshold, the number waiting over its threshold, or a declared mass incident over its size), never on figures that
+could not be read. With nobody on duty the estimate is unknown, and only the other two can make the offer.
+
+The channels offered
 are the scenario's alternates this customer can take: WhatsApp needs a phone number on record (we treat any number
 the customer called from or gave us as WhatsApp-capable; a landline simply never engages and the handoff expires),
 web chat always works.

@@ -51,6 +51,9 @@ OnSave = Callable[[ChannelSession, "list[Reply]", "str | None"], None]
 _MENTIONS_CHANNEL = re.compile(r"what'?s\s?app|web\s?chat|chat (online|instead)|online chat|text me|a link", re.I)
 # A caller waiting for a person may ask to be called back instead.
 _CALLBACK = re.compile(r"\bcall(ing)? (me )?back\b|\bcall-?back\b|\bring me back\b", re.I)
+# ... or stop waiting: they leave the queue and the assistant is theirs again.
+_STOP_WAITING = re.compile(r"\b(never ?mind|forget it|don'?t need (a|the) person|no longer need (a|the) person|"
+                           r"i'?ll (stay|carry on) with (you|the assistant))\b|^\W*cancel( that| it)?\W*$", re.I)
 #: Scratch key: failed lookups in a row (the scenario's desk.failed_attempts of them escalate).
 _FAILED = "failed_attempts"
 #: What the customer hears about the desk, unless the scenario's phrases say it their way.
@@ -64,6 +67,7 @@ DESK_PHRASES = {
     "escalate_connecting_wait": "Just a moment, I'm connecting you.",
     "callback_recorded": "Done: someone from our team will call you back on {number}. You don't need to hold.",
     "callback_unavailable": "I'm sorry, I don't have a number to call you back on. I'll keep your place in line.",
+    "stopped_waiting": "No problem, I've taken you out of the queue. I'm still here: what can I help you with?",
     "person_joined": "Hi, this is {person} from {company}. I've read your conversation, so I'm up to speed.",
     "person_returned": "I'm handing you back to our assistant now. Thanks for your patience!",
     "person_closed": "Thanks for contacting {company}. I've noted everything on your account.",
@@ -331,7 +335,10 @@ class Conversation:
         agent = session.active_agent or self.scenario.start_agent
         replies: list[Reply] = []
         switch_to = callback = None
-        if escalation.status is EscalationStatus.WAITING:
+        stopped = escalation.status is EscalationStatus.WAITING and bool(_STOP_WAITING.search(text))
+        if stopped:
+            replies.append(Reply(self._desk_phrase("stopped_waiting"), agent))
+        elif escalation.status is EscalationStatus.WAITING:
             await self._show_on_desk(customer, escalation)  # puts it back if indexing it failed the first time
             channels = available_channels(self.scenario.omnichannel, customer, session.channel.value)
             asked = requested_channel(text)
@@ -364,7 +371,9 @@ class Conversation:
         except _AnsweredMeanwhile:
             customer = await self.customers.get(customer.customer_id)
             return _replay(customer, session.session_id, key) or TurnOutcome([], agent, customer)
-        if switch_to is not None or callback:
+        if stopped:  # they left before a person came: that counts as abandoned
+            await self.desk.leave(customer.customer_id, escalation.escalation_id, EscalationStatus.ABANDONED)
+        elif switch_to is not None or callback:
             await self.desk.leave(customer.customer_id, escalation.escalation_id, EscalationStatus.WITHDRAWN,
                                   callback=callback)
         else:

@@ -75,6 +75,46 @@ def payment_options(args: dict[str, Any], data: ScenarioData) -> ToolResult:
                       slots=_learned(account) if account else {})
 
 
+def dispute_charge(args: dict[str, Any], data: ScenarioData) -> ToolResult:
+    """A small dispute is put on hold for review here; one over the limit goes to a person (ToolResult.escalate)."""
+    account = _account(args, data)
+    if account is None:
+        return _not_found(args)
+    amount = _dollars(args.get("disputed_amount"))
+    if amount is None or amount <= 0:
+        return ToolResult(
+            data={"error": "no amount", "given": args.get("disputed_amount")},
+            say="Sorry, I didn't catch the amount. How much is the charge you're disputing, in dollars?",
+            ok=False,
+        )
+    limit = float(data["disputes"]["desk_over"])
+    facts = {"account_number": account["account_number"], "disputed_amount": round(amount, 2), "limit": limit}
+    if amount > limit:
+        return ToolResult(
+            data={**facts, "handled_by": "a person on the billing team"},
+            say=f"A dispute of ${amount:,.2f} needs someone from our billing team, so I'll pass it to them with everything you've told me.",
+            slots=_learned(account),
+            escalate=f"billing dispute over ${limit:,.0f}: ${amount:,.2f} disputed",
+        )
+    ticket = _ticket("DSP", account["account_number"], f"{amount:.2f}")
+    days = data["disputes"]["review_days"]
+    return ToolResult(
+        data={**facts, "dispute": ticket, "review_days": days},
+        say=(
+            f"Done, {_first_name(account)}: I've put ${amount:,.2f} on hold while we review it, under dispute {ticket}. "
+            f"You won't be charged for it meanwhile, and we'll tell you the outcome within {days} business days."
+        ),
+        slots=_learned(account),
+    )
+
+
+def _dollars(raw: Any) -> float | None:
+    try:
+        return float(str(raw).replace("$", "").replace(",", "").strip())
+    except ValueError:
+        return None
+
+
 def check_outage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     account = _account(args, data)
     address = account["service_address"] if account else str(args.get("service_address") or "")
@@ -149,6 +189,7 @@ def energy_tips(args: dict[str, Any], data: ScenarioData) -> ToolResult:
 TOOLS = {
     "get_balance": get_balance,
     "payment_options": payment_options,
+    "dispute_charge": dispute_charge,
     "check_outage": check_outage,
     "schedule_service": schedule_service,
     "get_usage": get_usage,

@@ -18,7 +18,7 @@ import azure.functions as func
 from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
 from shared import telemetry
 from shared.bootstrap import get_services
-from shared.errors import InvalidInput, NotFound
+from shared.errors import InvalidInput, NotFound, SwitchboardError
 from shared.models import Channel, Handoff
 
 log = logging.getLogger(__name__)
@@ -198,6 +198,10 @@ async def start_handoff(
             log.info("handoff %s was started by a concurrent acceptance", instance_id)
             return instance_id
     telemetry.handoff_started(from_channel, to_channel)
+    try:  # the supervisor's handoff success rate counts it (Conversation.open counts the engaged ones)
+        await services.desk.handoff_started(instance_id)
+    except SwitchboardError as exc:  # a figure on the desk, not the customer's business: the handoff goes on
+        log.warning("could not count the started handoff %s: %s", instance_id, exc)
     log.info("handoff %s started: %s -> %s", instance_id, from_channel, to_channel)
     return instance_id
 

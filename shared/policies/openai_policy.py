@@ -3,7 +3,9 @@
 The model sees the scenario's instructions for the active agent, what the record already knows, and the session so
 far; it gets the agent's tools and one `handoff_to_<Agent>` function per handoff edge. Replies stream as TextDeltas
 so voice can speak early. Tools run only through `TurnContext.call_tool`, and parameters whose slot is already known
-are left out of the tool schemas, so the model has no way to ask for them again.
+are left out of the tool schemas, so the model has no way to ask for them again. An `escalate_to_person` function
+lets the model hand the customer to the people at the desk (they asked for one, or it cannot help); the conversation
+core then queues them and tells them their place and wait.
 
 Importing this module imports `openai` (about half a second); the app imports it only when an LLM is configured.
 Any endpoint failure ends the turn with the scenario's fallback line instead of an exception in the channel.
@@ -19,7 +21,9 @@ from typing import Any, AsyncIterator, NamedTuple
 
 import openai
 
-from shared.policies.base import HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext
+from shared.policies.base import (
+    EscalateRequest, HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext,
+)
 from shared.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -30,6 +34,9 @@ HISTORY_TURNS = 20  # session turns sent back to the model; older ones live in t
 HANDOFF_PREFIX = "handoff_to_"
 CHECK_QUEUE = "check_queue"
 SWITCH_CHANNEL = "switch_channel"
+ESCALATE = "escalate_to_person"
+#: The reason a person at the desk reads when the model gave none.
+ESCALATE_REASON = "the assistant could not help"
 COGNITIVE_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
@@ -124,6 +131,11 @@ class OpenAIPolicy(Policy):
                             yield TextDelta(ctx.scenario.phrase("switch_accepted", channel=_channel_name(channel)))
                         yield SwitchRequest(channel)
                         return
+                if escalate := next((c for c in ordered if c.name == ESCALATE), None):
+                    # A person wins over another agent: the customer asked for one, or no agent here can help.
+                    reason = str((_parse_arguments(escalate.arguments) or {}).get("reason") or "").strip()
+                    yield EscalateRequest(reason[:200] or ESCALATE_REASON)
+                    return
                 if handoff := next((c for c in ordered if c.name in handoffs), None):
                     # A handoff ends the turn; other calls in the same batch belong to the next agent's job.
                     arguments = _parse_arguments(handoff.arguments) or {}
@@ -184,6 +196,9 @@ def system_message(ctx: TurnContext) -> dict[str, str]:
         "",
         "Use the tools to look things up; never invent account details. When a tool result says something is"
         " missing, ask the customer exactly that. If another agent should take over, call its handoff function.",
+        "If the customer asks for a person (a human, a representative), or you cannot help with what they need"
+        f" after trying, call {ESCALATE} with the reason in a few words: a person at our desk takes over with"
+        " everything said so far. Do not say how long the wait is; the customer is told their place in line.",
     ]
     if ctx.switch.offer:
         lines.append(
@@ -239,6 +254,10 @@ def tool_schemas(ctx: TurnContext) -> list[dict[str, Any]]:
     for edge in ctx.agent.handoffs:
         reason = {"reason": {"type": "string", "description": "Why the customer needs this agent, in a few words."}}
         tools.append(_function(f"{HANDOFF_PREFIX}{edge.target}", edge.when, reason))
+    why = {"reason": {"type": "string", "description": "Why the customer needs a person, in a few words a person "
+                      "at the desk reads (\"asked for a person\", \"wants to discuss a payment plan\")."}}
+    tools.append(_function(ESCALATE, "Hand the customer to a person at our desk: they asked for a person, or you "
+                           "cannot help with what they need. They keep everything said so far.", why))
     return tools
 
 

@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from shared.models import Turn
-from shared.policies.base import HandoffRequest, PolicyEvent, SwitchRequest, TextDelta, TurnContext
-from shared.policies.openai_policy import MAX_ROUNDS, OpenAIPolicy, build_openai_client
+from shared.policies.base import EscalateRequest, HandoffRequest, PolicyEvent, SwitchRequest, TextDelta, TurnContext
+from shared.policies.openai_policy import ESCALATE_REASON, MAX_ROUNDS, OpenAIPolicy, build_openai_client
 from shared.router import SwitchDecision
 from shared.scenario import Scenario, load_scenario
 from shared.settings import Settings, SettingsError
@@ -239,6 +239,64 @@ async def test_handoff_wins_over_other_calls_in_the_batch(
     assert events[-1] == HandoffRequest("OutageAgent", "")
     assert reply(events) == "One moment."
     assert ctx.tool_calls == [] and len(openai_server.requests) == 1
+
+
+# A person -----------------------------------------------------------------------------------------------------------
+
+
+async def test_the_model_can_hand_the_customer_to_a_person(openai_server: OpenAITestServer, policy: OpenAIPolicy) -> None:
+    openai_server.reply_tool_calls(("escalate_to_person", {"reason": "asked for a person about a payment plan"}),
+                                   text="Of course, let me get someone for you.")
+    ctx = make_ctx("BillingAgent", "I'd rather talk to a real person about a payment plan")
+
+    events = await run(policy, ctx)
+
+    assert reply(events) == "Of course, let me get someone for you."
+    assert events[-1] == EscalateRequest("asked for a person about a payment plan")
+    (request,) = openai_server.requests  # nothing more is asked of the model: the desk takes it from here
+    escalate = request.tool("escalate_to_person")
+    assert list(escalate["parameters"]["properties"]) == ["reason"]
+    assert "asked for a person" in escalate["description"]
+    system = request.messages[0]["content"]
+    assert "asks for a person" in system and "cannot help" in system and "escalate_to_person" in system
+
+
+async def test_a_person_wins_over_a_handoff_and_a_missing_reason_still_escalates(
+    openai_server: OpenAITestServer, policy: OpenAIPolicy
+) -> None:
+    openai_server.reply_tool_calls(("handoff_to_OutageAgent", {"reason": "outage"}), ("escalate_to_person", "{oops"))
+    ctx = make_ctx("UtilitiesConcierge", "Just put me through to a human")
+
+    assert await run(policy, ctx) == [EscalateRequest(ESCALATE_REASON)]
+    assert ctx.tool_calls == []
+
+
+async def test_the_conversation_queues_the_customer_the_model_escalates(
+    openai_server: OpenAITestServer, policy: OpenAIPolicy, tmp_path: Path
+) -> None:
+    from shared.conversation import DESK_PHRASES, Conversation
+    from shared.models import Channel, EscalationStatus, Identity, IdentityKind
+    from shared.stores.embedded_customers import SqliteCustomerStore
+    from shared.stores.embedded_state import InProcessSessionState
+
+    store = SqliteCustomerStore(tmp_path / "customers.sqlite3")
+    conversation = Conversation(load_scenario("utilities"), store, InProcessSessionState(), policy)
+    try:
+        opened = await conversation.open_for_identity(Channel.WEBCHAT, "web_llm", Identity(IdentityKind.WEBCHAT, "web_llm"))
+        openai_server.reply_tool_calls(("escalate_to_person", {"reason": "wants a person"}), text="Sure.")
+        outcome = await conversation.turn("web_llm", opened.customer.customer_id, "a person please, not a bot")
+        # The model's words, then the desk's: nobody is on duty (and an anonymous visitor has no other channel).
+        assert [r.text for r in outcome.replies] == ["Sure.", DESK_PHRASES["escalate_nobody"]]
+        assert outcome.escalation is not None and outcome.escalation.reason == "wants a person"
+
+        # While they wait the model is not asked anything: the desk answers (the server has nothing scripted).
+        waiting = await conversation.turn("web_llm", opened.customer.customer_id, "hello?")
+        assert [r.text for r in waiting.replies] == [DESK_PHRASES["escalate_waiting_nobody"]]
+        assert len(openai_server.requests) == 1
+        (escalation,) = (await store.get(opened.customer.customer_id)).escalations
+        assert escalation.status is EscalationStatus.WAITING
+    finally:
+        await store.close()
 
 
 # Failures ---------------------------------------------------------------------------------------------------------

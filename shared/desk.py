@@ -343,8 +343,10 @@ class Desk:
             await self.enqueue(customer, escalation)
         return escalation
 
-    async def say(self, escalation_id: str, agent: DeskAgent, text: str, *, on_say: OnSay | None = None) -> Customer:
-        """A person's message to the customer they have, saved on the customer's session as theirs."""
+    async def say(self, escalation_id: str, agent: DeskAgent, text: str, *, on_say: OnSay | None = None,
+                  key: str | None = None) -> Customer:
+        """A person's message to the customer they have, saved on the customer's session as theirs. With an
+        idempotency `key`, a retried request finds its message saved and adds (and sends) nothing."""
         text = text.strip()
         if not text:
             raise InvalidInput('"text" must not be empty')
@@ -352,7 +354,10 @@ class Desk:
 
         def write(customer: Customer) -> None:
             escalation = self._held_by(customer, escalation_id, agent)
-            _say(customer, escalation, agent, [text], on_say)
+            session = customer.sessions.get(escalation.session_id)
+            if key is not None and session is not None and any(t.person and t.key == key for t in session.turns):
+                return  # said already
+            _say(customer, escalation, agent, [text], on_say, key)
 
         customer, _ = await self.customers.update(entry["customer_id"], write)
         await self._bump(entry["session_id"])
@@ -554,12 +559,12 @@ def _taken(escalation: Escalation) -> str:
 
 
 def _say(customer: Customer, escalation: Escalation, agent: DeskAgent, texts: list[str],
-         on_say: OnSay | None) -> None:
+         on_say: OnSay | None, key: str | None = None) -> None:
     session = customer.sessions.get(escalation.session_id)
     if session is None:
         raise NotFound(f"the escalation's session {escalation.session_id!r} is not on the record")
     for text in texts:
-        session.add_turn(Turn(role="agent", text=text, agent=agent.name, person=True))
+        session.add_turn(Turn(role="agent", text=text, agent=agent.name, person=True, key=key))
     if on_say is not None:
         on_say(session, texts)
 

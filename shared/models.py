@@ -120,7 +120,9 @@ class Turn:
     agent: str | None = None  # which agent spoke (or was active when the customer spoke)
     at: str = field(default_factory=utcnow)
     tool: str | None = None  # agent turns: the tool whose result this reply gives (summaries quote these)
-    key: str | None = None  # customer turns: the client's idempotency key, so a retried request runs no second turn
+    # Customer turns, and a person's at the desk: the client's idempotency key, so a retried request runs no second
+    # turn (or saves the person's message once).
+    key: str | None = None
     # Customer turns: the channel they accepted to move to, so a retried request starts the handoff the first one
     # promised but may have failed to start.
     switch_to: str | None = None

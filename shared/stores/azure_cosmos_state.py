@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, Callable
 from azure.core import MatchConditions
 from azure.cosmos.exceptions import (
     CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
     CosmosResourceExistsError,
     CosmosResourceNotFoundError,
 )
 
-from shared.errors import Unavailable
+from shared.errors import SwitchboardError, Unavailable
 from shared.stores.azure_cosmos import (
     DEFAULT_RETRY_AFTER_SECONDS, CosmosContainer, cosmos_credential, read_item_or_none,
 )
@@ -257,13 +258,15 @@ class CosmosSessionState(SessionState):
                 try:
                     await self._container.patch_item(
                         item_id, partition_key=item_id,
-                        patch_operations=[{"op": "set", "path": f"/members/{name}", "value": expires}],
+                        patch_operations=[{"op": "set", "path": f"/members/{name}", "value": expires},
+                                          {"op": "set", "path": f"/names/{name}", "value": member}],
                     )
                     return
                 except CosmosResourceNotFoundError:
                     pass
                 try:
-                    await self._container.create_item({"id": item_id, "members": {name: expires}})
+                    await self._container.create_item({"id": item_id, "members": {name: expires},
+                                                       "names": {name: member}})
                     return
                 except CosmosResourceExistsError:
                     continue  # another member's add created the set first: patch it
@@ -279,9 +282,10 @@ class CosmosSessionState(SessionState):
                     item_id, partition_key=item_id, patch_operations=[{"op": "remove", "path": f"/members/{name}"}],
                     filter_predicate=f"FROM c WHERE c.members.{name} > {self._clock()!r}",
                 )
-                return True
             except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
                 return False
+        await self._forget_names(item_id, [name])
+        return True
 
     async def count_members(self, key: str) -> int:
         item_id = _item_id(_SET, key)
@@ -296,9 +300,10 @@ class CosmosSessionState(SessionState):
         return len(members) - len(expired)
 
     async def members(self, key: str) -> list[str]:
-        item = await self._read(_item_id(_SET, key))
-        now = self._clock()
-        return [name for name, expires in (item or {}).get("members", {}).items() if expires > now]
+        # Members are stored by digest (see _member); `names` maps each digest back to the member it stands for.
+        item = await self._read(_item_id(_SET, key)) or {}
+        now, names = self._clock(), item.get("names", {})
+        return [names[name] for name, expires in item.get("members", {}).items() if expires > now and name in names]
 
     async def close(self) -> None:
         await self._cosmos.close()
@@ -340,7 +345,22 @@ class CosmosSessionState(SessionState):
                     filter_predicate=f"FROM c WHERE {predicate}",
                 )
             except (CosmosResourceNotFoundError, CosmosAccessConditionFailedError):
-                pass  # someone changed the set since we read it: the next count prunes again
+                return  # someone changed the set since we read it: the next count prunes again
+        await self._forget_names(item_id, names)
+
+    async def _forget_names(self, item_id: str, names: list[str]) -> None:
+        """Drop the names of members that are gone, so the set's item does not grow with every member it ever had.
+        Best effort: a name left behind costs a few bytes, and a member added again writes it again."""
+        try:
+            with self._cosmos.errors():
+                await self._container.patch_item(
+                    item_id, partition_key=item_id,
+                    patch_operations=[{"op": "remove", "path": f"/names/{name}"} for name in names],
+                    filter_predicate="FROM c WHERE " + " AND ".join(
+                        f"IS_DEFINED(c.names.{name}) AND NOT IS_DEFINED(c.members.{name})" for name in names),
+                )
+        except (SwitchboardError, CosmosHttpResponseError) as exc:
+            log.debug("left member names behind in %s: %s", item_id, exc)
 
     async def _write_over(self, existing: dict[str, Any] | None, item: dict[str, Any]) -> bool:
         """Create `item`, or replace `existing` with it, on condition nobody wrote it since; False if someone did."""

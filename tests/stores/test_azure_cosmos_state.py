@@ -15,7 +15,7 @@ import pytest
 from shared.errors import Unavailable
 from shared.settings import Settings, SettingsError
 from shared.stores import build_session_state
-from shared.stores.azure_cosmos_state import PURGE_GRACE_SECONDS, CosmosSessionState, _item_id
+from shared.stores.azure_cosmos_state import _SET, PURGE_GRACE_SECONDS, CosmosSessionState, _item_id
 from shared.stores.azure_redis import RedisSessionState
 from shared.stores.embedded_sqlite_state import SqliteSessionState
 from shared.stores.embedded_state import InProcessSessionState
@@ -96,6 +96,22 @@ async def test_keys_cosmos_cannot_hold_as_ids_are_stored_apart(clocked) -> None:
         await state.put(key, {"n": n}, ttl_seconds=60)
     assert [await state.get(key) for key in keys] == [{"n": n} for n in range(len(keys))]
     assert all(len(_item_id("state:", key)) <= 255 for key in keys)
+
+
+async def test_a_set_lists_its_members_by_name_and_forgets_the_names_of_those_gone(clocked) -> None:
+    state, clock = clocked
+    key = f"set_{uuid.uuid4().hex}"
+    await state.add_member(key, "esc/1", ttl_seconds=60)
+    await state.add_member(key, "esc~2", ttl_seconds=10)
+    await state.add_member(key, "esc 3", ttl_seconds=60)
+    assert sorted(await state.members(key)) == ["esc 3", "esc/1", "esc~2"]
+
+    assert await state.remove_member(key, "esc/1") is True
+    clock.now += 11  # esc~2 expires; counting prunes it
+    assert await state.count_members(key) == 1
+    assert await state.members(key) == ["esc 3"]
+    item = await raw_item(state, _item_id(_SET, key))
+    assert list(item["names"].values()) == ["esc 3"]  # the set's item does not grow with every member it had
 
 
 async def test_cosmos_unreachable_raises_unavailable() -> None:

@@ -86,6 +86,27 @@ def record_exchange(
         _invite_back(session, inbound.message_id, template, stamp)
 
 
+def record_person(session: ChannelSession, texts: list[str], keys: list[str], template: str, now: datetime) -> None:
+    """Log what a person at the desk wrote to the customer, one text per key (the sends' repeatability ids).
+
+    Inside the window the texts go out now; outside it they are held and the template invites the customer back, as
+    for the AI's replies: the customer's next message releases them. A key already logged is not logged again.
+    """
+    stamp = iso(now)
+    in_window = window_open(session, now)
+    logged = []
+    for key, text in zip(keys, texts, strict=True):
+        if session.message(key=key) is not None:
+            continue
+        session.add_message(ChannelMessage(
+            key=key, direction="out", kind="text", text=text,
+            status=Delivery.PENDING if in_window else Delivery.HELD, at=stamp, updated_at=stamp,
+        ))
+        logged.append(key)
+    if logged and not in_window:
+        _invite_back(session, logged[0], template, stamp)
+
+
 def record_send(session: ChannelSession, key: str, message_id: str | None, error: str | None, now: datetime) -> None:
     """The outcome of sending the pending message `key`: accepted with the channel's id, or failed for good."""
     message = session.message(key=key)

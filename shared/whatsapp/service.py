@@ -25,6 +25,11 @@ not an exception: it is recorded on the message (visible on the record) and the 
 
 A message sent to another channel registration on the same ACS resource (another number's `to`) is not ours to
 answer: it is logged and dropped before anything is marked or written.
+
+A customer with a person at the desk gets no AI reply (the core answers nothing); their message is still logged as
+above, which also releases anything the person wrote while the window was closed. What the person writes reaches
+the customer the same way the AI's replies do: `on_person_say` logs it on the session in the desk's own record write,
+each text under a key derived from its turn, and `deliver_owed` sends what is owed under the customer's lock.
 """
 
 from __future__ import annotations
@@ -226,6 +231,38 @@ class WhatsAppService:
             delivery.record_exchange(session, message, reply, template, now)
 
         await self.customers.update(customer_id, record)
+
+    # A person at the desk ----------------------------------------------------------------------------------------
+
+    def on_person_say(self, session: ChannelSession, texts: list[str]) -> None:
+        """The desk's OnSay (shared/desk.py): log a person's texts to a WhatsApp customer, inside the write that saves
+        them as the session's turns, to go out now or when the window reopens. Other channels' sessions are left as
+        they are, so the desk may pass this for every customer.
+
+        Each text's key is derived from its turn (its place in the transcript and its time), so the write being
+        applied again logs the same keys, and a send repeated after a crash is recognised by ACS.
+        """
+        if session.channel is not Channel.WHATSAPP or not texts:
+            return
+        turns = session.turns[-len(texts):]
+        first = len(session.turns) - len(turns)
+        keys = [delivery.send_key(session.session_id, "person", str(first + i), turn.at)
+                for i, turn in enumerate(turns)]
+        delivery.record_person(session, texts, keys, self._template_name(), _now())
+
+    async def deliver_owed(self, customer_id: str, session_id: str) -> None:
+        """Send whatever the session owes the customer (a person's messages), oldest first, under the customer's lock
+        so it never races a message's own sends. Safe to repeat: what went out is no longer owed.
+
+        Raises Unavailable if the store or ACS is out past the retries; what is owed stays owed, and goes out on the
+        next call or with the answer to the customer's next message.
+        """
+        customer = await self.customers.get(customer_id)
+        session = customer.sessions.get(session_id)
+        if session is None or session.channel is not Channel.WHATSAPP or not delivery.owed(session):
+            return
+        async with self._customer_lock(_phone(customer) or customer_id):
+            await self._deliver(customer_id, session_id)
 
     # Delivery status -------------------------------------------------------------------------------------------
 

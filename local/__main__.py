@@ -19,15 +19,20 @@ from local import PortInUse
 from local.acs.calls import CallsApi
 from local.acs.messages import CHANNEL_ID, MessagesApi
 from local.acs.server import AcsEmulator, EmulatorService
+from local.auth import LocalSignIn, sign_in_link
 from local.durable import DATABASE_NAME, DurableExtension, read_overridable_states, read_task_hub
 from local.gateway import GatewayFailed, GatewayService
 from local.host import Host
 from local.project import load_app, load_local_settings, read_route_prefix
 from local.summary import LiveSummary
+from shared.principal import AUTH_ENABLED
 from shared.settings import PROJECT_ROOT, Settings, SettingsError
 from shared.telemetry import export as telemetry_export
 
 log = logging.getLogger("local")
+
+#: The people the banner's sign-in links are for: one at the desk, one supervising it.
+DEMO_AGENT, DEMO_SUPERVISOR = "Dana Reyes", "Sam Okafor"
 
 
 class Service(Protocol):
@@ -47,21 +52,28 @@ class FunctionsHost:
 
     name = "functions host"
 
-    def __init__(self, settings: Settings, app_spec: str, access_log: bool) -> None:
+    def __init__(self, settings: Settings, app_spec: str, access_log: bool, *, dev_sign_in: bool = True) -> None:
         self._settings = settings
         self._app_spec = app_spec
         self._access_log = access_log
+        self._dev_sign_in = dev_sign_in
         self._host: Host | None = None
 
     async def start(self) -> None:
+        # The host stands in for App Service authentication (local/auth.py), so the app may trust the principal
+        # headers it passes on, as it does in Azure where the platform sets this.
+        os.environ[AUTH_ENABLED] = "True"
         # Import the app inside the running loop: anything it builds at import time belongs to this loop.
         app, shutdown = load_app(self._app_spec, PROJECT_ROOT)
         durable = DurableExtension(self._settings.data_dir / DATABASE_NAME, task_hub=read_task_hub(PROJECT_ROOT),
                                    overridable=read_overridable_states(PROJECT_ROOT))
+        route_prefix = read_route_prefix(PROJECT_ROOT)
+        desk = "/" + "/".join(filter(None, (route_prefix, "desk")))
+        sign_in = LocalSignIn(dev_sign_in=self._dev_sign_in, desk_path=desk)
         self._host = Host(
             app,
-            route_prefix=read_route_prefix(PROJECT_ROOT),
-            extensions=[durable],
+            route_prefix=route_prefix,
+            extensions=[durable, sign_in],
             on_shutdown=shutdown,
             function_directory=PROJECT_ROOT,
         )
@@ -80,8 +92,16 @@ class FunctionsHost:
     def banner(self) -> list[str]:
         assert self._host is not None
         api = f"{self._host.url}/{self._host.route_prefix}".rstrip("/")
-        return [
+        lines = [
             f"web chat   {api}/webchat",
+            f"desk       {api}/desk",
+        ]
+        if self._dev_sign_in:
+            lines += [
+                f"sign in    {self._host.url}{sign_in_link(DEMO_AGENT)}  (an agent at the desk)",
+                f"           {self._host.url}{sign_in_link(DEMO_SUPERVISOR, supervisor=True)}  (a supervisor)",
+            ]
+        return lines + [
             f"API doc    {api}/openapi.json",
             f"health     {self._host.url}/healthz",
         ]
@@ -92,7 +112,7 @@ def services(settings: Settings, args: argparse.Namespace) -> list[Service]:
     running: list[Service] = []
     if not settings.acs_endpoint:  # a configured ACS resource replaces the emulator
         running.append(acs_emulator(settings))
-    running.append(FunctionsHost(settings, args.app, args.access_log))
+    running.append(FunctionsHost(settings, args.app, args.access_log, dev_sign_in=not args.no_dev_sign_in))
     running.append(GatewayService(settings))
     return running
 
@@ -143,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__.splitlines()[0])
     parser.add_argument("--app", default="function_app:app", help="module:attribute of the function app")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--no-dev-sign-in", action="store_true",
+                        help="no /.auth/login/dev: nobody can sign in at the desk (it signs in anyone on this machine)")
     args = parser.parse_args(argv)
 
     try:

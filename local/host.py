@@ -36,6 +36,8 @@ log = logging.getLogger("local.host")
 
 EVENTGRID_PATH = "/runtime/webhooks/EventGrid"
 MAX_HTTP_BODY = 100 * 1024 * 1024  # the Azure Functions HTTP request limit
+#: Headers only the platform's authentication writes: whatever a client sends under these names never reaches the app.
+PLATFORM_HEADERS = ("x-ms-client-principal", "x-ms-token-")
 
 # --- the extension point --------------------------------------------------------------------------------------
 
@@ -53,14 +55,16 @@ class Invocation:
 InputProvider = Callable[[Binding, Invocation], Awaitable[Any]]
 #: Takes charge of a function whose trigger the host does not serve itself (e.g. orchestrationTrigger).
 TriggerHandler = Callable[[Function], None]
+#: The principal headers the platform's authentication would inject for a request (local/auth.py); {} for none.
+PrincipalSource = Callable[[web.Request], dict[str, str]]
 
 
 class Extension(Protocol):
     """Plugs more binding types into the host; the Durable engine is the first.
 
     `install` runs once, before the functions load. It may call `host.add_input_provider`,
-    `host.add_trigger_handler`, add routes to `host.web.router`, and append to `host.web.on_startup` /
-    `host.web.on_cleanup`. It later runs the functions it adopted with `await host.invoke(function, value)`.
+    `host.add_trigger_handler`, `host.set_principal_source`, add routes to `host.web.router`, and append to
+    `host.web.on_startup` / `host.web.on_cleanup`. It later runs the functions it adopted with `await host.invoke(function, value)`.
     """
 
     def install(self, host: Host) -> None: ...
@@ -116,6 +120,7 @@ class Host:
         self._eventgrid: dict[str, Function] = {}
         self._hosted: list[tuple[str, str, str]] = []  # (function, kind, where) for the startup lines
         self._wants_context: dict[str, bool] = {}
+        self._principal: PrincipalSource | None = None
         self._runner: web.AppRunner | None = None
 
         self.web.router.add_get("/healthz", self._healthz)
@@ -132,6 +137,10 @@ class Host:
 
     def add_trigger_handler(self, trigger_type: str, handler: TriggerHandler) -> None:
         self._trigger_handlers[trigger_type] = handler
+
+    def set_principal_source(self, source: PrincipalSource) -> None:
+        """Who is signed in, per request: the host adds these headers after removing any the client sent."""
+        self._principal = source
 
     async def invoke(self, function: Function, trigger_value: Any, *, request: web.Request | None = None) -> Any:
         """Run a user function with its trigger value and its other input bindings; exceptions propagate."""
@@ -261,10 +270,13 @@ class Host:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"request bodies are at most {MAX_HTTP_BODY} bytes")
+        headers = _joined_headers(request)
+        if self._principal is not None:
+            headers.update(self._principal(request))
         http_request = func.HttpRequest(
             request.method,
             str(request.url),
-            headers=_joined_headers(request),
+            headers=headers,
             params=dict(request.query),
             route_params=params,
             body=body,
@@ -341,6 +353,8 @@ def _is_input(binding: Binding) -> bool:
 def _joined_headers(request: web.Request) -> dict[str, str]:
     headers: dict[str, str] = {}
     for key, value in request.headers.items():
+        if key.lower().startswith(PLATFORM_HEADERS):
+            continue  # as App Service authentication does: only the platform may say who is signed in
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
     # As the Functions front end does in Azure, the peer's address goes last in X-Forwarded-For: the app reads the
     # client's address one way here and there (functions/http.py client_address).

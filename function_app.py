@@ -6,7 +6,7 @@ The same file runs in Azure (Functions host + Durable extension) and on one mach
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import calls, docs, handoff, ops, webchat, whatsapp
+from functions import calls, desk, docs, handoff, ops, webchat, whatsapp
 from shared import redact
 from shared.bootstrap import close_services
 from shared.telemetry import export as telemetry_export
@@ -16,7 +16,8 @@ redact.install()  # a safety net: log records lose phone numbers and tokens a ca
 # Traces and metrics go where settings say (App Insights, OTLP, console); with none, the SDK is not even imported.
 telemetry_export.configure("switchboard-functions")
 
-# Web chat endpoints authenticate with their own signed tokens, so the Functions key layer stays off for them.
+# Web chat endpoints authenticate with their own signed tokens and the desk with the platform's sign-in, so the
+# Functions key layer stays off for them.
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(webchat.bp)
 app.register_functions(whatsapp.bp)
@@ -24,6 +25,7 @@ app.register_functions(calls.bp)
 app.register_functions(handoff.bp)
 app.register_functions(docs.bp)
 app.register_functions(ops.bp)
+app.register_functions(desk.bp)
 
 
 async def shutdown() -> None:

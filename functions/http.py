@@ -6,6 +6,8 @@ import functools
 import ipaddress
 import json
 import logging
+import math
+import re
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import azure.functions as func
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Largest request body any of our JSON endpoints accepts.
 MAX_BODY_BYTES = 64 * 1024
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class Forbidden(Exception):
@@ -63,6 +66,40 @@ def json_body(req: func.HttpRequest, *, allow_empty: bool = False) -> dict[str, 
     if not isinstance(body, dict):
         raise InvalidInput("request body must be a JSON object")
     return body
+
+
+def idempotency_key(req: func.HttpRequest) -> str | None:
+    """The client's `Idempotency-Key` (visible ASCII, at most 128 characters), if it sent one."""
+    key = req.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput("Idempotency-Key must be 1 to 128 visible ASCII characters")
+    return key
+
+
+def query_int(req: func.HttpRequest, name: str) -> int | None:
+    """A whole-number query parameter of at least 0 (a version, a count), or None when it is absent."""
+    raw = req.params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not raw.isascii() or len(raw) > 18:
+        raise InvalidInput(f"{name} must be a whole number of at least 0")
+    return int(raw)
+
+
+def query_seconds(req: func.HttpRequest, name: str, maximum: float) -> float:
+    """A query parameter of seconds from 0 to `maximum` (how long a long poll may wait); 0 when it is absent."""
+    raw = req.params.get(name)
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 <= seconds <= maximum:
+        raise InvalidInput(f"{name} must be a number of seconds from 0 to {maximum:g}")
+    return seconds
 
 
 def bearer_token(req: func.HttpRequest) -> str:

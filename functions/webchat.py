@@ -6,7 +6,6 @@ refused on another. Triggers only parse, call the conversation core and answer.
 
 from __future__ import annotations
 
-import re
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -16,16 +15,19 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from functions.handoff import notify_engaged, start_handoff
-from functions.http import Forbidden, bearer_token, client_address, handles_errors, json_body, json_response, rate_limit
+from functions.http import (
+    Forbidden, bearer_token, client_address, handles_errors, idempotency_key, json_body, json_response, query_int,
+    query_seconds, rate_limit,
+)
 from shared import telemetry
 from shared.bootstrap import Services, get_services
+from shared.desk import MAX_POLL_SECONDS
 from shared.errors import InvalidInput, Unauthorized
-from shared.models import Channel, Identity, IdentityKind, new_id
+from shared.models import Channel, ChannelSession, Customer, EscalationStatus, Identity, IdentityKind, new_id
 
 bp = df.Blueprint()
 
 TOKEN_AUDIENCE = "webchat"
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
 _PAGE = Path(__file__).parent / "static" / "webchat.html"
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -99,7 +101,7 @@ async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestr
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
     text = _message_text(json_body(req), services.settings.webchat_max_message_chars)
-    key = _idempotency_key(req)
+    key = idempotency_key(req)
     with telemetry.turn("webchat", session_id=session_id, customer_id=customer_id):
         outcome = await services.conversation.turn(session_id, customer_id, text, key=key)
         if outcome.replayed:
@@ -112,17 +114,56 @@ async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestr
 @bp.route(route="webchat/sessions/{session_id}", methods=["GET"])
 @handles_errors
 async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
+    """The transcript. With `after` (the turns the page has) and `wait`, a long poll: it answers once there are more
+    turns than that, or the customer's place with the desk changes, or `wait` seconds pass; so a person's message
+    reaches the page without it asking every second."""
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
-    session = await services.conversation.transcript(session_id, customer_id)
+    after = query_int(req, "after")
+    wait = query_seconds(req, "wait", MAX_POLL_SECONDS)
+    deadline = time.monotonic() + wait
+    version = await services.desk.session_version(session_id)  # before reading: a change after it ends the wait
+    session, escalation = await _session_view(services, session_id, customer_id)
+    seen = escalation
+    while after is not None and len(session.turns) <= after and escalation == seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        changed = await services.desk.wait_for_session(session_id, version, remaining)
+        if changed == version:
+            break  # waited the whole time
+        version = changed
+        session, escalation = await _session_view(services, session_id, customer_id)
     return json_response(
         {
             "session_id": session.session_id,
             "agent": session.active_agent or services.scenario.start_agent,
             "status": session.status.value,
-            "turns": [{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at} for t in session.turns],
+            "turns": [{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at, "person": t.person}
+                      for t in session.turns],
+            "escalation": escalation,
         }
     )
+
+
+async def _session_view(services: Services, session_id: str, customer_id: str
+                        ) -> tuple[ChannelSession, dict[str, Any] | None]:
+    """The session, and where its customer stands with the desk: the latest escalation asked from this session."""
+    session = await services.conversation.transcript(session_id, customer_id)
+    customer = await services.customers.get(customer_id)
+    return session, await _escalation_view(services, customer, session_id)
+
+
+async def _escalation_view(services: Services, customer: Customer, session_id: str) -> dict[str, Any] | None:
+    escalation = next((e for e in reversed(customer.escalations) if e.session_id == session_id), None)
+    if escalation is None:
+        return None
+    waiting = escalation.status is EscalationStatus.WAITING
+    return {
+        "status": escalation.status.value,
+        "agent_name": escalation.agent_name,
+        "position": await services.desk.position(escalation.escalation_id) if waiting else None,
+    }
 
 
 async def _redeem_handoff_link(services: Services, token: object) -> tuple[str, str]:
@@ -155,16 +196,6 @@ def _authorize(req: func.HttpRequest, services: Services) -> tuple[str, str]:
     if claims.get("sid") != session_id:
         raise Forbidden("this token belongs to another session")
     return session_id, str(claims["cid"])
-
-
-def _idempotency_key(req: func.HttpRequest) -> str | None:
-    """The client's `Idempotency-Key` (visible ASCII, at most 128 characters), if it sent one."""
-    key = req.headers.get("Idempotency-Key")
-    if key is None:
-        return None
-    if not _IDEMPOTENCY_KEY.fullmatch(key):
-        raise InvalidInput("Idempotency-Key must be 1 to 128 visible ASCII characters")
-    return key
 
 
 def _message_text(body: dict[str, Any], max_chars: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from functions import openapi_desk
 from shared.settings import SETTINGS, Settings, SettingsError
 
 #: The default of WEBCHAT_MAX_MESSAGE_CHARS; the running app may be configured with another limit.
@@ -38,7 +39,10 @@ _SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
         "description": "Every 4xx and 5xx answer of the API: one sentence saying what went wrong.",
-        "properties": {"error": {"type": "string", "minLength": 1, "examples": ["text must not be empty"]}},
+        "properties": {
+            "error": {"type": "string", "minLength": 1, "examples": ["text must not be empty"]},
+            "sign_in": {"type": "string", "description": "On the desk's 401: where to sign in."},
+        },
         "required": ["error"],
         "additionalProperties": False,
     },
@@ -126,8 +130,9 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "The agent who spoke, or who was active when the customer spoke.",
             },
             "at": {"type": "string", "format": "date-time"},
+            "person": {"type": "boolean", "description": "Written by a person at the desk (`agent` is their name)."},
         },
-        "required": ["role", "text", "agent", "at"],
+        "required": ["role", "text", "agent", "at", "person"],
         "additionalProperties": False,
     },
     "Transcript": {
@@ -145,8 +150,9 @@ _SCHEMAS: dict[str, Any] = {
                 "items": _ref("TranscriptTurn"),
                 "description": "The session's most recent turns, oldest first.",
             },
+            "escalation": _ref("EscalationView"),
         },
-        "required": ["session_id", "agent", "status", "turns"],
+        "required": ["session_id", "agent", "status", "turns", "escalation"],
         "additionalProperties": False,
     },
     "OpenAPIDocument": {
@@ -168,6 +174,10 @@ _SCHEMAS["QueueView"] = {
                 "in_progress": {"type": ["integer", "null"]},
                 "estimated_wait_seconds": {"type": ["number", "null"]},
                 "incident_customers": {"type": ["integer", "null"]},
+                "agents_available": {"type": ["integer", "null"], "description": "People on duty at the desk."},
+                "ringing": {"type": ["integer", "null"], "description": "Calls between IncomingCall and our answer."},
+                "overridden": {"type": "boolean",
+                               "description": "An operator pinned or offset a figure here: not all of it is live."},
                 "known": {"type": "boolean", "description": "False when the figures cannot be read: no switch is offered."},
             },
             "required": ["waiting", "in_progress", "estimated_wait_seconds", "incident_customers", "known"],
@@ -373,12 +383,14 @@ OPENAPI: dict[str, Any] = {
     "info": {
         "title": "Switchboard",
         "version": "0.1.0",
-        "summary": "Serverless omnichannel contact-center agent: its HTTP API (web chat, calls, handoffs, operators).",
+        "summary": "Serverless omnichannel contact-center agent: its HTTP API (web chat, calls, handoffs, the desk, "
+        "operators).",
         "description": (
             "A web chat session is a conversation with the scenario's agents. Create one, then send the customer's "
             "messages with the session's bearer token; each answer carries what the agents said and which agent is "
             "active. The call routes serve Call Automation's callbacks and the media gateway; the Event Grid triggers "
-            "(IncomingCall, WhatsApp messages) are served by the Functions host's webhook, not under /api. Errors are "
+            "(IncomingCall, WhatsApp messages) are served by the Functions host's webhook, not under /api. The desk "
+            "routes are for the people in the contact center, signed in with the platform's sign-in. Errors are "
             "`{\"error\": \"...\"}` with a 4xx or 5xx status; a 429 or 503 carries Retry-After."
         ),
     },
@@ -539,11 +551,16 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_SESSION_ID_PARAM],
             "get": {
                 "operationId": "getSession",
-                "summary": "The session's transcript and state.",
+                "summary": "The session's transcript and state; with `after` and `wait`, a long poll.",
+                "description": "With `after` (the turns the page has) and `wait`, the answer waits until there are "
+                "more turns (a person at the desk wrote), the customer's place with the desk changes, or `wait` "
+                "seconds pass. Turns a person wrote carry `person: true` and the person's name as `agent`.",
                 "tags": ["webchat"],
                 "security": _BEARER,
+                "parameters": openapi_desk.WEBCHAT_POLL_PARAMETERS,
                 "responses": {
                     "200": {"description": "The transcript.", "content": _json(_ref("Transcript"))},
+                    "400": _error("`after` or `wait` is not a number in range."),
                     "401": {"$ref": "#/components/responses/Unauthorized"},
                     "403": {"$ref": "#/components/responses/Forbidden"},
                     "404": {"$ref": "#/components/responses/NotFound"},
@@ -579,6 +596,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
+        **openapi_desk.PATHS,
         "/api/openapi.json": {
             "get": {
                 "operationId": "getOpenAPI",
@@ -591,8 +609,8 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "components": {
-        "schemas": _SCHEMAS,
-        "responses": _RESPONSES,
+        "schemas": {**_SCHEMAS, **openapi_desk.SCHEMAS},
+        "responses": {**_RESPONSES, **openapi_desk.RESPONSES},
         "headers": {
             "Retry-After": {
                 "description": "Seconds to wait before retrying.",
@@ -601,6 +619,7 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "securitySchemes": {
+            "deskSignIn": openapi_desk.SECURITY_SCHEME,
             "callControlToken": {
                 "type": "http",
                 "scheme": "bearer",
@@ -632,6 +651,7 @@ OPENAPI: dict[str, Any] = {
         {"name": "ops", "description": "Operator endpoints (a function key in Azure)."},
         {"name": "calls", "description": "Voice calls: Call Automation callbacks and the gateway's call control."},
         {"name": "handoff", "description": "The Durable channel handoff (a function key in Azure)."},
+        {"name": "desk", "description": "The people in the contact center: sign-in, the queue, taking customers."},
         {"name": "meta", "description": "About the API itself."},
     ],
 }
@@ -652,5 +672,6 @@ def openapi_document(server_url: str | None = None, *, max_message_chars: int | 
             max_message_chars = Settings.from_env().webchat_max_message_chars
         except SettingsError:  # the app itself refuses to start on a bad setting; the document keeps the default
             max_message_chars = DEFAULT_MAX_MESSAGE_CHARS
-    document["components"]["schemas"]["SendMessageRequest"]["properties"]["text"]["maxLength"] = max_message_chars
+    for request in ("SendMessageRequest", "DeskMessageRequest"):  # a person's messages have the customer's limit
+        document["components"]["schemas"][request]["properties"]["text"]["maxLength"] = max_message_chars
     return document

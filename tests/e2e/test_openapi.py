@@ -306,6 +306,12 @@ def test_security_schemes(document):
         if path.startswith(("/api/ops/", "/api/handoffs")):
             assert operation.get("security") == [{"functionKey": []}], f"{method.upper()} {path}: operators only"
             continue
+        if path.startswith("/api/desk/"):
+            assert operation.get("security") == [{"deskSignIn": []}], f"{method.upper()} {path}: people signed in"
+            assert schemes["deskSignIn"] == {**schemes["deskSignIn"], "type": "apiKey", "in": "cookie",
+                                             "name": "AppServiceAuthSession"}
+            assert {"401", "403"} <= documented_statuses(operation), f"{method.upper()} {path}: auth errors"
+            continue
         protected = "{session_id}" in path
         assert bool(operation.get("security")) == protected, f"{method.upper()} {path}: bearer iff per-session"
         if protected:
@@ -360,6 +366,16 @@ def test_the_documented_routes(document):
         ("POST", "/api/ops/queue"),
         ("POST", "/api/handoffs"),
         ("GET", "/api/handoffs/{instance_id}"),
+        ("GET", "/api/desk"),
+        ("GET", "/api/desk/me"),
+        ("POST", "/api/desk/presence"),
+        ("GET", "/api/desk/queue"),
+        ("GET", "/api/desk/metrics"),
+        ("GET", "/api/desk/escalations/{escalation_id}"),
+        ("POST", "/api/desk/escalations/{escalation_id}/claim"),
+        ("POST", "/api/desk/escalations/{escalation_id}/messages"),
+        ("POST", "/api/desk/escalations/{escalation_id}/return"),
+        ("POST", "/api/desk/escalations/{escalation_id}/close"),
     }
 
 
@@ -375,8 +391,9 @@ def test_message_text_is_bounded(document):
 def test_validator_catches_mistakes(document):
     """The live checks are only as good as this validator: make sure it rejects what it should."""
     transcript = {"$ref": "#/components/schemas/Transcript"}
-    good = {"session_id": "web_1", "agent": "BillingAgent", "status": "active",
-            "turns": [{"role": "customer", "text": "hi", "agent": None, "at": "2025-01-01T00:00:00.000+00:00"}]}
+    good = {"session_id": "web_1", "agent": "BillingAgent", "status": "active", "escalation": None,
+            "turns": [{"role": "customer", "text": "hi", "agent": None, "at": "2025-01-01T00:00:00.000+00:00",
+                       "person": False}]}
     validate(document, transcript, good)
     for bad in (
         {**good, "extra": 1},
@@ -410,17 +427,20 @@ class Checker:
         self, method: str, route: str, expect: int | set[int], *, session_id: str | None = None,
         token: str | None = None, json_body: Any = None, content: bytes | None = None,
         headers: dict[str, str] | None = None, instance_id: str | None = None, call_id: str | None = None,
+        escalation_id: str | None = None, cookie: str | None = None, params: dict[str, str] | None = None,
     ) -> httpx.Response:
         operation = self.document["paths"][route][method.lower()]
         url = route.replace("{session_id}", session_id or "").replace("{instance_id}", instance_id or "")
-        url = url.replace("{call_id}", call_id or "")
+        url = url.replace("{call_id}", call_id or "").replace("{escalation_id}", escalation_id or "")
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        if cookie is not None:
+            headers["Cookie"] = f"AppServiceAuthSession={cookie}"
         if json_body is not None:
-            response = await self.client.request(method, url, json=json_body, headers=headers)
+            response = await self.client.request(method, url, json=json_body, headers=headers, params=params)
         else:
-            response = await self.client.request(method, url, content=content, headers=headers)
+            response = await self.client.request(method, url, content=content, headers=headers, params=params)
         what = f"{method} {url} -> {response.status_code} {response.text[:200]}"
         assert is_documented(operation, response.status_code), f"undocumented status: {what}"
         expected = {expect} if isinstance(expect, int) else expect
@@ -509,6 +529,11 @@ async def test_every_operation_answers_as_documented(checker):
     await c.call("GET", session, 401, session_id=a["session_id"], token=forged)
     await c.call("GET", session, 403, session_id=a["session_id"], token=b["token"])
     await c.call("GET", session, {403, 404}, session_id="web_0000", token=a["token"])
+    polled = (await c.call("GET", session, 200, session_id=a["session_id"], token=a["token"],
+                           params={"after": "0", "wait": "5"})).json()
+    assert len(polled["turns"]) == len(turns), "turns beyond `after` exist: the long poll answers at once"
+    for bad in ({"after": "-1"}, {"after": "x"}, {"wait": "26"}, {"wait": "nan"}):
+        await c.call("GET", session, 400, session_id=a["session_id"], token=a["token"], params=bad)
 
     # Operators.
     await c.call("GET", "/api/ops/queue", 200)
@@ -531,5 +556,61 @@ async def test_every_operation_answers_as_documented(checker):
     await c.call("POST", "/api/calls/{call_id}/hangup", 401, call_id="call-1")
     await c.call("POST", "/api/calls/{call_id}/transfer", 401, call_id="call-1", token="forged.token")
 
+    await _exercise_the_desk(c, a)
+
     documented = {(method.upper(), path) for path, method, _, _ in operations(c.document)}
     assert c.exercised == documented, f"not exercised: {documented - c.exercised}"
+
+
+async def _exercise_the_desk(c: Checker, customer: dict[str, Any]) -> None:
+    """Every desk route: refused without a sign-in, and answering as documented for a supervisor at the desk."""
+    me, queue = "/api/desk/me", "/api/desk/queue"
+    one, claim, say = ("/api/desk/escalations/{escalation_id}", "/api/desk/escalations/{escalation_id}/claim",
+                       "/api/desk/escalations/{escalation_id}/messages")
+    back, close = "/api/desk/escalations/{escalation_id}/return", "/api/desk/escalations/{escalation_id}/close"
+    assert "<html" in (await c.call("GET", "/api/desk", 200)).text.lower()
+    refused = (await c.call("GET", me, 401, token=customer["token"])).json()
+    assert refused["sign_in"].startswith("/.auth/login/")
+    signed_in = await c.client.get("/.auth/login/dev", params={"agent": "Ada Quinn", "role": "supervisor"})
+    assert signed_in.status_code == 302, signed_in.text
+    cookie = signed_in.cookies["AppServiceAuthSession"]
+    c.client.cookies.clear()
+
+    await c.call("GET", me, 200, cookie=cookie)
+    await c.call("POST", "/api/desk/presence", 200, cookie=cookie, json_body={"status": "available"})
+    for body in ({}, {"status": "busy"}, {"status": "away", "phone": "555"}, {"status": "away", "x": 1}):
+        await c.call("POST", "/api/desk/presence", 400, cookie=cookie, json_body=body)
+    version = (await c.call("GET", queue, 200, cookie=cookie)).json()["version"]
+    await c.call("GET", queue, 200, cookie=cookie, params={"since": str(version + 1), "wait": "5"})
+    await c.call("GET", queue, 400, cookie=cookie, params={"since": "-1"})
+    await c.call("GET", "/api/desk/metrics", 200, cookie=cookie)
+    for route in (one, claim, say, back, close):
+        method = "GET" if route == one else "POST"
+        await c.call(method, route, 401, escalation_id="esc_none", json_body={})
+        await c.call(method, route, 404, escalation_id="esc_none", cookie=cookie,
+                     json_body={"text": "hi"} if route == say else {"disposition": "resolved"} if route == close
+                     else None)
+
+    # A customer who asks for a person, taken, talked to, handed back; asked again, taken and closed.
+    for ending in ("return", "close"):
+        await c.call("POST", "/api/webchat/sessions/{session_id}/messages", 200, session_id=customer["session_id"],
+                     token=customer["token"], json_body={"text": "I want to talk to a person"})
+        waiting = (await c.call("GET", queue, 200, cookie=cookie)).json()["waiting"]
+        escalation_id = next(e["escalation_id"] for e in waiting if e["session_id"] == customer["session_id"])
+        await c.call("GET", one, 200, escalation_id=escalation_id, cookie=cookie)
+        await c.call("POST", say, 409, escalation_id=escalation_id, cookie=cookie, json_body={"text": "too soon"})
+        await c.call("POST", claim, 400, escalation_id=escalation_id, cookie=cookie, json_body={"x": 1})
+        await c.call("POST", claim, 200, escalation_id=escalation_id, cookie=cookie)
+        await c.call("POST", say, 200, escalation_id=escalation_id, cookie=cookie, json_body={"text": "Hello"})
+        await c.call("POST", say, 400, escalation_id=escalation_id, cookie=cookie, json_body={"text": " "})
+        if ending == "return":
+            await c.call("POST", back, 400, escalation_id=escalation_id, cookie=cookie, json_body={"note": 5})
+            await c.call("POST", back, 200, escalation_id=escalation_id, cookie=cookie, json_body={"note": "ok"})
+        else:
+            await c.call("POST", close, 400, escalation_id=escalation_id, cookie=cookie,
+                         json_body={"disposition": "fine"})
+            await c.call("POST", close, 200, escalation_id=escalation_id, cookie=cookie,
+                         json_body={"disposition": "resolved", "note": "sorted"})
+    transcript = (await c.call("GET", "/api/webchat/sessions/{session_id}", 200, session_id=customer["session_id"],
+                               token=customer["token"])).json()
+    assert transcript["escalation"]["status"] == "closed" and any(t["person"] for t in transcript["turns"])

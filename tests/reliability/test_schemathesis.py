@@ -34,7 +34,7 @@ CALLER = "+15555550100"  # Jordan Lee in scenarios/utilities
 #: refuses what the app accepts nor promises what it refuses.
 CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance", "response_headers_conformance",
           "response_schema_conformance", "positive_data_acceptance", "negative_data_rejection")
-MAX_EXAMPLES = 120  # per operation and phase: under a minute for the 13 operations on two busy cores
+MAX_EXAMPLES = 120  # per operation and phase: under a minute for the 23 operations on two busy cores
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
@@ -61,6 +61,9 @@ def _statuses(har: Path) -> dict[str, Counter]:
         (re.compile("^/api/handoffs/[^/]+$"), "GET /api/handoffs/{instance_id}"),
         (re.compile("^/api/webchat/sessions/[^/]+/messages$"), "POST /api/webchat/sessions/{session_id}/messages"),
         (re.compile("^/api/webchat/sessions/[^/]+$"), "GET /api/webchat/sessions/{session_id}"),
+        *((re.compile(f"^/api/desk/escalations/[^/]+/{action}$"),
+           f"POST /api/desk/escalations/{{escalation_id}}/{action}") for action in ("claim", "messages", "return", "close")),
+        (re.compile("^/api/desk/escalations/[^/]+$"), "GET /api/desk/escalations/{escalation_id}"),
     ]
     counts: dict[str, Counter] = defaultdict(Counter)
     for entry in json.loads(har.read_text(encoding="utf-8"))["log"]["entries"]:
@@ -72,7 +75,8 @@ def _statuses(har: Path) -> dict[str, Counter]:
 
 
 def _config(
-    path: Path, *, session_id: str, token: str, call_id: str, control: str, callback: str, instance_id: str
+    path: Path, *, session_id: str, token: str, call_id: str, control: str, callback: str, instance_id: str,
+    desk_cookie: str, escalation_id: str,
 ) -> None:
     path.write_text(
         f"""
@@ -84,6 +88,8 @@ bearer = {json.dumps(control)}
 api_key = {json.dumps(callback)}
 [auth.openapi.functionKey]
 api_key = "the-local-host-asks-for-none"
+[auth.openapi.deskSignIn]
+api_key = {json.dumps(desk_cookie)}
 
 [checks]
 enabled = false
@@ -93,6 +99,9 @@ enabled = false
 "path.session_id" = {json.dumps(session_id)}
 "path.call_id" = {json.dumps(call_id)}
 "path.instance_id" = {json.dumps(instance_id)}
+"path.escalation_id" = {json.dumps(escalation_id)}
+# Long polls answer at once: a generated wait of 25 s on every case would take the run past its time.
+"query.wait" = 0
 
 # The function-key routes: the local host, like Core Tools, does not check function keys (Azure does), so a request
 # without one is not refused here.
@@ -103,6 +112,21 @@ enabled = false
 """,
         encoding="utf-8",
     )
+
+
+async def _desk_supervisor_and_escalation(app: httpx.AsyncClient) -> tuple[str, str]:
+    """A supervisor's desk sign-in, and a web chat customer waiting for a person, for the desk's routes."""
+    signed_in = await app.get("/.auth/login/dev", params={"agent": "Fuzz Tester", "role": "supervisor"})
+    assert signed_in.status_code == 302, signed_in.text
+    cookie = signed_in.cookies["AppServiceAuthSession"]
+    app.cookies.clear()
+    customer = (await app.post("/api/webchat/sessions")).json()
+    asked = await app.post(f"/api/webchat/sessions/{customer['session_id']}/messages",
+                           json={"text": "I want to talk to a person"},
+                           headers={"Authorization": f"Bearer {customer['token']}"})
+    assert asked.status_code == 200, asked.text
+    queue = (await app.get("/api/desk/queue", headers={"Cookie": f"AppServiceAuthSession={cookie}"})).json()
+    return cookie, queue["waiting"][0]["escalation_id"]
 
 
 async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_factory, tmp_path):
@@ -125,6 +149,7 @@ async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_fa
         control = TokenSigner(SECRET).issue("call-control", 600, **{k: claims[k] for k in ("call", "sid", "cid")})
         async with httpx.AsyncClient(base_url=host.url, timeout=20) as app:
             session = (await app.post("/api/webchat/sessions")).json()
+            desk_cookie, escalation_id = await _desk_supervisor_and_escalation(app)
             document = (await app.get("/api/openapi.json")).json()
             handoff = await app.post(  # the caller asks to continue on web chat, as the gateway would pass on
                 "/api/handoffs", json={"customer_id": claims["cid"], "session_id": claims["sid"],
@@ -134,7 +159,8 @@ async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_fa
         (tmp_path / "openapi.json").write_text(json.dumps(document), encoding="utf-8")
         config = tmp_path / "schemathesis.toml"
         _config(config, session_id=session["session_id"], token=session["token"], call_id=call["id"], control=control,
-                callback=callback, instance_id=handoff.json()["id"])
+                callback=callback, instance_id=handoff.json()["id"], desk_cookie=desk_cookie,
+                escalation_id=escalation_id)
 
         started = time.monotonic()
         result = await asyncio.to_thread(
@@ -176,7 +202,8 @@ async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_fa
     assert result.returncode == 0, out[-12000:]
     # The credentials worked: each operation that needs one got past it at least once.
     for operation in ("GET /api/webchat/sessions/{session_id}", "POST /api/webchat/sessions/{session_id}/messages",
-                      "GET /api/calls/{call_id}", "GET /api/handoffs/{instance_id}"):
+                      "GET /api/calls/{call_id}", "GET /api/handoffs/{instance_id}", "GET /api/desk/queue",
+                      "GET /api/desk/metrics", "GET /api/desk/escalations/{escalation_id}"):
         assert statuses[operation].get(200), f"{operation} never got a 200: {statuses[operation]}"
     documented = sum(1 for item in document["paths"].values() for method in item if method != "parameters")
     assert operations and operations.group(1) == operations.group(2) == str(documented), out[-4000:]

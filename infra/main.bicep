@@ -91,6 +91,9 @@ param eventSubscriptions bool = false
 @description('Scenario folder the agents come from (SWITCHBOARD_SCENARIO).')
 param scenario string = 'utilities'
 
+@description('Application (client) id of the desk\'s Entra app registration, with app roles desk.agent and desk.supervisor (docs/desk.md). Empty: the desk has no sign-in and answers 401 to everyone.')
+param deskAuthClientId string = ''
+
 var tags = {
   'azd-env-name': environmentName
 }
@@ -319,6 +322,7 @@ module functions 'modules/functions.bicep' = {
     maximumInstanceCount: functionMaxInstances
     instanceMemoryMB: functionInstanceMemoryMB
     taskHubName: taskHubName
+    deskAuthClientId: deskAuthClientId
   }
 }
 

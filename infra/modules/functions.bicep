@@ -40,6 +40,9 @@ param instanceMemoryMB int
 
 param taskHubName string
 
+@description('Application (client) id of the desk\'s Entra app registration; empty: built-in authentication stays off and nobody can sign in at the desk.')
+param deskAuthClientId string
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225: Zone redundancy for Flex Consumption exists only in some regions and is fixed at creation; leaving it off keeps the template deployable in every Flex region.
   name: planName
@@ -127,7 +130,7 @@ var hostSettings = {
 // checkov applies its App Service "web" configuration checks to every sites/config resource; this one holds app
 // settings only, so each skip below says why the feature it asks for does not fit this function app.
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_13: App Service Authentication would demand a sign-in before every endpoint, but the callers are Event Grid (system key), ACS callbacks (signed per-call token, ACS JWT) and anonymous customers (signed web chat tokens); each endpoint authenticates its own caller.
+  // checkov:skip=CKV_AZURE_13: App Service Authentication is configured on the authsettingsV2 resource below (the desk's Entra sign-in); checkov asks for it on every sites/config resource, and this one holds app settings only.
   // checkov:skip=CKV_AZURE_222: Public network access is set on the site (see its skip); this resource holds app settings only.
   // checkov:skip=CKV_AZURE_63: App Service web-server HTTP logs are not how a function app is observed; every request is recorded in Application Insights.
   // checkov:skip=CKV_AZURE_65: Detailed error pages are an App Service web-server feature; function failures and their stack traces are recorded in Application Insights.
@@ -158,3 +161,73 @@ resource scm 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01'
 
 output name string = functionApp.name
 output defaultHostName string = functionApp.properties.defaultHostName
+
+// Sign-in at the desk (docs/desk.md, "Signing in"): App Service built-in authentication with Microsoft Entra ID.
+// Requests without a sign-in are let through, since customers, Event Grid and ACS call this app anonymously and
+// each of those routes checks its own credential; the platform only vouches for who is signed in, by injecting the
+// X-MS-CLIENT-PRINCIPAL headers (and removing any a client sent), and the desk's routes check them themselves. The
+// customer and webhook routes are excluded from the module, so the tokens they carry in Authorization (the web chat
+// token, ACS's JWT) are never read as Entra tokens. People sign in through /.auth/login/aad; the app registration's
+// app roles desk.agent and desk.supervisor decide what they may do at the desk.
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(deskAuthClientId)) {
+  // checkov:skip=CKV_AZURE_13: This is the authentication: checkov reads the older authsettings shape (properties.enabled), while authsettingsV2 turns it on with platform.enabled, which is true here.
+  // checkov:skip=CKV_AZURE_222: Public network access is set on the site (see its skip); this resource holds the sign-in settings only.
+  // checkov:skip=CKV_AZURE_63: App Service web-server HTTP logs are not how a function app is observed; every request is recorded in Application Insights.
+  // checkov:skip=CKV_AZURE_65: Detailed error pages are an App Service web-server feature; function failures and their stack traces are recorded in Application Insights.
+  // checkov:skip=CKV_AZURE_66: Failed request tracing is an App Service web-server feature; failed invocations are recorded in Application Insights.
+  // checkov:skip=CKV_AZURE_80: A .NET Framework version does not apply to a Python app.
+  // checkov:skip=CKV_AZURE_88: Flex Consumption deploys from a blob container and uses no Azure Files share.
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+      runtimeVersion: '~1'
+    }
+    globalValidation: {
+      requireAuthentication: false
+      unauthenticatedClientAction: 'AllowAnonymous'
+      excludedPaths: [
+        '/api/webchat'
+        '/api/webchat/*'
+        '/api/calls/*'
+        '/api/handoffs'
+        '/api/handoffs/*'
+        '/api/ops/*'
+        '/api/openapi.json'
+        '/runtime/webhooks/*'
+      ]
+    }
+    httpSettings: {
+      requireHttps: true
+      forwardProxy: {
+        convention: 'NoProxy'
+      }
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: deskAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            deskAuthClientId
+            'api://${deskAuthClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+      cookieExpiration: {
+        convention: 'FixedTime'
+        timeToExpiration: '08:00:00'
+      }
+      preserveUrlFragmentsForLogins: false
+    }
+  }
+}

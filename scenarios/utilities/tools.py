@@ -92,7 +92,10 @@ def dispute_charge(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     if amount > limit:
         return ToolResult(
             data={**facts, "handled_by": "a person on the billing team"},
-            say=f"A dispute of ${amount:,.2f} needs someone from our billing team, so I'll pass it to them with everything you've told me.",
+            say=(
+                f"A dispute of ${amount:,.2f} needs someone from our billing team, so I'll pass it to them with "
+                "everything you've told me."
+            ),
             slots=_learned(account),
             escalate=f"billing dispute over ${limit:,.0f}: ${amount:,.2f} disputed",
         )
@@ -101,7 +104,8 @@ def dispute_charge(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     return ToolResult(
         data={**facts, "dispute": ticket, "review_days": days},
         say=(
-            f"Done, {_first_name(account)}: I've put ${amount:,.2f} on hold while we review it, under dispute {ticket}. "
+            f"Done, {_first_name(account)}: I've put ${amount:,.2f} on hold while we review it, "
+            f"under dispute {ticket}. "
             f"You won't be charged for it meanwhile, and we'll tell you the outcome within {days} business days."
         ),
         slots=_learned(account),

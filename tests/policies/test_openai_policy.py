@@ -244,7 +244,9 @@ async def test_handoff_wins_over_other_calls_in_the_batch(
 # A person -----------------------------------------------------------------------------------------------------------
 
 
-async def test_the_model_can_hand_the_customer_to_a_person(openai_server: OpenAITestServer, policy: OpenAIPolicy) -> None:
+async def test_the_model_can_hand_the_customer_to_a_person(
+    openai_server: OpenAITestServer, policy: OpenAIPolicy
+) -> None:
     openai_server.reply_tool_calls(("escalate_to_person", {"reason": "asked for a person about a payment plan"}),
                                    text="Of course, let me get someone for you.")
     ctx = make_ctx("BillingAgent", "I'd rather talk to a real person about a payment plan")
@@ -282,7 +284,8 @@ async def test_the_conversation_queues_the_customer_the_model_escalates(
     store = SqliteCustomerStore(tmp_path / "customers.sqlite3")
     conversation = Conversation(load_scenario("utilities"), store, InProcessSessionState(), policy)
     try:
-        opened = await conversation.open_for_identity(Channel.WEBCHAT, "web_llm", Identity(IdentityKind.WEBCHAT, "web_llm"))
+        visitor = Identity(IdentityKind.WEBCHAT, "web_llm")
+        opened = await conversation.open_for_identity(Channel.WEBCHAT, "web_llm", visitor)
         openai_server.reply_tool_calls(("escalate_to_person", {"reason": "wants a person"}), text="Sure.")
         outcome = await conversation.turn("web_llm", opened.customer.customer_id, "a person please, not a bot")
         # The model's words, then the desk's: nobody is on duty (and an anonymous visitor has no other channel).

@@ -37,6 +37,7 @@ from shared.calls.events import CallEvent, IncomingCall, parse_callbacks, parse_
 from shared.calls.service import CallRef, CallService
 from shared.errors import Unavailable
 from shared.conversation import Conversation
+from shared.desk import Desk
 from shared.queue import MAX_WAIT_SECONDS, QueueMetrics
 from shared.settings import Settings
 from shared.stores.base import SessionState
@@ -119,6 +120,10 @@ class WrappedState(SessionState):
     async def count_members(self, key: str) -> int:
         await self._before("count_members", key)
         return await self.inner.count_members(key)
+
+    async def members(self, key: str) -> list[str]:
+        await self._before("members", key)
+        return await self.inner.members(key)
 
     async def close(self) -> None:
         await self.inner.close()
@@ -246,11 +251,13 @@ async def call_rig(
     })
     services = await build_services(settings)
     wrapped = wrap(state or services.state)
-    queue = QueueMetrics(wrapped, max_wait_seconds=max_wait_seconds)
     customers = FailingCustomers(services.customers)
+    desk = Desk(services.scenario, customers, wrapped)  # type: ignore[arg-type]
+    queue = QueueMetrics(wrapped, max_wait_seconds=max_wait_seconds, desk=desk)
     conversation = Conversation(services.scenario, customers, wrapped, services.policy, queue=queue,  # type: ignore[arg-type]
-                                session_ttl_seconds=settings.session_ttl_seconds)  # as shared/bootstrap.py builds it
-    rigged = dataclasses.replace(services, state=wrapped, queue=queue, conversation=conversation, customers=customers)
+                                desk=desk, session_ttl_seconds=settings.session_ttl_seconds)  # as bootstrap builds it
+    rigged = dataclasses.replace(services, state=wrapped, queue=queue, conversation=conversation, customers=customers,
+                                 desk=desk)
     claim = {} if claim_ttl_seconds is None else {"claim_ttl_seconds": claim_ttl_seconds}
     acs = httpx.AsyncClient(base_url=emulator.url, timeout=20)
     try:

@@ -1,9 +1,10 @@
 """WhatsApp with a person at the desk: the customer writes through the ACS emulator to a real `python -m local`, and a
-person claims, writes and closes from the desk.
+person signed in at the desk (the host's dev sign-in) claims, writes and closes through the desk's HTTP API.
 
-The desk side runs in this process on the host's own stores (its SQLite record store and SQLite session state, the
-same files the host uses), exactly as the desk's routes run it: Desk.claim/say/close with the WhatsApp service's
-`on_person_say`, then `deliver_owed`. Everything the customer receives is read from the emulator's outbox.
+Where a test needs to reach inside (to run delivery itself, or to play a process that died after sending), it runs
+the WhatsApp service in this process on the host's own stores: its SQLite record store and SQLite session state, the
+same files, so the customer's lock and the record are shared with the host. Everything the customer receives is read
+from the emulator's outbox.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import httpx
 import pytest
 
 from local.acs.messages import CHANNEL_ID
+from local.auth import dev_agent_id
 from shared.conversation import DESK_PHRASES, Conversation
 from shared.desk import AVAILABLE, Desk, DeskAgent
 from shared.messenger import TextMessage
@@ -34,7 +36,7 @@ from tests.whatsapp.conftest import ACCESS_KEY, WhatsAppStack, new_number
 
 SCENARIO = load_scenario("utilities")
 PLACE = re.compile(r"You're number (\d+) in line")
-DANA = DeskAgent("agent-dana", "Dana")
+DANA = DeskAgent(dev_agent_id("Dana"), "Dana")  # who the host's sign-in says Dana is
 JOINED = DESK_PHRASES["person_joined"].format(person="Dana", company=SCENARIO.company)
 CLOSED = DESK_PHRASES["person_closed"].format(company=SCENARIO.company)
 
@@ -51,11 +53,17 @@ def stack(local_host_factory, tmp_path_factory) -> Iterator[WhatsAppStack]:
 
 @dataclass
 class DeskSide:
-    """A person's desk, as the desk's routes drive the core and the WhatsApp service."""
+    """Dana at the desk: her requests to the desk's routes, and the host's stores and WhatsApp service to look inside."""
 
+    page: httpx.Client  # signed in as Dana
     desk: Desk
     whatsapp: WhatsAppService
     customers: SqliteCustomerStore
+
+    def post(self, path: str, body: dict | None = None, key: str | None = None) -> dict:
+        response = self.page.post(path, json=body or {}, headers={"Idempotency-Key": key} if key else {})
+        assert response.status_code == 200, response.text
+        return response.json()
 
     async def escalation_of(self, phone: str) -> Escalation:
         customer = await self.customers.find_by_identity(Identity(IdentityKind.PHONE, phone))
@@ -69,18 +77,20 @@ class DeskSide:
         (session,) = [s for s in customer.sessions.values() if s.channel is Channel.WHATSAPP]
         return session
 
-    async def claim(self, escalation: Escalation) -> None:
-        await self.desk.claim(escalation.escalation_id, DANA, joined=JOINED, on_say=self.whatsapp.on_person_say)
-        await self.deliver(escalation)
+    def waiting(self) -> list[dict]:
+        response = self.page.get("/api/desk/queue")
+        assert response.status_code == 200, response.text
+        return response.json()["waiting"]
 
-    async def say(self, escalation: Escalation, text: str, key: str) -> None:
-        await self.desk.say(escalation.escalation_id, DANA, text, on_say=self.whatsapp.on_person_say, key=key)
-        await self.deliver(escalation)
+    def claim(self, escalation: Escalation) -> None:
+        self.post(f"/api/desk/escalations/{escalation.escalation_id}/claim")
 
-    async def close(self, escalation: Escalation) -> None:
-        await self.desk.close(escalation.escalation_id, DANA, disposition="resolved", note="explained the bill",
-                              farewell=CLOSED, on_say=self.whatsapp.on_person_say)
-        await self.deliver(escalation)
+    def say(self, escalation: Escalation, text: str, key: str) -> None:
+        self.post(f"/api/desk/escalations/{escalation.escalation_id}/messages", {"text": text}, key=key)
+
+    def close(self, escalation: Escalation) -> None:
+        self.post(f"/api/desk/escalations/{escalation.escalation_id}/close",
+                  {"disposition": "resolved", "note": "explained the bill"})
 
     async def deliver(self, escalation: Escalation) -> None:
         entry = await self.desk.entry(escalation.escalation_id)
@@ -94,8 +104,11 @@ async def desk(stack: WhatsAppStack) -> AsyncIterator[DeskSide]:
     messenger = AcsMessenger(stack.acs_url, CHANNEL_ID, access_key=ACCESS_KEY)
     conversation = Conversation(SCENARIO, customers, state, OfflinePolicy())
     whatsapp = WhatsAppService(SCENARIO, customers, state, conversation, messenger, channel_id=CHANNEL_ID)
-    await conversation.desk.set_presence(DANA, AVAILABLE)
-    yield DeskSide(conversation.desk, whatsapp, customers)
+    with httpx.Client(base_url=stack.host.url, timeout=60) as page:
+        assert page.get("/.auth/login/dev", params={"agent": "Dana"}).status_code in (302, 303)
+        side = DeskSide(page, conversation.desk, whatsapp, customers)
+        side.post("/api/desk/presence", {"status": AVAILABLE})
+        yield side
     await messenger.close()
     await state.close()
     await customers.close()
@@ -115,10 +128,13 @@ async def test_a_person_talks_with_a_whatsapp_customer_and_every_line_arrives_on
     assert (match := PLACE.search(told)) and escalation.status is EscalationStatus.WAITING
     assert int(match.group(1)) == await desk.desk.position(escalation.escalation_id)
 
-    await desk.claim(escalation)
-    await desk.claim(escalation)  # the person's claim retried (a double click, a lost response)
-    await desk.say(escalation, "Hi! I can see your account. What can I help with?", key="say-1")
-    await desk.say(escalation, "Hi! I can see your account. What can I help with?", key="say-1")  # retried
+    (queued,) = [e for e in desk.waiting() if e["escalation_id"] == escalation.escalation_id]
+    assert (queued["channel"], queued["reason"]) == ("whatsapp", "asked for a person")
+
+    desk.claim(escalation)
+    desk.claim(escalation)  # the person's claim retried (a double click, a lost response)
+    desk.say(escalation, "Hi! I can see your account. What can I help with?", key="say-1")
+    desk.say(escalation, "Hi! I can see your account. What can I help with?", key="say-1")  # retried
     await asyncio.gather(*(desk.deliver(escalation) for _ in range(3)))  # and delivery run again, all at once
     assert texts_after(stack, phone, 1) == [JOINED, "Hi! I can see your account. What can I help with?"]
 
@@ -138,8 +154,8 @@ async def test_a_person_talks_with_a_whatsapp_customer_and_every_line_arrives_on
     context = await desk.desk.context(escalation.escalation_id)
     assert context["sessions"][-1]["turns"][-1]["text"] == "my bill looks too high this month"
 
-    await desk.close(escalation)
-    await desk.close(escalation)  # retried
+    desk.close(escalation)
+    desk.close(escalation)  # retried
     assert texts_after(stack, phone, 3) == [CLOSED]
     closed = await desk.escalation_of(phone)
     assert (closed.status, closed.disposition, closed.note) == (EscalationStatus.CLOSED, "resolved",
@@ -158,7 +174,7 @@ async def test_a_send_whose_receipt_was_lost_is_not_sent_again(stack: WhatsAppSt
     phone = new_number()
     stack.inbound(phone, "can I speak to a human please")
     escalation = await desk.escalation_of(phone)
-    await desk.claim(escalation)
+    desk.claim(escalation)
     await desk.desk.say(escalation.escalation_id, DANA, "One moment, checking.",
                         on_say=desk.whatsapp.on_person_say, key="say-lost")
     # The desk's process sent it, then died before writing the receipt: ACS has it, the record still owes it.
@@ -170,7 +186,7 @@ async def test_a_send_whose_receipt_was_lost_is_not_sent_again(stack: WhatsAppSt
 
     assert stack.texts(phone).count("One moment, checking.") == 1
     assert (await desk.session(phone)).message(key=owed.key).message_id == accepted  # type: ignore[union-attr]
-    await desk.close(escalation)
+    desk.close(escalation)
 
 
 async def test_outside_the_24_hour_window_the_persons_lines_wait_for_the_customer(
@@ -183,8 +199,8 @@ async def test_outside_the_24_hour_window_the_persons_lines_wait_for_the_custome
     (template,) = stack.outbox(phone)
     assert template["kind"] == "template"  # the place in line is held; the approved template invites them back
 
-    await desk.claim(escalation)
-    await desk.say(escalation, "Sorry for the wait! Are you still there?", key="late-1")
+    desk.claim(escalation)
+    desk.say(escalation, "Sorry for the wait! Are you still there?", key="late-1")
     assert len(stack.outbox(phone)) == 1  # free text may not go out, and one invitation is enough
 
     stack.inbound(phone, "yes, still here")  # the window reopens: what was held goes out, in order, once
@@ -192,7 +208,7 @@ async def test_outside_the_24_hour_window_the_persons_lines_wait_for_the_custome
     assert PLACE.search(texts[0])
     assert texts[1:] == [JOINED, "Sorry for the wait! Are you still there?"]
     assert not [m for m in (await desk.session(phone)).messages if m.status is Delivery.HELD]
-    await desk.close(escalation)
+    desk.close(escalation)
 
 
 async def test_on_person_say_logs_only_whatsapp_and_the_same_write_again_logs_the_same_keys(desk: DeskSide) -> None:

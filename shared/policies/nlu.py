@@ -35,6 +35,20 @@ _STOPWORDS = frozenset(
     what when where which who why how okay ok um uh like need want""".split()
 )
 
+# Asking for a person, said the many ways people say it ("get me an agent", "can I speak with someone", "a real
+# human please"), but not a message that merely names one ("human error on my bill", "I need someone to fix my
+# meter": that is a service request).
+_PEOPLE = r"(person|human( being)?|agent|rep|representative|operator|manager|supervisor|someone|somebody|people)"
+_ASK_FOR_A_PERSON = "|".join([
+    rf"\b(speak|talk|chat)(ing)? (to|with) (an? |some |your |the |one of your )?(real |live |actual )?{_PEOPLE}\b",
+    rf"\b(put|transfer|connect|send) me (through |over )?(to|with) (an? |some |your )?({_PEOPLE}|customer service)\b",
+    r"\b(want|need|like|get|give|have)( me)? (an? |to (speak|talk) to an? )(real |live |actual )?"
+    r"(person|human|agent|representative|operator)\b",
+    r"\b(real|live|actual) (person|human|people|agent)\b",
+    r"\b(human being|representative|operator|live agent|customer service)\b",
+    r"^\W*(an? )?(agent|human|person)( please)?\W*$",
+])
+
 _SMALL_TALK = {
     "thanks": re.compile(r"\b(thanks|thank you|thx|cheers|appreciate it|great,? thanks)\b", re.I),
     "farewell": re.compile(
@@ -43,7 +57,7 @@ _SMALL_TALK = {
         re.I,
     ),
     "greeting": re.compile(r"^\s*(hi|hello|hey|good (morning|afternoon|evening))[\s!.,]*$", re.I),
-    "human": re.compile(r"\b(human|real person|a person|representative|operator|live agent|speak to (an? )?(agent|someone))\b", re.I),
+    "human": re.compile(_ASK_FOR_A_PERSON, re.I),
 }
 
 _DONT_KNOW = re.compile(

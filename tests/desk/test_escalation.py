@@ -108,6 +108,29 @@ async def test_a_customer_who_asks_for_a_person_is_queued_with_the_context_and_t
     assert [t["text"] for t in session["turns"] if t["role"] == "customer"][-1].startswith("I'd like to talk")
 
 
+ASKS = ["can I speak with someone", "get me an agent", "agent please", "let me talk to a live person",
+        "connect me to customer service", "I want to speak to your manager", "can you put me through to someone",
+        "I need a real human", "representative"]
+NOT_ASKS = ["human error on my bill, I think", "I need someone to fix my meter", "the person next door has power"]
+
+
+@pytest.mark.parametrize("words", ASKS)
+async def test_the_ways_people_ask_for_a_person_are_understood(conversation: Conversation, words: str) -> None:
+    customer = await arrive(conversation)
+    await customer.say(words)
+    (escalation,) = await customer.escalations()
+    assert escalation.reason == "asked for a person"
+
+
+@pytest.mark.parametrize("words", NOT_ASKS)
+async def test_a_message_that_only_mentions_someone_is_not_a_request_for_a_person(
+    conversation: Conversation, words: str
+) -> None:
+    customer = await arrive(conversation)
+    await customer.say(words)
+    assert await customer.escalations() == []
+
+
 async def test_nobody_on_duty_is_said_plainly_with_the_ways_not_to_wait(conversation: Conversation) -> None:
     caller = await arrive(conversation, Channel.VOICE, JORDAN)
     said = await caller.say("can I speak to a representative")

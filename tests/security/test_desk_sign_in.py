@@ -1,8 +1,9 @@
 """Who may use the desk: only a person the platform signed in, on every desk route; nobody else, however they ask.
 
-Against a real `python -m local`, which stands in for App Service built-in authentication (local/auth.py): it strips
-the principal headers a client sends and injects its own for a valid session cookie. The app trusts those headers
-only because that stand-in (or, in Azure, the platform) is in front of it (shared/principal.py).
+Against the security tests' `python -m local` (tests/security/conftest.py), which stands in for App Service built-in
+authentication (local/auth.py): it strips the principal headers a client sends and injects its own for a valid
+session cookie. The app trusts those headers only because that stand-in (or, in Azure, the platform) is in front of
+it (shared/principal.py). docs/security.md names each test here; docs/desk.md, "Signing in", tells the story.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shared import principal
 from shared.desk import AGENT_ROLE, SUPERVISOR_ROLE
 from tests.desk.people import COOKIE, DESK_ROUTES, GOOD_BODIES, Customer, Person, customer_asking_for_a_person
 from tests.peers.local_host import LocalHost
+from tests.security.conftest import SecureStack
 
 SUPERVISOR_PRINCIPAL = {
     "auth_typ": "aad", "name_typ": "name", "role_typ": "roles",
@@ -35,6 +37,18 @@ FORGED = {
     "X-MS-CLIENT-PRINCIPAL-NAME": "Mallory",
     "X-MS-CLIENT-PRINCIPAL-IDP": "aad",
 }
+
+
+@pytest.fixture(scope="module")
+def desk_host(secure: SecureStack) -> LocalHost:
+    return secure.host
+
+
+@pytest.fixture
+async def web(desk_host: LocalHost) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with no sign-in: a customer's browser, or anyone on the internet."""
+    async with httpx.AsyncClient(base_url=desk_host.url, timeout=60) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +86,12 @@ async def test_every_desk_route_needs_a_sign_in_and_says_where(web, waiting) -> 
         body = answer.json()
         assert body["error"] == "sign in to use the desk"
         assert body["sign_in"] == "/.auth/login/aad?post_login_redirect_uri=/api/desk"
-    # The page itself loads for anyone: it is what offers the sign-in.
+    # The page itself loads for anyone: it is what offers the sign-in. It may not be framed or load from elsewhere.
     page = await web.get("/api/desk")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    policy = page.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy and "connect-src 'self'" in policy
+    assert page.headers["X-Content-Type-Options"] == "nosniff" and page.headers["Referrer-Policy"] == "no-referrer"
 
 
 async def test_principal_headers_forged_from_outside_open_nothing(web, waiting, desk_host) -> None:

@@ -173,8 +173,17 @@ async def test_a_desk_sign_in_cannot_act_as_a_customer(web, waiting, desk_host) 
     assert all(t["text"] != "it's me, the customer" for t in turns), "nothing was said in the customer's name"
 
 
+async def _banner(host: LocalHost) -> str:
+    """What `python -m local` printed once everything started (the host answers before the banner is out)."""
+    for _ in range(300):
+        if "Switchboard is running." in host.stdout():
+            return host.stdout()
+        await asyncio.sleep(0.1)
+    pytest.fail(f"no startup banner:\n{host.stdout()}\n{host.stderr()[-2000:]}")
+
+
 async def test_the_startup_banner_signs_in_a_demo_agent_and_a_supervisor(desk_host) -> None:
-    links = re.findall(r"(http://\S+/\.auth/login/dev\?\S+)", desk_host.stdout())
+    links = re.findall(r"(http://\S+/\.auth/login/dev\?\S+)", await _banner(desk_host))
     assert any("agent=Dana%20Reyes" in link and "role" not in link for link in links), desk_host.stdout()
     assert any("role=supervisor" in link for link in links), desk_host.stdout()
     async with httpx.AsyncClient(timeout=30) as client:
@@ -225,7 +234,7 @@ async def test_the_dev_sign_in_is_absent_unless_python_m_local_turns_it_on(local
                 absent = await client.get(path, params={"agent": "Dana Reyes"})
                 assert absent.status_code == 404 and COOKIE not in absent.cookies, absent.text
             assert (await client.get("/api/desk/me", headers=FORGED)).status_code == 401
-        assert "/.auth/login/dev" not in host.stdout(), "the banner offers no sign-in it cannot give"
+        assert "/.auth/login/dev" not in await _banner(host), "the banner offers no sign-in it cannot give"
     finally:
         await asyncio.to_thread(host.stop)
 

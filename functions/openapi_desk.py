@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.desk import DISPOSITIONS, MAX_NOTE_CHARS
 from shared.desk import MAX_POLL_SECONDS
 from shared.models import EscalationStatus
 
 _JSON = "application/json"
 _SECURITY = [{"deskSignIn": []}]
-MAX_NOTE_CHARS = 2000  # functions/desk.py MAX_NOTE_CHARS
 #: Query values the desk and the chat page accept for a version or a turn count.
 MAX_COUNTER = 10**15
 
@@ -247,7 +247,7 @@ SCHEMAS: dict[str, Any] = {
     "CloseRequest": {
         "type": "object",
         "properties": {
-            "disposition": {"type": "string", "enum": ["resolved", "follow_up", "callback", "not_resolved"]},
+            "disposition": {"type": "string", "enum": list(DISPOSITIONS)},
             "note": {"type": "string", "maxLength": MAX_NOTE_CHARS, "description": "For the record."},
         },
         "required": ["disposition"],

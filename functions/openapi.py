@@ -116,8 +116,10 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "replies": _ref("Replies"),
             "agent": {**_ref("AgentName"), "description": "The agent active after this turn."},
+            "escalation": {**_ref("EscalationView"),
+                           "description": "Where the customer stands with the desk after this turn, if anywhere."},
         },
-        "required": ["replies", "agent"],
+        "required": ["replies", "agent", "escalation"],
         "additionalProperties": False,
     },
     "TranscriptTurn": {
@@ -276,6 +278,7 @@ _SCHEMAS["CallStatus"] = {
         "transfer": {"type": "string", "enum": ["requested", "failed"]},
         "transfer_to": {"type": "string"},
         "transfer_detail": {"type": "string"},
+        "escalation_id": {"type": "string", "description": "The escalation the call was put through to a person for."},
         "ended_at": {"type": "string", "format": "date-time", "description": "When the call was disconnected."},
         "transferred_at": {"type": "string", "format": "date-time",
                            "description": "When the transfer to a person was accepted."},
@@ -296,7 +299,9 @@ _SCHEMAS["CallAction"] = {
     "properties": {
         "call_id": {"type": "string"},
         "action": {"type": "string", "enum": ["hangup", "transfer"]},
-        "target": {"type": "string", "description": "The number the call is being transferred to."},
+        "target": {"type": "string",
+                   "description": "Where the call is being transferred: a phone number or an ACS user id."},
+        "escalation_id": {"type": "string", "description": "The escalation the caller is put through for."},
     },
     "required": ["call_id", "action"],
     "additionalProperties": False,
@@ -451,14 +456,28 @@ OPENAPI: dict[str, Any] = {
             "parameters": [_CALL_ID_PARAM],
             "post": {
                 "operationId": "transferCall",
-                "summary": "Transfer the call to the scenario's escalation number (a person).",
+                "summary": "Transfer the call to a person: the one the desk routed an escalation to, or the "
+                           "scenario's escalation number.",
+                "description": "With `escalation_id`, the call rings the phone number or ACS user of the person "
+                               "the desk routed that escalation of this caller to, with the escalation id in the "
+                               "call's custom context (SIP header `X-MS-Custom-Switchboard-Escalation`, VoIP header "
+                               "`switchboard-escalation`); asking again for the same escalation rings nobody twice. "
+                               "Without a body, the call goes to the scenario's escalation number.",
                 "tags": ["calls"],
                 "security": _CALL_CONTROL,
+                "requestBody": {"required": False, "content": _json({
+                    "type": "object",
+                    "properties": {"escalation_id": {"type": "string", "minLength": 1, "maxLength": 100,
+                                                     "pattern": NOT_BLANK_PATTERN}},
+                    "additionalProperties": False,
+                })},
                 "responses": {
                     "202": {"description": "Transfer requested.", "content": _json(_ref("CallAction"))},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
                     **_CALL_AUTH_ERRORS,
-                    "409": _error("The call has ended or is not connected, or the scenario has no escalation "
-                                  "number."),
+                    "409": _error("The call has ended or is not connected, the escalation is not being put through "
+                                  "to anyone (or that person has no phone to ring), or, without an escalation, the "
+                                  "scenario has no escalation number."),
                     "503": {"$ref": "#/components/responses/Unavailable"},
                 },
             },

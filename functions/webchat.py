@@ -108,7 +108,10 @@ async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestr
             telemetry.dedup_hit("webchat")
         if outcome.switch_to is not None:
             await start_handoff(client, customer_id, session_id, Channel.WEBCHAT.value, outcome.switch_to)
-    return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent})
+    # Where the customer stands with the desk, so the chat page knows at once to wait for a person's messages.
+    escalation = await _escalation_view(services, outcome.customer, session_id)
+    return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent,
+                          "escalation": escalation})
 
 
 @bp.route(route="webchat/sessions/{session_id}", methods=["GET"])
@@ -124,8 +127,10 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
     deadline = time.monotonic() + wait
     version = await services.desk.session_version(session_id)  # before reading: a change after it ends the wait
     session, escalation = await _session_view(services, session_id, customer_id)
-    seen = escalation
-    while after is not None and len(session.turns) <= after and escalation == seen:
+    # A session keeps its latest MAX_TURNS_PER_SESSION turns, so past that the count stops growing: the last turn
+    # changing says there is something new as well.
+    seen, last = escalation, _last_turn(session)
+    while after is not None and len(session.turns) <= after and escalation == seen and _last_turn(session) == last:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
@@ -144,6 +149,10 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
             "escalation": escalation,
         }
     )
+
+
+def _last_turn(session: ChannelSession) -> tuple[str, str] | None:
+    return (session.turns[-1].at, session.turns[-1].text) if session.turns else None
 
 
 async def _session_view(services: Services, session_id: str, customer_id: str

@@ -77,3 +77,27 @@ async def test_the_chat_page_poll_waits_for_the_person_and_answers_when_they_wri
         assert len(behind["turns"]) == len(session["turns"])
     finally:
         await dana.close()
+
+
+async def test_the_chat_page_poll_still_answers_once_the_session_keeps_only_its_latest_turns(desk_host, web) -> None:
+    from shared.models import MAX_TURNS_PER_SESSION
+
+    dana = await Person.signed_in(desk_host.url, "Dana Reyes")
+    try:
+        customer = await Customer.start(web)
+        await customer.send("I want to talk to a person")
+        escalation_id = (await dana.waiting_for(customer.session_id))["escalation_id"]
+        assert (await dana.claim(escalation_id)).status_code == 200
+        for n in range(MAX_TURNS_PER_SESSION):  # a long conversation: the oldest turns drop off the session
+            await dana.say(escalation_id, f"note {n}")
+        seen = len((await customer.session())["turns"])
+        assert seen == MAX_TURNS_PER_SESSION
+
+        poll = asyncio.create_task(customer.session(after=seen, wait=POLL))
+        await asyncio.sleep(QUIET)
+        assert not poll.done()
+        await dana.say(escalation_id, "One more thing.")
+        session = await asyncio.wait_for(poll, POLL / 2)  # the count cannot grow, but the poll still answers
+        assert session["turns"][-1]["text"] == "One more thing."
+    finally:
+        await dana.close()

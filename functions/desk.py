@@ -46,12 +46,6 @@ _E164 = re.compile(r"\+[1-9]\d{6,14}")
 _ACS_USER = re.compile(r"8:[\x21-\x7e]+")  # an ACS communication identifier, e.g. 8:acs:<resource>_<id>
 
 _PAGE = Path(__file__).parent / "static" / "desk.html"
-#: Served until the desk page exists, so the route answers and says what is missing.
-_PLACEHOLDER = (
-    b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Desk \xc2\xb7 Switchboard</title></head>'
-    b"<body><h1>The desk</h1><p>The desk page is not built yet; its API answers under /api/desk "
-    b'(<a href="/api/openapi.json">the API document</a>).</p></body></html>'
-)
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; "
@@ -61,6 +55,11 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+@functools.lru_cache(maxsize=1)
+def _page() -> bytes:
+    return _PAGE.read_bytes()
 
 
 class NotSignedIn(Unauthorized):
@@ -96,11 +95,7 @@ def _agent(req: func.HttpRequest) -> DeskAgent:
 @bp.route(route="desk", methods=["GET"])
 async def desk_page(req: func.HttpRequest) -> func.HttpResponse:
     """The page loads for anyone; it asks /api/desk/me who is signed in and offers the sign-in when nobody is."""
-    try:
-        page = _PAGE.read_bytes()  # read each time: small, and the page may be replaced while the app runs locally
-    except FileNotFoundError:
-        page = _PLACEHOLDER
-    return func.HttpResponse(page, mimetype="text/html", charset="utf-8", headers=_PAGE_HEADERS)
+    return func.HttpResponse(_page(), mimetype="text/html", charset="utf-8", headers=_PAGE_HEADERS)
 
 
 # The person -------------------------------------------------------------------------------------------------------

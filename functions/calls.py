@@ -2,7 +2,8 @@
 
 IncomingCall is answered once (Event Grid redelivers) with media streaming to the media gateway. Callbacks are
 authenticated by the signed token in the callback URL (plus ACS's JWT in Azure, see shared/calls/callback_auth.py).
-The control routes let the media gateway end or transfer the call it carries, with the call's control token.
+The control routes let the media gateway end or transfer the call it carries, with the call's control token: a
+transfer goes to the person the desk routed the caller's escalation to, or to the scenario's team line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import Forbidden, Handler, bearer_token, error, handles_errors, json_response
+from functions.http import Forbidden, Handler, bearer_token, error, handles_errors, json_body, json_response
 from shared import telemetry
 from shared.bootstrap import get_services
 from shared.calls.control import CallEnded, CallRejected
@@ -92,9 +93,26 @@ async def call_hang_up(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 @_call_errors
 async def call_transfer(req: func.HttpRequest) -> func.HttpResponse:
+    """Without a body: to the scenario's escalation number. With `{"escalation_id"}`: to the person the desk routed
+    that escalation of this call's customer to, with the escalation id in the call's custom context."""
     calls, call_id = await _authorize(req)
-    number = await calls.transfer(call_id)
-    return json_response({"call_id": call_id, "action": "transfer", "target": number}, status=202)
+    escalation_id = _escalation_id(json_body(req, allow_empty=True))
+    target = await calls.transfer(call_id, escalation_id=escalation_id)
+    body = {"call_id": call_id, "action": "transfer", "target": target}
+    if escalation_id is not None:
+        body["escalation_id"] = escalation_id
+    return json_response(body, status=202)
+
+
+def _escalation_id(body: dict) -> str | None:
+    if unknown := set(body) - {"escalation_id"}:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}; the body takes only escalation_id")
+    value = body.get("escalation_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        raise InvalidInput('"escalation_id" must be a non-empty string of at most 100 characters')
+    return value
 
 
 async def _authorize(req: func.HttpRequest) -> tuple[CallService, str]:

@@ -305,6 +305,37 @@ class Desk:
         await self._claimed(escalation, entry)
         return escalation
 
+    async def route(self, escalation_id: str, agent: DeskAgent) -> Escalation:
+        """A person takes a waiting caller: the escalation is theirs, CONNECTING until the call transferred to them
+        is accepted (`connected`) or not (`not_connected`). Of people routing at once exactly one wins, as `claim`."""
+        entry = await self.entry(escalation_id)
+
+        def take(customer: Customer) -> Escalation:
+            escalation = _find(customer, escalation_id)
+            if escalation.status is not EscalationStatus.WAITING:
+                if escalation.agent_id == agent.agent_id and escalation.status in (
+                    EscalationStatus.CONNECTING, EscalationStatus.WITH_PERSON
+                ):
+                    return replace(escalation)  # the same person's retried claim
+                raise Conflict(_taken(escalation))
+            escalation.status, escalation.agent_id, escalation.agent_name = (
+                EscalationStatus.CONNECTING, agent.agent_id, agent.name)
+            escalation.updated_at = utcnow()
+            return replace(escalation)
+
+        _, escalation = await self.customers.update(entry["customer_id"], take)
+        # Reserved like a call `place` routes: no other call is routed to them while this one rings.
+        await self.state.mark_processed(_ROUTING + agent.agent_id, ROUTING_SECONDS)
+        await self.state.remove_member(WAITING, escalation_id)
+        await self.state.add_member(_CLAIMS + agent.agent_id, escalation_id, MAX_HANDLE_SECONDS)
+        await self.state.merge(
+            _ENTRY + escalation_id,
+            {"status": escalation.status.value, "agent_id": escalation.agent_id, "agent_name": escalation.agent_name},
+            MAX_WAIT_SECONDS + MAX_HANDLE_SECONDS,
+        )
+        await self._bump(escalation.session_id)
+        return escalation
+
     async def connected(self, customer_id: str, escalation_id: str) -> Escalation | None:
         """A call routed to a person was accepted: they have the customer now."""
 

@@ -4,8 +4,11 @@ A call is placed with `POST /_emulator/calls {"from": "+15555550100"}`: the emul
 the Functions host's Event Grid endpoint, as ACS does through Event Grid. When the app answers (`POST
 /calling/callConnections:answer`, HMAC-checked like every API route), the emulator posts CallConnected to the
 callback URL the app gave, opens the media WebSocket to its transport URL (`media.py`) and posts
-MediaStreamingStarted, or MediaStreamingFailed if the WebSocket cannot be opened. Hang-up, transfer, play and
-start/stop media streaming answer and call back the same way (PROTOCOLS.md B.3-B.5).
+MediaStreamingStarted, or MediaStreamingFailed if the WebSocket cannot be opened. Hang-up, play and start/stop
+media streaming answer and call back the same way (PROTOCOLS.md B.3-B.5). A transfer rings its target (a phone
+number or an ACS user) through `phones.py` with the request's custom context: answered, the app gets
+CallTransferAccepted and its own connection ends, as ACS ends it; declined, missed or unreachable,
+CallTransferFailed, and the call goes on with the app.
 
 The unauthenticated `/_emulator/calls/...` routes are for people and tests: list and inspect calls, push caller
 audio, read the audio the app sent, hang up as the caller, redeliver the IncomingCall event, and a WebSocket
@@ -32,6 +35,7 @@ from aiohttp import web
 from local.acs.events import event_grid_event, now_iso, post_callbacks, post_event_grid
 from local.acs.media import CallAudio, MediaLeg
 from local.acs.oidc import CallbackSigner
+from local.acs.phones import ANSWERED, CANCELLED, DECLINED, MISSED, TRANSFER_RING_SECONDS, UNATTENDED, Phones, Transfer
 from shared import redact
 
 log = logging.getLogger("local.acs.calls")
@@ -43,6 +47,19 @@ RING_SECONDS = 30.0  # an IncomingCall context is good while the call rings
 MAX_CALLS = 200  # calls kept for inspection, oldest dropped first
 SAMPLE_RATES = {"pcm16kmono": 16000, "pcm24kmono": 24000}
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_ACS_USER = re.compile(r"^8:acs:[A-Za-z0-9_:.-]{1,256}$")
+# ACS's rules for custom context (docs/desk.md): SIP header names X-MS-Custom-* (or X-*) of at most 64 characters,
+# values of at most 256 in a small alphabet, at most 5 of them; VoIP names of 64, values of 1024.
+_SIP_NAME = re.compile(r"^X-[A-Za-z0-9.!%*_+~-]{1,62}$", re.IGNORECASE)
+_SIP_VALUE = re.compile(r"^[A-Za-z0-9=;.!%*_+~-]{0,256}$")
+_RESERVED_SIP = re.compile(r"^X-MS-(?!Custom-)", re.IGNORECASE)
+#: What CallTransferFailed says for each way a transfer can fail here (code, subcode, message).
+_TRANSFER_FAILED = {
+    DECLINED: (603, 0, "The transfer target declined the call."),
+    MISSED: (408, 0, "The transfer target did not answer."),
+    UNATTENDED: (404, 0, "The transfer target is not signed in to take calls."),
+    CANCELLED: (487, 0, "The caller hung up before the transfer was answered."),
+}
 _ENDED = ("disconnected", "transferred", "missed")
 STARTED = ("mediaStreamingStarted", "subscriptionStarted")  # mediaStreamingUpdate status and details
 STOPPED = ("mediaStreamingStopped", "subscriptionStopped")
@@ -56,6 +73,12 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 def _phone(number: str) -> dict[str, Any]:
     return {"kind": "phoneNumber", "rawId": f"4:{number}", "phoneNumber": {"value": number}}
+
+
+def _identifier(target: str) -> dict[str, Any]:
+    if target.startswith("8:"):
+        return {"kind": "communicationUser", "rawId": target, "communicationUser": {"id": target}}
+    return _phone(target)
 
 
 @dataclass
@@ -77,6 +100,7 @@ class EmulatedCall:
     actions: list[dict[str, Any]] = field(default_factory=list)  # every API request for this call, in order
     callbacks: list[dict[str, Any]] = field(default_factory=list)  # every callback posted, with the app's status
     transfer_target: str | None = None
+    custom_context: dict[str, Any] | None = None  # what the latest transfer carried to the person
     audio: CallAudio = field(default_factory=CallAudio)
     media: MediaLeg | None = None
     listeners: set[web.WebSocketResponse] = field(default_factory=set)
@@ -115,6 +139,7 @@ class EmulatedCall:
             "state": self.state,
             "media": self.media.state if self.media else "idle",
             "transfer_target": self.transfer_target,
+            "custom_context": self.custom_context,
         }
 
     def details(self) -> dict[str, Any]:
@@ -135,9 +160,11 @@ class CallsApi:
 
     name = "calls"
 
-    def __init__(self, *, sign_callbacks: bool = True, resource_id: str = RESOURCE_ID) -> None:
+    def __init__(self, *, sign_callbacks: bool = True, resource_id: str = RESOURCE_ID,
+                 transfer_ring_seconds: float = TRANSFER_RING_SECONDS) -> None:
         self.calls: OrderedDict[str, EmulatedCall] = OrderedDict()  # by correlation id
         self.signer = CallbackSigner(resource_id) if sign_callbacks else None
+        self.phones = Phones(transfer_ring_seconds)
         self.functions_url = ""
         self._session: aiohttp.ClientSession | None = None
 
@@ -159,6 +186,7 @@ class CallsApi:
         app.router.add_get(driver + "/{id}/audio/{which}", self.read_audio)
         app.router.add_post(driver + "/{id}/hangup", self.caller_hangs_up)
         app.router.add_get(driver + "/{id}/media", self.phone_socket)
+        self.phones.install(app)
         if self.signer is not None:
             self.signer.install(app)
         app.on_startup.append(self._start)
@@ -333,11 +361,18 @@ class CallsApi:
             await self._end(call, "disconnected")
             return web.Response(status=204)
         if op == "transferToParticipant":
-            target = (body.get("targetParticipant") or {}).get("phoneNumber", {}).get("value")
-            if not isinstance(target, str) or not _E164.match(target):
-                return _error(400, "BadRequest", "targetParticipant must be a phone number")
+            target = _participant(body.get("targetParticipant"))
+            if target is None:
+                return _error(400, "BadRequest", "targetParticipant must be a phone number or an ACS user")
+            headers = _custom_context(body.get("customCallingContext"), target)
+            if isinstance(headers, str):
+                return _error(400, "BadRequest", headers)
+            if any(t.call_id == call.correlation_id and t.state == "ringing" for t in self.phones.transfers.values()):
+                return _error(400, "BadRequest", "a transfer of this call is already ringing")
             call.transfer_target = target
-            self._spawn(call, self._transfer(call, target, context))
+            call.custom_context = {"sipHeaders": headers[0], "voipHeaders": headers[1]}
+            transfer = Transfer(call.correlation_id, call.caller, target, *headers, context)
+            self._spawn(call, self._transfer(call, transfer))
             return web.json_response({"operationContext": context}, status=202)
         if op == "play":
             self._spawn(call, self._callback_sequence(call, ["PlayStarted", "PlayCompleted"], context))
@@ -396,12 +431,24 @@ class CallsApi:
                 result=(500, 8582, "The media streaming connection was interrupted."),
             ))
 
-    async def _transfer(self, call: EmulatedCall, target: str, context: str | None) -> None:
-        await self._callback(call, "CallTransferAccepted", context, extra={
-            "transferTarget": _phone(target), "transferee": _phone(call.caller) if call.caller else None,
-        })
-        await self._notify(call, {"kind": "CallTransferred", "target": target})
-        await self._end(call, "transferred")
+    async def _transfer(self, call: EmulatedCall, transfer: Transfer) -> None:
+        """Ring the person; on an answer our connection ends as ACS ends it, otherwise the call goes on."""
+        await self._notify(call, {"kind": "TransferRinging", "target": transfer.target})
+        outcome = await self.phones.ring(transfer)
+        if outcome == CANCELLED or call.ended:
+            return  # the caller hung up while it rang: `_end` told the app
+        context, target = transfer.operation_context, transfer.target
+        if outcome == ANSWERED or (outcome == UNATTENDED and not target.startswith("8:")):
+            await self._callback(call, "CallTransferAccepted", context, extra={
+                "transferTarget": _identifier(target), "transferee": _phone(call.caller) if call.caller else None,
+            })
+            await self._notify(call, {"kind": "CallTransferred", "target": target})
+            await self._end(call, "transferred")
+            return
+        log.info("call %s: the transfer to %s failed (%s)", call.correlation_id, target, outcome)
+        await self._callback(call, "CallTransferFailed", context, result=_TRANSFER_FAILED[outcome],
+                             extra={"transferTarget": _identifier(target)})
+        await self._notify(call, {"kind": "TransferFailed", "target": target, "reason": outcome})
 
     async def _ring_out(self, call: EmulatedCall) -> None:
         await asyncio.sleep(RING_SECONDS)
@@ -420,6 +467,10 @@ class CallsApi:
             return
         was_connected = call.state == "connected"
         call.state = state
+        ringing = await self.phones.cancel(call.correlation_id) if state == "disconnected" else None
+        if ringing is not None and notify_app and was_connected:
+            await self._callback(call, "CallTransferFailed", ringing.operation_context, result=_TRANSFER_FAILED[CANCELLED],
+                                 extra={"transferTarget": _identifier(ringing.target)})
         if call.media is not None and call.media.state == "streaming":
             await call.media.stop()
             if notify_app and was_connected:
@@ -526,6 +577,44 @@ class CallsApi:
         for ws in list(call.listeners):
             if not ws.closed:
                 await ws.close()
+
+
+def _participant(identifier: Any) -> str | None:
+    """The phone number or ACS user id a CommunicationIdentifierModel names, or None."""
+    if not isinstance(identifier, dict):
+        return None
+    phone = identifier.get("phoneNumber")
+    user = identifier.get("communicationUser")
+    raw = str(identifier.get("rawId") or "")
+    value = (phone.get("value") if isinstance(phone, dict) else None) or (
+        user.get("id") if isinstance(user, dict) else None) or (raw[2:] if raw.startswith("4:") else raw)
+    if isinstance(value, str) and (_E164.match(value) or _ACS_USER.match(value)):
+        return value
+    return None
+
+
+def _custom_context(context: Any, target: str) -> tuple[dict[str, str], dict[str, str]] | str:
+    """The (SIP, VoIP) headers of a customCallingContext, or what is wrong with them."""
+    if context is None:
+        return {}, {}
+    if not isinstance(context, dict):
+        return "customCallingContext must be an object"
+    sip, voip = context.get("sipHeaders") or {}, context.get("voipHeaders") or {}
+    if not isinstance(sip, dict) or not isinstance(voip, dict):
+        return "customCallingContext.sipHeaders and voipHeaders must be objects"
+    if sip and target.startswith("8:"):
+        return "SIP headers reach phone numbers only: send voipHeaders to an ACS user"
+    if len(sip) > 5:
+        return "at most 5 custom SIP headers"
+    for name, value in sip.items():
+        if not _SIP_NAME.match(name) or _RESERVED_SIP.match(name):
+            return f"SIP header {name!r}: names start with X-MS-Custom- (or X-) and are at most 64 characters"
+        if not isinstance(value, str) or not _SIP_VALUE.match(value):
+            return f"SIP header {name}: at most 256 letters, digits and =;.!%*_+~- characters"
+    for name, value in voip.items():
+        if not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(value, str) or len(value) > 1024:
+            return f"VoIP header {name!r}: names of at most 64 characters, values of at most 1024"
+    return {str(k): str(v) for k, v in sip.items()}, {str(k): str(v) for k, v in voip.items()}
 
 
 def _media_problem(media: Any) -> str | None:

@@ -5,9 +5,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from shared.calls.control import AnsweredCall, CallControl, CallRejected, MediaStreaming
+from shared.calls.control import AnsweredCall, CallControl, CallRejected, MediaStreaming, TransferTarget
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -26,7 +27,10 @@ class NoCallControl(CallControl):
     async def hang_up(self, call_connection_id: str) -> None:
         raise CallRejected("no ACS endpoint is configured (ACS_ENDPOINT): cannot hang up")
 
-    async def transfer(self, call_connection_id: str, phone_number: str, *, operation_context: str = "") -> None:
+    async def transfer(
+        self, call_connection_id: str, target: TransferTarget, *, operation_context: str = "",
+        context: Mapping[str, str] | None = None,
+    ) -> None:
         raise CallRejected("no ACS endpoint is configured (ACS_ENDPOINT): cannot transfer")
 
 

@@ -8,9 +8,12 @@ it. In Azure the client authenticates with the managed identity (Entra ID); loca
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from shared.calls.control import AnsweredCall, CallControl, CallEnded, CallRejected, MediaStreaming
+from shared.calls.control import (
+    AnsweredCall, CallControl, CallEnded, CallRejected, MediaStreaming, TransferTarget, custom_headers,
+)
 from shared.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -70,12 +73,24 @@ class AcsCallControl(CallControl):
         async with _translated("hang up"):
             await self._sdk().get_call_connection(call_connection_id).hang_up(is_for_everyone=True)
 
-    async def transfer(self, call_connection_id: str, phone_number: str, *, operation_context: str = "") -> None:
-        from azure.communication.callautomation import PhoneNumberIdentifier
+    async def transfer(
+        self, call_connection_id: str, target: TransferTarget, *, operation_context: str = "",
+        context: Mapping[str, str] | None = None,
+    ) -> None:
+        from azure.communication.callautomation import CommunicationUserIdentifier, PhoneNumberIdentifier
 
+        # A phone number is reached over SIP and takes SIP headers; an ACS user is reached over VoIP and takes VoIP
+        # headers. The SDK sends both kinds as the request's customCallingContext.
+        headers = custom_headers(target, context or {})
+        if target.is_phone:
+            identifier: Any = PhoneNumberIdentifier(target.value)
+            custom = {"sip_headers": headers} if headers else {}
+        else:
+            identifier = CommunicationUserIdentifier(target.value)
+            custom = {"voip_headers": headers} if headers else {}
         async with _translated("transfer"):
             await self._sdk().get_call_connection(call_connection_id).transfer_call_to_participant(
-                PhoneNumberIdentifier(phone_number), operation_context=operation_context or None
+                identifier, operation_context=operation_context or None, **custom
             )
 
     async def close(self) -> None:

@@ -7,7 +7,14 @@ Callbacks then move the call along: connected, streaming, ended, transferred. Ea
 Event Grid or ACS deliver it.
 
 What a live call needs across processes (its connection id, session and state) is kept in SessionState under
-`call:<correlation id>`, so the callback handler, the control routes and the gateway all find it.
+`call:<correlation id>`, so the callback handler, the control routes and the gateway all find it; the desk finds a
+voice session's call under `call-of-session:<session id>`.
+
+A caller escalated to the desk reaches a person by transfer (docs/desk.md, "How calls reach people"): the desk
+routes the escalation to someone (CONNECTING), `transfer(call, escalation_id=...)` rings their phone or ACS user
+with the escalation id in the call's custom context and "escalate:<escalation id>" as the operation context, and the
+callbacks settle it: CallTransferAccepted gives the person the customer, CallTransferFailed puts the caller back in
+the queue (still talking with the AI), and a caller who hangs up while waiting is counted as having left.
 """
 
 from __future__ import annotations
@@ -21,15 +28,18 @@ from urllib.parse import quote
 
 from shared import redact, telemetry
 from shared.calls.callback_auth import AcsJwtVerifier
-from shared.calls.control import CallEnded, CallRejected, MediaStreaming
+from shared.calls.control import ESCALATION_HEADER, CallEnded, CallRejected, MediaStreaming, TransferTarget
 from shared.calls.events import CallEvent, IncomingCall
 from shared.calls import tokens as call_tokens
 from shared.calls.tokens import CALLBACK_AUDIENCE, MEDIA_AUDIENCE
-from shared.errors import NotFound, SwitchboardError, Unauthorized
-from shared.models import Channel, Customer, Identity, IdentityKind, SessionStatus, utcnow
+from shared.errors import Conflict, InvalidInput, NotFound, SwitchboardError, Unauthorized
+from shared.models import (
+    Channel, Customer, Escalation, EscalationStatus, Identity, IdentityKind, SessionStatus, utcnow,
+)
 
 if TYPE_CHECKING:
     from shared.bootstrap import Services
+    from shared.desk import DeskAgent, Presence
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,10 @@ DEDUP_TTL_SECONDS = 24 * 3600
 #: died mid-work (a killed process) leaves a claim to expire; any failure it survives releases it at once. Longer
 #: than any answer takes: ACS stops ringing an unanswered call within about 30 seconds.
 CLAIM_TTL_SECONDS = 60.0
+
+#: The operation context of a transfer to the person an escalation was routed to: "escalate:<escalation id>".
+ESCALATE = "escalate:"
+_SESSION_CALL = "call-of-session:"  # + voice session id: {"call_id": correlation id}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9-]")
 _FAILED_TO_CONNECT = {"AnswerFailed", "ConnectFailed", "CreateCallFailed"}
@@ -112,6 +126,8 @@ class CallService:
         media = MediaStreaming(self.media_url(ref), self.settings.call_audio_sample_rate)
         try:
             await self._remember(ref.call_id, session_id=session_id, customer_id=opened, state="answering")
+            await self.state.put(_SESSION_CALL + session_id, {"call_id": ref.call_id},
+                                 self.settings.call_token_ttl_seconds)  # the desk finds the call of a session here
             answered = await self.services.call_control.answer(
                 call.incoming_call_context, self.callback_url(ref), media, operation_context=session_id
             )
@@ -198,11 +214,16 @@ class CallService:
                 await self._remember(ref.call_id, media="failed", media_detail=event.detail)
                 await self._rescue(ref, event)
             case "CallTransferAccepted":
+                if escalation_id := _escalation_of(event):
+                    await self.services.desk.connected(ref.customer_id, escalation_id)
                 await self._finish(ref, "transferred", SessionStatus.TRANSFERRED)
             case "CallTransferFailed":
                 await self._remember(ref.call_id, transfer="failed", transfer_detail=event.detail)
+                if escalation_id := _escalation_of(event):
+                    await self._not_put_through(ref, escalation_id, event.detail)
             case "CallDisconnected":
                 await self._finish(ref, "ended", SessionStatus.COMPLETED)
+                await self._caller_left(ref)
             case failed if failed in _FAILED_TO_CONNECT:
                 await self._finish(ref, "failed", SessionStatus.COMPLETED)
             case other if other.endswith("Failed"):
@@ -228,16 +249,125 @@ class CallService:
     async def hang_up(self, call_id: str, *, connection_id: str | None = None) -> None:
         await self.services.call_control.hang_up(connection_id or await self._connection_id(call_id))
 
-    async def transfer(self, call_id: str, *, connection_id: str | None = None) -> str:
-        """Transfer to the scenario's escalation number; returns the number. CallRejected if there is none."""
+    async def transfer(
+        self, call_id: str, *, connection_id: str | None = None, escalation_id: str | None = None
+    ) -> str:
+        """Transfer the caller to a person; returns where the call rings.
+
+        With `escalation_id`: to the person the desk routed that escalation to (`_put_through`). Without: to the
+        scenario's escalation number (the team's line, for a call the AI cannot carry on); CallRejected if it has
+        none."""
+        if escalation_id is not None:
+            return await self._put_through(call_id, escalation_id)
         number = self.services.scenario.escalation
         if not number:
             raise CallRejected(f"scenario {self.services.scenario.name!r} has no escalation number to transfer to")
         await self.services.call_control.transfer(
-            connection_id or await self._connection_id(call_id), number, operation_context=f"escalate:{call_id}"
+            connection_id or await self._connection_id(call_id), TransferTarget(number),
+            operation_context=f"transfer:{call_id}",
         )
         await self._remember(call_id, transfer="requested", transfer_to=number)
         return number
+
+    # People at the desk ----------------------------------------------------------------------------------------
+
+    async def claim_call(self, escalation_id: str, agent: DeskAgent) -> Escalation:
+        """A person at the desk takes a caller waiting in the queue: the call is transferred to their phone or ACS
+        user. Of two people claiming at once exactly one wins (Conflict for the other, naming who has it). Conflict
+        too, saying what to do, when this person has no phone to ring or the caller is no longer on the line."""
+        desk = self.services.desk
+        entry = await desk.entry(escalation_id)
+        if entry.get("channel") != Channel.VOICE.value:
+            raise InvalidInput(f"escalation {escalation_id} is on {entry.get('channel')}, not a call")
+        person = await desk.presence(agent.agent_id)
+        if _ring(person) is None:
+            raise Conflict(f"this customer is on the phone: set a phone number or an ACS user at the desk so "
+                           f"the call can ring you, {agent.name}")
+        call_id = await self._call_of_session(str(entry["session_id"]))
+        if call_id is None:
+            raise Conflict("this caller's call is no longer on our line")
+        escalation = await desk.route(escalation_id, agent)
+        try:
+            await self._put_through(call_id, escalation_id)
+        except (CallEnded, CallRejected) as exc:  # the desk's routes answer Conflict with a 409 and these words
+            raise Conflict(f"the call could not be put through to you: {exc}") from exc
+        return escalation
+
+    async def _put_through(self, call_id: str, escalation_id: str) -> str:
+        """Ring the person `escalation_id` was routed to, once however often asked; returns where it rings."""
+        record = await self.call(call_id)
+        customer = await self.services.customers.get(str(record.get("customer_id")))
+        escalation = customer.find_escalation(escalation_id)
+        if escalation is None:
+            raise NotFound(f"no escalation {escalation_id!r} for this call's customer")
+        if escalation.session_id != record.get("session_id"):
+            raise Forbidden(f"escalation {escalation_id} belongs to another conversation than this call's")
+        work = f"call-transfer:{escalation_id}"
+        if not await self._claim(work):  # a retried request: the first one rang (or is ringing) the person
+            return str((await self.call(call_id)).get("transfer_to") or "")
+        try:
+            target = await self._ring_person(call_id, customer.customer_id, escalation)
+        except BaseException:
+            await self._unclaim(work)
+            raise
+        await self._done(work)
+        return target
+
+    async def _ring_person(self, call_id: str, customer_id: str, escalation: Escalation) -> str:
+        desk, escalation_id = self.services.desk, escalation.escalation_id
+        if escalation.status is not EscalationStatus.CONNECTING or not escalation.agent_id:
+            raise Conflict(f"escalation {escalation_id} is {escalation.status.value}: it is not being put through "
+                           "to anyone")
+        person = await desk.presence(escalation.agent_id)
+        target = _ring(person)
+        if target is None:
+            await desk.not_connected(customer_id, escalation_id)
+            raise Conflict(f"{person.name} has no phone number or ACS user to ring: the caller is back in the queue")
+        # Recorded before asking, so that an outcome arriving before the answer to this request finds it.
+        await self._remember(call_id, transfer="requested", transfer_to=target.value, escalation_id=escalation_id)
+        try:
+            await self.services.call_control.transfer(
+                await self._connection_id(call_id), target, operation_context=ESCALATE + escalation_id,
+                context={ESCALATION_HEADER: escalation_id},
+            )
+        except CallEnded:
+            await self._remember(call_id, transfer="failed", transfer_detail="the call has ended")
+            await desk.leave(customer_id, escalation_id, EscalationStatus.ABANDONED)
+            raise
+        except SwitchboardError as exc:
+            await self._remember(call_id, transfer="failed", transfer_detail=str(exc))
+            await desk.not_connected(customer_id, escalation_id)  # the caller stays with the AI, in the queue
+            raise
+        log.info("call %s: ringing %s (%s) for escalation %s", call_id, person.name,
+                 redact.phone(target.value) if target.is_phone else "ACS user", escalation_id)
+        return target.value
+
+    async def _not_put_through(self, ref: CallRef, escalation_id: str, detail: str) -> None:
+        """The person did not take the call: back in the queue with the AI, or, if the caller has hung up
+        meanwhile, gone."""
+        record = await self.call(ref.call_id)
+        log.info("call %s: not put through for escalation %s: %s", ref.call_id, escalation_id, detail)
+        if record.get("ended_at"):
+            await self.services.desk.leave(ref.customer_id, escalation_id, EscalationStatus.ABANDONED)
+        else:
+            await self.services.desk.not_connected(ref.customer_id, escalation_id)
+
+    async def _caller_left(self, ref: CallRef) -> None:
+        """The call is over: a caller still waiting for a person has left the queue. One being put through is left
+        to the transfer's own outcome (its callback may come after this one)."""
+        customer = await self.services.customers.get(ref.customer_id)
+        escalation = customer.open_escalation(ref.session_id)
+        if escalation is None or escalation.status is EscalationStatus.WITH_PERSON:
+            return
+        record = await self.call(ref.call_id)
+        if (escalation.status is EscalationStatus.CONNECTING and record.get("transfer") == "requested"
+                and record.get("escalation_id") == escalation.escalation_id):
+            return
+        await self.services.desk.leave(ref.customer_id, escalation.escalation_id, EscalationStatus.ABANDONED)
+
+    async def _call_of_session(self, session_id: str) -> str | None:
+        found = await self.state.get(_SESSION_CALL + session_id)
+        return str(found["call_id"]) if found and found.get("call_id") else None
 
     async def call(self, call_id: str) -> dict[str, Any]:
         """What we know of a call: state, media, connection id, session; NotFound if we never answered it."""
@@ -338,6 +468,23 @@ class CallService:
 
 def _key(call_id: str) -> str:
     return f"call:{call_id}"
+
+
+def _escalation_of(event: CallEvent) -> str | None:
+    """The escalation a transfer callback is about, from the operation context the transfer was asked with."""
+    context = str(event.data.get("operationContext") or "")
+    if not context.startswith(ESCALATE):
+        return None  # a transfer to the team's line, or another operation
+    return context[len(ESCALATE):] or None
+
+
+def _ring(person: Presence) -> TransferTarget | None:
+    """Where a transferred call reaches this person: their ACS user (the desk's own calling app, where the VoIP
+    headers open the customer's context) before their phone number; None when they have neither."""
+    for value in (person.acs_user, person.phone):
+        if value and TransferTarget.valid(value):
+            return TransferTarget(value)
+    return None
 
 
 #: How a call can end, strongest first: a call transferred and then disconnected was transferred.

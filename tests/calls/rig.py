@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from local.acs.calls import CallsApi
+from local.acs.phones import TRANSFER_RING_SECONDS
 from local.acs.server import AcsEmulator, EmulatorService
 from shared.bootstrap import Services, build_services
 from shared.calls.events import CallEvent, IncomingCall, parse_callbacks, parse_incoming_call
@@ -234,12 +235,14 @@ def callback(call_id: str, connection_id: str, event_type: str, **data: Any) -> 
 async def call_rig(
     data_dir: Path, wrap: Callable[[SessionState], SessionState], state: SessionState | None = None, *,
     max_wait_seconds: float = MAX_WAIT_SECONDS, claim_ttl_seconds: float | None = None,
+    transfer_ring_seconds: float = TRANSFER_RING_SECONDS,
 ) -> AsyncIterator[CallRig]:
     """The rig on `state` (default: the embedded SQLite state in `data_dir`) wrapped by `wrap`; the queue counts a
-    call waiting for at most `max_wait_seconds`, and a delivery's claim lasts `claim_ttl_seconds` if given."""
+    call waiting for at most `max_wait_seconds`, a delivery's claim lasts `claim_ttl_seconds` if given, and a
+    transferred call rings a person's phone for `transfer_ring_seconds`."""
     emulator = EmulatorService(
         AcsEmulator(access_key=ACCESS_KEY, functions_url=f"http://127.0.0.1:{free_port()}",
-                    modules=[CallsApi(sign_callbacks=False)]),
+                    modules=[CallsApi(sign_callbacks=False, transfer_ring_seconds=transfer_ring_seconds)]),
         free_port(),
     )
     await emulator.start()

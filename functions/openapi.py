@@ -195,10 +195,12 @@ _SCHEMAS["QueueView"] = {
             "required": ["queue_wait_threshold_seconds", "queue_depth_threshold", "mass_outage_threshold"],
             "additionalProperties": False,
         },
+        "figures": {"type": "string", "description": "Whether the figures are live or an operator's override is in "
+                    "force (these endpoints are for demos and load tests), and how to go back to live."},
         "switch_offered": {"type": "boolean"},
         "reasons": {"type": "array", "items": {"type": "string"}},
     },
-    "required": ["queue", "thresholds", "switch_offered", "reasons"],
+    "required": ["queue", "figures", "thresholds", "switch_offered", "reasons"],
     "additionalProperties": False,
 }
 _SCHEMAS["QueueUpdate"] = {

@@ -51,8 +51,14 @@ async def _view(services) -> dict[str, Any]:
     omni = services.scenario.omnichannel
     # What a phone caller with a mobile number would be told right now.
     decision = decide(omni, snapshot, None, "voice")
+    live = ("live: customers waiting for a person and calls, counted as they come and go; the estimate from the "
+            "people on duty at the desk")
+    overridden = ("overridden: an operator's figures are in force (an offset on the live counts or a pinned estimate), "
+                  'so these are not all live; send {"set": {"waiting": 0, "in_progress": 0}, "clear_overrides": true} '
+                  "to go back to live figures")
     return {
         "queue": snapshot.to_dict(),
+        "figures": overridden if snapshot.overridden else live,
         "thresholds": {
             "queue_wait_threshold_seconds": omni.queue_wait_threshold_seconds,
             "queue_depth_threshold": omni.queue_depth_threshold,

@@ -59,7 +59,7 @@ def decide(omni: Omnichannel, queue: QueueSnapshot, customer: Customer | None, c
     if queue.estimated_wait_seconds is not None and queue.estimated_wait_seconds > omni.queue_wait_threshold_seconds:
         reasons.append(f"estimated wait {queue.estimated_wait_seconds:.0f} s is over {omni.queue_wait_threshold_seconds:.0f} s")
     if queue.waiting is not None and queue.waiting > omni.queue_depth_threshold:
-        reasons.append(f"{queue.waiting} callers waiting is over {omni.queue_depth_threshold}")
+        reasons.append(f"{queue.waiting} customers waiting for a person is over {omni.queue_depth_threshold}")
     if queue.incident_customers is not None and queue.incident_customers > omni.mass_outage_threshold:
         reasons.append(f"an incident affecting {queue.incident_customers} customers is over {omni.mass_outage_threshold}")
     return SwitchDecision(bool(reasons), channels, tuple(reasons))

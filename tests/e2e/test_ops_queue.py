@@ -10,7 +10,8 @@ def test_setting_the_queue_high_turns_the_offer_on_and_bad_input_is_refused(live
 
         view = client.post("/api/ops/queue", json={"set": {"waiting": 60, "estimated_wait_seconds": 300}}).json()
         assert view["switch_offered"] is True
-        assert any("60 callers waiting" in r for r in view["reasons"])
+        assert any("60 customers waiting for a person" in r for r in view["reasons"])
+        assert view["queue"]["overridden"] is True and view["figures"].startswith("overridden")
 
         view = client.post("/api/ops/queue", json={"adjust": {"waiting": -20}}).json()
         assert view["queue"]["waiting"] == 40 and view["switch_offered"] is True  # the 300 s wait still counts

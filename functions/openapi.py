@@ -12,27 +12,15 @@ import copy
 from typing import Any
 
 from functions import openapi_desk
+from functions.openapi_refs import error_response as _error, json_content as _json, ref as _ref
 from shared.settings import SETTINGS, Settings, SettingsError
 
 #: The default of WEBCHAT_MAX_MESSAGE_CHARS; the running app may be configured with another limit.
 DEFAULT_MAX_MESSAGE_CHARS = int(SETTINGS["WEBCHAT_MAX_MESSAGE_CHARS"][0])
 
-_JSON = "application/json"
 #: "Holds something other than whitespace", for JSON Schema's ECMA regexes and Python alike: the app strips with
 #: str.strip(), which also strips \x1c-\x1f and \x85, which ECMA's \s does not count as whitespace.
 NOT_BLANK_PATTERN = r"[^\s\x1c-\x1f\x85]"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {_JSON: {"schema": schema}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json(_ref("Error"))}
 
 
 _SCHEMAS: dict[str, Any] = {

@@ -9,26 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from functions.openapi_refs import error_response as _error, json_content as _json, ref as _ref
+
 from functions.desk import DISPOSITIONS, MAX_NOTE_CHARS
 from shared.desk import MAX_POLL_SECONDS
 from shared.models import EscalationStatus
 
-_JSON = "application/json"
 _SECURITY = [{"deskSignIn": []}]
 #: Query values the desk and the chat page accept for a version or a turn count.
 MAX_COUNTER = 10**15
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {_JSON: {"schema": schema}}
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": _json(_ref("Error"))}
 
 
 _STATUSES = [s.value for s in EscalationStatus]

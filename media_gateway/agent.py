@@ -7,6 +7,10 @@ and once the turn is saved the transcript is cut back to what the caller heard.
 
 A caller who pauses mid-sentence and carries on makes two stretches of speech: while they are still talking (or a
 transcript is still coming), the stretches are joined into one turn rather than answered one by one.
+
+A turn that escalated the caller to a free person (`TurnOutcome.escalation` CONNECTING) is put through once its reply
+has played (`CallHooks.transfer`). If that cannot start, or the person does not take the call (the desk puts the
+escalation back in the queue), the caller hears so and stays with the AI, keeping their place in line.
 """
 
 from __future__ import annotations
@@ -33,11 +37,16 @@ from media_gateway.reply import ReplyHandle
 from shared import telemetry
 from shared.conversation import Conversation, OnText, TurnOutcome
 from shared.errors import NotFound, SessionClosed, SwitchboardError
-from shared.models import SessionStatus
+from shared.models import Escalation, EscalationStatus, SessionStatus
 
 log = logging.getLogger(__name__)
 
 _CHANNEL_NAMES = {"whatsapp": "WhatsApp", "webchat": "web chat"}
+#: What a caller hears when the person they were being put through to cannot be reached (the scenario's phrase
+#: `escalate_not_connected` words it its own way).
+NOT_PUT_THROUGH = "I'm sorry, I couldn't reach {person} just now. You keep your place in line, and I'm still here."
+#: How long a transfer is watched for the person not taking it (ACS gives up ringing well within this).
+TRANSFER_WATCH_SECONDS = 180.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,7 @@ class AgentProcessor(FrameProcessor):
         self._untranscribed = 0  # stretches of speech that ended and whose transcript has not arrived
         self._reply: ReplyHandle | None = None
         self._turns = 0
+        self._speaking = asyncio.Lock()  # one reply at a time: a caller's turn, or news of their transfer
 
     async def start(self, on_failure: OnFailure) -> None:
         await super().start(on_failure)
@@ -129,6 +139,14 @@ class AgentProcessor(FrameProcessor):
 
     async def _answer(self, utterance: Utterance) -> bool:
         """Answer one caller turn; True when the call is to end."""
+        async with self._speaking:
+            ending, escalation = await self._answer_turn(utterance)
+        if escalation is not None:
+            await self._put_through(escalation)
+        return ending
+
+    async def _answer_turn(self, utterance: Utterance) -> tuple[bool, Escalation | None]:
+        """Run and speak one turn: whether the call is to end, and the escalation to put through, if any."""
         self._turns += 1
         last = utterance.last
         metrics = TurnMetrics(
@@ -147,7 +165,11 @@ class AgentProcessor(FrameProcessor):
             await self._keep_what_was_heard(reply, switch_failed=switch_failed)
         if ending is not None:
             self._request_end(ending)
-        return ending is not None
+            return True, None
+        escalation = outcome.escalation if outcome is not None else None
+        if escalation is not None and escalation.status is EscalationStatus.CONNECTING:
+            return False, escalation
+        return False, None
 
     def _speaker(self, reply: ReplyHandle) -> OnText:
         """What the conversation core calls with each piece of reply text."""
@@ -179,6 +201,60 @@ class AgentProcessor(FrameProcessor):
             return outcome, await self._start_handoff(outcome.switch_to, say)
         status = outcome.customer.sessions[self._call.session_id].status
         return outcome, None if status is SessionStatus.ACTIVE else f"the voice session is {status.value}"
+
+    # A person at the desk ------------------------------------------------------------------------------------------
+
+    async def _put_through(self, escalation: Escalation) -> None:
+        """Ask for the transfer to the person the desk routed the caller to, and watch that it reaches them."""
+        try:
+            await self._hooks.transfer(self._call, escalation.escalation_id)
+        except Exception:  # the caller was told they are being put through: they must hear that they are not
+            log.exception("call %s: could not put the caller through for escalation %s", self._call.call_id,
+                          escalation.escalation_id)
+            await self._not_put_through(escalation)
+            return
+        self.create_task(self._watch_transfer(escalation), "watch transfer")
+
+    async def _watch_transfer(self, escalation: Escalation) -> None:
+        """Until the transfer settles: if the person did not take the call, tell the caller. (If they did, ACS ends
+        this leg and the call's end stops this watch.)"""
+        desk, session_id = self._conversation.desk, self._call.session_id
+        deadline = time.monotonic() + TRANSFER_WATCH_SECONDS
+        current: Escalation | None = escalation
+        try:
+            since = await desk.session_version(session_id)
+            while time.monotonic() < deadline:
+                since = await desk.wait_for_session(session_id, since, deadline - time.monotonic())
+                customer = await self._conversation.customers.get(self._call.customer_id)
+                current = customer.find_escalation(escalation.escalation_id)
+                if current is None or current.status is not EscalationStatus.CONNECTING:
+                    break
+        except SwitchboardError as exc:
+            log.warning("call %s: stopped watching the transfer: %s", self._call.call_id, exc)
+            return
+        if current is not None and current.status is EscalationStatus.WAITING:
+            await self._tell_caller(self._not_put_through_words(escalation))
+
+    async def _not_put_through(self, escalation: Escalation) -> None:
+        try:  # back in the queue, if the function app has not put it there already
+            await self._conversation.desk.not_connected(self._call.customer_id, escalation.escalation_id)
+        except SwitchboardError as exc:
+            log.warning("call %s: escalation %s stays routed until it expires: %s", self._call.call_id,
+                        escalation.escalation_id, exc)
+        await self._tell_caller(self._not_put_through_words(escalation))
+
+    def _not_put_through_words(self, escalation: Escalation) -> str:
+        scenario = self._conversation.scenario
+        template = scenario.phrases.get("escalate_not_connected", NOT_PUT_THROUGH)
+        return template.format(person=escalation.agent_name or "the person", company=scenario.company)
+
+    async def _tell_caller(self, text: str) -> None:
+        """Speak between the caller's turns (not a reply to one)."""
+        async with self._speaking:
+            reply = self._reply = ReplyHandle()
+            await self.push_frame(TextFrame(text, self._conversation.scenario.start_agent, reply))
+            await self.push_frame(ReplyEndFrame(reply))
+            await reply.wait_for_playout()
 
     async def _start_handoff(self, channel: str, say: OnText) -> str | None:
         try:

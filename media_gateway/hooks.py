@@ -5,7 +5,9 @@ app (functions/calls.py), which has the call connection id and the ACS credentia
 HTTP, with the call's own control token as the credential: `POST {SWITCHBOARD_PUBLIC_URL}/api/calls/{call}/hangup`
 with `Authorization: Bearer <control token>` (minted when the call's media socket was accepted: the media token in
 the socket URL is for that socket only). A channel switch starts the Durable handoff the same way:
-`POST {SWITCHBOARD_PUBLIC_URL}/api/handoffs` with `{customer_id, session_id, to_channel}` (functions/handoff.py).
+`POST {SWITCHBOARD_PUBLIC_URL}/api/handoffs` with `{customer_id, session_id, to_channel}` (functions/handoff.py),
+and a caller the desk routed to a person is put through with `POST .../api/calls/{call}/transfer`
+`{"escalation_id"}`: the function app rings that person with the escalation id in the call's custom context.
 
 When the gateway ends a call:
 - the conversation accepted a switch to another channel (`TurnOutcome.switch_to`): `start_handoff(call, channel)`
@@ -13,6 +15,10 @@ When the gateway ends a call:
   call ends;
 - the turn left the voice session closed (completed, transferred) or the session was closed elsewhere;
 - in both cases `end_call(call, reason)` runs after the last reply has been played, then the media socket closes.
+
+When the turn escalated the caller to a person who is free (`TurnOutcome.escalation` CONNECTING), `transfer(call,
+escalation_id)` runs once the reply ("I'm putting you through to Dana now") has played. The gateway does not end the
+call: ACS ends our leg when the person answers, and closes the media socket with it.
 
 `CallHooks` is built once per process by `build_hooks(settings)`; tests and benchmarks pass their own.
 """
@@ -57,6 +63,7 @@ class CallRef:
 
 EndCall = Callable[[CallRef, str], Awaitable[None]]
 StartHandoff = Callable[[CallRef, str], Awaitable[None]]
+Transfer = Callable[[CallRef, str], Awaitable[None]]  # (call, escalation id)
 
 
 async def _log_end(call: CallRef, reason: str) -> None:
@@ -67,12 +74,18 @@ async def _no_handoff(call: CallRef, channel: str) -> None:
     log.warning("call %s: the caller accepted to move to %s, but no handoff starter is wired", call.call_id, channel)
 
 
+async def _no_transfer(call: CallRef, escalation_id: str) -> None:
+    raise SwitchboardError(f"call {call.call_id}: no call control is wired to put the caller through to a person")
+
+
 @dataclass(frozen=True)
 class CallHooks:
     end_call: EndCall = _log_end
     """Hang the call up; called once, after the last reply has been played."""
     start_handoff: StartHandoff = _no_handoff
     """Start moving the customer to `channel` (the handoff orchestration); raise to keep the caller on the line."""
+    transfer: Transfer = _no_transfer
+    """Put the caller through to the person escalation `escalation_id` was routed to; raise if that cannot start."""
 
 
 class FunctionsCallControl:
@@ -98,6 +111,19 @@ class FunctionsCallControl:
             raise Unavailable(f"handoff of call {call.call_id} failed: {exc}") from exc
         log.info("call %s: handoff to %s started (%s)", call.call_id, channel, started.get("id"))
 
+    async def transfer(self, call: CallRef, escalation_id: str) -> None:
+        url = f"{self._base}/api/calls/{quote(call.call_id, safe='')}/transfer"
+        try:
+            async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
+                async with http.post(url, json={"escalation_id": escalation_id},
+                                     headers=telemetry.inject({"Authorization": f"Bearer {call.token}"})) as response:
+                    if response.status >= 400:
+                        body = (await response.text())[:200]
+                        raise SwitchboardError(f"transfer of call {call.call_id} refused: {response.status} {body}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise Unavailable(f"transfer of call {call.call_id} failed: {exc}") from exc
+        log.info("call %s: put through for escalation %s", call.call_id, escalation_id)
+
     async def hang_up(self, call: CallRef, reason: str) -> None:
         url = f"{self._base}/api/calls/{quote(call.call_id, safe='')}/hangup"
         try:
@@ -117,4 +143,4 @@ class FunctionsCallControl:
 def build_hooks(public_url: str) -> CallHooks:
     """The hooks `python -m media_gateway` uses: the function app at SWITCHBOARD_PUBLIC_URL."""
     functions = FunctionsCallControl(public_url)
-    return CallHooks(end_call=functions.hang_up, start_handoff=functions.start_handoff)
+    return CallHooks(end_call=functions.hang_up, start_handoff=functions.start_handoff, transfer=functions.transfer)

@@ -5,7 +5,7 @@ at test time, the real conversation core on the embedded stores, and the gateway
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -87,6 +87,7 @@ class RunningGateway:
     services: Services
     ended: list[tuple[str, str]]  # (call id, reason) for each call the gateway ended
     handoffs: list[tuple[str, str]]  # (call id, channel) for each handoff the gateway started
+    transfers: list[tuple[str, str]] = field(default_factory=list)  # (call id, escalation id) for each put-through
 
     async def open_call(self, phone: str = "+15555550177") -> VoiceCall:
         """Open a voice session (its greeting is what the gateway speaks first) and sign its media token."""
@@ -111,6 +112,11 @@ async def gateway(
     async def start_handoff(call, channel: str) -> None:
         handoffs.append((call.call_id, channel))
 
-    running = Gateway(services, offline_engines, hooks=CallHooks(end_call=end_call, start_handoff=start_handoff))
+    async def transfer(call, escalation_id: str) -> None:
+        transfers.append((call.call_id, escalation_id))
+
+    transfers: list[tuple[str, str]] = []
+    hooks = CallHooks(end_call=end_call, start_handoff=start_handoff, transfer=transfer)
+    running = Gateway(services, offline_engines, hooks=hooks)
     async with serving(create_app(running)) as url:
-        yield RunningGateway(running, url, services, ended, handoffs)
+        yield RunningGateway(running, url, services, ended, handoffs, transfers)

@@ -1,4 +1,5 @@
-"""Ending a call and starting a handoff go to the function app's routes, with the call's control token."""
+"""Ending a call, starting a handoff and putting a caller through to a person go to the function app's routes, with
+the call's control token."""
 
 from __future__ import annotations
 
@@ -20,10 +21,19 @@ class FunctionApp:
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict | None]] = []
         self.hangup_status = 202
+        self.transfer_status = 202
 
     async def hangup(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, request.headers.get("Authorization", ""), None))
         return web.json_response({"error": "call corr-1 has ended"} if self.hangup_status == 409 else {}, status=self.hangup_status)
+
+    async def transfer(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, request.headers.get("Authorization", ""), await request.json()))
+        if self.transfer_status != 202:
+            return web.json_response({"error": "escalation esc_1 is waiting: it is not being put through to anyone"},
+                                     status=self.transfer_status)
+        return web.json_response({"call_id": "corr-1", "action": "transfer", "target": "+15555550142",
+                                  "escalation_id": "esc_1"}, status=202)
 
     async def handoffs(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, request.headers.get("Authorization", ""), await request.json()))
@@ -36,6 +46,7 @@ async def function_app() -> AsyncIterator[tuple[FunctionApp, str]]:
     app = web.Application()
     app.router.add_post("/api/calls/{call_id}/hangup", fake.hangup)
     app.router.add_post("/api/handoffs", fake.handoffs)
+    app.router.add_post("/api/calls/{call_id}/transfer", fake.transfer)
     async with serving(app) as url:
         yield fake, url
 
@@ -64,3 +75,13 @@ async def test_a_call_that_already_ended_is_not_an_error_but_a_refusal_is(functi
 async def test_an_unreachable_function_app_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         await FunctionsCallControl(f"http://127.0.0.1:{free_port()}").hang_up(CALL, "done")
+
+
+async def test_putting_a_caller_through_names_the_escalation_and_a_refusal_raises(function_app) -> None:
+    fake, url = function_app
+    hooks = build_hooks(url)
+    await hooks.transfer(CALL, "esc_1")
+    assert fake.requests == [("/api/calls/corr-1/transfer", "Bearer control-token", {"escalation_id": "esc_1"})]
+    fake.transfer_status = 409
+    with pytest.raises(SwitchboardError, match="refused: 409 .*not being put through"):
+        await hooks.transfer(CALL, "esc_1")

@@ -2,10 +2,11 @@
 
     caller audio -> VAD -> speech-to-text -> agent (conversation core) -> TTS -> output (pacing, StopAudio) -> ACS
 
-The pipeline is built when AudioMetadata says the audio format. The call ends when ACS closes the socket, when the
-conversation asks (the hooks in hooks.py hang up through the function app), or when the peer breaks the protocol:
-malformed messages, audio before its metadata, or audio faster than real time (a flood) drop this call, and only
-this call.
+The pipeline is built when AudioMetadata says the audio format and the gateway has a slot for one more
+conversation; until it has, the caller is on hold and hears hold music (hold.py). The call ends when ACS closes the
+socket, when the conversation asks (the hooks in hooks.py hang up through the function app), or when the peer breaks
+the protocol: malformed messages, audio before its metadata, or audio faster than real time (a flood) drop this
+call, and only this call.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING
 from aiohttp import WSMsgType, web
 
 from media_gateway.agent import AgentProcessor
-from media_gateway.frames import AudioMetadataFrame, DtmfFrame, Frame, InputAudioFrame
+from media_gateway.frames import AudioMetadataFrame, DtmfFrame, Frame, InputAudioFrame, OutputAudioFrame
+from media_gateway.hold import CallSlots, count_held, play_hold_music
 from media_gateway.hooks import CallHooks, CallRef
 from media_gateway.metrics import CallMeter, GatewayStats
 from media_gateway.output import OutputProcessor
 from media_gateway.processor import Pipeline, cancel_and_wait
-from media_gateway.serializer import AcsMediaSerializer, ProtocolError
+from media_gateway.serializer import STOP_AUDIO, AcsMediaSerializer, ProtocolError
 from media_gateway.speak import TtsProcessor
 from media_gateway.transcribe import SttProcessor
 from media_gateway.vad import VadParams, VadProcessor
@@ -31,6 +33,7 @@ from media_gateway.vad import VadParams, VadProcessor
 if TYPE_CHECKING:
     from media_gateway.engines import Engines
     from shared.conversation import Conversation
+    from shared.stores.base import SessionState
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,8 @@ class Call:
         hooks: CallHooks,
         stats: GatewayStats,
         vad_params: VadParams,
+        slots: CallSlots | None = None,
+        state: SessionState | None = None,
     ) -> None:
         self.ref = ref
         self._ws = ws
@@ -93,6 +98,11 @@ class Call:
         self._meter = CallMeter(stats)
         self._pipeline: Pipeline | None = None
         self._sample_rate = 0
+        self._slots = slots or CallSlots(1 << 30)
+        self._state = state if state is not None else conversation.state
+        self._has_slot = False
+        self._live = False
+        self._holding: asyncio.Task[None] | None = None
         self._end = asyncio.Event()
         self._end_reason = ""
         self._failure: BaseException | None = None
@@ -128,8 +138,11 @@ class Call:
         finally:
             await cancel_and_wait(reader)
             await cancel_and_wait(ending)
+            await cancel_and_wait(self._holding)
             if self._pipeline is not None:
                 await self._pipeline.stop()
+            if self._has_slot:
+                self._slots.release()
             self._stats.call_ended(dropped)
             log.info(
                 "call %s: media closed after %.0f s; %s",
@@ -160,12 +173,13 @@ class Call:
 
     async def _handle(self, frame: Frame) -> None:
         if isinstance(frame, InputAudioFrame):
-            if self._pipeline is None:
+            if not self._sample_rate:
                 raise ProtocolError("AudioData before AudioMetadata")
             self._guard.admit_audio(len(frame.pcm) / 2 / self._sample_rate)
-            await self._pipeline.process_frame(frame)
+            if self._live and self._pipeline is not None:  # not while on hold: nobody is listening yet
+                await self._pipeline.process_frame(frame)
         elif isinstance(frame, AudioMetadataFrame):
-            if self._pipeline is None:
+            if not self._sample_rate:
                 await self._start(frame.sample_rate)
             elif frame.sample_rate != self._sample_rate:
                 raise ProtocolError("AudioMetadata changed the sample rate mid-call")
@@ -176,12 +190,54 @@ class Call:
 
     async def _start(self, sample_rate: int) -> None:
         self._sample_rate = sample_rate
-        engines, call_id = self._engines, self.ref.call_id
-        self._pipeline = Pipeline([
+        if self._slots.try_take():
+            self._has_slot = True
+            await self._converse()
+            return
+        log.info("call %s: the gateway carries its %d calls: on hold", self.ref.call_id, self._slots.limit)
+        self._holding = asyncio.create_task(self._hold(), name=f"call {self.ref.call_id} hold")
+        self._holding.add_done_callback(self._held)
+
+    async def _hold(self) -> None:
+        """Hold music, counted on hold, until a slot frees; then the conversation begins."""
+        held_since = time.monotonic()
+        music = asyncio.create_task(play_hold_music(self._send_audio, self._sample_rate), name="hold music")
+        counted = asyncio.create_task(count_held(self._state, self.ref.call_id), name="count held")
+        try:
+            await self._slots.take()
+            self._has_slot = True
+        finally:
+            await cancel_and_wait(music)
+            await cancel_and_wait(counted)
+        await self._send(STOP_AUDIO)  # ACS may still have a few frames of the tune queued
+        log.info("call %s: off hold after %.0f s", self.ref.call_id, time.monotonic() - held_since)
+        await self._converse()
+
+    def _held(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("call %s: taking it off hold failed", self.ref.call_id, exc_info=exc)
+            self._fail(exc)
+
+    async def _send_audio(self, pcm: bytes) -> None:
+        await self._send(self._serializer.serialize(OutputAudioFrame(pcm)))
+
+    async def _send(self, message: str | None) -> None:
+        if message is None:
+            return
+        try:
+            await self._ws.send_str(message)
+        except ConnectionResetError:  # the caller hung up: the reader sees the close and ends the call
+            pass
+
+    async def _converse(self) -> None:
+        engines, call_id, sample_rate = self._engines, self.ref.call_id, self._sample_rate
+        pipeline = Pipeline([
             VadProcessor(engines.vad, engines.vad_executor, sample_rate, self._meter, self._vad_params),
             SttProcessor(engines.stt, self._meter, call_id),
             AgentProcessor(self._conversation, self.ref, self._hooks, self._stats, self.request_end),
             TtsProcessor(engines.tts, sample_rate, call_id),
             OutputProcessor(self._ws.send_str, self._serializer, sample_rate, self._stats, call_id),
         ])
-        await self._pipeline.start(self._fail)
+        self._pipeline = pipeline  # set first: whatever happens next, the call's end stops it
+        await pipeline.start(self._fail)
+        self._live = True  # from now on the caller's audio flows in

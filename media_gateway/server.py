@@ -2,7 +2,9 @@
 
 ACS connects to the transport URL the call function answered with, `{GATEWAY_PUBLIC_URL}/media?token=<t>`. The
 token is checked before the upgrade is accepted: missing gets 401, one that does not verify (forged, expired, meant
-for something else) gets 403, a session that does not exist 404, a closed one 409, and a full gateway 503. A call
+for something else) gets 403, a session that does not exist 404, a closed one 409. A gateway carrying its
+GATEWAY_MAX_CALLS conversations holds the next callers with hold music until a conversation ends (hold.py), and
+only refuses (503) when it holds as many again. A call
 has one media socket: the first accepted takes the call in SessionState, shared by every gateway replica, and any
 later one for that call (at once or after, with this token or another) gets 409. Each refusal is logged and
 affects no other call. The accepted call gets its call-control token, minted here from the media token's claims,
@@ -22,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from media_gateway.call import Call
+from media_gateway.hold import CallSlots
 from media_gateway.hooks import CallHooks, CallRef
 from media_gateway.metrics import GatewayStats
 from media_gateway.vad import VadParams
@@ -50,6 +53,7 @@ class Gateway:
         hooks: CallHooks | None = None,
         vad_params: VadParams | None = None,
         max_calls: int | None = None,
+        max_held: int | None = None,
         stats: GatewayStats | None = None,
     ) -> None:
         self.services = services
@@ -57,6 +61,8 @@ class Gateway:
         self.hooks = hooks or CallHooks()
         self.vad_params = vad_params or VadParams(end_of_turn_ms=services.settings.gateway_end_of_turn_ms)
         self.max_calls = max_calls or services.settings.gateway_max_calls
+        self.max_held = self.max_calls if max_held is None else max_held  # callers on hold beyond those
+        self.slots = CallSlots(self.max_calls)
         self.stats = stats or GatewayStats()
         self.calls: dict[Call, web.WebSocketResponse] = {}
 
@@ -68,8 +74,9 @@ class Gateway:
             ref = self._call_for(self.services.tokens.verify(token, MEDIA_AUDIENCE))
         except (Unauthorized, ValueError) as exc:
             return _refuse(request, 403, str(exc))
-        if len(self.calls) >= self.max_calls:
-            return _refuse(request, 503, f"this gateway is carrying its maximum of {self.max_calls} calls")
+        if len(self.calls) >= self.max_calls + self.max_held:
+            return _refuse(request, 503, f"this gateway is carrying its maximum of {self.max_calls} calls and "
+                                         f"holding {self.max_held} more")
         try:
             session = await self.services.conversation.transcript(ref.session_id, ref.customer_id)
         except NotFound as exc:
@@ -87,7 +94,8 @@ class Gateway:
         except Unavailable as exc:
             return _refuse(request, 503, str(exc))
         await ws.prepare(request)
-        call = Call(ws, ref, self.services.conversation, self.engines, self.hooks, self.stats, self.vad_params)
+        call = Call(ws, ref, self.services.conversation, self.engines, self.hooks, self.stats, self.vad_params,
+                    slots=self.slots, state=self.services.state)
         self.calls[call] = ws
         try:
             await call.run()
@@ -113,7 +121,8 @@ class Gateway:
         )
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "calls": len(self.calls), "engines": self.engines.describe()})
+        return web.json_response({"status": "ok", "calls": len(self.calls), "on_hold": self.slots.waiting,
+                                  "engines": self.engines.describe()})
 
     async def stats_view(self, request: web.Request) -> web.Response:
         """Process figures for the benchmark; `?reset=pacing` starts the frame-lateness histogram afresh.

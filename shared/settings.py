@@ -58,7 +58,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "GATEWAY_PUBLIC_URL": ("", "WebSocket base URL at which ACS reaches the media gateway (wss://... in Azure). Empty: ws://127.0.0.1:$GATEWAY_PORT."),
     "GATEWAY_HOST": ("127.0.0.1", "Interface the media gateway listens on; its container sets 0.0.0.0."),
     "GATEWAY_END_OF_TURN_MS": ("500", "Silence after caller speech that ends their turn, in ms: lower answers sooner, higher lets callers pause."),
-    "GATEWAY_MAX_CALLS": ("100", "Calls one media gateway process carries at once; more get 503 on the WebSocket upgrade."),
+    "GATEWAY_MAX_CALLS": ("100", "Conversations one media gateway process carries at once; the next callers are held with hold music (and counted waiting on the desk) until one ends, and beyond as many again get 503 on the WebSocket upgrade."),
     "GATEWAY_PRELOAD_MODELS": ("true", "Load the media gateway's speech models as it starts, so the first caller does not wait (`false`: on the first call; the tests' hosts do this)."),
     "GATEWAY_STATS_KEY": ("", "Bearer key for the media gateway's `GET /stats`. Empty: /stats answers only direct loopback requests (127.0.0.1, nothing forwarded), so it is closed on the container's public ingress."),
     "SPEECH_ENDPOINT": ("", "Azure AI Speech endpoint (https://<resource>.cognitiveservices.azure.com/). Set (or SPEECH_REGION): the gateway uses Azure speech-to-text and neural TTS. Empty: offline faster-whisper and piper."),

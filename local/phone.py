@@ -8,6 +8,13 @@ comes back), then speaks the next line with the offline voice (piper, resampled 
 dialogue as it goes: your lines, the agent's (transcribed from the returned audio with faster-whisper tiny.en) and,
 per turn, the time from the end of your speech to the first audio of the answer. `--wav FILE` speaks a recording;
 `--barge "text"` talks over the agent's next answer instead of waiting, to see it stop (StopAudio).
+
+    python -m local.phone --answer-transfers --as +15555550142
+
+plays the person at the desk instead: it registers on the emulator as the phone at `--as` (set the same number as
+your phone on the desk page), answers each call transferred to it and prints the escalation id the call's custom
+context carried, the one the desk opens that customer's context with. Run it in one terminal, be available on the
+desk with that phone, and call in another terminal saying "I want to talk to a person".
 """
 
 from __future__ import annotations
@@ -164,8 +171,13 @@ class Handset:
             self.streaming.set()
         elif kind == "StopAudio":
             self.stop_audio_at.append(now)
+        elif kind == "TransferRinging":
+            print(f"... putting you through to {event.get('target')}", flush=True)
+        elif kind == "TransferFailed":
+            print(f"... {event.get('target')} did not take the call ({event.get('reason')}): still with the agent",
+                  flush=True)
         elif kind == "CallTransferred":
-            self.end_reason = f"transferred to {event.get('target')} (a person would pick up here)"
+            self.end_reason = f"transferred to {event.get('target')}: a person has the call"
         elif kind == "CallDisconnected":
             state = event.get("state")
             self._end("the agent hung up" if state == "disconnected" else f"the call is {state}")
@@ -365,6 +377,71 @@ async def _report_barge_in(
     print(f"        [the agent stopped {dialogue.stops_ms[-1]:.0f} ms after you started talking{said}]", flush=True)
 
 
+# The person at the desk: answering transferred calls ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transferred:
+    """A call transferred to the phone, as it rang: who called, and the escalation its custom context named."""
+
+    transfer_id: str
+    caller: str | None
+    escalation_id: str | None
+    custom_context: dict[str, Any]
+
+
+def escalation_in(custom_context: dict[str, Any]) -> str | None:
+    """The escalation id a transfer carried: SIP header X-MS-Custom-Switchboard-Escalation to a phone number, VoIP
+    header switchboard-escalation to an ACS user (shared/calls/control.py)."""
+    from shared.calls.control import ESCALATION_HEADER, context_value
+
+    headers = {**(custom_context.get("sipHeaders") or {}), **(custom_context.get("voipHeaders") or {})}
+    return context_value(headers, ESCALATION_HEADER)
+
+
+async def answer_transfers(
+    emulator: str, target: str, *, decline: bool = False, answer_after: float = 1.0, count: int | None = None,
+    registered: asyncio.Event | None = None,
+) -> list[Transferred]:
+    """Be the phone at `target`: answer (or decline) each transferred call after it rang `answer_after` seconds,
+    printing what it carried; returns after `count` calls (None: until cancelled or the emulator goes away)."""
+    from urllib.parse import quote
+
+    took: list[Transferred] = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
+        try:
+            ws = await session.ws_connect(f"{emulator}/_emulator/phones/{quote(target, safe='')}", heartbeat=None)
+        except aiohttp.ClientConnectorError:
+            raise PhoneError(f"no ACS emulator at {emulator}: start the system with `make run`") from None
+        async with ws:
+            async for message in ws:
+                if message.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                event = json.loads(message.data)
+                if event.get("kind") == "registered":
+                    print(f"answering calls transferred to {target} (Ctrl-C to stop)", flush=True)
+                    if registered is not None:
+                        registered.set()
+                elif event.get("kind") == "ringing":
+                    call = Transferred(str(event["transfer_id"]), event.get("from"),
+                                       escalation_in(event.get("customContext") or {}),
+                                       dict(event.get("customContext") or {}))
+                    print(f"ringing: a call from {call.caller or 'a withheld number'}; "
+                          f"escalation {call.escalation_id or '(none in the custom context)'}", flush=True)
+                    await asyncio.sleep(answer_after)
+                    await ws.send_json({"kind": "decline" if decline else "answer", "transfer_id": call.transfer_id})
+                    print("declined" if decline else f"answered: the desk opens escalation {call.escalation_id}",
+                          flush=True)
+                    took.append(call)
+                    if count is not None and len(took) >= count:
+                        break
+                elif event.get("kind") == "cancelled":
+                    print("... the caller hung up before it was answered", flush=True)
+                elif event.get("kind") == "missed":
+                    print("... missed: it rang too long", flush=True)
+    return took
+
+
 def _summary(dialogue: Dialogue) -> None:
     if dialogue.latencies_ms:
         figures = ", ".join(f"{t:.0f}" for t in dialogue.latencies_ms)
@@ -400,10 +477,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--answer-timeout", type=float, default=15.0, help="seconds to wait for the call to connect")
     parser.add_argument("--no-transcribe", dest="transcribe", action="store_false", help="do not transcribe the agent")
     parser.add_argument("--emulator", help="ACS emulator URL (default: http://127.0.0.1:$ACS_EMULATOR_PORT)")
+    person = parser.add_argument_group("playing the person at the desk")
+    person.add_argument("--answer-transfers", action="store_true",
+                        help="answer calls transferred to --as, printing the escalation id each carried")
+    person.add_argument("--as", dest="target", default="+15555550142", metavar="NUMBER|ACS_USER",
+                        help="the phone number or ACS user (8:acs:...) to answer for (default +15555550142)")
+    person.add_argument("--decline", action="store_true", help="decline transferred calls instead")
+    person.add_argument("--answer-after", type=float, default=1.0, metavar="S", help="let it ring S s (default 1)")
+    person.add_argument("--once", action="store_true", help="stop after the first transferred call")
     parser.set_defaults(lines=[])
     args = parser.parse_args(argv)
     if not re.fullmatch(r"\+[1-9]\d{6,14}", args.caller):
         parser.error(f"--from must be an E.164 number like +15555550100, not {args.caller!r}")
+    if args.answer_transfers and not re.fullmatch(r"\+[1-9]\d{6,14}|8:acs:[A-Za-z0-9_:.-]+", args.target):
+        parser.error(f"--as must be an E.164 number or an ACS user id (8:acs:...), not {args.target!r}")
     if missing := [line.value for line in args.lines if line.kind == "wav" and not Path(line.value).is_file()]:
         parser.error(f"no such WAV file: {missing[0]}")
 
@@ -414,12 +501,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"phone: {exc}", file=sys.stderr)
         return 2
     args.emulator = args.emulator or f"http://127.0.0.1:{settings.acs_emulator_port}"
+    if args.answer_transfers:
+        return _be_the_person(args)
     engines = Engines(transcribe=args.transcribe)
     try:
         engines.load(need_voice=any(line.kind != "wav" for line in args.lines))
         dialogue = asyncio.run(converse(args, engines))
         _summary(dialogue)
         return 0 if dialogue.answered else 1
+    except PhoneError as exc:
+        print(f"phone: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _be_the_person(args: argparse.Namespace) -> int:
+    try:
+        asyncio.run(answer_transfers(args.emulator.rstrip("/"), args.target, decline=args.decline,
+                                     answer_after=args.answer_after, count=1 if args.once else None))
+        return 0
     except PhoneError as exc:
         print(f"phone: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,168 @@
+"""The desk on the phone, end to end with audio: `python -m local` (Functions host, ACS emulator, media gateway with
+the offline engines), the phone simulator's code as the caller (local/phone.py: piper speaks, faster-whisper hears),
+the phone simulator's `--answer-transfers` as the person's phone, and people at the desk signed in over HTTP with the
+local host's dev sign-in (tests/desk/people.py).
+
+- Nobody on duty: a caller who asks for a person hears that nobody is free and is offered WhatsApp, web chat or a
+  callback; saying "WhatsApp" starts the handoff, and the invite lands in the emulator's WhatsApp outbox; the
+  escalation is withdrawn for WhatsApp. Asking to be called back instead records the callback on the escalation.
+- Dana on duty with a phone: the caller hears they are being put through to Dana, the call is transferred to
+  Dana's phone with the escalation id in its custom context, and Dana's desk has that customer.
+
+Slow by nature (the calls run in real time): a few minutes for the module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from local.phone import Dialogue, Engines, Line, answer_transfers, converse
+from shared.models import Customer, EscalationStatus, Identity, IdentityKind
+from shared.stores.embedded_customers import SqliteCustomerStore
+from tests.desk.people import Person
+from tests.e2e.test_calls_audio import wait_warm
+from tests.peers import free_port
+
+WHATSAPP = re.compile(r"what'?s\s?app", re.I)  # speech-to-text writes it either way
+JORDAN = "+15555550100"  # a demo customer: we have their number for WhatsApp and for a callback
+DANA_PHONE = "+15555550142"
+
+
+class VoiceLine:
+    """The running system and what the test reads from it."""
+
+    def __init__(self, host: Any, data_dir: Path, engines: Engines) -> None:
+        self.host, self.data_dir, self.engines = host, data_dir, engines
+        self.acs = httpx.AsyncClient(base_url=host.acs_url, timeout=20)
+
+    async def call(self, *said: str, caller: str = JORDAN) -> Dialogue:
+        """Call the agent and say each line after the agent's answer, as `python -m local.phone --say ...` does."""
+        args = argparse.Namespace(
+            emulator=self.host.acs_url, caller=caller, lines=[Line("say", text) for text in said], barge_after=1.5,
+            quiet_ms=1200, reply_timeout=25.0, answer_timeout=15.0, transcribe=True,
+        )
+        return await asyncio.wait_for(converse(args, self.engines), timeout=240)
+
+    async def outbox(self, phone: str) -> list[dict[str, Any]]:
+        return (await self.acs.get("/_emulator/messages", params={"to": phone})).json()
+
+    async def record(self, phone: str = JORDAN) -> Customer:
+        store = SqliteCustomerStore(self.data_dir / "customers.sqlite3")
+        try:
+            customer = await store.find_by_identity(Identity(IdentityKind.PHONE, phone))
+        finally:
+            await store.close()
+        assert customer is not None
+        return customer
+
+
+@pytest.fixture(scope="module")
+async def line(local_host_factory, tmp_path_factory) -> AsyncIterator[VoiceLine]:
+    data_dir = tmp_path_factory.mktemp("voice-desk")
+    gateway_port = free_port()
+    host = await asyncio.to_thread(local_host_factory, SWITCHBOARD_DATA_DIR=str(data_dir),
+                                   GATEWAY_PORT=str(gateway_port), GATEWAY_PRELOAD_MODELS="true")
+    engines = Engines(transcribe=True)
+    await asyncio.to_thread(engines.load, True)
+    await asyncio.to_thread(wait_warm, f"http://127.0.0.1:{gateway_port}")
+    voice = VoiceLine(host, data_dir, engines)
+    yield voice
+    await voice.acs.aclose()
+
+
+@pytest.fixture
+async def supervisor(line: VoiceLine) -> AsyncIterator[Person]:
+    sam = await Person.signed_in(line.host.url, "Sam Okafor", supervisor=True)
+    yield sam
+    await sam.close()
+
+
+async def test_with_nobody_on_duty_a_caller_is_offered_whatsapp_and_the_invite_goes_out(
+    line: VoiceLine, supervisor: Person
+) -> None:
+    assert (await supervisor.queue())["metrics"]["agents_available"] == 0, "nobody is at the desk"
+    before = len(await line.outbox(JORDAN))
+
+    dialogue = await line.call("I want to talk to a real person", "yes, send it to WhatsApp")
+
+    heard = " ".join(text for who, text in dialogue.lines if who == "bot").lower()
+    assert "free" in heard and WHATSAPP.search(heard), f"the caller hears nobody is free, and WhatsApp: {heard!r}"
+    assert dialogue.ended and dialogue.ended != "you hung up", "the agent ends the call after the switch"
+    invites = await _eventually(lambda: _templates(line, JORDAN, before), what="the WhatsApp invite")
+    assert [m["template"] for m in invites] == ["switchboard_handoff_invite"]
+
+    customer = await line.record()
+    escalation = customer.escalation
+    assert escalation is not None and escalation.channel.value == "voice"
+    assert escalation.status is EscalationStatus.WITHDRAWN and escalation.callback is None
+    turns = customer.sessions[escalation.session_id].turns
+    offer = next(t.text for t in turns if t.role == "agent" and "rather not wait" in t.text)
+    assert "nobody from our team is free" in offer, offer
+    assert "WhatsApp" in offer and "web chat" in offer and "call back" in offer, offer
+    assert escalation.escalation_id not in [e["escalation_id"] for e in (await supervisor.queue())["waiting"]]
+
+
+async def test_with_nobody_on_duty_a_caller_who_asks_to_be_called_back_has_it_recorded(
+    line: VoiceLine, supervisor: Person
+) -> None:
+    dialogue = await line.call("can I speak to a person", "please call me back")
+
+    heard = " ".join(text for who, text in dialogue.lines if who == "bot").lower()
+    assert "call you back" in heard, heard
+    customer = await line.record()
+    escalation = customer.escalation
+    assert escalation is not None and escalation.status is EscalationStatus.WITHDRAWN
+    assert escalation.callback == JORDAN
+    assert escalation.escalation_id not in [e["escalation_id"] for e in (await supervisor.queue())["waiting"]]
+
+
+async def test_a_caller_is_put_through_to_dana_whose_phone_gets_the_escalation_and_whose_desk_has_them(
+    line: VoiceLine,
+) -> None:
+    dana = await Person.signed_in(line.host.url, "Dana Reyes")
+    registered = asyncio.Event()
+    phone = asyncio.create_task(answer_transfers(line.host.acs_url, DANA_PHONE, count=1, registered=registered))
+    try:
+        await asyncio.wait_for(registered.wait(), 10)
+        await dana.ok("POST", "/api/desk/presence", json={"status": "available", "phone": DANA_PHONE})
+
+        dialogue = await line.call("I'd like to talk to a person please")
+        (took,) = await asyncio.wait_for(phone, 30)
+        mine = (await dana.queue())["mine"]
+    finally:
+        phone.cancel()
+        await asyncio.gather(phone, return_exceptions=True)
+        await dana.ok("POST", "/api/desk/presence", json={"status": "away"})
+        await dana.close()
+
+    heard = " ".join(text for who, text in dialogue.lines if who == "bot").lower()
+    assert "putting you through to dana" in heard, heard
+    assert dialogue.ended.startswith(f"transferred to {DANA_PHONE}"), dialogue.ended
+    customer = await line.record()
+    escalation = customer.escalation
+    assert escalation is not None and escalation.escalation_id == took.escalation_id
+    assert took.custom_context["sipHeaders"] == {"X-MS-Custom-Switchboard-Escalation": escalation.escalation_id}
+    assert took.caller == JORDAN
+    assert (escalation.status, escalation.agent_name) == (EscalationStatus.WITH_PERSON, "Dana Reyes")
+    assert [(e["escalation_id"], e["status"]) for e in mine] == [(escalation.escalation_id, "with_person")]
+
+
+async def _templates(line: VoiceLine, phone: str, before: int) -> list[dict[str, Any]]:
+    return [m for m in (await line.outbox(phone))[before:] if m["kind"] == "template"]
+
+
+async def _eventually(check, timeout: float = 30.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := await check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+    return result

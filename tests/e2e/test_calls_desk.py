@@ -4,7 +4,8 @@ side, a scripted media gateway peer, and a person's phone registered on the emul
 The voice turns run here, through the conversation core on the host's own stores (the same SQLite files), as the
 media gateway runs them; the gateway's side of a transfer is the route it calls, `POST /api/calls/{id}/transfer`
 with `{"escalation_id"}` and the call's control token. The desk's people are set with shared.desk.Desk on the same
-state (the host's SQLite state file).
+state (the host's SQLite state file), or signed in over HTTP with the local host's dev sign-in where the test is
+about the desk's own route.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from shared.errors import Conflict
 from shared.models import Escalation, EscalationStatus, new_id
 from shared.settings import Settings
 from tests.calls.gateway_peer import FakeGateway
+from tests.desk.people import Person
 from tests.e2e.test_calls import ACCESS_KEY, SECRET, System, _bearer, control_token, eventually, media_token
 from tests.peers import free_port
 
@@ -289,6 +291,36 @@ async def test_a_person_without_a_phone_cannot_claim_a_caller_and_is_told_why(
     with pytest.raises(Conflict, match="set a phone number or an ACS user at the desk"):
         await CallService(services).claim_call(outcome.escalation.escalation_id, kim)
     assert (await escalation_of(services, call, outcome.escalation.escalation_id)).status is EscalationStatus.WAITING
+
+
+async def test_a_person_claims_a_waiting_caller_on_the_desk_and_their_phone_rings(
+    system: System, services: Services
+) -> None:
+    call, outcome = await ask_for_a_person(system, services)  # nobody on duty: the caller waits
+    escalation_id = outcome.escalation.escalation_id
+    kim = await Person.signed_in(system.host.url, "Kim Tran")
+    lee = await Person.signed_in(system.host.url, "Lee Park")
+    try:
+        await kim.ok("POST", "/api/desk/presence", json={"status": "available"})  # no phone: she cannot take calls
+        refused = await kim.claim(escalation_id)
+        assert refused.status_code == 409 and "set a phone number" in refused.json()["error"], refused.text
+
+        await lee.ok("POST", "/api/desk/presence", json={"status": "available", "phone": "+15555550144"})
+        async with phone(system, "+15555550144") as lee_phone:
+            claimed = await lee.claim(escalation_id)
+            assert claimed.status_code == 200, claimed.text
+            assert claimed.json()["escalation"]["status"] == "connecting"
+            ringing = await lee_phone.next("ringing")
+            assert ringing["customContext"]["sipHeaders"] == {"X-MS-Custom-Switchboard-Escalation": escalation_id}
+            await lee_phone.send("answer", ringing["transfer_id"])
+            await eventually(lambda: status_is(services, call, escalation_id, EscalationStatus.WITH_PERSON),
+                             what="Lee to have the caller")
+        mine = (await lee.queue())["mine"]
+        assert [(e["escalation_id"], e["status"]) for e in mine] == [(escalation_id, "with_person")]
+    finally:
+        for person in (kim, lee):
+            await person.ok("POST", "/api/desk/presence", json={"status": "away"})
+            await person.close()
 
 
 # --- the route's input ----------------------------------------------------------------------------------------

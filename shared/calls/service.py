@@ -302,7 +302,9 @@ class CallService:
             raise NotFound(f"no escalation {escalation_id!r} for this call's customer")
         if escalation.session_id != record.get("session_id"):
             raise Forbidden(f"escalation {escalation_id} belongs to another conversation than this call's")
-        work = f"call-transfer:{escalation_id}"
+        # Once per routing: the same person's retried request rings nobody twice, while a caller put back in the
+        # queue and routed again (to the next person, or the same one later) is rung again.
+        work = f"call-transfer:{escalation_id}:{escalation.agent_id}:{escalation.updated_at}"
         if not await self._claim(work):  # a retried request: the first one rang (or is ringing) the person
             return str((await self.call(call_id)).get("transfer_to") or "")
         try:

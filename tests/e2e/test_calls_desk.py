@@ -208,7 +208,7 @@ async def test_an_acs_user_gets_the_escalation_in_voip_headers(
                                            EscalationStatus.WITH_PERSON), what="Sam to have the caller")
 
 
-async def test_a_person_who_declines_puts_the_caller_back_in_the_queue_still_with_the_ai(
+async def test_a_person_who_declines_puts_the_caller_back_in_the_queue_with_the_ai_for_the_next_person(
     system: System, services: Services, people: list[DeskAgent]
 ) -> None:
     await on_duty(services, people, "Dana", phone=DANA_PHONE)
@@ -225,6 +225,17 @@ async def test_a_person_who_declines_puts_the_caller_back_in_the_queue_still_wit
     assert emulated["state"] == "connected" and "CallTransferFailed" in [c["type"] for c in emulated["callbacks"]]
     view = await system.app_state(call)
     assert (view["state"], view["session_status"], view["transfer"]) == ("connected", "active", "failed")
+
+    # Someone else takes the caller from the queue: their phone rings this time.
+    lee = await on_duty(services, people, "Lee", phone="+15555550143")
+    async with phone(system, "+15555550143") as lee_phone:
+        await CallService(services).claim_call(escalation_id, lee)
+        ringing = await lee_phone.next("ringing")
+        assert ringing["customContext"]["sipHeaders"] == {"X-MS-Custom-Switchboard-Escalation": escalation_id}
+        await lee_phone.send("answer", ringing["transfer_id"])
+        taken = await eventually(lambda: status_is(services, call, escalation_id, EscalationStatus.WITH_PERSON),
+                                 what="Lee to have the caller")
+    assert taken.agent_name == "Lee"
 
 
 async def test_a_caller_who_hangs_up_while_it_rings_has_left_and_the_phone_stops_ringing(

@@ -121,8 +121,7 @@ class Gateway:
         )
 
     async def healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "calls": len(self.calls), "on_hold": self.slots.waiting,
-                                  "engines": self.engines.describe()})
+        return web.json_response({"status": "ok", "calls": len(self.calls), "engines": self.engines.describe()})
 
     async def stats_view(self, request: web.Request) -> web.Response:
         """Process figures for the benchmark; `?reset=pacing` starts the frame-lateness histogram afresh.

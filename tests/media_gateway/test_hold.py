@@ -60,7 +60,8 @@ async def test_a_caller_over_capacity_hears_hold_music_is_counted_waiting_and_is
         assert await state.count_members(HELD_CALLS) == 1
         assert (await desk.metrics())["calls_on_hold"] == 1
         assert (await gateway.services.queue.snapshot()).waiting >= 1, "a held call waits like an escalation"
-        assert (await health(gateway.base_url))["on_hold"] == 1
+        assert (await health(gateway.base_url))["calls"] == 2, "a held call is one the gateway carries"
+        assert gateway.gateway.slots.waiting == 1
         session = await gateway.services.conversation.transcript(second_call.session_id, second_call.customer_id)
         assert all(turn.role == "agent" for turn in session.turns), "nobody has talked to the held caller"
 

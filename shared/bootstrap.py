@@ -23,6 +23,7 @@ from shared.settings import Settings
 from shared.stores import build_customer_store, build_session_state
 from shared.stores.base import CustomerStore, SessionState
 from shared.tokens import TokenSigner, load_secret
+from shared.verification import Verifier, whatsapp_code_sender
 from shared.whatsapp.service import WhatsAppService
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ async def build_services(settings: Settings) -> Services:
     state = build_session_state(settings)
     policy = build_policy(settings)
     desk = Desk(scenario, customers, state)
+    messenger = build_messenger(settings)
+    verifier = Verifier(scenario, state, whatsapp_code_sender(scenario, messenger))
     queue = QueueMetrics(state, desk=desk)
     if not settings.cosmos_endpoint:
         await seed_demo_customers(customers, scenario)
@@ -100,14 +103,14 @@ async def build_services(settings: Settings) -> Services:
         state=state,
         policy=policy,
         conversation=Conversation(
-            scenario, customers, state, policy, queue=queue, desk=desk,
+            scenario, customers, state, policy, queue=queue, desk=desk, verifier=verifier,
             session_ttl_seconds=settings.session_ttl_seconds,
         ),
         tokens=TokenSigner(load_secret(settings.token_secret, settings.data_dir)),
         queue=queue,
         desk=desk,
         call_control=build_call_control(settings),
-        messenger=build_messenger(settings),
+        messenger=messenger,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from contextlib import AbstractAsyncContextManager
 from typing import Awaitable, Callable
 
@@ -18,16 +18,19 @@ from shared import telemetry
 from shared.desk import Desk, Placement
 from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
 from shared.models import (
-    Channel, ChannelSession, Customer, Escalation, EscalationStatus, Handoff, HandoffStatus, Identity, SessionStatus,
-    Turn, utcnow,
+    Channel, ChannelSession, Customer, Escalation, EscalationStatus, Handoff, HandoffStatus, Identity, IdentityKind,
+    SessionStatus, Turn, Verification, utcnow,
 )
-from shared.policies.base import EscalateRequest, HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext
+from shared.policies.base import (
+    EscalateRequest, HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext, VerificationNeeded,
+)
 from shared.policies.nlu import requested_channel
 from shared.queue import QueueMetrics
 from shared.router import SwitchDecision, available_channels, decide, phone_of
 from shared.scenario import AgentSpec, Scenario
 from shared.session_lock import SessionBusy, SessionLocks
 from shared.stores.base import CustomerStore, SessionState
+from shared.verification import Challenge, Checked, Verifier, level_of_channel
 from shared.wait import spoken_wait
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,22 @@ DESK_PHRASES = {
     "person_returned": "I'm handing you back to our assistant now. Thanks for your patience!",
     "person_closed": "Thanks for contacting {company}. I've noted everything on your account.",
 }
+#: What the customer hears about verifying, unless the scenario's phrases say it their way.
+VERIFY_PHRASES = {
+    "verify_code_sent": "To keep your account safe, I need to check it's you. I've sent a {length}-digit code by "
+                        "{by} to the phone number on the account. What's the code?",
+    "verify_knowledge": "To keep your account safe, I need to check it's you. Could you tell me {questions}?",
+    "verify_ok": "Thanks, that's confirmed.",
+    "verify_wrong": "That doesn't match what we have. Please try again.",
+    "verify_locked": "I can't check who you are right now: there have been too many tries. Please try again later, "
+                     "or ask for a person.",
+    "verify_expired": "That code has expired, so I've sent a new one. What's the new code?",
+    "verify_too_many": "I've already sent several codes to the number on the account this hour. Please use the "
+                       "latest one, or try again later.",
+    "verify_unavailable": "I can't check who you are on this channel right now. Please try again later, or ask for "
+                          "a person.",
+}
+_CODE_CHANNELS = {"sms": "text message", "whatsapp": "WhatsApp"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +133,7 @@ class Conversation:
         *,
         queue: QueueMetrics | None = None,
         desk: Desk | None = None,
+        verifier: Verifier | None = None,
         session_ttl_seconds: float = 86400,
     ) -> None:
         self.scenario = scenario
@@ -121,6 +141,7 @@ class Conversation:
         self.state = state
         self.policy = policy
         self.desk = desk or Desk(scenario, customers, state)
+        self.verifier = verifier or Verifier(scenario, state, None)
         self.queue = queue or QueueMetrics(state, desk=self.desk)
         self.session_ttl_seconds = session_ttl_seconds
         self.locks = SessionLocks(state)
@@ -133,7 +154,8 @@ class Conversation:
         """
         return self.locks.hold(session_id)
 
-    async def open(self, channel: Channel, session_id: str, customer_id: str, *, greet: bool = True) -> Opened:
+    async def open(self, channel: Channel, session_id: str, customer_id: str, *, greet: bool = True,
+                   proven: Identity | None = None) -> Opened:
         """Start a session for a customer on a channel.
 
         A customer handed over to this channel continues where they left off: the agent they were talking to greets
@@ -141,6 +163,10 @@ class Conversation:
         by the scenario's start agent, unless `greet=False`: on WhatsApp the customer writes first, and the answer to
         that message is a better first word than a greeting asking what they want. Opening a session that already
         exists returns it unchanged (a retried request opens nothing twice).
+
+        `proven` is the phone number the channel vouches for (the caller ID, the WhatsApp sender): the session starts
+        identified or verified for it, as the channel allows (shared/verification.py). A continued handoff keeps what
+        the session it continues had shown.
         """
 
         def add_session(customer: Customer) -> tuple[bool, Handoff | None]:
@@ -158,6 +184,11 @@ class Conversation:
                 continued.status, continued.to_session_id = HandoffStatus.ENGAGED, session_id
                 continued.updated_at = utcnow()
             session = ChannelSession(session_id=session_id, channel=channel, active_agent=agent.name)
+            if proven is not None and proven.kind is IdentityKind.PHONE:
+                session.raise_verification(level_of_channel(channel.value), proven.value, f"{channel.value} sender")
+            if continued is not None and (previous := customer.sessions.get(continued.from_session_id)) is not None:
+                if previous.verified_phone and previous.verification.at_least(session.verification):
+                    session.raise_verification(previous.verification, previous.verified_phone, "handoff")
             if greeting:
                 session.add_turn(Turn(role="agent", text=greeting, agent=agent.name))
             customer.sessions[session_id] = session
@@ -182,7 +213,7 @@ class Conversation:
     ) -> Opened:
         """Open a session for whoever holds `identity`, creating the customer on first contact."""
         customer, _ = await self.customers.get_or_create(identity)
-        return await self.open(channel, session_id, customer.customer_id, greet=greet)
+        return await self.open(channel, session_id, customer.customer_id, greet=greet, proven=identity)
 
     async def turn(
         self,
@@ -228,23 +259,48 @@ class Conversation:
 
         hot = await self._load_hot(session_id)
         agent = self.scenario.agent(hot.get("agent") or session.active_agent or self.scenario.start_agent)
+        change = _SessionChange(verification=session.verification, phone=session.verified_phone)
+        asked, said = text, text  # what the agents answer, and what the transcript keeps of the customer's words
+        prefix: list[Reply] = []
+        if session.pending_verification is not None:
+            answered = await self._verification_answer(session, text, change, agent.name)
+            if isinstance(answered, list):  # not verified (yet): that is the whole reply
+                return await self._finish(customer_id, session_id, change.masked or text, agent, answered, change,
+                                          on_text, on_save, key, fence)
+            if change.masked:
+                said = change.masked
+            if answered is not None:  # verified: answer the question they asked before the check
+                asked, prefix = answered[0], [answered[1]]
+                agent = self.scenario.agent(session.pending_verification.get("agent") or agent.name)
         ctx = TurnContext(
             scenario=self.scenario,
             agent=agent,
-            text=text,
+            text=asked,
             collected=dict(customer.collected),
             summary=customer.summary,
             history=session.turns[-HISTORY_TURNS:],
             scratch=dict(hot.get("scratch") or {}),
             channel=session.channel.value,
             switch=await self._switch_decision(customer, session.channel.value, text),
+            verification=change.verification,
+            verified_phone=change.phone,
         )
+        for reply in prefix:
+            if on_text is not None:
+                await on_text(reply.text, reply.agent)
         # A safety word goes to a person before any agent answers: a gas smell is not a billing question.
         if word := self.scenario.desk.safety_word_in(text):
             replies, switch_to, reason = [], None, f"safety: {word}"
         else:
-            replies, switch_to, reason = await self._run_agents(ctx, on_text)
+            try:
+                replies, switch_to, reason = await self._run_agents(ctx, on_text)
+            except VerificationNeeded as needed:
+                challenge = await self._challenge(session, needed, asked, ctx.agent.name, change)
+                return await self._finish(customer_id, session_id, said, ctx.agent, prefix + challenge, change,
+                                          on_text, on_save, key, fence)
             reason = reason or self._escalation_due(ctx)
+            _audit_disclosures(ctx, change)
+        replies = prefix + replies
         escalation = None
         if reason is not None and switch_to is None:
             escalation, said = await self._escalate(customer, session, ctx, reason)
@@ -253,7 +309,8 @@ class Conversation:
                 await on_text(said.text, said.agent)
         try:
             customer = await self._save_turn(
-                customer_id, session_id, text, agent.name, ctx, replies, switch_to, on_save, key, fence, escalation
+                customer_id, session_id, said, agent.name, ctx, replies, switch_to, on_save, key, fence, escalation,
+                change,
             )
         except _AnsweredMeanwhile:  # a concurrent retry under the same key saved its turn first: that one counts
             customer = await self.customers.get(customer_id)
@@ -262,6 +319,101 @@ class Conversation:
         if escalation is not None:
             await self._show_on_desk(customer, escalation)
         return TurnOutcome(replies, ctx.agent.name, customer, switch_to, escalation=escalation)
+
+    # Verifying who the customer is ---------------------------------------------------------------------------------
+
+    async def _challenge(self, session: ChannelSession, needed: VerificationNeeded, question: str, agent: str,
+                         change: _SessionChange) -> list[Reply]:
+        """Ask the customer to prove who they are, in the channel's way, and remember the question they asked."""
+        methods = self.verifier.methods_for(session.channel.value)
+        holder = needed.holder
+        phone = holder.phone if holder is not None else ""
+        for method in methods:
+            if holder is None:  # no such account: asked the same way, and nothing is sent
+                challenge = Challenge(method, "", sent_by=self._pretend_channel() if method == "code" else None)
+            else:
+                challenge = await self.verifier.challenge(session.session_id, holder, method)
+            if challenge.refused == "unavailable" and method != methods[-1]:
+                continue  # no code can go out: try the next way
+            break
+        else:
+            return [Reply(self._verify_phrase("verify_unavailable"), agent)]
+        change.audit.append(("verification_requested", {"tool": needed.tool, "method": challenge.method,
+                                                         "refused": challenge.refused}))
+        if challenge.refused in ("locked", "unavailable"):
+            return [Reply(self._verify_phrase(f"verify_{challenge.refused}"), agent)]
+        change.pending = {"method": challenge.method, "phone": phone, "question": question, "agent": agent,
+                          "tool": needed.tool}
+        if challenge.refused == "too_many":
+            return [Reply(self._verify_phrase("verify_too_many"), agent)]
+        return [Reply(self._challenge_words(challenge), agent)]
+
+    def _challenge_words(self, challenge: Challenge) -> str:
+        spec = self.scenario.verification
+        if challenge.method == "code":
+            by = _CODE_CHANNELS.get(challenge.sent_by or "", challenge.sent_by or "text message")
+            return self._verify_phrase("verify_code_sent", length=spec.code_length, by=by)
+        asks = [q.ask for q in spec.knowledge]
+        questions = ", ".join(asks[:-1]) + (" and " if len(asks) > 1 else "") + asks[-1]
+        return self._verify_phrase("verify_knowledge", questions=questions)
+
+    def _pretend_channel(self) -> str:
+        """The channel a code would go by, for a customer asking about an account that does not exist."""
+        return "sms" if self.verifier.sends_sms else "whatsapp"
+
+    async def _verification_answer(self, session: ChannelSession, text: str, change: _SessionChange,
+                                   agent: str) -> list[Reply] | tuple[str, Reply] | None:
+        """Check what the customer said against the verification the agent asked for. Verified: the question they
+        asked before, and the line confirming it. Not verified: the reply. Not an answer at all: None (the agent
+        answers the message as usual, and the check is dropped)."""
+        pending = session.pending_verification or {}
+        phone, method = str(pending.get("phone") or ""), pending.get("method")
+        holder = self.scenario.holder({"phone_number": phone}) if phone else None
+        if holder is None:
+            checked = await self.verifier.check_nobody(session.session_id, text, method)
+        elif method == "code":
+            checked = await self.verifier.check_code(session.session_id, phone, text)
+        else:
+            checked = await self.verifier.check_knowledge(holder, text)
+        if checked is Checked.NOT_AN_ANSWER:
+            change.pending = None
+            return None
+        change.masked = "[verification code]" if method == "code" else "[verification answer]"
+        change.audit.append((f"verification_{checked.value}", {"method": method}))
+        if checked is Checked.VERIFIED:
+            change.verification, change.phone, change.by, change.pending = Verification.VERIFIED, phone, method, None
+            return str(pending.get("question") or ""), Reply(self._verify_phrase("verify_ok"), agent)
+        if checked is Checked.WRONG:
+            return [Reply(self._verify_phrase("verify_wrong"), agent)]
+        if checked is Checked.EXPIRED and holder is not None:
+            challenge = await self.verifier.challenge(session.session_id, holder, "code")
+            if challenge.refused is None:
+                return [Reply(self._verify_phrase("verify_expired"), agent)]
+            change.pending = None
+            return [Reply(self._verify_phrase(f"verify_{challenge.refused}"), agent)]
+        change.pending = None  # locked (or a code that cannot be renewed): start again later
+        return [Reply(self._verify_phrase("verify_locked"), agent)]
+
+    def _verify_phrase(self, key: str, **values: object) -> str:
+        template = self.scenario.phrases.get(key, VERIFY_PHRASES[key])
+        return template.format(company=self.scenario.company, **values)
+
+    async def _finish(self, customer_id: str, session_id: str, said: str, agent: AgentSpec, replies: list[Reply],
+                      change: _SessionChange, on_text: OnText | None, on_save: OnSave | None, key: str | None,
+                      fence: int | None) -> TurnOutcome:
+        """Save a turn the agents did not answer (a verification step) and return it."""
+        for reply in replies:
+            if on_text is not None:
+                await on_text(reply.text, reply.agent)
+        customer = await self.customers.get(customer_id)
+        ctx = TurnContext(self.scenario, agent, said, dict(customer.collected), customer.summary, [], {})
+        try:
+            customer = await self._save_turn(customer_id, session_id, said, agent.name, ctx, replies, None, on_save,
+                                             key, fence, None, change)
+        except _AnsweredMeanwhile:
+            customer = await self.customers.get(customer_id)
+            return _replay(customer, session_id, key) or TurnOutcome([], agent.name, customer)
+        return TurnOutcome(replies, agent.name, customer)
 
     # The desk ---------------------------------------------------------------------------------------------------
 
@@ -522,6 +674,7 @@ class Conversation:
         key: str | None = None,
         fence: int | None = None,
         escalation: Escalation | None = None,
+        change: _SessionChange | None = None,
     ) -> Customer:
         turns = [Turn(role="customer", text=text, agent=agent, key=key, switch_to=switch_to)] + [
             Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
@@ -543,6 +696,8 @@ class Conversation:
             customer.collected.update(ctx.learned)
             if escalation is not None and customer.open_escalation(session_id) is None:
                 customer.add_escalation(escalation)
+            if change is not None:
+                change.apply(customer, session)
             if on_save is not None:
                 on_save(session, replies, switch_to)
 
@@ -595,3 +750,34 @@ def _channel_name(channel: str) -> str:
 def _spoken_number(number: str | None) -> str:
     """A number as the customer hears it: its last four digits are enough for them to know it."""
     return f"the number ending {number[-4:]}" if number else ""
+
+
+_KEEP = object()
+
+
+@dataclass
+class _SessionChange:
+    """What a turn changes about who the customer has shown they are, applied inside the turn's own write."""
+
+    verification: Verification
+    phone: str | None
+    by: str | None = None
+    pending: object = _KEEP  # a dict to wait on an answer, None to stop waiting, _KEEP to leave it
+    masked: str | None = None  # what the transcript keeps instead of an answer (codes are never stored)
+    audit: list[tuple[str, dict]] = field(default_factory=list)
+
+    def apply(self, customer: Customer, session: ChannelSession) -> None:
+        if self.by is not None and self.phone:
+            session.raise_verification(self.verification, self.phone, self.by)
+        if self.pending is not _KEEP:
+            session.pending_verification = self.pending  # type: ignore[assignment]
+        for event, details in self.audit:
+            customer.add_audit(event, session, level=session.verification.value, **details)
+
+
+def _audit_disclosures(ctx: TurnContext, change: _SessionChange) -> None:
+    """Each tool that showed account data (it needed the customer identified or verified) goes on the record."""
+    for call in ctx.tool_calls:
+        spec = ctx.scenario.tools[call.name]
+        if call.result is not None and call.result.ok and spec.verification.at_least(Verification.IDENTIFIED):
+            change.audit.append(("disclosed", {"tool": call.name}))

@@ -113,6 +113,26 @@ class Identity:
         return cls(IdentityKind(kind), value)
 
 
+class Verification(StrEnum):
+    """How sure we are who a session's customer is (docs/security.md, "Verifying customers")."""
+
+    UNVERIFIED = "unverified"  # nothing says who it is (a new web chat)
+    IDENTIFIED = "identified"  # we believe who it is (caller ID, an SMS sender): both can be spoofed
+    VERIFIED = "verified"  # a second factor passed, or a channel that authenticates its sender (WhatsApp)
+
+    @property
+    def rank(self) -> int:
+        return _VERIFICATION_RANK[self]
+
+    def at_least(self, other: Verification) -> bool:
+        return self.rank >= other.rank
+
+
+_VERIFICATION_RANK = {Verification.UNVERIFIED: 0, Verification.IDENTIFIED: 1, Verification.VERIFIED: 2}
+#: How many audit entries a record keeps (the latest last).
+MAX_AUDIT = 200
+
+
 @dataclass
 class Turn:
     role: str  # "customer" or "agent"
@@ -204,6 +224,24 @@ class ChannelSession:
     # The fencing token of the last turn lease that wrote here (shared/session_lock.py): a stale holder's write,
     # one whose token is lower, is refused.
     fence: int = 0
+    # Who the customer has shown they are: the level, for whose phone number on record, and how (shared/verification).
+    verification: Verification = Verification.UNVERIFIED
+    verified_phone: str | None = None
+    verified_by: str | None = None
+    # A verification the agent asked for and is waiting on: {"method", "phone", "question", "agent", "tool"}.
+    pending_verification: dict[str, Any] | None = None
+
+    def verified_for(self, phone: str | None, level: Verification) -> bool:
+        """Whether this session may see what needs `level` about the account whose number on record is `phone`."""
+        if not level.at_least(Verification.IDENTIFIED):
+            return True
+        return phone is not None and self.verified_phone == phone and self.verification.at_least(level)
+
+    def raise_verification(self, level: Verification, phone: str, by: str) -> None:
+        """Record what the customer proved; never lowers what this session already holds for the same number."""
+        if self.verified_phone == phone and self.verification.at_least(level):
+            return
+        self.verification, self.verified_phone, self.verified_by = level, phone, by
 
     def add_turn(self, turn: Turn) -> None:
         self.turns.append(turn)
@@ -251,6 +289,10 @@ class ChannelSession:
             "updated_at": self.updated_at,
             "last_inbound_at": self.last_inbound_at,
             "fence": self.fence,
+            "verification": self.verification,
+            "verified_phone": self.verified_phone,
+            "verified_by": self.verified_by,
+            "pending_verification": self.pending_verification,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -285,6 +327,10 @@ class ChannelSession:
             last_inbound_at=data.get("last_inbound_at"),
             messages=_NotLoaded(session_id, "delivery log"),
             fence=int(data.get("fence", 0)),
+            verification=Verification(data.get("verification") or Verification.UNVERIFIED),
+            verified_phone=data.get("verified_phone"),
+            verified_by=data.get("verified_by"),
+            pending_verification=data.get("pending_verification"),
         )
         return session
 
@@ -387,6 +433,8 @@ class Customer:
     summary: str = ""
     handoff: Handoff | None = None  # the latest channel move, if any
     escalations: list[Escalation] = field(default_factory=list)  # to people at the desk, the latest last
+    # Disclosures of account data and verification attempts: {"at", "event", "channel", "session_id", ...}.
+    audit: list[dict[str, Any]] = field(default_factory=list)
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     # Sessions per channel that have aged out of `sessions` (their bodies are archived, then expire). Store-owned.
@@ -423,6 +471,12 @@ class Customer:
     def find_escalation(self, escalation_id: str) -> Escalation | None:
         return next((e for e in self.escalations if e.escalation_id == escalation_id), None)
 
+    def add_audit(self, event: str, session: ChannelSession, **details: Any) -> None:
+        entry = {"at": utcnow(), "event": event, "channel": session.channel.value, "session_id": session.session_id,
+                 **{k: v for k, v in details.items() if v is not None}}
+        self.audit.append(entry)
+        del self.audit[:-MAX_AUDIT]
+
     def add_escalation(self, escalation: Escalation) -> None:
         self.escalations.append(escalation)
         del self.escalations[:-MAX_ESCALATIONS]
@@ -455,6 +509,7 @@ class Customer:
             "summary": self.summary,
             "handoff": self.handoff.to_dict() if self.handoff else None,
             "escalations": [e.to_dict() for e in self.escalations],
+            "audit": list(self.audit),
             "expires_at": self.expires_at,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -476,6 +531,7 @@ class Customer:
             summary=data.get("summary", ""),
             handoff=Handoff.from_dict(data["handoff"]) if data.get("handoff") else None,
             escalations=[Escalation.from_dict(e) for e in data.get("escalations") or []],
+            audit=list(data.get("audit") or []),
             archived_sessions=dict(data.get("archived_sessions") or {}),
             expires_at=data.get("expires_at"),
             created_at=data.get("created_at") or utcnow(),

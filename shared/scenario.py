@@ -19,6 +19,7 @@ from typing import Any, Callable, Literal
 import yaml
 
 from shared.errors import ScenarioError
+from shared.models import Verification
 from shared.settings import PROJECT_ROOT
 
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
@@ -87,6 +88,8 @@ class ToolSpec:
     requires: tuple[Requirement, ...]
     keywords: tuple[str, ...]  # offline policy: words that pick this tool within its agent
     function: ToolFunction
+    # Who must the customer have shown they are before this runs: account data needs "verified" (docs/security.md).
+    verification: Verification = Verification.UNVERIFIED
 
     def slot_parameters(self) -> dict[str, str]:
         """Parameter name -> slot name, for the parameters that are slots."""
@@ -129,6 +132,37 @@ class Omnichannel:
     queue_depth_threshold: int = 50
     mass_outage_threshold: int = 1000
     alternate_channels: tuple[str, ...] = ("whatsapp", "webchat")
+
+
+@dataclass(frozen=True)
+class Holder:
+    """An account holder as the back office knows them: where a code goes, and what only they should know."""
+
+    phone: str  # the number on record (E.164): codes go here, never to a number the customer just typed
+    answers: dict[str, str] = field(default_factory=dict)  # knowledge answers by name: {"service_zip": "62704"}
+
+
+#: The scenario's way to find the holder of the account a tool's arguments name (tools.py's HOLDER).
+HolderLookup = Callable[[dict[str, Any], "ScenarioData"], "Holder | None"]
+
+
+@dataclass(frozen=True)
+class KnowledgeQuestion:
+    answer: str  # the Holder.answers key
+    ask: str  # how the agent names it: "the ZIP code of the service address"
+
+
+@dataclass(frozen=True)
+class VerificationSpec:
+    """How customers prove who they are: one-time codes to the number on record, and knowledge questions."""
+
+    methods: tuple[str, ...] = ("code",)  # "code" and/or "knowledge", in the order the agent offers them
+    code_length: int = 6
+    code_ttl_seconds: float = 300
+    attempts: int = 3  # wrong answers, across channels and sessions, before the account is locked for a while
+    lock_seconds: float = 900
+    codes_per_hour: int = 3  # texts one number may receive an hour, however often codes are asked for
+    knowledge: tuple[KnowledgeQuestion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,6 +221,7 @@ class WhatsAppSpec:
     invite: WhatsAppTemplate | None = None  # "continue here on WhatsApp"
     link_invite: WhatsAppTemplate | None = None  # "continue in your browser: {link}"
     reminder: WhatsAppTemplate | None = None  # the one nudge when the customer has not come yet
+    code: WhatsAppTemplate | None = None  # a one-time verification code ({code}); None: codes go by SMS only
 
 
 @dataclass(frozen=True)
@@ -218,6 +253,12 @@ class Scenario:
     escalation: str = ""  # E.164 number of the human team a call is transferred to; empty: no transfer
     whatsapp: WhatsAppSpec = WhatsAppSpec()
     desk: DeskSpec = DeskSpec()
+    verification: VerificationSpec = VerificationSpec()
+    holder_lookup: HolderLookup | None = None  # None: no tool can be verified for (and none may ask for it)
+
+    def holder(self, arguments: dict[str, Any]) -> Holder | None:
+        """The holder of the account `arguments` name, if there is one."""
+        return self.holder_lookup(arguments, self.data) if self.holder_lookup else None
 
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]
@@ -247,12 +288,12 @@ def normalize_slot(kind: str, raw: str) -> str:
 
 _TOP_KEYS = {
     "name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel", "escalation",
-    "whatsapp", "desk",
+    "whatsapp", "desk", "verification",
 }
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _AGENT_KEYS = {"title", "greeting", "instructions", "intents", "slots", "tools", "handoffs"}
 _SLOT_KEYS = {"description", "ask", "pattern", "kind", "choices"}
-_TOOL_KEYS = {"description", "parameters", "requires", "keywords"}
+_TOOL_KEYS = {"description", "parameters", "requires", "keywords", "verification"}
 _EDGE_KEYS = {"to", "mode", "when"}
 _INTENT_KEYS = {"examples", "keywords", "summary"}
 _REQUIRED_PHRASES = {
@@ -302,6 +343,11 @@ def load_scenario(name_or_path: str) -> Scenario:
 
     whatsapp = _whatsapp(raw.get("whatsapp") or {}, slots, f"{where}: whatsapp")
     desk = _desk(raw.get("desk") or {}, f"{where}: desk")
+    verification = _verification(raw.get("verification") or {}, f"{where}: verification")
+    holder_lookup = _holder_lookup(folder)
+    if holder_lookup is None and (gated := [t.name for t in tools.values() if t.verification.at_least(
+            Verification.IDENTIFIED)]):
+        raise ScenarioError(f"{folder / 'tools.py'}: tools {gated} need verification, so tools.py must define HOLDER")
 
     data_file = folder / "data.yaml"
     data = ScenarioData(_read_yaml(data_file) if data_file.is_file() else {})
@@ -320,7 +366,42 @@ def load_scenario(name_or_path: str) -> Scenario:
         escalation=escalation,
         whatsapp=whatsapp,
         desk=desk,
+        verification=verification,
+        holder_lookup=holder_lookup,
     )
+
+
+def _verification(body: dict[str, Any], where: str) -> VerificationSpec:
+    allowed = {"methods", "code_length", "code_ttl_seconds", "attempts", "lock_seconds", "codes_per_hour", "knowledge"}
+    _check_keys(body, allowed, where)
+    methods = tuple(body.get("methods") or VerificationSpec.methods)
+    if not methods or set(methods) - {"code", "knowledge"}:
+        raise ScenarioError(f"{where}.methods: a list of code and/or knowledge")
+    numbers = {}
+    for name in allowed - {"methods", "knowledge"}:
+        value = body.get(name, getattr(VerificationSpec, name))
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise ScenarioError(f"{where}.{name}: expected a positive number")
+        numbers[name] = value
+    if not 4 <= numbers["code_length"] <= 10:
+        raise ScenarioError(f"{where}.code_length: between 4 and 10 digits")
+    questions = []
+    for i, q in enumerate(body.get("knowledge") or []):
+        _check_keys(q, {"answer", "ask"}, f"{where}.knowledge[{i}]", required={"answer", "ask"})
+        questions.append(KnowledgeQuestion(str(q["answer"]), str(q["ask"])))
+    if "knowledge" in methods and not questions:
+        raise ScenarioError(f"{where}.knowledge: the knowledge method needs questions")
+    return VerificationSpec(methods, int(numbers["code_length"]), float(numbers["code_ttl_seconds"]),
+                            int(numbers["attempts"]), float(numbers["lock_seconds"]), int(numbers["codes_per_hour"]),
+                            tuple(questions))
+
+
+def _holder_lookup(folder: Path) -> HolderLookup | None:
+    module = _tools_module(folder)
+    lookup = getattr(module, "HOLDER", None) if module is not None else None
+    if lookup is not None and not callable(lookup):
+        raise ScenarioError(f"{folder / 'tools.py'}: HOLDER must be a function (arguments, data) -> Holder | None")
+    return lookup
 
 
 def _desk(body: dict[str, Any], where: str) -> DeskSpec:
@@ -406,10 +487,19 @@ def _tool(
         requires=tuple(requires),
         keywords=tuple(body.get("keywords") or ()),
         function=functions[name],
+        verification=_level(body.get("verification", "unverified"), f"{where}.verification"),
     )
 
 
-_HANDOFF_TEMPLATES = {"invite": {"summary"}, "link_invite": {"summary", "link"}, "reminder": {"summary", "link"}}
+def _level(raw: Any, where: str) -> Verification:
+    try:
+        return Verification(raw)
+    except ValueError:
+        raise ScenarioError(f"{where}: one of {[v.value for v in Verification]}") from None
+
+
+_HANDOFF_TEMPLATES = {"invite": {"summary"}, "link_invite": {"summary", "link"}, "reminder": {"summary", "link"},
+                      "code": {"code"}}
 
 
 def _whatsapp(body: dict[str, Any], slots: dict[str, SlotSpec], where: str) -> WhatsAppSpec:
@@ -507,16 +597,26 @@ def _check_references(
             owners[intent] = agent.name
 
 
-def _tool_functions(folder: Path) -> dict[str, ToolFunction]:
-    """The scenario's tools.py exports TOOLS: {name: function}."""
+@lru_cache(maxsize=8)
+def _tools_module(folder: Path) -> Any:
+    """The scenario's tools.py, imported once (its TOOLS and HOLDER are read from the same module)."""
     path = folder / "tools.py"
     if not path.is_file():
-        return {}
+        return None
     module_name = f"switchboard_scenario_{folder.name}_tools"
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _tool_functions(folder: Path) -> dict[str, ToolFunction]:
+    """The scenario's tools.py exports TOOLS: {name: function}."""
+    module = _tools_module(folder)
+    if module is None:
+        return {}
+    path = folder / "tools.py"
     tools = getattr(module, "TOOLS", None)
     if not isinstance(tools, dict):
         raise ScenarioError(f"{path}: must define TOOLS = {{name: function}}")

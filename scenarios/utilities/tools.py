@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from shared.scenario import ScenarioData, ToolResult
+from shared.scenario import Holder, ScenarioData, ToolResult
 
 
 def _account(args: dict[str, Any], data: ScenarioData) -> dict[str, Any] | None:
@@ -20,6 +20,16 @@ def _account(args: dict[str, Any], data: ScenarioData) -> dict[str, Any] | None:
         if (number and account["account_number"] == number) or (phone and account["phone"] == phone):
             return account
     return None
+
+
+def holder(args: dict[str, Any], data: ScenarioData) -> Holder | None:
+    """Who holds the account the arguments name: codes go to their number on record; knowledge checks use the
+    service ZIP code and their last name."""
+    account = _account(args, data)
+    if account is None:
+        return None
+    answers = {"service_zip": str(account.get("service_zip", "")), "last_name": account["name"].split()[-1]}
+    return Holder(account["phone"], answers)
 
 
 def _not_found(args: dict[str, Any]) -> ToolResult:
@@ -199,3 +209,5 @@ TOOLS = {
     "get_usage": get_usage,
     "energy_tips": energy_tips,
 }
+
+HOLDER = holder

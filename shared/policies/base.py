@@ -15,9 +15,20 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from shared.models import Customer, Turn
+from shared.models import Customer, Turn, Verification
 from shared.router import SwitchDecision
-from shared.scenario import AgentSpec, Requirement, Scenario, ToolResult
+from shared.scenario import AgentSpec, Holder, Requirement, Scenario, ToolResult
+
+
+class VerificationNeeded(Exception):
+    """A tool needs the customer to prove who they are first. Raised by `TurnContext.call_tool` before the tool
+    runs; policies let it pass, and the conversation core asks the customer to verify, then answers the question
+    they asked (shared/conversation.py). `holder` is None when the account named does not exist: the customer is
+    asked the same way, so nobody learns whether an account exists by asking about it."""
+
+    def __init__(self, tool: str, holder: Holder | None, level: Verification) -> None:
+        super().__init__(f"{tool} needs a {level.value} customer")
+        self.tool, self.holder, self.level = tool, holder, level
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,9 @@ class TurnContext:
     switch: SwitchDecision = field(default_factory=lambda: SwitchDecision(False))
     learned: dict[str, str] = field(default_factory=dict)  # slots learned during this turn
     tool_calls: list[ToolCall] = field(default_factory=list)
+    # Who the customer has shown they are in this session, and for whose number on record (shared/verification.py).
+    verification: Verification = Verification.UNVERIFIED
+    verified_phone: str | None = None
 
     def known(self, slot: str) -> str | None:
         return self.collected.get(slot)
@@ -100,6 +114,8 @@ class TurnContext:
             if filled.get(param):
                 self.learn(slot, str(filled[param]))
         missing = self.missing_requirement(tool, filled)
+        if missing is None and spec.verification.at_least(Verification.IDENTIFIED):
+            self._check_verified(tool, filled)
         result = None if missing else spec.function(filled, self.scenario.data)
         if result is not None:
             for slot, value in result.slots.items():
@@ -107,6 +123,13 @@ class TurnContext:
         call = ToolCall(tool, filled, result, missing)
         self.tool_calls.append(call)
         return call
+
+    def _check_verified(self, tool: str, filled: dict[str, Any]) -> None:
+        """Raise VerificationNeeded unless this session has shown it is the holder of the account named."""
+        level = self.scenario.tools[tool].verification
+        holder = self.scenario.holder(filled)
+        if holder is None or holder.phone != self.verified_phone or not self.verification.at_least(level):
+            raise VerificationNeeded(tool, holder, level)
 
     def _fill(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         spec = self.scenario.tools[tool]

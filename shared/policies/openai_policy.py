@@ -22,7 +22,7 @@ from typing import Any, AsyncIterator, NamedTuple
 import openai
 
 from shared.policies.base import (
-    EscalateRequest, HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext,
+    EscalateRequest, HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext, VerificationNeeded,
 )
 from shared.settings import Settings, SettingsError
 
@@ -163,6 +163,8 @@ class OpenAIPolicy(Policy):
             log.warning("openai policy: the LLM endpoint did not begin answering within %g s; falling back",
                         self._timeout)
             yield TextDelta(_fallback(ctx, said))
+        except VerificationNeeded:
+            raise
         except Exception:
             # Anything else (an Entra ID token that cannot be had, a malformed chunk) must not reach the channel
             # either; the traceback goes to the log.
@@ -296,6 +298,8 @@ def run_tool(ctx: TurnContext, name: str, raw_arguments: str) -> dict[str, Any]:
         return {"ok": False, "error": "The arguments were not a valid JSON object. Call it again with valid JSON."}
     try:
         call = ctx.call_tool(name, arguments)
+    except VerificationNeeded:
+        raise  # the conversation core asks the customer to verify, then answers them
     except Exception:
         log.exception("openai policy: tool %s failed", name)
         return {"ok": False, "error": "The tool failed. Apologise and offer another way to help."}

@@ -155,7 +155,8 @@ def headers_changed_unloaded(customer: Customer) -> list[str]:
 
 def _changeable(session: ChannelSession) -> tuple[Any, ...]:
     # A tuple, not the header dict: a record lists many sessions and every read snapshots them all.
-    return session.status, session.active_agent, session.updated_at, session.last_inbound_at, session.fence
+    return (session.status, session.active_agent, session.updated_at, session.last_inbound_at, session.fence,
+            session.verification, session.verified_phone, session.pending_verification)
 
 
 def load_body(customer: Customer, session_id: str, doc: dict[str, Any], version: str) -> None:

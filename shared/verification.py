@@ -1,0 +1,218 @@
+"""Proving who you are before account data is shown: one-time codes to the number on record, and knowledge answers.
+
+The conversation core asks for verification when a tool needs more than the session holds (shared/conversation.py),
+and hands the customer's next message here to check. What this module guarantees, whichever channel asks:
+
+* a code goes only to the phone number on record for the account (the scenario's HOLDER says which), never to a
+  number the customer just typed; it is 6 digits (by default), lives 5 minutes, and only its digest is stored;
+* wrong answers are counted per account holder, across channels and sessions (a fresh session resets nothing); past
+  the scenario's limit the holder is locked for a while, and no answer says which part was wrong;
+* one number receives at most `codes_per_hour` codes an hour, however often they are asked for;
+* codes and answers are compared in constant time and never logged: callers log outcomes, not what was said.
+
+docs/security.md ("Verifying customers") explains the levels and why each channel starts where it does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Awaitable, Callable
+
+from shared.messenger.base import Messenger, TemplateMessage
+from shared.models import Verification
+from shared.scenario import Holder, Scenario
+from shared.stores.base import SessionState
+
+log = logging.getLogger(__name__)
+
+#: Sends a code to a phone number; returns the channel it went by ("sms", "whatsapp"). Raises when it cannot go.
+CodeSender = Callable[[str, str], Awaitable[str]]
+
+_CODE = "verify:code:"  # + session id: {"digest", "phone", "expires"}
+# Sets with one member per event, each expiring on its own: a sliding window that needs no reset.
+_FAILURES = "verify:failures:"  # + phone: wrong answers, each counted for lock_seconds
+_SENT = "verify:sent:"  # + phone: codes sent, each counted for an hour
+_SPOKEN_DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "to": "2", "too": "2", "three": "3",
+                  "four": "4", "for": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "ate": "8",
+                  "nine": "9"}
+
+
+class Checked(StrEnum):
+    VERIFIED = "verified"
+    WRONG = "wrong"  # not right; more tries left
+    LOCKED = "locked"  # too many wrong answers for this holder: nothing is checked until the lock lifts
+    EXPIRED = "expired"  # the code's time is up (or none was sent): ask for a new one
+    NOT_AN_ANSWER = "not_an_answer"  # the message is about something else
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """What the agent asked for: the method, for whom, and how it went out."""
+
+    method: str  # "code" or "knowledge"
+    phone: str  # the holder's number on record: what the session is verified for when the answer is right
+    sent_by: str | None = None  # the code's channel, when one went out
+    refused: str | None = None  # why no code went (too many this hour, locked, no way to send): say so
+
+
+class Verifier:
+    def __init__(self, scenario: Scenario, state: SessionState, send_code: CodeSender | None,
+                 *, sends_sms: bool = False, clock: Callable[[], float] = time.time) -> None:
+        self.spec = scenario.verification
+        self.state = state
+        self.send_code = send_code
+        self.sends_sms = sends_sms  # codes go by text message (else by WhatsApp)
+        self.clock = clock
+
+    def methods_for(self, channel: str) -> tuple[str, ...]:
+        """The scenario's methods this channel can use: a code needs a way to send one."""
+        return tuple(m for m in self.spec.methods if m != "code" or self.send_code is not None)
+
+    async def locked(self, phone: str) -> bool:
+        return await self.state.count_members(_FAILURES + phone) >= self.spec.attempts
+
+    async def challenge(self, session_id: str, holder: Holder, method: str) -> Challenge:
+        """Start a verification for `holder`: send a code to their number on record, or get ready to check
+        knowledge answers. A locked holder, or a number sent too many codes this hour, gets no new code."""
+        if await self.locked(holder.phone):
+            return Challenge(method, holder.phone, refused="locked")
+        if method != "code":
+            return Challenge(method, holder.phone)
+        if self.send_code is None:
+            return Challenge(method, holder.phone, refused="unavailable")
+        if await self.state.count_members(_SENT + holder.phone) >= self.spec.codes_per_hour:
+            log.warning("verification codes for %s: over %d this hour, none sent", _masked(holder.phone),
+                        self.spec.codes_per_hour)
+            return Challenge(method, holder.phone, refused="too_many")
+        await self.state.add_member(_SENT + holder.phone, secrets.token_hex(8), 3600)
+        code = "".join(secrets.choice("0123456789") for _ in range(self.spec.code_length))
+        expires = self.clock() + self.spec.code_ttl_seconds
+        await self.state.put(_CODE + session_id, {"digest": _digest(session_id, code), "phone": holder.phone,
+                                                  "expires": expires}, self.spec.code_ttl_seconds)
+        try:
+            channel = await self.send_code(holder.phone, code)
+        except Exception as exc:  # noqa: BLE001 - the customer is told it could not go; the reason goes to the log
+            log.warning("verification code to %s not sent: %s", _masked(holder.phone), type(exc).__name__)
+            await self.state.delete(_CODE + session_id)
+            return Challenge(method, holder.phone, refused="unavailable")
+        log.info("verification code sent to %s by %s", _masked(holder.phone), channel)
+        return Challenge(method, holder.phone, sent_by=channel)
+
+    async def check_code(self, session_id: str, phone: str, text: str) -> Checked:
+        code = _code_in(text, self.spec.code_length)
+        if code is None:
+            return Checked.NOT_AN_ANSWER
+        if await self.locked(phone):
+            return Checked.LOCKED
+        stored = await self.state.get(_CODE + session_id)
+        if stored is None or stored.get("phone") != phone or stored.get("expires", 0) < self.clock():
+            return Checked.EXPIRED
+        if hmac.compare_digest(stored["digest"], _digest(session_id, code)):
+            await self.state.delete(_CODE + session_id)  # a code works once
+            await self._forgive(phone)
+            return Checked.VERIFIED
+        return await self._failed(phone)
+
+    async def check_nobody(self, session_id: str, text: str, method: str | None) -> Checked:
+        """An answer about an account that does not exist: wrong, counted and locked like any other, so that the
+        replies are the same as for a real account."""
+        shaped = _code_in(text, self.spec.code_length) if method == "code" else _answer_shaped(text)
+        if not shaped:
+            return Checked.NOT_AN_ANSWER
+        key = "session:" + session_id
+        if await self.locked(key):
+            return Checked.LOCKED
+        return await self._failed(key)
+
+    async def check_knowledge(self, holder: Holder, text: str) -> Checked:
+        """All of the scenario's questions answered right in one message ("62701, Lee"), or not: never which."""
+        if not _answer_shaped(text):
+            return Checked.NOT_AN_ANSWER
+        if await self.locked(holder.phone):
+            return Checked.LOCKED
+        said = _words(text)
+        right = True
+        for question in self.spec.knowledge:
+            expected = _words(holder.answers.get(question.answer, ""))
+            # Every expected word must be among the words said; each comparison runs in full, right or wrong.
+            right &= bool(expected) and all(
+                any(hmac.compare_digest(w.encode(), s.encode()) for s in said) for w in expected)
+        if right:
+            await self._forgive(holder.phone)
+            return Checked.VERIFIED
+        return await self._failed(holder.phone)
+
+    async def _failed(self, phone: str) -> Checked:
+        await self.state.add_member(_FAILURES + phone, secrets.token_hex(8), self.spec.lock_seconds)
+        failures = await self.state.count_members(_FAILURES + phone)
+        log.info("a verification answer for %s was wrong (%d of %d)", _masked(phone), failures, self.spec.attempts)
+        return Checked.LOCKED if failures >= self.spec.attempts else Checked.WRONG
+
+    async def _forgive(self, phone: str) -> None:
+        """The holder got it right: earlier wrong answers stop counting towards a lock."""
+        for failure in await self.state.members(_FAILURES + phone):
+            await self.state.remove_member(_FAILURES + phone, failure)
+
+
+def level_of_channel(channel: str) -> Verification:
+    """Where a session on a channel starts, for the phone number it comes from (docs/security.md)."""
+    return {"whatsapp": Verification.VERIFIED, "voice": Verification.IDENTIFIED,
+            "sms": Verification.IDENTIFIED}.get(channel, Verification.UNVERIFIED)
+
+
+def _digest(session_id: str, code: str) -> str:
+    # Salted with the session, so a digest read from the state store says nothing without a brute force per session,
+    # and a code asked for in one session does not work in another.
+    return hashlib.sha256(f"{session_id}:{code}".encode()).hexdigest()
+
+
+def _code_in(text: str, length: int) -> str | None:
+    """The code in what the customer wrote or said: "123 456", "1-2-3-4-5-6", "one two three four five six"."""
+    words = re.findall(r"[a-z]+|\d", unicodedata.normalize("NFKC", text).lower())
+    digits = "".join(w if w.isdigit() else _SPOKEN_DIGITS.get(w, " ") for w in words)
+    runs = [run for run in digits.split() if run]
+    joined = "".join(runs) if len(runs) > 1 and all(len(r) < length for r in runs) else None
+    for candidate in [*runs, joined]:
+        if candidate is not None and len(candidate) == length:
+            return candidate
+    return None
+
+
+def _answer_shaped(text: str) -> bool:
+    """Whether a message looks like answers ("62701, Lee") rather than the customer moving on to something else."""
+    words = _words(text)
+    return bool(words) and (len(words) <= 6 or any(w.isdigit() for w in words))
+
+
+def _words(text: str) -> list[str]:
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.findall(r"[a-z0-9]+", folded)
+
+
+def _masked(phone: str) -> str:
+    return f"…{phone[-4:]}" if phone else "?"
+
+
+def whatsapp_code_sender(scenario: Scenario, messenger: Messenger) -> CodeSender | None:
+    """Codes by WhatsApp, with the scenario's authentication template (`whatsapp.code`); None without one."""
+    template = scenario.whatsapp.code
+    if template is None:
+        return None
+
+    async def send(phone: str, code: str) -> str:
+        values = tuple(template.values(scenario.company, {"code": code}))
+        message = TemplateMessage(phone, template.name, template.language, values)
+        await messenger.send(message, repeatability_id=str(uuid.uuid4()), first_sent=datetime.now(timezone.utc))
+        return "whatsapp"
+
+    return send

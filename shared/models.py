@@ -70,6 +70,7 @@ class Channel(StrEnum):
     VOICE = "voice"
     WHATSAPP = "whatsapp"
     WEBCHAT = "webchat"
+    SMS = "sms"
 
 
 class SessionStatus(StrEnum):
@@ -131,6 +132,8 @@ class Verification(StrEnum):
 _VERIFICATION_RANK = {Verification.UNVERIFIED: 0, Verification.IDENTIFIED: 1, Verification.VERIFIED: 2}
 #: How many audit entries a record keeps (the latest last).
 MAX_AUDIT = 200
+#: How many promised texts a record remembers (the latest last); the sent ones go first when it is full.
+MAX_PROMISES = 20
 
 
 @dataclass
@@ -435,6 +438,12 @@ class Customer:
     escalations: list[Escalation] = field(default_factory=list)  # to people at the desk, the latest last
     # Disclosures of account data and verification attempts: {"at", "event", "channel", "session_id", ...}.
     audit: list[dict[str, Any]] = field(default_factory=list)
+    # Texts an agent promised to send when something happens (shared/sms/promises.py): {"kind", "ref", "at",
+    # "session_id", "sent_at", "message_id", "error"}; e.g. kind "outage_restored", ref "OUT-4471".
+    promises: list[dict[str, Any]] = field(default_factory=list)
+    # The customer texted STOP (or another opt-out word): when, and in which message. No SMS goes to them until they
+    # text START. None: they may be texted.
+    sms_opt_out: dict[str, str] | None = None
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     # Sessions per channel that have aged out of `sessions` (their bodies are archived, then expire). Store-owned.
@@ -477,6 +486,23 @@ class Customer:
         self.audit.append(entry)
         del self.audit[:-MAX_AUDIT]
 
+    def add_promise(self, kind: str, ref: str, session: ChannelSession) -> bool:
+        """Remember a text we promised; False if the same one is already waiting to go (a customer asking twice
+        about one outage is texted once)."""
+        if any(p["kind"] == kind and p["ref"] == ref and not (p.get("sent_at") or p.get("error"))
+               for p in self.promises):
+            return False
+        self.promises.append({"kind": kind, "ref": ref, "at": utcnow(), "channel": session.channel.value,
+                              "session_id": session.session_id})
+        while len(self.promises) > MAX_PROMISES:
+            done = next((i for i, p in enumerate(self.promises) if p.get("sent_at") or p.get("error")), 0)
+            del self.promises[done]
+        return True
+
+    def promise(self, kind: str, ref: str) -> dict[str, Any] | None:
+        """The latest promise of this kind about `ref`, sent or not."""
+        return next((p for p in reversed(self.promises) if p["kind"] == kind and p["ref"] == ref), None)
+
     def add_escalation(self, escalation: Escalation) -> None:
         self.escalations.append(escalation)
         del self.escalations[:-MAX_ESCALATIONS]
@@ -510,6 +536,8 @@ class Customer:
             "handoff": self.handoff.to_dict() if self.handoff else None,
             "escalations": [e.to_dict() for e in self.escalations],
             "audit": list(self.audit),
+            "promises": list(self.promises),
+            "sms_opt_out": self.sms_opt_out,
             "expires_at": self.expires_at,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -532,6 +560,8 @@ class Customer:
             handoff=Handoff.from_dict(data["handoff"]) if data.get("handoff") else None,
             escalations=[Escalation.from_dict(e) for e in data.get("escalations") or []],
             audit=list(data.get("audit") or []),
+            promises=list(data.get("promises") or []),
+            sms_opt_out=data.get("sms_opt_out"),
             archived_sessions=dict(data.get("archived_sessions") or {}),
             expires_at=data.get("expires_at"),
             created_at=data.get("created_at") or utcnow(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -53,6 +54,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "ACS_ENDPOINT": ("", "Azure Communication Services endpoint (https://<resource>.communication.azure.com) that sends WhatsApp replies. Empty under `make run`: the local ACS emulator."),
     "ACS_ACCESS_KEY": ("", "ACS access key. Empty: Entra ID (managed identity) through azure-identity. Under `make run` without ACS_ENDPOINT: the emulator's key (random unless set)."),
     "WHATSAPP_CHANNEL_ID": ("", "Channel registration id (a GUID) of the WhatsApp number on the ACS resource that replies come from. Under `make run` without ACS_ENDPOINT: the emulator's."),
+    "ACS_SMS_FROM": ("", "The SMS-capable number on the ACS resource (E.164, e.g. +18005550100) that texts come from: replies to inbound texts, verification codes, web chat links for callers without WhatsApp, promised notifications. Empty: nothing is texted (codes go by WhatsApp). Under `make run` without ACS_ENDPOINT: the emulator's number. See docs/sms.md."),
     "ACS_EMULATOR_PORT": ("7072", "Port of the local ACS emulator that `make run` starts when ACS_ENDPOINT is empty; it listens on 127.0.0.1."),
     "GATEWAY_PORT": ("8765", "Port of the local media gateway (`make run`); it listens on 127.0.0.1."),
     "GATEWAY_PUBLIC_URL": ("", "WebSocket base URL at which ACS reaches the media gateway (wss://... in Azure). Empty: ws://127.0.0.1:$GATEWAY_PORT."),
@@ -121,6 +123,7 @@ class Settings:
     acs_endpoint: str
     acs_access_key: str
     whatsapp_channel_id: str
+    acs_sms_from: str
     acs_emulator_port: int
     gateway_port: int
     gateway_public_url: str
@@ -192,6 +195,7 @@ class Settings:
             acs_endpoint=env.str("ACS_ENDPOINT").rstrip("/"),
             acs_access_key=env.str("ACS_ACCESS_KEY"),
             whatsapp_channel_id=env.str("WHATSAPP_CHANNEL_ID"),
+            acs_sms_from=_phone_number(env, "ACS_SMS_FROM"),
             acs_emulator_port=env.int("ACS_EMULATOR_PORT"),
             gateway_port=gateway_port,
             gateway_public_url=(env.str("GATEWAY_PUBLIC_URL") or f"ws://127.0.0.1:{gateway_port}").rstrip("/"),
@@ -235,6 +239,13 @@ def _positive(env: _Reader, key: str) -> int:
     value = env.int(key)
     if value == 0:
         raise SettingsError(f"{key} must be more than 0")
+    return value
+
+
+def _phone_number(env: _Reader, key: str) -> str:
+    value = env.str(key)
+    if value and not re.fullmatch(r"\+[1-9]\d{6,14}", value):
+        raise SettingsError(f"{key} must be an E.164 phone number like +18005550100, not {value!r}")
     return value
 
 

@@ -22,8 +22,11 @@ from shared.scenario import Scenario, load_scenario
 from shared.settings import Settings
 from shared.stores import build_customer_store, build_session_state
 from shared.stores.base import CustomerStore, SessionState
+from shared.sms import SmsSender, build_sms_sender
+from shared.sms.outbox import SmsOutbox
+from shared.sms.service import SmsService
 from shared.tokens import TokenSigner, load_secret
-from shared.verification import Verifier, whatsapp_code_sender
+from shared.verification import Verifier, sms_code_sender, whatsapp_code_sender
 from shared.whatsapp.service import WhatsAppService
 
 log = logging.getLogger(__name__)
@@ -42,14 +45,26 @@ class Services:
     desk: Desk
     call_control: CallControl
     messenger: Messenger
+    sms_sender: SmsSender
 
     @cached_property
     def whatsapp(self) -> WhatsAppService:
         return WhatsAppService(self.scenario, self.customers, self.state, self.conversation, self.messenger,
                                channel_id=self.settings.whatsapp_channel_id)
 
+    @cached_property
+    def sms(self) -> SmsService:
+        return SmsService(self.scenario, self.customers, self.state, self.conversation, self.sms_sender,
+                          number=self.settings.acs_sms_from)
+
+    @cached_property
+    def texts(self) -> SmsOutbox:
+        """Texts outside a conversation (codes, links, promised notifications), refused to a number that opted out."""
+        return SmsOutbox(self.customers, self.sms_sender)
+
     async def close(self) -> None:
-        for closeable in (self.messenger, self.call_control, self.policy, self.state, self.customers):
+        for closeable in (self.sms_sender, self.messenger, self.call_control, self.policy, self.state,
+                          self.customers):
             try:
                 await closeable.close()
             except Exception:  # closing is best effort; report and go on closing the rest
@@ -84,7 +99,8 @@ async def build_services(settings: Settings) -> Services:
     policy = build_policy(settings)
     desk = Desk(scenario, customers, state)
     messenger = build_messenger(settings)
-    verifier = Verifier(scenario, state, whatsapp_code_sender(scenario, messenger))
+    sms_sender = build_sms_sender(settings)
+    verifier = build_verifier(scenario, state, customers, messenger, sms_sender)
     queue = QueueMetrics(state, desk=desk)
     if not settings.cosmos_endpoint:
         await seed_demo_customers(customers, scenario)
@@ -111,7 +127,19 @@ async def build_services(settings: Settings) -> Services:
         desk=desk,
         call_control=build_call_control(settings),
         messenger=messenger,
+        sms_sender=sms_sender,
     )
+
+
+def build_verifier(scenario: Scenario, state: SessionState, customers: CustomerStore, messenger: Messenger,
+                   sms_sender: SmsSender) -> Verifier:
+    """Codes by text message when an SMS number is configured (WhatsApp for a number that opted out of texts), else
+    by WhatsApp with the scenario's authentication template; with neither, knowledge answers only."""
+    by_whatsapp = whatsapp_code_sender(scenario, messenger)
+    if sms_sender.configured:
+        by_sms = sms_code_sender(scenario, SmsOutbox(customers, sms_sender), fallback=by_whatsapp)
+        return Verifier(scenario, state, by_sms, sends_sms=True)
+    return Verifier(scenario, state, by_whatsapp)
 
 
 def build_policy(settings: Settings) -> Policy:

@@ -29,6 +29,7 @@ from shared.queue import QueueMetrics
 from shared.router import SwitchDecision, available_channels, decide, phone_of
 from shared.scenario import AgentSpec, Scenario
 from shared.session_lock import SessionBusy, SessionLocks
+from shared.sms.promises import promised
 from shared.stores.base import CustomerStore, SessionState
 from shared.verification import Challenge, Checked, Verifier, level_of_channel
 from shared.wait import spoken_wait
@@ -300,13 +301,14 @@ class Conversation:
                                           on_text, on_save, key, fence)
             reason = reason or self._escalation_due(ctx)
             _audit_disclosures(ctx, change)
+            _promises(ctx, change)
         replies = prefix + replies
         escalation = None
         if reason is not None and switch_to is None:
-            escalation, said = await self._escalate(customer, session, ctx, reason)
-            replies.append(said)
+            escalation, placed = await self._escalate(customer, session, ctx, reason)
+            replies.append(placed)
             if on_text is not None:
-                await on_text(said.text, said.agent)
+                await on_text(placed.text, placed.agent)
         try:
             customer = await self._save_turn(
                 customer_id, session_id, said, agent.name, ctx, replies, switch_to, on_save, key, fence, escalation,
@@ -318,6 +320,8 @@ class Conversation:
         await self._save_hot(session_id, customer_id, ctx.agent.name, ctx.scratch)
         if escalation is not None:
             await self._show_on_desk(customer, escalation)
+        for kind, ref in change.promises:
+            await promised(self.state, kind, ref, customer_id)
         return TurnOutcome(replies, ctx.agent.name, customer, switch_to, escalation=escalation)
 
     # Verifying who the customer is ---------------------------------------------------------------------------------
@@ -648,7 +652,8 @@ class Conversation:
 
     def _continuation(self, customer: Customer, handoff: Handoff) -> str:
         name = (customer.collected.get("customer_name") or "").split(" ")[0]
-        came_from = {"voice": "your call", "whatsapp": "WhatsApp", "webchat": "our web chat"}[handoff.from_channel.value]
+        came_from = {"voice": "your call", "whatsapp": "WhatsApp", "webchat": "our web chat",
+                     "sms": "your text messages"}[handoff.from_channel.value]
         template = self.scenario.phrases.get("continue", _CONTINUE)
         opening = template.format(company=self.scenario.company, came_from=came_from, name=name or "there")
         return " ".join(p for p in (opening, customer.summary) if p)
@@ -765,14 +770,25 @@ class _SessionChange:
     pending: object = _KEEP  # a dict to wait on an answer, None to stop waiting, _KEEP to leave it
     masked: str | None = None  # what the transcript keeps instead of an answer (codes are never stored)
     audit: list[tuple[str, dict]] = field(default_factory=list)
+    promises: list[tuple[str, str]] = field(default_factory=list)  # (kind, ref): texts the replies promised
 
     def apply(self, customer: Customer, session: ChannelSession) -> None:
+        for kind, ref in self.promises:
+            customer.add_promise(kind, ref, session)
         if self.by is not None and self.phone:
             session.raise_verification(self.verification, self.phone, self.by)
         if self.pending is not _KEEP:
             session.pending_verification = self.pending  # type: ignore[assignment]
         for event, details in self.audit:
             customer.add_audit(event, session, level=session.verification.value, **details)
+
+
+def _promises(ctx: TurnContext, change: _SessionChange) -> None:
+    """Texts this turn's tools promised ("we'll text you when it's restored") go on the record with the turn."""
+    for call in ctx.tool_calls:
+        if call.result is not None and call.result.ok and call.result.promise:
+            kind, _, ref = call.result.promise.partition(":")
+            change.promises.append((kind, ref))
 
 
 def _audit_disclosures(ctx: TurnContext, change: _SessionChange) -> None:

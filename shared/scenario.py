@@ -75,6 +75,9 @@ class ToolResult:
     # Set when the result calls for a person (a dispute over the scenario's limit, say): the reason, in words a
     # person at the desk reads. The conversation escalates the customer after this turn (shared/desk.py).
     escalate: str | None = None
+    # Set when the reply promises a text later, as "kind:ref" ("outage_restored:OUT-4471"): the conversation records
+    # the promise on the customer record, and it is sent once when that happens (shared/sms/promises.py).
+    promise: str | None = None
 
 
 ToolFunction = Callable[[dict[str, Any], "ScenarioData"], ToolResult]

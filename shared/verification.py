@@ -26,12 +26,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from shared.messenger.base import Messenger, TemplateMessage
 from shared.models import Verification
 from shared.scenario import Holder, Scenario
 from shared.stores.base import SessionState
+
+if TYPE_CHECKING:
+    from shared.sms.outbox import SmsOutbox
 
 log = logging.getLogger(__name__)
 
@@ -214,5 +217,26 @@ def whatsapp_code_sender(scenario: Scenario, messenger: Messenger) -> CodeSender
         message = TemplateMessage(phone, template.name, template.language, values)
         await messenger.send(message, repeatability_id=str(uuid.uuid4()), first_sent=datetime.now(timezone.utc))
         return "whatsapp"
+
+    return send
+
+
+def sms_code_sender(scenario: Scenario, outbox: SmsOutbox, fallback: CodeSender | None = None) -> CodeSender:
+    """Codes by text message to the number on record. A number that opted out of texts (STOP) gets its code the
+    `fallback` way (WhatsApp) when there is one; otherwise the code cannot go, and the customer is told so."""
+    from shared.sms.outbox import OptedOut, send_key, sms_phrase
+
+    minutes = max(1, round(scenario.verification.code_ttl_seconds / 60))
+
+    async def send(phone: str, code: str) -> str:
+        text = sms_phrase(scenario, "sms_code", code=code, minutes=minutes)
+        try:
+            await outbox.text(phone, text, key=send_key("code", str(uuid.uuid4())),
+                              first_sent=datetime.now(timezone.utc), tag="verification")
+        except OptedOut:
+            if fallback is None:
+                raise
+            return await fallback(phone, code)
+        return "sms"
 
     return send

@@ -157,6 +157,7 @@ def check_outage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
             f"by {outage['eta']}. You don't need to report it; we'll text you when it's restored."
         ),
         slots=learned,
+        promise=f"outage_restored:{outage['id']}",  # the text the reply promises (POST /api/ops/outages/{id}/restored)
     )
 
 

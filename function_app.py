@@ -6,7 +6,7 @@ The same file runs in Azure (Functions host + Durable extension) and on one mach
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import calls, desk, docs, handoff, ops, webchat, whatsapp
+from functions import calls, desk, docs, handoff, ops, sms, webchat, whatsapp
 from shared import redact
 from shared.bootstrap import close_services
 from shared.telemetry import export as telemetry_export
@@ -21,6 +21,7 @@ telemetry_export.configure("switchboard-functions")
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(webchat.bp)
 app.register_functions(whatsapp.bp)
+app.register_functions(sms.bp)
 app.register_functions(calls.bp)
 app.register_functions(handoff.bp)
 app.register_functions(docs.bp)

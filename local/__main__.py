@@ -19,6 +19,7 @@ from local import PortInUse
 from local.acs.calls import CallsApi
 from local.acs.messages import CHANNEL_ID, MessagesApi
 from local.acs.server import AcsEmulator, EmulatorService
+from local.acs.sms import SMS_NUMBER, SmsApi
 from local.auth import LocalSignIn, sign_in_link
 from local.durable import DATABASE_NAME, DurableExtension, read_overridable_states, read_task_hub
 from local.gateway import GatewayFailed, GatewayService
@@ -121,16 +122,19 @@ def acs_emulator(settings: Settings) -> EmulatorService:
     """The local ACS emulator, and the app pointed at it.
 
     The app reads its settings when it first needs them, after this runs, so the emulator's endpoint, key and
-    WhatsApp channel become the app's ACS_ENDPOINT, ACS_ACCESS_KEY and WHATSAPP_CHANNEL_ID. A key or channel id the
-    user set is the emulator's too, so requests they sign themselves are accepted.
+    WhatsApp channel and SMS number become the app's ACS_ENDPOINT, ACS_ACCESS_KEY, WHATSAPP_CHANNEL_ID and
+    ACS_SMS_FROM. A key, channel id or number the user set is the emulator's too, so requests they sign themselves
+    are accepted.
     """
     channel_id = settings.whatsapp_channel_id or CHANNEL_ID
-    modules = [MessagesApi(channel_id), CallsApi()]
+    sms_number = settings.acs_sms_from or SMS_NUMBER
+    modules = [MessagesApi(channel_id), SmsApi(sms_number), CallsApi()]
     emulator = AcsEmulator(functions_url=f"http://127.0.0.1:{settings.port}", modules=modules)
     if settings.acs_access_key:
         emulator.access_key = settings.acs_access_key
     service = EmulatorService(emulator, settings.acs_emulator_port)
-    os.environ.update(ACS_ENDPOINT=service.url, ACS_ACCESS_KEY=emulator.access_key, WHATSAPP_CHANNEL_ID=channel_id)
+    os.environ.update(ACS_ENDPOINT=service.url, ACS_ACCESS_KEY=emulator.access_key, WHATSAPP_CHANNEL_ID=channel_id,
+                      ACS_SMS_FROM=sms_number)
     return service
 
 

@@ -1,7 +1,7 @@
 """The emulator's aiohttp app: HMAC-checked API routes plus an unauthenticated `/_emulator/...` inspection surface.
 
 API modules register with `ApiModule.install(app, emulator)`; tests and people read what the emulator saw at
-`/_emulator/...` routes the modules add (e.g. `GET /_emulator/messages`).
+`/_emulator/...` routes the modules add (e.g. `GET /_emulator/messages`, `GET /_emulator/sms`).
 """
 
 from __future__ import annotations
@@ -87,4 +87,4 @@ class EmulatorService:
             await self._runner.cleanup()
 
     def banner(self) -> list[str]:
-        return [f"ACS emu    {self.url}  (outbox: {self.url}/_emulator/messages)"]
+        return [f"ACS emu    {self.url}  (outbox: {self.url}/_emulator/messages, texts: {self.url}/_emulator/sms)"]

@@ -140,6 +140,8 @@ async def invite(services: Services, plan: HandoffPlan) -> dict:
     link = web_link(services, plan) if plan.to_channel == Channel.WEBCHAT else None
     template = services.scenario.whatsapp.invite if link is None else services.scenario.whatsapp.link_invite
     result = await _send_template(services, customer, plan, template, "invite", link)
+    if not result["sent"] and link is not None:  # no WhatsApp for this customer: the link goes by text message
+        result = await _send_link_by_sms(services, customer, plan, "invite", link, whatsapp=result["reason"])
     if not result["sent"] and link is None:
         # No way to reach them on WhatsApp: this handoff cannot happen, and the record must not say "invited" (nor
         # the orchestration wait, remind and expire) for a message that never went.
@@ -155,7 +157,9 @@ async def remind(services: Services, plan: HandoffPlan) -> bool:
     if customer.handoff is None or customer.handoff.instance_id != plan.instance_id or not customer.handoff.open:
         return False
     link = web_link(services, plan) if plan.to_channel == Channel.WEBCHAT else None
-    await _send_template(services, customer, plan, services.scenario.whatsapp.reminder, "reminder", link)
+    result = await _send_template(services, customer, plan, services.scenario.whatsapp.reminder, "reminder", link)
+    if not result["sent"] and link is not None:
+        await _send_link_by_sms(services, customer, plan, "reminder", link, whatsapp=result["reason"])
     await _set_status(services, plan, HandoffStatus.REMINDED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED})
     return True
 
@@ -222,6 +226,32 @@ async def _send_template(
         log.warning("handoff %s: %s could not be sent: %s", plan.instance_id, step, exc)
         return {"sent": False, "reason": str(exc)}
     return {"sent": True, "message_id": message_id, "template": template.name}
+
+
+async def _send_link_by_sms(services: Services, customer: Customer, plan: HandoffPlan, step: str, link: str, *,
+                            whatsapp: str) -> dict:
+    """The web chat link by text message, when WhatsApp could not take it (no WhatsApp on the number, none
+    configured, or no template). Its repeatability id is derived from the handoff and the step, like the template's,
+    so a re-run of the step is recognised by ACS and texts the customer once."""
+    from shared.sms.outbox import send_key, sms_phrase
+
+    phone = phone_of(customer)
+    if phone is None or not services.texts.configured:
+        why = "no phone number on record" if phone is None else "no SMS number is configured (ACS_SMS_FROM)"
+        return {"sent": False, "reason": f"WhatsApp: {whatsapp}; SMS: {why}"}
+    text = sms_phrase(services.scenario, "sms_link" if step == "invite" else "sms_link_reminder", link=link)
+    try:
+        message_id = await services.texts.text(
+            phone, text, key=send_key(plan.instance_id, step, "sms"),
+            first_sent=datetime.fromisoformat(customer.handoff.started_at if customer.handoff else utcnow()),
+            tag=f"handoff_{step}")
+    except SwitchboardError as exc:
+        if exc.retryable:
+            raise
+        log.warning("handoff %s: the %s by SMS could not be sent either: %s", plan.instance_id, step, exc)
+        return {"sent": False, "reason": f"WhatsApp: {whatsapp}; SMS: {exc}"}
+    log.info("handoff %s: %s sent by SMS (WhatsApp: %s)", plan.instance_id, step, whatsapp)
+    return {"sent": True, "message_id": message_id, "by": "sms"}
 
 
 async def _set_status(services: Services, plan: HandoffPlan, status: HandoffStatus, *, only_from: set) -> bool:

@@ -174,7 +174,9 @@ class WhatsAppService:
             # The customer wrote first: the answer to their message is the first thing they get, not a greeting
             # asking what they want (which would arrive just before that answer). A customer handed over from
             # another channel is the exception: the core opens with what they were doing, and that goes first.
-            opened = await self.conversation.open(Channel.WHATSAPP, session_id, customer.customer_id, greet=False)
+            # WhatsApp vouches for the sender's number: the session starts verified for it (docs/security.md).
+            opened = await self.conversation.open(Channel.WHATSAPP, session_id, customer.customer_id, greet=False,
+                                                  proven=Identity(IdentityKind.PHONE, message.phone))
             customer, continued = opened.customer, opened.continued
 
         switch_to = None

@@ -22,6 +22,7 @@ from local.acs.messages import CHANNEL_ID
 from shared.models import ChannelSession, Customer, Identity, IdentityKind
 from shared.stores.embedded_customers import SqliteCustomerStore
 from tests.peers.local_host import LocalHost
+from tests.verifying import CONFIRMED, sent_code
 
 ACCESS_KEY = base64.b64encode(b"switchboard-whatsapp-tests-key!!").decode()
 JORDAN = "+15555550100"  # a demo account holder: account 100200300, 123 Oak St
@@ -61,6 +62,15 @@ class WhatsAppStack:
 
     def texts(self, phone: str) -> list[str]:
         return [m["content"] for m in self.outbox(phone) if m["kind"] == "text"]
+
+    def verify(self, phone: str, holder: str) -> str:
+        """Answer the agent's check from `phone` with the code sent to `holder`, the number on record, as its holder
+        would; returns what followed the confirmation (the answer to the question asked before the check)."""
+        before = len(self.texts(phone))
+        self.inbound(phone, sent_code(self.acs_url, holder))
+        replies = self.texts(phone)[before:]
+        assert replies and replies[0] == CONFIRMED, replies
+        return " ".join(replies[1:])
 
     def fault(self, status: int, count: int, **extra: Any) -> None:
         response = self.client.post(f"{self.acs_url}/_emulator/messages/faults",

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 from shared.models import Delivery
 from tests.waiting import eventually
+from tests.verifying import ASKS_TO_VERIFY
 from tests.whatsapp.conftest import JORDAN, WhatsAppStack, new_number
 
 ASKS_FOR_ACCOUNT = re.compile(r"account number|phone number on the account", re.I)
@@ -58,7 +59,9 @@ def test_an_unknown_number_becomes_a_new_customer(whatsapp: WhatsAppStack) -> No
     assert customer is not None and customer.collected.get("account_number") is None
     assert ASKS_FOR_ACCOUNT.search(whatsapp.texts(phone)[-1])  # a stranger is asked who they are
     whatsapp.inbound(phone, "the number on the account is 555-555-0111")
-    assert "$42.10" in whatsapp.texts(phone)[-1]
+    # ... and, writing from a number that is not the one on record, to prove it with the code sent to that one.
+    assert ASKS_TO_VERIFY.search(whatsapp.texts(phone)[-1]) and "$" not in whatsapp.texts(phone)[-1]
+    assert "$42.10" in whatsapp.verify(phone, "+15555550111")
 
 
 def test_the_same_event_delivered_twice_is_answered_once(whatsapp: WhatsAppStack) -> None:
@@ -83,10 +86,11 @@ def test_a_batch_of_events_is_answered_event_by_event(whatsapp: WhatsAppStack) -
     ]
     assert whatsapp.post_events(events).status_code == 202
 
-    assert "$127.45" in whatsapp.texts(first)[-1]
+    assert ASKS_TO_VERIFY.search(whatsapp.texts(first)[-1])  # not the number on record for that account
     assert "address" in whatsapp.texts(second)[-1]  # a stranger's outage: where are you?
+    assert "$127.45" in whatsapp.verify(first, JORDAN)
     assert [t.text for t in whatsapp.session(first).turns if t.role == "customer"] == [
-        "I have a question about my bill", "100 200 300"
+        "I have a question about my bill", "100 200 300", "[verification code]"
     ]
 
 

@@ -263,6 +263,7 @@ class Conversation:
         change = _SessionChange(verification=session.verification, phone=session.verified_phone)
         asked, said = text, text  # what the agents answer, and what the transcript keeps of the customer's words
         prefix: list[Reply] = []
+        collected, learned = dict(customer.collected), {}
         if session.pending_verification is not None:
             answered = await self._verification_answer(session, text, change, agent.name)
             if isinstance(answered, list):  # not verified (yet): that is the whole reply
@@ -273,16 +274,20 @@ class Conversation:
             if answered is not None:  # verified: answer the question they asked before the check
                 asked, prefix = answered[0], [answered[1]]
                 agent = self.scenario.agent(session.pending_verification.get("agent") or agent.name)
+                # ... as it was asked: what that message told us counts as just learned again, as it did then.
+                learned = dict(session.pending_verification.get("learned") or {})
+                collected = {k: v for k, v in collected.items() if learned.get(k) != v}
         ctx = TurnContext(
             scenario=self.scenario,
             agent=agent,
             text=asked,
-            collected=dict(customer.collected),
+            collected=collected,
             summary=customer.summary,
             history=session.turns[-HISTORY_TURNS:],
             scratch=dict(hot.get("scratch") or {}),
             channel=session.channel.value,
             switch=await self._switch_decision(customer, session.channel.value, text),
+            learned=learned,
             verification=change.verification,
             verified_phone=change.phone,
         )
@@ -297,8 +302,11 @@ class Conversation:
                 replies, switch_to, reason = await self._run_agents(ctx, on_text)
             except VerificationNeeded as needed:
                 challenge = await self._challenge(session, needed, asked, ctx.agent.name, change)
+                if isinstance(change.pending, dict):
+                    change.pending["learned"] = dict(ctx.learned)
+                # What the customer told us on the way (the account number) is kept: asked again otherwise.
                 return await self._finish(customer_id, session_id, said, ctx.agent, prefix + challenge, change,
-                                          on_text, on_save, key, fence)
+                                          on_text, on_save, key, fence, learned=ctx.learned)
             reason = reason or self._escalation_due(ctx)
             _audit_disclosures(ctx, change)
             _promises(ctx, change)
@@ -404,13 +412,14 @@ class Conversation:
 
     async def _finish(self, customer_id: str, session_id: str, said: str, agent: AgentSpec, replies: list[Reply],
                       change: _SessionChange, on_text: OnText | None, on_save: OnSave | None, key: str | None,
-                      fence: int | None) -> TurnOutcome:
-        """Save a turn the agents did not answer (a verification step) and return it."""
+                      fence: int | None, *, learned: dict[str, str] | None = None) -> TurnOutcome:
+        """Save a turn the agents did not answer (a verification step), with the slots it learned, and return it."""
         for reply in replies:
             if on_text is not None:
                 await on_text(reply.text, reply.agent)
         customer = await self.customers.get(customer_id)
-        ctx = TurnContext(self.scenario, agent, said, dict(customer.collected), customer.summary, [], {})
+        ctx = TurnContext(self.scenario, agent, said, dict(customer.collected), customer.summary, [], {},
+                          learned=dict(learned or {}))
         try:
             customer = await self._save_turn(customer_id, session_id, said, agent.name, ctx, replies, None, on_save,
                                              key, fence, None, change)
@@ -795,5 +804,6 @@ def _audit_disclosures(ctx: TurnContext, change: _SessionChange) -> None:
     """Each tool that showed account data (it needed the customer identified or verified) goes on the record."""
     for call in ctx.tool_calls:
         spec = ctx.scenario.tools[call.name]
-        if call.result is not None and call.result.ok and spec.verification.at_least(Verification.IDENTIFIED):
+        if call.result is not None and call.result.ok and spec.verification.at_least(Verification.IDENTIFIED) \
+                and ctx.scenario.names_account(call.name, call.arguments):
             change.audit.append(("disclosed", {"tool": call.name}))

@@ -17,6 +17,7 @@ from shared.policies.offline import OfflinePolicy
 from shared.scenario import load_scenario
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_state import InProcessSessionState
+from tests.verifying import ASKS_TO_VERIFY, CONFIRMED, knowledge_answers
 
 ASKS_FOR_ACCOUNT = re.compile(r"account number|phone number on the account", re.I)
 
@@ -33,6 +34,13 @@ class Chat:
         outcome = await self.conversation.turn(self.session_id, self.customer_id, text)
         self.agent = outcome.agent
         return " ".join(r.text for r in outcome.replies)
+
+    async def verify(self, account: str) -> str:
+        """Answer the agent's check with the holder's knowledge answers (no code can be sent here: these
+        conversations have no messenger); the reply confirms it and answers what was asked before the check."""
+        reply = await self.say(knowledge_answers(account))
+        assert reply.startswith(CONFIRMED), reply
+        return reply
 
 
 @pytest.fixture
@@ -60,6 +68,8 @@ async def test_billing_then_outage_without_asking_for_the_account_twice(conversa
     assert ASKS_FOR_ACCOUNT.search(reply)
 
     reply = await chat.say("sure, it's 100200300")
+    assert ASKS_TO_VERIFY.search(reply) and "$" not in reply
+    reply = await chat.verify("100200300")
     assert "$127.45" in reply and "December 15" in reply
 
     reply = await chat.say("also there's no electricity at my house")
@@ -71,7 +81,8 @@ async def test_billing_then_outage_without_asking_for_the_account_twice(conversa
 async def test_the_phone_number_identifies_the_account_too(conversation) -> None:
     chat = await new_chat(conversation)
     await chat.say("how much do I owe?")
-    reply = await chat.say("my number is (555) 555-0111")
+    assert ASKS_TO_VERIFY.search(await chat.say("my number is (555) 555-0111"))
+    reply = await chat.verify("+15555550111")
     assert "$42.10" in reply
     customer = await conversation.customers.get(chat.customer_id)
     assert customer.collected["account_number"] == "100200311"  # learned from the lookup, kept on the record
@@ -100,6 +111,8 @@ async def test_a_service_request_collects_each_slot_once(conversation) -> None:
     asked = [await chat.say("I'm moving and need to stop service")]
     asked.append(await chat.say("100200311"))
     asked.append(await chat.say("next Friday"))
+    assert ASKS_TO_VERIFY.search(asked[-1])  # the booking is the account holder's to make
+    asked.append(await chat.verify("100200311"))
     assert chat.agent == "ServiceAgent"
     assert "confirmation number is SR-" in asked[-1] and "Next Friday" in asked[-1]
     assert sum(bool(ASKS_FOR_ACCOUNT.search(a)) for a in asked) == 1
@@ -116,9 +129,11 @@ async def test_the_transcript_is_kept_on_the_customer_record(conversation) -> No
     chat = await new_chat(conversation)
     await chat.say("question about my bill")
     await chat.say("100200300")
+    await chat.verify("100200300")
     session = await conversation.transcript(chat.session_id, chat.customer_id)
     roles = [t.role for t in session.turns]
-    assert roles[0] == "agent" and roles.count("customer") == 2
+    assert roles[0] == "agent" and roles.count("customer") == 3
+    assert "[verification answer]" in [t.text for t in session.turns]  # the answers themselves are not kept
     assert any("$127.45" in t.text for t in session.turns)
 
 
@@ -136,6 +151,8 @@ async def test_hot_state_lost_mid_conversation_continues_from_the_record(convers
     await chat.say("question about my bill")
     conversation.state = InProcessSessionState()  # as if Redis had been flushed
     reply = await chat.say("100200300")
+    assert chat.agent == "BillingAgent" and ASKS_TO_VERIFY.search(reply)
+    reply = await chat.verify("100200300")
     assert chat.agent == "BillingAgent" and "$127.45" in reply
 
 
@@ -168,9 +185,11 @@ async def test_a_busy_phone_queue_gets_a_whatsapp_offer_and_yes_accepts_it(conve
 async def test_no_thanks_declines_the_offer_once_and_for_all(conversation) -> None:
     await conversation.queue.set(waiting=70, estimated_wait_seconds=420)
     chat = await new_chat(conversation, Channel.VOICE, Identity(IdentityKind.PHONE, "+15555550111"))
-    assert "WhatsApp" in await chat.say("I have a billing question")
+    assert "WhatsApp" in await chat.say("is there a power outage on my street?")
     assert "carry on here" in await chat.say("no thanks, I'll stay on the phone")
-    assert "WhatsApp" not in await chat.say("what's my balance")
+    assert "WhatsApp" not in await chat.say("what's my balance")  # the caller is asked to verify, and not offered
+    reply = await chat.verify("+15555550111")
+    assert "$42.10" in reply and "WhatsApp" not in reply
 
 
 async def test_a_quiet_queue_makes_no_offer(conversation) -> None:
@@ -183,6 +202,7 @@ async def test_a_web_chat_customer_can_ask_to_move_to_whatsapp_once_we_know_thei
     assert "can't move this conversation to WhatsApp" in await chat.say("can we do this on WhatsApp instead?")
     await chat.say("what's my balance")
     await chat.say("my number is 555 555 0100")
+    await chat.verify("+15555550100")
     outcome = await conversation.turn(chat.session_id, chat.customer_id, "can we do this on WhatsApp instead?")
     assert outcome.switch_to == "whatsapp"
 

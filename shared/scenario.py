@@ -166,6 +166,9 @@ class VerificationSpec:
     lock_seconds: float = 900
     codes_per_hour: int = 3  # texts one number may receive an hour, however often codes are asked for
     knowledge: tuple[KnowledgeQuestion, ...] = ()
+    # The slots that name an account. A gated tool called with none of them (an outage looked up by the address the
+    # customer gave) is about nobody's account, and runs unchecked; empty: every call of a gated tool is checked.
+    account_slots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,12 @@ class Scenario:
         """The holder of the account `arguments` name, if there is one."""
         return self.holder_lookup(arguments, self.data) if self.holder_lookup else None
 
+    def names_account(self, tool: str, arguments: dict[str, Any]) -> bool:
+        """Whether calling `tool` with `arguments` is about an account (verification.account_slots)."""
+        slots = self.verification.account_slots
+        return not slots or any(arguments.get(param) for param, slot in self.tools[tool].slot_parameters().items()
+                                if slot in slots)
+
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]
 
@@ -351,6 +360,8 @@ def load_scenario(name_or_path: str) -> Scenario:
     if holder_lookup is None and (gated := [t.name for t in tools.values() if t.verification.at_least(
             Verification.IDENTIFIED)]):
         raise ScenarioError(f"{folder / 'tools.py'}: tools {gated} need verification, so tools.py must define HOLDER")
+    if unknown := sorted(set(verification.account_slots) - set(slots)):
+        raise ScenarioError(f"{where}: verification.account_slots: no slots named {unknown}")
 
     data_file = folder / "data.yaml"
     data = ScenarioData(_read_yaml(data_file) if data_file.is_file() else {})
@@ -375,13 +386,14 @@ def load_scenario(name_or_path: str) -> Scenario:
 
 
 def _verification(body: dict[str, Any], where: str) -> VerificationSpec:
-    allowed = {"methods", "code_length", "code_ttl_seconds", "attempts", "lock_seconds", "codes_per_hour", "knowledge"}
+    allowed = {"methods", "code_length", "code_ttl_seconds", "attempts", "lock_seconds", "codes_per_hour", "knowledge",
+               "account_slots"}
     _check_keys(body, allowed, where)
     methods = tuple(body.get("methods") or VerificationSpec.methods)
     if not methods or set(methods) - {"code", "knowledge"}:
         raise ScenarioError(f"{where}.methods: a list of code and/or knowledge")
     numbers = {}
-    for name in allowed - {"methods", "knowledge"}:
+    for name in allowed - {"methods", "knowledge", "account_slots"}:
         value = body.get(name, getattr(VerificationSpec, name))
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise ScenarioError(f"{where}.{name}: expected a positive number")
@@ -394,9 +406,12 @@ def _verification(body: dict[str, Any], where: str) -> VerificationSpec:
         questions.append(KnowledgeQuestion(str(q["answer"]), str(q["ask"])))
     if "knowledge" in methods and not questions:
         raise ScenarioError(f"{where}.knowledge: the knowledge method needs questions")
+    account_slots = body.get("account_slots") or []
+    if not isinstance(account_slots, list) or not all(isinstance(a, str) for a in account_slots):
+        raise ScenarioError(f"{where}.account_slots: a list of slot names")
     return VerificationSpec(methods, int(numbers["code_length"]), float(numbers["code_ttl_seconds"]),
                             int(numbers["attempts"]), float(numbers["lock_seconds"]), int(numbers["codes_per_hour"]),
-                            tuple(questions))
+                            tuple(questions), tuple(account_slots))
 
 
 def _holder_lookup(folder: Path) -> HolderLookup | None:

@@ -114,7 +114,8 @@ class TurnContext:
             if filled.get(param):
                 self.learn(slot, str(filled[param]))
         missing = self.missing_requirement(tool, filled)
-        if missing is None and spec.verification.at_least(Verification.IDENTIFIED):
+        if missing is None and spec.verification.at_least(Verification.IDENTIFIED) and \
+                self.scenario.names_account(tool, filled):
             self._check_verified(tool, filled)
         result = None if missing else spec.function(filled, self.scenario.data)
         if result is not None:

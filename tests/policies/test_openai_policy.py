@@ -15,8 +15,10 @@ from typing import Any, AsyncIterator
 import openai
 import pytest
 
-from shared.models import Turn
-from shared.policies.base import EscalateRequest, HandoffRequest, PolicyEvent, SwitchRequest, TextDelta, TurnContext
+from shared.models import Turn, Verification
+from shared.policies.base import (
+    EscalateRequest, HandoffRequest, PolicyEvent, SwitchRequest, TextDelta, TurnContext, VerificationNeeded,
+)
 from shared.policies.openai_policy import ESCALATE_REASON, MAX_ROUNDS, OpenAIPolicy, build_openai_client
 from shared.router import SwitchDecision
 from shared.scenario import Scenario, load_scenario
@@ -24,6 +26,7 @@ from shared.settings import Settings, SettingsError
 from tests.peers.openai_server import OpenAITestServer
 
 MINI = str(Path(__file__).parent / "fixtures" / "mini")
+JORDAN = "+15555550100"  # the number on record for account 100200300
 
 
 def settings(server: OpenAITestServer, **overrides: str) -> Settings:
@@ -38,7 +41,10 @@ def make_ctx(
     collected: dict[str, str] | None = None,
     summary: str = "",
     history: list[Turn] | None = None,
+    verified_for: str | None = None,
 ) -> TurnContext:
+    """A turn's context; `verified_for` is the number on record this session has verified for (as the core gives it
+    once the customer has passed a code or the knowledge questions), else the session is unverified."""
     scenario = scenario or load_scenario("utilities")
     return TurnContext(
         scenario=scenario,
@@ -48,6 +54,8 @@ def make_ctx(
         summary=summary,
         history=history or [],
         scratch={},
+        verification=Verification.VERIFIED if verified_for else Verification.UNVERIFIED,
+        verified_phone=verified_for,
     )
 
 
@@ -111,7 +119,7 @@ async def test_streamed_tool_call_runs_and_its_result_goes_back(
 ) -> None:
     openai_server.reply_tool_calls(("get_balance", {"account_number": "100200300"}), text="Let me check. ")
     openai_server.reply_text("Your balance is $127.45, due December 15.")
-    ctx = make_ctx("BillingAgent", "What's my balance? Account 100200300.")
+    ctx = make_ctx("BillingAgent", "What's my balance? Account 100200300.", verified_for=JORDAN)
 
     events = await run(policy, ctx)
 
@@ -140,7 +148,8 @@ async def test_known_slot_is_not_in_the_schema_but_reaches_the_tool(
     openai_server.reply_tool_calls(("get_balance", {}))
     openai_server.reply_text("You owe $127.45.")
     summary = "Jordan phoned yesterday about a high bill; they were told it would be reviewed."
-    ctx = make_ctx("BillingAgent", "How much do I owe?", collected={"account_number": "100200300"}, summary=summary)
+    ctx = make_ctx("BillingAgent", "How much do I owe?", collected={"account_number": "100200300"}, summary=summary,
+                   verified_for=JORDAN)
 
     events = await run(policy, ctx)
 
@@ -168,6 +177,21 @@ async def test_unmet_requirement_goes_back_as_the_question_to_ask(
     assert ctx.tool_calls[0].result is None
     (result,) = tool_results(openai_server.requests[1])
     assert result == {"ok": False, "missing": ["account_number", "phone_number"], "ask": ask}
+
+
+async def test_a_tool_for_a_verified_customer_stops_the_turn_before_the_model_sees_any_account_data(
+    openai_server: OpenAITestServer, policy: OpenAIPolicy
+) -> None:
+    # The core asks the customer to verify (tests/verification); the model must not get the balance meanwhile, nor
+    # for a session verified for someone else's number.
+    for verified_for in (None, "+15555550111"):
+        openai_server.reply_tool_calls(("get_balance", {"account_number": "100200300"}), text="Let me check. ")
+        ctx = make_ctx("BillingAgent", "What's my balance? Account 100200300.", verified_for=verified_for)
+        with pytest.raises(VerificationNeeded) as needed:
+            await run(policy, ctx)
+        assert needed.value.tool == "get_balance" and needed.value.holder.phone == JORDAN
+        assert ctx.tool_calls == []
+    assert len(openai_server.requests) == 2  # one per turn: no round carried a tool result back
 
 
 async def test_bad_tool_calls_are_explained_to_the_model(openai_server: OpenAITestServer, policy: OpenAIPolicy) -> None:
@@ -201,7 +225,7 @@ async def test_bad_tool_calls_are_explained_to_the_model(openai_server: OpenAITe
 async def test_tool_rounds_are_bounded(openai_server: OpenAITestServer, policy: OpenAIPolicy) -> None:
     for _ in range(MAX_ROUNDS):
         openai_server.reply_tool_calls(("get_balance", {"account_number": "100200300"}))
-    ctx = make_ctx("BillingAgent", "Balance please")
+    ctx = make_ctx("BillingAgent", "Balance please", verified_for=JORDAN)
 
     assert reply(await run(policy, ctx)) == ctx.scenario.phrase("fallback")
     assert len(openai_server.requests) == MAX_ROUNDS

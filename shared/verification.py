@@ -192,9 +192,11 @@ def _code_in(text: str, length: int) -> str | None:
 
 
 def _answer_shaped(text: str) -> bool:
-    """Whether a message looks like answers ("62701, Lee") rather than the customer moving on to something else."""
+    """Whether a message looks like answers ("62701, Lee") rather than the customer moving on to something else:
+    a question ("what's my balance?") is not one, and must not count as a wrong answer towards a lock."""
     words = _words(text)
-    return bool(words) and (len(words) <= 6 or any(w.isdigit() for w in words))
+    asking = text.rstrip().endswith("?")
+    return bool(words) and not asking and (len(words) <= 6 or any(w.isdigit() for w in words))
 
 
 def _words(text: str) -> list[str]:

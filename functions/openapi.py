@@ -153,6 +153,20 @@ _SCHEMAS: dict[str, Any] = {
 }
 
 _COUNT = {"type": "integer", "minimum": 0, "maximum": 10_000_000}
+_SCHEMAS["OutageRestored"] = {
+    "type": "object",
+    "description": "What telling us an outage is over did: the promised texts sent now, those sent by an earlier call "
+                   "(each goes once), and why any could not go (opted out, no number).",
+    "properties": {
+        "outage": {"type": "string"},
+        "sent": _COUNT,
+        "already_sent": _COUNT,
+        "not_sent": {"type": "object", "additionalProperties": _COUNT,
+                     "description": "Reason -> how many customers were not texted for it."},
+    },
+    "required": ["outage", "sent", "already_sent", "not_sent"],
+    "additionalProperties": False,
+}
 _SCHEMAS["QueueView"] = {
     "type": "object",
     "description": "The live queue metrics, the scenario's thresholds, and whether a phone caller is offered a switch.",
@@ -524,6 +538,24 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {"description": "The metrics after the change.", "content": _json(_ref("QueueView"))},
                     "400": {"$ref": "#/components/responses/BadRequest"},
+                    "503": {"$ref": "#/components/responses/Unavailable"},
+                },
+            },
+        },
+        "/api/ops/outages/{outage_id}/restored": {
+            "parameters": [{"name": "outage_id", "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 100}}],
+            "post": {
+                "operationId": "outageRestored",
+                "summary": "An outage is over: text everyone who was promised a text about it, once.",
+                "description": "Called by the outage-management system or an operator. Calling again sends nothing "
+                               "twice. No body, or an empty JSON object.",
+                "tags": ["ops"],
+                "security": [{"functionKey": []}],
+                "responses": {
+                    "200": {"description": "What was sent.", "content": _json(_ref("OutageRestored"))},
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                    "404": _error("The scenario's data lists no such outage."),
                     "503": {"$ref": "#/components/responses/Unavailable"},
                 },
             },

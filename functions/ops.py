@@ -1,4 +1,5 @@
-"""Operator endpoints: read and drive the live queue metrics (demos, load tests, incident declaration).
+"""Operator endpoints: read and drive the live queue metrics (demos, load tests, incident declaration), and tell us
+an outage is over so the texts the outage agent promised go out.
 
 Function-key auth in Azure (AuthLevel.FUNCTION); the local host serves them open, as Core Tools does.
 """
@@ -42,6 +43,21 @@ async def ops_queue_set(req: func.HttpRequest) -> func.HttpResponse:
     await services.queue.set(**to_set, clear_overrides=clear)
     await services.queue.adjust(**to_adjust)
     return json_response(await _view(services))
+
+
+@bp.route(route="ops/outages/{outage_id}/restored", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@handles_errors
+async def ops_outage_restored(req: func.HttpRequest) -> func.HttpResponse:
+    """The outage-management system (or an operator) says an outage is over: everyone promised a text about it gets
+    one, once; calling again sends nothing twice (shared/sms/promises.py). The body, if any, must be empty JSON."""
+    from shared.sms.promises import outage_restored
+
+    if json_body(req, allow_empty=True):
+        raise InvalidInput("this endpoint takes no fields")
+    outage_id = req.route_params.get("outage_id", "")
+    services = await get_services()
+    done = await outage_restored(services.scenario, services.customers, services.state, services.texts, outage_id)
+    return json_response({"outage": outage_id, **done.to_dict()})
 
 
 async def _view(services) -> dict[str, Any]:

@@ -85,6 +85,9 @@ param acsDataLocation string = 'United States'
 @description('Channel registration id of the WhatsApp number, once registered on the ACS resource (docs/deploy.md).')
 param whatsappChannelId string = ''
 
+@description('The SMS-capable number on the ACS resource (E.164, e.g. +18005550100), once acquired and verified (docs/sms.md). Empty: nothing is texted.')
+param smsFromNumber string = ''
+
 @description('Create the Event Grid subscriptions. False on the first provision (no code yet to answer the handshake); the postdeploy hook sets it.')
 param eventSubscriptions bool = false
 
@@ -283,6 +286,7 @@ var appSettings = union({
   ACS_ENDPOINT: acs.outputs.endpoint
   ACS_RESOURCE_IMMUTABLE_ID: acs.outputs.immutableResourceId
   WHATSAPP_CHANNEL_ID: whatsappChannelId
+  ACS_SMS_FROM: smsFromNumber
   GATEWAY_PUBLIC_URL: gatewayPublicUrl
   GATEWAY_PORT: string(gatewayPort)
   GATEWAY_HOST: '0.0.0.0' // inside its container; the function app ignores it
@@ -386,6 +390,7 @@ output AZURE_OPENAI_DEPLOYMENT string = ai.outputs.modelDeploymentName
 output ACS_ENDPOINT string = acs.outputs.endpoint
 output ACS_RESOURCE_IMMUTABLE_ID string = acs.outputs.immutableResourceId
 output WHATSAPP_CHANNEL_ID string = whatsappChannelId
+output ACS_SMS_FROM string = smsFromNumber
 output GATEWAY_PUBLIC_URL string = gatewayPublicUrl
 output GATEWAY_PORT string = string(gatewayPort)
 output GATEWAY_HOST string = '0.0.0.0'

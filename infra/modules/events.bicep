@@ -2,6 +2,8 @@
 //   Microsoft.Communication.IncomingCall                  -> incoming_call    (functions/calls.py)
 //   Microsoft.Communication.AdvancedMessageReceived       -> whatsapp_events  (functions/whatsapp.py)
 //   Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated -> whatsapp_events
+//   Microsoft.Communication.SMSReceived                   -> sms_events       (functions/sms.py)
+//   Microsoft.Communication.SMSDeliveryReportReceived     -> sms_events
 // The endpoint is the Functions host's Event Grid webhook, authenticated by the host's `eventgrid_extension` system
 // key in the URL. That key is read here with listKeys: Event Grid cannot present a managed identity to the host's
 // webhook, and the key only exists once the code is deployed, which is why this module runs from the postdeploy hook.
@@ -99,5 +101,35 @@ resource whatsapp 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-1
   }
 }
 
+// A text is worth answering late too, and a delivery report is worth recording: the same day of retries. The
+// subscription exists before a number does; with no SMS number on the resource it simply receives nothing.
+resource sms 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: systemTopic
+  name: 'sms-events'
+  properties: {
+    destination: {
+      endpointType: 'WebHook'
+      properties: {
+        endpointUrl: '${webhookBase}?functionName=sms_events&code=${systemKey}'
+        maxEventsPerBatch: 1
+        preferredBatchSizeInKilobytes: 64
+      }
+    }
+    filter: {
+      includedEventTypes: [
+        'Microsoft.Communication.SMSReceived'
+        'Microsoft.Communication.SMSDeliveryReportReceived'
+      ]
+    }
+    eventDeliverySchema: 'EventGridSchema'
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+    deadLetterWithResourceIdentity: deadLetter
+  }
+}
+
 output incomingCallSubscription string = incomingCall.name
 output whatsappSubscription string = whatsapp.name
+output smsSubscription string = sms.name

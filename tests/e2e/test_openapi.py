@@ -364,6 +364,7 @@ def test_the_documented_routes(document):
         ("GET", "/api/openapi.json"),
         ("GET", "/api/ops/queue"),
         ("POST", "/api/ops/queue"),
+        ("POST", "/api/ops/outages/{outage_id}/restored"),
         ("POST", "/api/handoffs"),
         ("GET", "/api/handoffs/{instance_id}"),
         ("GET", "/api/desk"),
@@ -428,10 +429,12 @@ class Checker:
         token: str | None = None, json_body: Any = None, content: bytes | None = None,
         headers: dict[str, str] | None = None, instance_id: str | None = None, call_id: str | None = None,
         escalation_id: str | None = None, cookie: str | None = None, params: dict[str, str] | None = None,
+        outage_id: str | None = None,
     ) -> httpx.Response:
         operation = self.document["paths"][route][method.lower()]
         url = route.replace("{session_id}", session_id or "").replace("{instance_id}", instance_id or "")
         url = url.replace("{call_id}", call_id or "").replace("{escalation_id}", escalation_id or "")
+        url = url.replace("{outage_id}", outage_id or "")
         headers = dict(headers or {})
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -540,6 +543,10 @@ async def test_every_operation_answers_as_documented(checker):
     await c.call("POST", "/api/ops/queue", 200, json_body={"adjust": {"waiting": 0}})
     for body in ({"set": {"waiting": -1}}, {"nope": 1}, {"set": []}):
         await c.call("POST", "/api/ops/queue", 400, json_body=body)
+    restored = "/api/ops/outages/{outage_id}/restored"
+    await c.call("POST", restored, 200, outage_id="OUT-4471")  # nobody was promised a text here: none goes
+    await c.call("POST", restored, 404, outage_id="OUT-0000")
+    await c.call("POST", restored, 400, outage_id="OUT-4471", json_body={"sent": True})
 
     # Handoffs (the happy paths run in tests/e2e/test_handoff.py).
     await c.call("POST", "/api/handoffs", 401, json_body={"to_channel": "whatsapp"})

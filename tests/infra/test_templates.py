@@ -83,6 +83,8 @@ EXPECTED_ROUTES = {
     "Microsoft.Communication.IncomingCall": "incoming_call",
     "Microsoft.Communication.AdvancedMessageReceived": "whatsapp_events",
     "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated": "whatsapp_events",
+    "Microsoft.Communication.SMSReceived": "sms_events",
+    "Microsoft.Communication.SMSDeliveryReportReceived": "sms_events",
 }
 
 

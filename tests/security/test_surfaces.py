@@ -208,8 +208,8 @@ def test_starting_a_handoff_needs_the_calls_control_token(secure: SecureStack) -
 def test_operator_routes_take_a_function_key_in_azure_and_are_loopback_only_locally(secure: SecureStack) -> None:
     levels = {f.get_function_name(): f.get_trigger().auth_level.name for f in registered_functions()
               if f.get_trigger().type == "httpTrigger"}
-    assert {name: levels[name] for name in ("ops_queue_get", "ops_queue_set", "handoffs_status")} == {
-        "ops_queue_get": "FUNCTION", "ops_queue_set": "FUNCTION", "handoffs_status": "FUNCTION"}
+    operators = ("ops_queue_get", "ops_queue_set", "ops_outage_restored", "handoffs_status")
+    assert {name: levels[name] for name in operators} == dict.fromkeys(operators, "FUNCTION")
     # The local host serves them without a key, as Core Tools does, and only on 127.0.0.1.
     assert secure.host.url.startswith("http://127.0.0.1:")
     assert secure.client.get(secure.url("/api/ops/queue")).status_code == 200
@@ -223,7 +223,7 @@ def test_local_event_grid_webhook_does_the_handshake_and_listens_on_loopback(sec
     hook = secure.url("/runtime/webhooks/EventGrid")
     validation = [{"id": "v1", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent", "subject": "",
                    "eventTime": "2026-01-01T00:00:00Z", "data": {"validationCode": "code-123"}, "dataVersion": "1"}]
-    for name in ("whatsapp_events", "incoming_call"):
+    for name in ("whatsapp_events", "sms_events", "incoming_call"):
         handshake = secure.client.post(hook, params={"functionName": name}, json=validation,
                                        headers={"aeg-event-type": "SubscriptionValidation"})
         assert handshake.status_code == 200 and handshake.json() == {"validationResponse": "code-123"}
@@ -240,7 +240,7 @@ def test_azure_event_grid_subscriptions_carry_the_eventgrid_extension_system_key
     assert re.search(r"var systemKey = functionHost\.listKeys\(\)\.systemKeys\.eventgrid_extension", events)
     assert "'https://${functionApp.properties.defaultHostName}/runtime/webhooks/EventGrid'" in events
     endpoints = re.findall(r"endpointUrl: '([^']+)'", events)
-    assert len(endpoints) == 2
+    assert len(endpoints) == 3  # incoming_call, whatsapp_events, sms_events
     for endpoint in endpoints:
         assert endpoint.startswith("${webhookBase}?functionName=") and endpoint.endswith("&code=${systemKey}")
 
@@ -260,6 +260,9 @@ def test_event_handlers_drop_events_they_were_not_subscribed_to(secure: SecureSt
     dropped = secure.client.post(hook, params={"functionName": "whatsapp_events"}, json=[unknown], headers=notification)
     assert dropped.status_code == 202
     assert secure.client.get(secure.acs("/_emulator/messages"), params={"to": phone}).json() == []
+    to_sms = secure.client.post(hook, params={"functionName": "sms_events"}, json=[message], headers=notification)
+    assert to_sms.status_code == 202  # a WhatsApp message is not a text: dropped by the SMS trigger
+    assert secure.client.get(secure.acs("/_emulator/sms"), params={"to": phone}).json() == []
     logs = secure.logs()
     assert "filter the subscription on IncomingCall" in logs and "unsupported event type" in logs
 

@@ -37,7 +37,7 @@ from shared.models import (
 from shared.scenario import Scenario
 from shared.sms.events import DeliveryReport, SmsEvent, TextReceived
 from shared.sms.keywords import Keyword, keyword_in
-from shared.sms.outbox import SmsOutbox, send_key, sms_phrase
+from shared.sms.outbox import send_key, sms_phrase
 from shared.sms.sender import SmsSender
 from shared.stores.base import CustomerStore, SessionState
 from shared.whatsapp.service import Received
@@ -51,7 +51,6 @@ DEDUP_TTL_SECONDS = 48 * 3600
 class SmsService:
     def __init__(self, scenario: Scenario, customers: CustomerStore, state: SessionState,
                  conversation: Conversation, sender: SmsSender, *, number: str = "") -> None:
-        self.outbox = SmsOutbox(customers, sender)
         self.scenario = scenario
         self.customers = customers
         self.state = state

@@ -345,8 +345,10 @@ class Conversation:
                 challenge = Challenge(method, "", sent_by=self._pretend_channel() if method == "code" else None)
             else:
                 challenge = await self.verifier.challenge(session.session_id, holder, method)
-            if challenge.refused == "unavailable" and method != methods[-1]:
-                continue  # no code can go out: try the next way
+            if challenge.refused in ("unavailable", "too_many") and method != methods[-1]:
+                # No code can go out (or the number has had its codes this hour: anyone who knows it can use them
+                # up, and must not keep its holder from verifying): try the next way.
+                continue
             break
         else:
             return [Reply(self._verify_phrase("verify_unavailable"), agent)]

@@ -1,0 +1,58 @@
+"""Where each channel starts: a caller is identified by caller ID, a WhatsApp sender verified, a web chat nobody.
+
+Caller ID can be spoofed, so it lets the agent greet the caller by name and skip "what's your number", and one factor
+more makes them verified. WhatsApp authenticates its sender's number, so a code sent to that same conversation
+would prove nothing: a message from the number on record is verified as it stands (docs/security.md).
+"""
+
+from __future__ import annotations
+
+from shared.models import Channel, Verification
+from tests.verification.conftest import JORDAN, SAM, Rig
+from tests.verifying import CONFIRMED
+
+
+async def test_a_caller_is_identified_greeted_by_name_and_verified_by_the_code_they_say(rig: Rig) -> None:
+    caller = await rig.from_phone(Channel.VOICE, JORDAN)
+    assert caller.greeting.startswith("Welcome back, Jordan.")
+    assert (await caller.session()).verification is Verification.IDENTIFIED
+
+    asked = await caller.say("what's my balance?")
+    assert "code" in asked and "$" not in asked and "account number" not in asked  # his number is known
+    spoken = " ".join({"0": "zero", "1": "one", "2": "two", "3": "three", "4": "four", "5": "five", "6": "six",
+                       "7": "seven", "8": "eight", "9": "nine"}[d] for d in await rig.code(JORDAN))
+    answer = await caller.say(spoken)  # said aloud, as the speech recogniser writes it
+    assert answer.startswith(CONFIRMED) and "$127.45" in answer
+    session = await caller.session()
+    assert (session.verification, session.verified_phone) == (Verification.VERIFIED, JORDAN)
+
+
+async def test_an_identified_caller_hears_the_outage_at_their_address_without_a_code(rig: Rig) -> None:
+    caller = await rig.from_phone(Channel.VOICE, JORDAN)
+    answer = await caller.say("is there a power outage at my house?")
+    assert "123 Oak St" in answer and "4:00 PM" in answer
+    assert await rig.codes(JORDAN) == []
+
+
+async def test_a_caller_is_identified_for_their_own_number_only(rig: Rig) -> None:
+    caller = await rig.from_phone(Channel.VOICE, "+15555550999")  # a number on no account
+    assert (await caller.session()).verification is Verification.IDENTIFIED
+    asked = await caller.say("what's the balance on account 100200311?")  # Sam's: this caller ID says nothing of it
+    assert "code" in asked and "$" not in asked
+    assert len(await rig.codes(SAM)) == 1 and await rig.codes("+15555550999") == []
+    assert "$42.10" in await caller.say(await rig.code(SAM))
+
+
+async def test_a_whatsapp_message_from_the_number_on_record_is_verified_as_it_stands(rig: Rig) -> None:
+    sender = await rig.from_phone(Channel.WHATSAPP, JORDAN)
+    assert (await sender.session()).verification is Verification.VERIFIED
+    assert "$127.45" in await sender.say("what's my balance?")
+    assert await rig.codes(JORDAN) == []  # nothing sent to the phone that just wrote
+
+
+async def test_a_whatsapp_sender_asking_about_someone_elses_account_proves_it(rig: Rig) -> None:
+    sender = await rig.from_phone(Channel.WHATSAPP, "+15555550999")  # verified, for a number on no account
+    asked = await sender.say("what's the balance on account 100200311?")
+    assert "code" in asked and "$" not in asked
+    assert await rig.codes("+15555550999") == []  # the code goes to Sam's phone, not to the one that wrote
+    assert "$42.10" in await sender.say(await rig.code(SAM))

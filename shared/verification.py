@@ -48,6 +48,8 @@ _SENT = "verify:sent:"  # + phone: codes sent, each counted for an hour
 _SPOKEN_DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "to": "2", "too": "2", "three": "3",
                   "four": "4", "for": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "ate": "8",
                   "nine": "9"}
+# The spoken digits joined up in an answer ("to" and "for" are everyday words more often than digits).
+_DIGIT_WORDS = {"zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
 
 
 class Checked(StrEnum):
@@ -143,7 +145,7 @@ class Verifier:
             return Checked.NOT_AN_ANSWER
         if await self.locked(holder.phone):
             return Checked.LOCKED
-        said = _words(text)
+        said = _said_words(text)
         right = True
         for question in self.spec.knowledge:
             expected = _words(holder.answers.get(question.answer, ""))
@@ -197,6 +199,21 @@ def _answer_shaped(text: str) -> bool:
     words = _words(text)
     asking = text.rstrip().endswith("?")
     return bool(words) and not asking and (len(words) <= 6 or any(w.isdigit() for w in words))
+
+
+def _said_words(text: str) -> list[str]:
+    """The words of an answer, plus each run of digits joined up: a ZIP code comes as "6 2 7 0 1", "62,701" or "six
+    two seven oh one" from a caller's speech recogniser as often as "62701"."""
+    words = _words(text)
+    runs, run = [], ""
+    for word in [*words, ""]:
+        digit = word if word.isdigit() else _SPOKEN_DIGITS.get(word) if word in _DIGIT_WORDS else None
+        if digit is not None:
+            run += digit
+        elif run:
+            runs.append(run)
+            run = ""
+    return words + runs
 
 
 def _words(text: str) -> list[str]:

@@ -56,3 +56,12 @@ async def test_a_whatsapp_sender_asking_about_someone_elses_account_proves_it(ri
     assert "code" in asked and "$" not in asked
     assert await rig.codes("+15555550999") == []  # the code goes to Sam's phone, not to the one that wrote
     assert "$42.10" in await sender.say(await rig.code(SAM))
+
+
+async def test_a_caller_can_say_the_knowledge_answers_as_the_recogniser_writes_them(make_rig) -> None:
+    rig: Rig = await make_rig(codes=False)  # no code can go: the scenario's questions
+    for heard in ("six two seven zero one, Lee", "62,701. Lee.", "my zip is 6-2-7-0-1 and my last name is Lee"):
+        caller = await rig.from_phone(Channel.VOICE, "+15555550999")
+        asked = await caller.say("what's the balance on account 100200300?")
+        assert "ZIP code" in asked
+        assert "$127.45" in await caller.say(heard), heard

@@ -29,6 +29,7 @@ from shared.stores.embedded_sqlite_state import SqliteSessionState
 from shared.stores.embedded_state import InProcessSessionState
 from shared.tokens import TokenSigner, load_secret
 from tests.peers.local_host import LocalHost
+from tests.verifying import CONFIRMED, knowledge_answers
 from tests.waiting import eventually as wait_until
 
 SCENARIO = load_scenario("utilities")
@@ -53,6 +54,13 @@ class Party:
         self.heard.append(said)
         return said
 
+    async def verify(self, account: str) -> str:
+        """Answer the agent's check with the holder's knowledge answers (no code can go from these conversations);
+        returns what followed, the answer to the question asked before the check."""
+        said = await self.say(knowledge_answers(account))
+        assert said.startswith(CONFIRMED), said
+        return said
+
     async def record(self) -> Customer:
         return await self.conversation.customers.get(self.customer_id)
 
@@ -65,6 +73,15 @@ async def conversation(tmp_path) -> AsyncIterator[Conversation]:
     store = SqliteCustomerStore(tmp_path / "customers.sqlite3")
     await seed_demo_customers(store, SCENARIO)
     yield Conversation(SCENARIO, store, InProcessSessionState(), OfflinePolicy())
+    await store.close()
+
+
+@pytest.fixture
+async def insurance(tmp_path) -> AsyncIterator[Conversation]:
+    """The insurance scenario: its policy lookups need no verification, so a number that matches nothing is said
+    to match nothing (in utilities it is asked to verify like a real one, and the lookup never fails)."""
+    store = SqliteCustomerStore(tmp_path / "insurance.sqlite3")
+    yield Conversation(load_scenario("insurance"), store, InProcessSessionState(), OfflinePolicy())
     await store.close()
 
 
@@ -92,6 +109,7 @@ async def test_a_customer_who_asks_for_a_person_is_queued_with_the_context_and_t
     customer = await arrive(conversation)
     await customer.say("what's my balance?")
     await customer.say("100200300")
+    await customer.verify("100200300")
 
     said = await customer.say("I'd like to talk to a real person please")
 
@@ -163,37 +181,51 @@ async def test_each_safety_word_escalates_even_as_the_first_message(conversation
     assert escalation.reason.startswith("safety: ")
 
 
-async def test_three_failed_account_lookups_in_a_row_escalate(conversation: Conversation) -> None:
-    customer = await arrive(conversation)
-    await customer.say("how much do I owe?")
-    for number in ("123456789", "987654321"):
+async def test_three_failed_lookups_in_a_row_escalate(insurance: Conversation) -> None:
+    customer = await arrive(insurance)
+    await customer.say("what's my deductible?")
+    for number in ("LM-111111", "LM-222222"):
         said = await customer.say(number)
-        assert f"couldn't find an account for {number}" in said
+        assert f"couldn't find policy {number}" in said
     assert await customer.escalations() == []  # two misses: the customer may still find the right number
 
-    said = await customer.say("111222333")
+    said = await customer.say("LM-333333")
 
-    assert "couldn't find an account for 111222333" in said  # they hear why, then that a person is coming
+    assert "couldn't find policy LM-333333" in said  # they hear why, then that a person is coming
     assert DESK_PHRASES["escalate_nobody"] in said
     (escalation,) = await customer.escalations()
     assert escalation.reason == "3 failed attempts in a row"
 
 
-async def test_a_lookup_that_works_resets_the_count(conversation: Conversation) -> None:
+async def test_a_lookup_that_works_resets_the_count(insurance: Conversation) -> None:
+    customer = await arrive(insurance)
+    await customer.say("what's my deductible?")
+    await customer.say("LM-111111")
+    await customer.say("LM-222222")
+    assert "$500" in await customer.say("sorry, it's LM-482913")
+    await customer.say("and for policy LM-333333?")
+    assert await customer.escalations() == []
+
+
+async def test_an_account_that_matches_nothing_is_asked_to_verify_and_never_calls_the_desk_by_itself(
+    conversation: Conversation,
+) -> None:
+    # In utilities an unknown account number reads like a real one (docs/security.md, "Verifying customers"): no
+    # lookup fails, so no failed-lookup count; the wrong answers lock, and the customer is told they can ask for a
+    # person.
     customer = await arrive(conversation)
     await customer.say("how much do I owe?")
-    await customer.say("123456789")
-    await customer.say("987654321")
-    assert "$127.45" in await customer.say("sorry, it's 100200300")
-    await customer.say("and for account 111222333?")
-    assert await customer.escalations() == []
+    said = [await customer.say("123456789")] + [await customer.say(f"6270{n}, Lee") for n in range(3)]
+    assert not any("couldn't find" in s for s in said)
+    assert "ask for a person" in said[-1] and await customer.escalations() == []
 
 
 async def test_a_dispute_over_the_limit_goes_to_a_person(conversation: Conversation) -> None:
     customer = await arrive(conversation)
     assert ASKS_FOR_ACCOUNT.search(await customer.say("I want to dispute a $412.50 charge on my bill"))
+    await customer.say("100200300")
 
-    said = await customer.say("100200300")
+    said = await customer.verify("100200300")
 
     assert "$412.50 needs someone from our billing team" in said and DESK_PHRASES["escalate_nobody"] in said
     (escalation,) = await customer.escalations()
@@ -205,8 +237,9 @@ async def test_a_dispute_under_the_limit_is_handled_by_the_agent(conversation: C
     customer = await arrive(conversation)
     await customer.say("there's a wrong charge on my bill")
     assert "How much is the charge" in await customer.say("100200300")
+    await customer.say("it was $40")
 
-    said = await customer.say("it was $40")
+    said = await customer.verify("100200300")
 
     assert "I've put $40.00 on hold" in said and "dispute DSP-" in said
     assert await customer.escalations() == []
@@ -258,7 +291,8 @@ async def test_after_the_person_hands_back_the_ai_answers_without_asking_again(c
     await on_duty(desk, DANA)
     customer = await arrive(conversation)
     await customer.say("what's my balance?")
-    assert "$127.45" in await customer.say("it's 100200300")
+    await customer.say("it's 100200300")
+    assert "$127.45" in await customer.verify("100200300")
     await customer.say("I'd like to talk to a person about it")
     (escalation,) = await customer.escalations()
 

@@ -59,6 +59,7 @@ class AcsCallControl(CallControl):
             start_media_streaming=True,
             enable_bidirectional=True,
             audio_format=AudioFormat(media.audio_format),
+            enable_dtmf_tones=media.keypad,
         )
         async with _translated("answer"):
             props = await self._sdk().answer_call(

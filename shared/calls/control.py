@@ -48,10 +48,14 @@ class CallRejected(SwitchboardError):
 
 @dataclass(frozen=True)
 class MediaStreaming:
-    """Bidirectional audio over a WebSocket to the media gateway, started as the call connects."""
+    """Bidirectional audio over a WebSocket to the media gateway, started as the call connects.
+
+    With `keypad`, ACS also streams the keys the caller presses on the same WebSocket, one `DtmfData` message per
+    key (docs/security.md, "Verifying customers": a caller may key their code rather than say it)."""
 
     transport_url: str  # wss://gateway/media?token=...
     sample_rate: int = 16000
+    keypad: bool = True
 
     def __post_init__(self) -> None:
         if self.sample_rate not in AUDIO_FORMATS:

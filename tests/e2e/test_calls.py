@@ -156,6 +156,7 @@ async def test_an_incoming_call_is_answered_with_media_streaming_to_the_gateway(
     assert {k: v for k, v in media.items() if k != "transportUrl"} == {
         "transportType": "websocket", "contentType": "audio", "audioChannelType": "mixed",
         "startMediaStreaming": True, "enableBidirectional": True, "audioFormat": "pcm16KMono",
+        "enableDtmfTones": True,  # the caller may key a code (docs/security.md, "Verifying customers")
     }
     assert media["transportUrl"].startswith(f"{system.gateway.url}/media?token=")
     claims = system.tokens.verify(media_token(call), "media")

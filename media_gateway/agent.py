@@ -8,6 +8,10 @@ and once the turn is saved the transcript is cut back to what the caller heard.
 A caller who pauses mid-sentence and carries on makes two stretches of speech: while they are still talking (or a
 transcript is still coming), the stretches are joined into one turn rather than answered one by one.
 
+Keys the caller presses (`DtmfFrame`) stop the reply they are hearing, as talking over it does, and a finished entry
+(keypad.py: a whole code while the conversation waits on one, or anything ended with `#`) is their turn, as if they
+had said it: a caller may key the code they were sent rather than read it out.
+
 A turn that escalated the caller to a free person (`TurnOutcome.escalation` CONNECTING) is put through once its reply
 has played (`CallHooks.transfer`). If that cannot start, or the person does not take the call (the desk puts the
 escalation back in the queue), the caller hears so and stays with the AI, keeping their place in line.
@@ -22,6 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from media_gateway.frames import (
+    DtmfFrame,
     Frame,
     InterruptionFrame,
     ReplyEndFrame,
@@ -31,13 +36,14 @@ from media_gateway.frames import (
     UserStoppedSpeakingFrame,
 )
 from media_gateway.hooks import CallHooks, CallRef
+from media_gateway.keypad import Keypad, keys_in
 from media_gateway.metrics import GatewayStats, TurnMetrics
 from media_gateway.processor import FrameProcessor, OnFailure
 from media_gateway.reply import ReplyHandle
 from shared import telemetry
 from shared.conversation import Conversation, OnText, TurnOutcome
 from shared.errors import NotFound, SessionClosed, SwitchboardError
-from shared.models import Escalation, EscalationStatus, SessionStatus
+from shared.models import ChannelSession, Escalation, EscalationStatus, SessionStatus
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +82,7 @@ class AgentProcessor(FrameProcessor):
         self._reply: ReplyHandle | None = None
         self._turns = 0
         self._speaking = asyncio.Lock()  # one reply at a time: a caller's turn, or news of their transfer
+        self._keypad = Keypad()
 
     async def start(self, on_failure: OnFailure) -> None:
         await super().start(on_failure)
@@ -91,6 +98,8 @@ class AgentProcessor(FrameProcessor):
         elif isinstance(frame, TranscriptionFrame):
             self._untranscribed -= 1
             self._transcripts.put_nowait(frame)
+        elif isinstance(frame, DtmfFrame):
+            await self._keyed(keys_in(frame.digits))
         else:
             await self.push_frame(frame)
 
@@ -98,6 +107,22 @@ class AgentProcessor(FrameProcessor):
         reply = self._reply
         if reply is not None and reply.interrupt():
             await self.push_frame(InterruptionFrame(onset_at=onset_at, reply=reply))
+
+    async def _keyed(self, keys: str) -> None:
+        """Keys pressed: each stops the reply being heard, and a finished entry becomes the caller's turn."""
+        for key in keys:
+            pressed_at = time.monotonic()
+            await self._barge_in(pressed_at)
+            entry = self._keypad.press(key)
+            if entry is not None:
+                log.info("call %s: the caller keyed an entry of %d digit(s)", self._call.call_id, len(entry))
+                self._transcripts.put_nowait(TranscriptionFrame(entry, pressed_at, pressed_at, pressed_at))
+
+    def _expect_keys(self, session: ChannelSession) -> None:
+        """Whether a code the caller keys is complete at its last digit: it is while the agent waits on one."""
+        pending = session.pending_verification or {}
+        code = pending.get("method") == "code"
+        self._keypad.expect_code(self._conversation.scenario.verification.code_length if code else None)
 
     # The conversation ---------------------------------------------------------------------------------------------
 
@@ -111,6 +136,7 @@ class AgentProcessor(FrameProcessor):
     async def _greet(self) -> None:
         """Speak the session's opening (what `Conversation.open` put there), unless this call already got past it."""
         session = await self._conversation.transcript(self._call.session_id, self._call.customer_id)
+        self._expect_keys(session)  # a media stream restarted while a code was awaited still takes its keys
         if any(turn.role == "customer" for turn in session.turns):
             return  # the media stream was restarted mid-call: no second greeting
         reply = self._reply = ReplyHandle()
@@ -156,6 +182,8 @@ class AgentProcessor(FrameProcessor):
         with telemetry.span("voice.turn", parent=self._call.traceparent, channel="voice", call_id=self._call.call_id,
                             turn=self._turns, session_id=self._call.session_id, customer_id=self._call.customer_id):
             outcome, ending = await self._turn(utterance.text, self._speaker(reply))  # a handoff's trace starts here
+        if outcome is not None and (session := outcome.customer.sessions.get(self._call.session_id)) is not None:
+            self._expect_keys(session)  # before the reply plays: a caller may key the code while it is asked for
         await self.push_frame(ReplyEndFrame(reply))
         await reply.wait_for_playout()
         self._stats.turn(metrics)

@@ -184,9 +184,8 @@ class Call:
             elif frame.sample_rate != self._sample_rate:
                 raise ProtocolError("AudioMetadata changed the sample rate mid-call")
         elif isinstance(frame, DtmfFrame):
-            # The digits themselves can be a PIN or a card number: only how many.
-            log.info("call %s: caller pressed %d key(s) (keypad input is not used)",
-                     self.ref.call_id, len(frame.digits))
+            if self._live and self._pipeline is not None:  # keys pressed on hold reach nobody, like its audio
+                await self._pipeline.process_frame(frame)
 
     async def _start(self, sample_rate: int) -> None:
         self._sample_rate = sample_rate

@@ -1,8 +1,9 @@
 """The ACS media-streaming wire format (PROTOCOLS.md B.4), in one place: JSON text messages <-> frames.
 
 In: `AudioMetadata` then `AudioData` every 20 ms (camelCase; keys are matched case-insensitively, as the service
-appears to treat them), plus `DtmfData`. Kinds we do not use (`MarkData`, transcription) are ignored, not errors, so
-a newer service does not break calls. Anything malformed raises `ProtocolError`, which drops the call.
+appears to treat them), plus `DtmfData`, a key the caller pressed (the call was answered with DTMF tones on). Kinds
+we do not use (`MarkData`, transcription) are ignored, not errors, so a newer service does not break calls.
+Anything malformed raises `ProtocolError`, which drops the call.
 
 Out: `AudioData` and `StopAudio`, PascalCase as the official samples and the .NET `OutStreamingData` send them. An
 `InterruptionFrame` becomes `StopAudio`, which flushes the audio ACS has queued for the caller.
@@ -28,7 +29,8 @@ from media_gateway.frames import (
 SAMPLE_RATES = (16000, 24000)
 #: No AudioData needs more than a second of audio (ACS sends 20 ms); larger is garbage or abuse.
 MAX_AUDIO_BYTES = 24000 * 2
-
+#: ACS sends one key per DtmfData (docs/security.md, "Verifying customers"); a few together are taken, more is abuse.
+MAX_KEYS = 16
 #: Pre-encoded: StopAudio is always the same message.
 STOP_AUDIO = json.dumps({"Kind": "StopAudio", "AudioData": None, "StopAudio": {}})
 _AUDIO_PREFIX = '{"Kind": "AudioData", "AudioData": {"Data": "'
@@ -67,6 +69,8 @@ class AcsMediaSerializer:
                 digits = _section(fields, "dtmfdata").get("data")
                 if not isinstance(digits, str):
                     raise ProtocolError("DtmfData has no data")
+                if len(digits) > MAX_KEYS:
+                    raise ProtocolError("DtmfData carries more keys than a phone sends at once")
                 return DtmfFrame(digits)
             case _:
                 return None

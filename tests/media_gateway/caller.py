@@ -2,7 +2,8 @@
 records what the gateway sends back, with arrival times.
 
 Like ACS (PROTOCOLS.md B.4) it sends AudioMetadata, then one 20 ms AudioData every 20 ms: the queued caller audio
-when there is some, otherwise background (digital silence, or quiet noise for a realistic line).
+when there is some, otherwise background (digital silence, or quiet noise for a realistic line); and the keys the
+caller presses, one DtmfData message per key, a key every `KEY_FRAMES` frames.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import aiohttp
 import numpy as np
 
 FRAME_SECONDS = 0.02
+KEY_FRAMES = 5  # 100 ms between keys: a quick but human pace
 
 
 @dataclass
@@ -49,6 +51,8 @@ class AcsCaller:
         self._offset = 0
         self._tasks: list[asyncio.Task] = []
         self._audio_event = asyncio.Event()
+        self._keys: list[str] = []
+        self.keys_sent = asyncio.Event()  # set when the last key pressed has gone
 
     @classmethod
     async def connect(
@@ -67,6 +71,11 @@ class AcsCaller:
         utterance = Utterance()
         self._queue.append((pcm, utterance))
         return utterance
+
+    def press(self, keys: str) -> None:
+        """Press keys on the keypad; each goes as its own DtmfData message, in order, between the audio frames."""
+        self.keys_sent.clear()
+        self._keys.extend(keys)
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -132,6 +141,10 @@ class AcsCaller:
             try:
                 await self.ws.send_str(json.dumps({"kind": "AudioData", "audioData": {
                     "timestamp": "2025-01-01T00:00:00.000Z", "data": base64.b64encode(frame).decode(), "silent": silent}}))
+                if self._keys and index % KEY_FRAMES == 0:
+                    await self.ws.send_str(json.dumps({"kind": "DtmfData", "dtmfData": {"data": self._keys.pop(0)}}))
+                    if not self._keys:
+                        self.keys_sent.set()
             except (ConnectionError, RuntimeError):
                 return
             index += 1

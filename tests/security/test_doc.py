@@ -10,7 +10,7 @@ from tests.security.conftest import registered_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "security.md"
-TEST_REF = re.compile(r"`(tests/(?:security|verification)/[\w/]+\.py)::(\w+)`")
+TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
 
 
 def table_rows(text: str) -> list[list[str]]:

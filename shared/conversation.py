@@ -305,8 +305,12 @@ class Conversation:
                 if isinstance(change.pending, dict):
                     change.pending["learned"] = dict(ctx.learned)
                 # What the customer told us on the way (the account number) is kept: asked again otherwise.
-                return await self._finish(customer_id, session_id, said, ctx.agent, prefix + challenge, change,
-                                          on_text, on_save, key, fence, learned=ctx.learned)
+                finished = await self._finish(customer_id, session_id, said, ctx.agent, prefix + challenge, change,
+                                              on_text, on_save, key, fence, learned=ctx.learned)
+                # The agent who asked is the one talking (a handoff on the way counts); its scratch stays as it was
+                # before this turn, so the question is answered after the check as it would have been now.
+                await self._save_hot(session_id, customer_id, ctx.agent.name, dict(hot.get("scratch") or {}))
+                return finished
             reason = reason or self._escalation_due(ctx)
             _audit_disclosures(ctx, change)
             _promises(ctx, change)

@@ -97,3 +97,32 @@ def _listing(response: httpx.Response) -> list[dict[str, Any]]:
         return []
     response.raise_for_status()
     return response.json()
+
+
+# Answering the agent's check ---------------------------------------------------------------------------------------
+
+
+def asks_knowledge(asked: str, name: str = "utilities") -> bool:
+    """Whether the agent asked the scenario's knowledge questions (rather than for a code)."""
+    return any(q.ask in asked for q in scenario(name).verification.knowledge)
+
+
+def proof(asked: str, acs_url: str | None, account: str, name: str = "utilities") -> str:
+    """What the holder of `account` says to the check the agent made in `asked`: the knowledge answers if it asked
+    those (a number past its hourly codes, or no way to send one), else the newest code sent to their number on
+    record, read from the emulator at `acs_url`."""
+    assert ASKS_TO_VERIFY.search(asked), f"the agent asked for no proof: {asked!r}"
+    if asks_knowledge(asked, name):
+        return knowledge_answers(account, name)
+    assert acs_url, "a code was sent, and this host has no emulator to read it from"
+    return sent_code(acs_url, holder(account, name).phone, name=name)
+
+
+async def proof_async(client: httpx.AsyncClient, asked: str, acs_url: str | None, account: str,
+                      name: str = "utilities") -> str:
+    """`proof` for an async test."""
+    assert ASKS_TO_VERIFY.search(asked), f"the agent asked for no proof: {asked!r}"
+    if asks_knowledge(asked, name):
+        return knowledge_answers(account, name)
+    assert acs_url, "a code was sent, and this host has no emulator to read it from"
+    return await sent_code_async(client, acs_url, holder(account, name).phone, name)

@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from tests.peers import unavailable
+from tests.verifying import ASKS_TO_VERIFY, CONFIRMED, proof
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -56,9 +57,11 @@ async def browser():
 class Chat:
     """One tab on the chat page, recording every request it makes and every script error."""
 
-    def __init__(self, page, base_url: str) -> None:
+    def __init__(self, page, base_url: str, acs_url: str | None = None) -> None:
         self.page = page
         self.base_url = base_url
+        self.acs_url = acs_url  # the host's ACS emulator: the customer's phone, where codes go
+        self.last = ""
         self.requests: list = []
         self.script_errors: list[str] = []
         page.on("request", lambda request: self.requests.append(request))
@@ -89,17 +92,25 @@ class Chat:
             "n => document.querySelectorAll('#log .msg.agent').length > n && !document.querySelector('#text').disabled",
             arg=before,
         )
-        return "\n".join((await self.agent_messages())[before:])
+        self.last = "\n".join((await self.agent_messages())[before:])
+        return self.last
+
+    async def verify(self, account: str) -> str:
+        """Type what proves the customer holds `account` (the code from their phone, or the knowledge answers), as
+        the agent just asked; returns the reply, which answers what was asked before the check."""
+        reply = await self.say(await asyncio.to_thread(proof, self.last, self.acs_url, account))
+        assert CONFIRMED in reply.split("\n")[:2], reply  # under the agent's name
+        return reply
 
     def session_posts(self) -> list:
         return [r for r in self.requests if r.method == "POST" and r.url.endswith("/api/webchat/sessions")]
 
 
 @pytest.fixture
-async def chat(browser, live_host):
+async def chat(browser, live_local_host):
     context = await browser.new_context()
     page = await context.new_page()
-    chat = Chat(page, live_host)
+    chat = Chat(page, live_local_host.url, live_local_host.acs_url)
     try:
         yield chat
     finally:
@@ -124,10 +135,12 @@ async def test_a_billing_conversation(chat):
     assert "Billing" in await page.locator("#with").inner_text()
 
     reply = await chat.say("my account number is 100200300", press_enter=True)
+    assert ASKS_TO_VERIFY.search(reply) and "$" not in reply, reply
+    reply = await chat.verify("100200300")
     assert "$127.45" in reply, reply
 
     customer = await page.locator("#log .msg.customer").all_inner_texts()
-    assert [re.sub(r"^You:\s*", "", t) for t in customer] == [
+    assert [re.sub(r"^You:\s*", "", t) for t in customer][:2] == [
         "I have a question about my bill", "my account number is 100200300"
     ]
     assert await page.input_value("#text") == "", "a sent message leaves the box"
@@ -138,10 +151,15 @@ async def test_reload_keeps_the_transcript(chat):
     await chat.open()
     await chat.say("I have a question about my bill")
     await chat.say("my account number is 100200300")
+    proved = await asyncio.to_thread(proof, chat.last, chat.acs_url, "100200300")
+    await chat.verify("100200300")
     page = chat.page
     before = await page.locator("#log .msg").evaluate_all(
         "els => els.map(e => [e.classList.contains('customer') ? 'customer' : 'agent', e.textContent])"
     )
+    # The record keeps no code or answer: reloaded, what the customer typed to verify reads as a placeholder.
+    masked = "[verification code]" if proved.isdigit() else "[verification answer]"
+    before = [[who, f"You:{masked}" if text == f"You:{proved}" else text] for who, text in before]
     stored = json.loads(await page.evaluate("sessionStorage.getItem('switchboard.webchat')"))
 
     await page.reload()

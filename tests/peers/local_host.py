@@ -143,6 +143,12 @@ def local_host_factory() -> Iterator[Callable[..., LocalHost]]:
 
 
 @pytest.fixture(scope="session")
-def live_host(local_host_factory: Callable[..., LocalHost]) -> str:
+def live_local_host(local_host_factory: Callable[..., LocalHost]) -> LocalHost:
+    """The offline `python -m local` shared by the session (its ACS emulator, where codes go, at `.acs_url`)."""
+    return local_host_factory()
+
+
+@pytest.fixture(scope="session")
+def live_host(live_local_host: LocalHost) -> str:
     """Base URL ("http://127.0.0.1:PORT") of an offline `python -m local` shared by the session."""
-    return local_host_factory().url
+    return live_local_host.url

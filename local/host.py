@@ -128,7 +128,9 @@ class Host:
         for extension in extensions:
             extension.install(self)
         self._load(app.get_functions())  # once: a second call raises (PROTOCOLS.md A.9)
-        self.web.router.add_route("*", "/{path:.*}", self._serve_http)  # last, so extension routes win
+        # Last, so extension routes win. [\s\S], not `.`: a route parameter may hold an encoded newline (%0A), and
+        # aiohttp would answer a path it cannot match with its own text/plain 404, not the functions' JSON.
+        self.web.router.add_route("*", r"/{path:[\s\S]*}", self._serve_http)
 
     # extension API
 

@@ -141,9 +141,19 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "The session's most recent turns, oldest first.",
             },
             "escalation": _ref("EscalationView"),
+            "verification": _ref("VerificationLevel"),
         },
-        "required": ["session_id", "agent", "status", "turns", "escalation"],
+        "required": ["session_id", "agent", "status", "turns", "escalation", "verification"],
         "additionalProperties": False,
+    },
+    "VerificationLevel": {
+        "type": "string",
+        "enum": ["unverified", "identified", "verified"],
+        "description": "How sure we are who the session's customer is. `unverified`: nothing says (a new web chat). "
+        "`identified`: we believe it, for one number (caller ID, a text message's sender), which can be spoofed, so "
+        "no account data. `verified`: a second factor passed (a one-time code sent to the number on record, or the "
+        "scenario's knowledge answers), or the channel authenticates its sender (WhatsApp). A session continued "
+        "through a handoff link keeps the level it had. Account data needs `verified`.",
     },
     "OpenAPIDocument": {
         "type": "object",

@@ -147,6 +147,8 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
             "turns": [{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at, "person": t.person}
                       for t in session.turns],
             "escalation": escalation,
+            # How sure we are who this is (docs/security.md, "Verifying customers"): the page may say so.
+            "verification": session.verification.value,
         }
     )
 

@@ -393,6 +393,7 @@ def test_validator_catches_mistakes(document):
     """The live checks are only as good as this validator: make sure it rejects what it should."""
     transcript = {"$ref": "#/components/schemas/Transcript"}
     good = {"session_id": "web_1", "agent": "BillingAgent", "status": "active", "escalation": None,
+            "verification": "unverified",
             "turns": [{"role": "customer", "text": "hi", "agent": None, "at": "2025-01-01T00:00:00.000+00:00",
                        "person": False}]}
     validate(document, transcript, good)
@@ -403,6 +404,7 @@ def test_validator_catches_mistakes(document):
         {**good, "turns": [{**good["turns"][0], "role": "bot"}]},
         {**good, "turns": [{**good["turns"][0], "at": "yesterday"}]},
         {**good, "turns": "none"},
+        {**good, "verification": "trusted"},
     ):
         with pytest.raises(SchemaError):
             validate(document, transcript, bad)

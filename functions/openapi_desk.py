@@ -177,9 +177,10 @@ SCHEMAS: dict[str, Any] = {
             "channel": _TEXT,
             "status": _TEXT,
             "started_at": {"type": "string", "format": "date-time"},
+            "verification": _ref("VerificationLevel"),
             "turns": {"type": "array", "items": _ref("TranscriptTurn")},
         },
-        "required": ["session_id", "channel", "status", "started_at", "turns"],
+        "required": ["session_id", "channel", "status", "started_at", "verification", "turns"],
         "additionalProperties": False,
     },
     "DeskContext": {
@@ -202,8 +203,33 @@ SCHEMAS: dict[str, Any] = {
             "sessions": {"type": "array", "items": _ref("DeskSession"), "description": "Oldest first."},
             "history": {"type": "array", "items": _ref("Escalation"),
                         "description": "The customer's other escalations: earlier dispositions and notes."},
+            "audit": {"type": "array", "items": _ref("DeskAuditEntry"),
+                      "description": "Each verification step and each disclosure of account data on the customer's "
+                      "record, oldest first (the latest 200). Codes and answers are never on the record."},
         },
-        "required": ["escalation", "customer", "summary", "sessions", "history"],
+        "required": ["escalation", "customer", "summary", "sessions", "history", "audit"],
+        "additionalProperties": False,
+    },
+    "DeskAuditEntry": {
+        "type": "object",
+        "description": "What was disclosed, or what happened in a verification, to whom, where and when.",
+        "properties": {
+            "at": {"type": "string", "format": "date-time"},
+            "event": {"type": "string", "description": "`disclosed` (a tool showed account data), or a verification "
+                      "step: `verification_requested`, `_wrong`, `_verified`, `_locked`, `_expired`."},
+            "channel": _TEXT,
+            "session_id": _TEXT,
+            "tool": {"type": ["string", "null"], "description": "The tool that showed the data, or asked for it."},
+            "method": {"type": ["string", "null"], "description": "`code` or `knowledge`, for verification steps."},
+            "refused": {"type": ["string", "null"], "description": "Why no code went (`locked`, `unavailable`, "
+                        "`too_many`), when none did."},
+            "level": {**_ref("VerificationLevel"), "description": "The session's level after the step."},
+            "who": {"type": ["string", "null"], "description": "The last four digits of the number the session "
+                    "stood for (`…0100`); null for a visitor nobody knew."},
+            "shown_by": {"type": ["string", "null"], "description": "How the session showed it: `voice sender` "
+                         "(caller ID), `whatsapp sender`, `code`, `knowledge`, `handoff`."},
+        },
+        "required": ["at", "event", "channel", "session_id", "tool", "method", "refused", "level", "who", "shown_by"],
         "additionalProperties": False,
     },
     "ClaimRequest": {

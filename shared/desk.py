@@ -252,7 +252,10 @@ class Desk:
 
     async def context(self, escalation_id: str) -> dict[str, Any]:
         """Everything a person needs to help without asking the customer again: who they are, what was collected,
-        the AI's summary, the reason, and the transcript of every session the record lists, on every channel."""
+        the AI's summary, the reason, and the transcript of every session the record lists, on every channel, with
+        how sure we were who it was (the session's verification level); and the audit, each verification step and
+        each disclosure of account data, so the person sees what was told and whether the customer proved who they
+        are. Codes and answers are in none of it: the record never holds them."""
         entry = await self.entry(escalation_id)
         customer = await self.customers.get(entry["customer_id"])
         escalation = customer.find_escalation(escalation_id)
@@ -266,7 +269,7 @@ class Desk:
                 continue  # aged out of storage: the summary still covers it
             sessions.append({
                 "session_id": session.session_id, "channel": session.channel.value, "status": session.status.value,
-                "started_at": session.started_at,
+                "started_at": session.started_at, "verification": session.verification.value,
                 "turns": [{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at, "person": t.person}
                           for t in session.turns],
             })
@@ -277,6 +280,7 @@ class Desk:
             "summary": customer.summary or escalation.summary,
             "sessions": sessions,
             "history": [e.to_dict() for e in customer.escalations if e.escalation_id != escalation_id],
+            "audit": [_audit_view(entry) for entry in customer.audit],
         }
 
     # What people do --------------------------------------------------------------------------------------------
@@ -602,3 +606,16 @@ def _say(customer: Customer, escalation: Escalation, agent: DeskAgent, texts: li
 
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
+
+
+#: What an audit entry shows a person at the desk (shared/conversation.py writes them; models.Customer.add_audit).
+_AUDIT_FIELDS = ("at", "event", "channel", "session_id", "tool", "method", "refused", "level", "shown_by")
+
+
+def _audit_view(entry: dict[str, Any]) -> dict[str, Any]:
+    """One audit entry as the desk shows it: who (the number the session stood for, its last four digits are enough
+    to tell it), on which channel, which tool, at what level, when."""
+    view = {name: entry.get(name) for name in _AUDIT_FIELDS}
+    who = entry.get("who")
+    view["who"] = f"…{str(who)[-4:]}" if who else None
+    return view

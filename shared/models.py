@@ -481,8 +481,12 @@ class Customer:
         return next((e for e in self.escalations if e.escalation_id == escalation_id), None)
 
     def add_audit(self, event: str, session: ChannelSession, **details: Any) -> None:
+        # `who`: the number the session stood for when it happened, and how it was shown (caller ID, a code, ...):
+        # what a person at the desk needs to tell the account holder from someone who only knew their number.
         entry = {"at": utcnow(), "event": event, "channel": session.channel.value, "session_id": session.session_id,
-                 **{k: v for k, v in details.items() if v is not None}}
+                 "who": session.verified_phone, "shown_by": session.verified_by,
+                 **details}
+        entry = {k: v for k, v in entry.items() if v is not None}
         self.audit.append(entry)
         del self.audit[:-MAX_AUDIT]
 

@@ -6,6 +6,7 @@ runs beside a developer's `make run`, and its own data dir, removed afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import shutil
@@ -15,14 +16,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import httpx
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_ROOT))
+from tests.verifying import ASKS_TO_VERIFY, CONFIRMED, codes_sent_async, knowledge_answers  # noqa: E402
+
 STARTUP_TIMEOUT = 60.0
 
 
@@ -39,16 +43,88 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
 
 
+#: Where the customer proves the account is theirs: the code the agent just sent to the number on record, or the
+#: ZIP code and last name, whichever it asked for (`Proof`); nothing is said there if nothing was asked.
+PROOF = "<the code or the answers the agent asked for>"
 #: What a text-channel customer says, in order; clients with more turns start over.
 JOURNEY = (
     "Hi, I have a question about my bill",
     "My account number is 100200300",
+    PROOF,
     "When is it due?",
     "Also my power is out",
     "Is there an outage on my street?",
     "How can I save energy?",
     "Thanks, that's all",
 )
+
+
+class Proof:
+    """Jordan's phone and memory, for benchmark customers who all name his account (JOURNEY).
+
+    Account data needs a verified customer (docs/security.md, "Verifying customers"): a customer naming his account
+    is sent a code to his number on record (a few an hour), or past that asked his ZIP code and last name. A code is
+    read where it went, the ACS emulator's outboxes at `acs_url`. Customers asking for one take turns (`asking`), so
+    the code that arrives while one holds the turn is theirs: a wrong guess would count towards locking Jordan out.
+    Without `acs_url` (a host whose texts reach real phones) only the knowledge questions can be answered.
+    """
+
+    HOLDER, ACCOUNT = "+15555550100", "100200300"
+
+    def __init__(self, acs_url: str | None) -> None:
+        self.acs_url = acs_url
+        self._turn = asyncio.Lock()
+        self.checks = self.passed = 0  # checks answered, and how many of them the agent confirmed
+        self.unanswered = 0  # checks the bench could not answer (a code it could not read)
+
+    @asynccontextmanager
+    async def asking(self, http: httpx.AsyncClient) -> AsyncIterator[Callable[[str], Awaitable[str | None]]]:
+        """Hold the turn while saying the line that may be answered with a check; yields `answer(reply)`: what to
+        say to the check in that reply, or None if it asked for nothing."""
+        async with self._turn:
+            before = len(await self._codes(http))
+
+            async def answer(reply: str) -> str | None:
+                if not ASKS_TO_VERIFY.search(reply):
+                    return None
+                if "ZIP code" in reply:
+                    return knowledge_answers(self.ACCOUNT)
+                # The code went out before the agent said so. Exactly one new one is ours; two (a customer who
+                # skipped their check asked again meanwhile) cannot be told apart, and a wrong guess counts.
+                new = (await self._codes(http))[before:]
+                if len(new) != 1:
+                    self.unanswered += 1
+                    return None
+                return new[0]
+
+            yield answer
+
+    def summary(self) -> str:
+        return (f"{self.passed} of {self.checks} checks passed"
+                + (f", {self.unanswered} could not be answered (no code to read)" if self.unanswered else ""))
+
+    async def _codes(self, http: httpx.AsyncClient) -> list[str]:
+        return await codes_sent_async(http, self.acs_url, self.HOLDER) if self.acs_url else []
+
+
+async def tell(lines: Sequence[str], say: Callable[[str], Awaitable[str]], proof: Proof, http: httpx.AsyncClient,
+               go_on: Callable[[], bool] = lambda: True) -> None:
+    """Say `lines` one after another with `say` (which sends one and returns the reply's text), answering the
+    agent's check where PROOF stands; stop early when `go_on()` is false."""
+    answer: str | None = None
+    for i, line in enumerate(lines):
+        if not go_on():
+            return
+        if line == PROOF:
+            if answer is not None:
+                proof.checks += 1
+                proof.passed += (await say(answer)).startswith(CONFIRMED)
+            answer = None
+        elif i + 1 < len(lines) and lines[i + 1] == PROOF:
+            async with proof.asking(http) as prove:
+                answer = await prove(await say(line))
+        else:
+            await say(line)
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:

@@ -19,7 +19,8 @@ synthesized here once) over quiet line noise (-50 dBFS, loud enough that the VAD
     gateway's CPU (cores) and dropped calls for each N, and the largest N with p99 < 5 ms. It also prints the
     end-of-utterance -> first frame overhead: from the VAD declaring the caller's turn over to the first reply frame
     leaving, which with null engines is everything but recognition and synthesis.
-(b) latency, `--engines offline`: a few calls hold a conversation, one call at a time: six lines, the first over
+(b) latency, `--engines offline`: a few calls hold a conversation, one call at a time: seven lines (one of them the
+    caller's ZIP code and last name, which the agent asks for before it reads the account), the first over
     the greeting, then every other one a second into the bot's reply (barge-in), the others once it is quiet. Measured as the caller hears it (this side of the
     socket): end of speech (the last loud 10 ms of the utterance leaving) -> first reply audio arriving, and onset of
     speech over a reply (its first loud 10 ms leaving) -> StopAudio arriving. The gateway's per-turn breakdown (end-of-turn
@@ -68,6 +69,7 @@ STARTUP_TIMEOUT = 60.0
 JOURNEY = (
     "I have a question about my bill",
     "my account number is 100200300",
+    "six two seven zero one, Lee",  # the check for Jordan's account: no code can go from here, so his ZIP and name
     "when is it due",
     "also my power is out",
     "is there an outage on my street",

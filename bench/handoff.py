@@ -3,8 +3,9 @@
     python bench/handoff.py [--runs 30]
 
 Each run is one caller on a busy line: the voice leg runs the conversation core on channel `voice` in this process,
-on the host's own record store (what the media gateway does), the caller accepts WhatsApp, and the handoff starts
-through `POST /api/handoffs`. Two figures, p50/p95 over the runs:
+on the host's own record store (what the media gateway does), the caller asks about the outage at Jordan's account
+and proves it is theirs (his ZIP code and last name), accepts WhatsApp, and the handoff starts through
+`POST /api/handoffs`. Two figures, p50/p95 over the runs:
 
 - accept → invite: from the handoff request to the invitation template in the emulator's outbox (the orchestration
   summarising, saving the context and sending, through the local Durable engine);
@@ -25,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the project, for shared/
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/handoff.py`
-from common import BenchHost, HostFailed, local_host, percentile  # noqa: E402
+from common import BenchHost, HostFailed, Proof, local_host, percentile  # noqa: E402
 
 from shared.conversation import Conversation  # noqa: E402
 from shared.models import Channel, Identity, IdentityKind, new_id  # noqa: E402
@@ -34,6 +35,7 @@ from shared.scenario import load_scenario  # noqa: E402
 from shared.stores.embedded_customers import SqliteCustomerStore  # noqa: E402
 from shared.stores.embedded_state import InProcessSessionState  # noqa: E402
 from shared.tokens import TokenSigner, load_secret  # noqa: E402
+from tests.verifying import CONFIRMED, knowledge_answers  # noqa: E402
 
 POLL = 0.005
 
@@ -55,6 +57,9 @@ async def one_run(host: BenchHost, conversation: Conversation, client: httpx.Asy
     opened = await conversation.open_for_identity(Channel.VOICE, session_id, Identity(IdentityKind.PHONE, phone))
     customer_id = opened.customer.customer_id
     await conversation.turn(session_id, customer_id, "my power is out, account 100200300")
+    # The outage at his address is Jordan's to hear: he proves it's him (this core sends no codes: the questions).
+    checked = await conversation.turn(session_id, customer_id, knowledge_answers(Proof.ACCOUNT))
+    assert checked.replies[0].text == CONFIRMED, checked.replies
     outcome = await conversation.turn(session_id, customer_id, "yes please")
     assert outcome.switch_to == "whatsapp", outcome.replies
 

@@ -4,7 +4,7 @@ Run it from the repository root:
 
     .venv/bin/python bench/load.py                                   # 30 s: 4 web chat, 2 WhatsApp, 2 callers
     .venv/bin/python bench/load.py --duration 60 --webchat 8 --whatsapp 4 --calls 4
-    .venv/bin/python bench/load.py --count 3                         # each client does 3 things, then stops
+    .venv/bin/python bench/load.py --count 4                         # each client does 4 things, then stops
 
 It starts `python -m local` (the Functions host with the ACS emulator in its process, and its own media gateway
 as a child) on free ports with a throwaway data dir and the offline policy, plus a second `python -m media_gateway
@@ -14,9 +14,14 @@ the duration is over (or each client has done --count things):
 
     webchat    each client opens a session and sends a journey's lines one after another (a new session every
                len(JOURNEY) turns); timed: POST .../messages, and session creation apart
-    whatsapp   each customer (its own number) writes through the emulator (POST /_emulator/inbound, which posts
-               the Event Grid event to the host) and waits for the reply in the emulator's outbox; timed: inbound
-               to reply sent (outbox polled every 20 ms)
+    whatsapp   each customer (its own number) writes the journey's lines through the emulator (POST
+               /_emulator/inbound, which posts the Event Grid event to the host) and waits for the reply in the
+               emulator's outbox, then for it to be quiet for 0.3 s; timed: inbound to reply sent (outbox polled
+               every 20 ms)
+
+Every customer names Jordan's account and proves it is theirs when asked, as bench/common.Proof does: with the code
+sent to his phone (read from the emulator's outboxes, one customer asking at a time) while the hour's few codes
+last, then with his ZIP code and last name. So the turns that show his balance are measured with their check.
     calls      each caller places a call through the emulator (IncomingCall -> answer -> media WebSocket to the
                null gateway -> greeting), stays on the line --call-seconds, and hangs up; timed: placing the call
                to answered, and to the first greeting audio reaching the caller (polled every 20 ms)
@@ -44,13 +49,14 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/load.py`
-from common import (JOURNEY, PROJECT_ROOT, HostFailed, free_port, local_host, memory_mb, percentile,  # noqa: E402
-                    stop_process)
+from common import (JOURNEY, PROJECT_ROOT, HostFailed, Proof, free_port, local_host, memory_mb,  # noqa: E402
+                    percentile, stop_process, tell)
 
 sys.path.insert(0, str(PROJECT_ROOT))
 from shared.settings import SETTINGS  # noqa: E402
 
 POLL = 0.02
+QUIET = 0.3  # a WhatsApp customer's answer is complete once the outbox is this quiet
 TIMEOUT = 60.0
 
 
@@ -91,6 +97,7 @@ class Load:
         self.url, self.acs_url = url, acs_url
         self.until, self.count, self.call_seconds = until, count, call_seconds
         self.results = Results()
+        self.proof = Proof(acs_url)  # every customer names Jordan's account, and proves it's theirs
 
     def more(self, done: int) -> bool:
         return (self.count is None or done < self.count) and time.monotonic() < self.until
@@ -107,44 +114,62 @@ class Load:
 
     async def webchat_client(self) -> None:
         done = 0
+        lines = JOURNEY if self.count is None else JOURNEY[: self.count]
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
             while self.more(done):
-                await self.guarded("webchat", self._conversation(http, lambda: self.more(done)))
-                done += len(JOURNEY) if self.count is None else 1
+                await self.guarded("webchat", self._conversation(http, lines, lambda: self.more(done)))
+                done += len(lines)
 
-    async def _conversation(self, http: httpx.AsyncClient, go_on) -> None:  # type: ignore[no-untyped-def]
+    async def _conversation(self, http: httpx.AsyncClient, lines, go_on) -> None:  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         session = _check(await http.post(f"{self.url}/api/webchat/sessions", json={}), 201, "session").json()
         self.results.time("webchat: new session", started)
         messages = f"{self.url}/api/webchat/sessions/{session['session_id']}/messages"
         auth = {"Authorization": f"Bearer {session['token']}"}
-        for line in JOURNEY[: len(JOURNEY) if self.count is None else 1]:
-            if not go_on():
-                return
+
+        async def say(line: str) -> str:
             started = time.perf_counter()
-            _check(await http.post(messages, json={"text": line}, headers=auth), 200, "turn")
+            answer = _check(await http.post(messages, json={"text": line}, headers=auth), 200, "turn").json()
             self.results.time("webchat: turn", started)
+            return " ".join(r["text"] for r in answer["replies"])
+
+        await tell(lines, say, self.proof, http, go_on)
 
     # WhatsApp
 
     async def whatsapp_customer(self, index: int) -> None:
-        phone = f"+1555800{index:04d}"
+        phone = f"+1555800{index:04d}"  # on no account: naming Jordan's, they prove it like a web chat visitor
         done = 0
         async with httpx.AsyncClient(timeout=TIMEOUT) as http:
-            while self.more(done):
-                await self.guarded("whatsapp", self._message(http, phone, JOURNEY[done % len(JOURNEY)]))
-                done += 1
 
-    async def _message(self, http: httpx.AsyncClient, phone: str, text: str) -> None:
-        async def sent() -> int:
+            async def say(text: str) -> str:
+                nonlocal done
+                done += 1
+                return await self._message(http, phone, text)
+
+            while self.more(done):
+                await self.guarded("whatsapp", tell(JOURNEY, say, self.proof, http, lambda: self.more(done)))
+
+    async def _message(self, http: httpx.AsyncClient, phone: str, text: str) -> str:
+        async def outbox() -> list[dict]:
             response = await http.get(f"{self.acs_url}/_emulator/messages", params={"to": phone})
-            return len(_check(response, 200, "outbox").json())
+            return _check(response, 200, "outbox").json()
+
+        async def sent() -> int:
+            return len(await outbox())
 
         before = await sent()
         started = time.perf_counter()
         _check(await http.post(f"{self.acs_url}/_emulator/inbound", json={"from": phone, "text": text}), 200, "inbound")
         await _until(lambda: _more_than(sent, before), what="reply")
         self.results.time("whatsapp: message -> reply", started)
+        # The rest of the answer (an announced handoff sends two messages): the next message's replies are its own.
+        settled, count = time.monotonic() + QUIET, await sent()
+        while time.monotonic() < settled:
+            await asyncio.sleep(POLL)
+            if (now := await sent()) != count:
+                settled, count = time.monotonic() + QUIET, now
+        return " ".join(m.get("content") or "" for m in (await outbox())[before:])
 
     # calls
 
@@ -269,7 +294,8 @@ def stack_processes(host_port: int, null_gateway: NullGateway) -> list[tuple[str
 # Report -----------------------------------------------------------------------------------------------------------
 
 
-def report(results: Results, wall: float, memory: list[tuple[str, int, float, float]], args: argparse.Namespace) -> str:
+def report(results: Results, proof: Proof, wall: float, memory: list[tuple[str, int, float, float]],
+           args: argparse.Namespace) -> str:
     load = os.getloadavg()
     lines = [
         f"mixed load: {wall:.1f} s wall, {args.webchat} web chat clients, {args.whatsapp} WhatsApp customers, "
@@ -288,6 +314,7 @@ def report(results: Results, wall: float, memory: list[tuple[str, int, float, fl
         errors = results.errors.get(channel, Counter())
         detail = ", ".join(f"{kind} x{n}" for kind, n in errors.most_common()) if errors else ""
         lines.append(f"errors {channel:<10}{sum(errors.values()):>5}  {detail}")
+    lines.append(f"verified  {proof.summary()} (Jordan's account: a code while the hour's last, then knowledge)")
     lines += ["", f"{'process':<42}{'pid':>8}{'RSS MB':>9}{'peak MB':>9}"]
     lines += [f"{role:<42}{pid:>8}{rss:>9.0f}{peak:>9.0f}" for role, pid, rss, peak in memory]
     return "\n".join(lines)
@@ -337,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     except HostFailed as exc:
         print(f"the stack did not start: {exc}", file=sys.stderr)
         return 2
-    print(report(load.results, wall, memory, args))
+    print(report(load.results, load.proof, wall, memory, args))
     return 1 if any(load.results.errors.values()) else 0
 
 

@@ -47,8 +47,10 @@ Customers, concurrently until the duration is over (each waits for its answers, 
                the emulator also refuses the next send outright (503), so a handler fails and Event Grid redelivers.
     calls      a caller places a call through the emulator (the IncomingCall event redelivered with backoff while
                the host does not take it), waits for the greeting to finish, says "what is my balance" (piper
-               speech, synthesized once here), waits for the reply audio and hangs up. A call cut before the reply
-               (the gateway killed under it, say) is dialled again, as a person would, until --patience runs out.
+               speech, synthesized once here), waits for the reply audio (a demo holder's caller ID only
+               identifies them: the reply asks for a code or their ZIP code and name) and hangs up. A call cut
+               before the reply (the gateway killed under it, say) is dialled again, as a person would, until
+               --patience runs out.
 
 Meanwhile, unless --no-restarts, the host and the null gateway are each SIGKILLed at random moments (independently,
 --restart-every seconds apart on average, from half to one and a half of it) and started again on the same ports and
@@ -106,7 +108,7 @@ from typing import Any, Awaitable, Callable
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/soak.py`
-from common import (JOURNEY, PROJECT_ROOT, HostFailed, free_port, memory_mb, spawn_local,  # noqa: E402
+from common import (JOURNEY, PROJECT_ROOT, PROOF, HostFailed, free_port, memory_mb, spawn_local,  # noqa: E402
                     wait_local)
 from fake_llm import NONE, TAG, FakeLlm, noted  # noqa: E402
 from load import NullGateway  # noqa: E402
@@ -130,6 +132,9 @@ DAY_AGO = timedelta(hours=25)  # a customer who last wrote this long ago is outs
 SPEECH = "what is my balance"
 DEMO_PHONES = ("+15555550100", "+15555550111", "+15555550122")  # scenarios/utilities/data.yaml
 DEAD_AIR = 15.0  # seconds a caller waits in silence (no greeting, no reply, no media) before hanging up
+# The soak's model calls no tools, so no web chat or WhatsApp customer is ever asked to prove who they are: they say
+# the journey without its proof.
+LINES = tuple(line for line in JOURNEY if line != PROOF)
 HOST, GATEWAY, NULL_GATEWAY, DRIVER = ("functions host", "its media gateway (idle)", "media gateway (null engines)",
                                        "this driver + ACS emulator")
 
@@ -455,7 +460,7 @@ class Soak:
                     await self.think()
                     continue
                 self.web_sessions.append(session)
-                lines = list(JOURNEY)
+                lines = list(LINES)
                 while lines and self.going():
                     size = self.burst_size("web chat")
                     burst, lines = lines[:size], lines[size:]
@@ -577,7 +582,7 @@ class Soak:
     # WhatsApp
 
     async def whatsapp_customer(self, number: int, phone: str) -> None:
-        lines = itertools.cycle(JOURNEY)
+        lines = itertools.cycle(LINES)
         closed = False
         async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT) as http:
             while self.going():

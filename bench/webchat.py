@@ -13,13 +13,16 @@ a file in the temporary directory; its tail is printed if the host fails.
 
 After one warm-up conversation, each client creates a web chat session (POST /api/webchat/sessions), then sends T
 messages one after another, waiting for each answer, from a realistic journey (a billing question, the account
-number, a power outage, ...; it wraps around when T is longer). All clients start together, each on its own
-connection like a browser tab.
+number, the proof that it is theirs, a power outage, ...; it wraps around when T is longer). All clients start
+together, each on its own connection like a browser tab. Every client names Jordan's account; the agent asks each
+to prove it, and the client answers as bench/common.Proof does: the code sent to his phone, read from the local
+host's ACS emulator (or the one --acs-url names), while the hour's few codes last, then his ZIP code and last name.
 
 What it prints:
 
     clients      concurrent customers (each one session, one request at a time)
     turns        messages sent per client, and in total
+    verified     the checks the agent made that the customers answered, and how many it confirmed
     errors       requests that failed: a non-2xx status, a transport error or a timeout (by kind)
     wall time    from the first session request to the last answer
     throughput   answered turns per second of wall time (session creations not counted)
@@ -49,7 +52,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: `python bench/webchat.py`
-from common import JOURNEY, HostFailed, local_host, percentile  # noqa: E402
+from common import JOURNEY, HostFailed, Proof, local_host, percentile, tell  # noqa: E402
 
 
 
@@ -72,8 +75,9 @@ def _error_kind(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}" + (f" ({detail[:60]})" if detail else "")
 
 
-async def customer(client: httpx.AsyncClient, url: str, turns: int, results: Results) -> None:
-    """One customer: create a session, then say the journey's lines one after another."""
+async def customer(client: httpx.AsyncClient, url: str, turns: int, results: Results, proof: Proof) -> None:
+    """One customer: create a session, then say the journey's lines one after another, proving the account is
+    theirs when the agent asks (bench/common.Proof)."""
     started = time.perf_counter()
     try:
         response = await client.post(f"{url}/api/webchat/sessions", json={})
@@ -87,19 +91,23 @@ async def customer(client: httpx.AsyncClient, url: str, turns: int, results: Res
     session = response.json()
     messages = f"{url}/api/webchat/sessions/{session['session_id']}/messages"
     headers = {"Authorization": f"Bearer {session['token']}"}
-    for turn in range(turns):
+
+    async def say(text: str) -> str:
         started = time.perf_counter()
         try:
-            response = await client.post(messages, json={"text": JOURNEY[turn % len(JOURNEY)]}, headers=headers)
+            response = await client.post(messages, json={"text": text}, headers=headers)
         except httpx.HTTPError as exc:
             results.errors[f"turn: {type(exc).__name__}"] += 1
-            continue
+            return ""
         finally:
             results.turns_done += 1
-        if response.status_code == 200:
-            results.turn_ms.append((time.perf_counter() - started) * 1000)
-        else:
+        if response.status_code != 200:
             results.errors[f"turn: {_error_kind(response)}"] += 1
+            return ""
+        results.turn_ms.append((time.perf_counter() - started) * 1000)
+        return " ".join(r["text"] for r in response.json()["replies"])
+
+    await tell([JOURNEY[turn % len(JOURNEY)] for turn in range(turns)], say, proof, client)
 
 
 async def warm_up(url: str, timeout: float, tls: ssl.SSLContext) -> float:
@@ -144,7 +152,7 @@ async def progress(results: Results, started: float, stream=sys.stderr) -> None:
         stream.flush()
 
 
-async def run(url: str, clients: int, turns: int, timeout: float) -> tuple[Results, float]:
+async def run(url: str, clients: int, turns: int, timeout: float, proof: Proof) -> tuple[Results, float]:
     """Every customer gets its own client and connection, like a browser tab.
 
     One shared httpx pool would measure httpx instead: its pool scans every connection on every request (O(n^2)),
@@ -160,7 +168,7 @@ async def run(url: str, clients: int, turns: int, timeout: float) -> tuple[Resul
         started = time.perf_counter()
         ticker = asyncio.create_task(progress(results, started))
         try:
-            await asyncio.gather(*(customer(client, url, turns, results) for client in sessions))
+            await asyncio.gather(*(customer(client, url, turns, results, proof) for client in sessions))
         finally:
             wall = time.perf_counter() - started
             ticker.cancel()
@@ -177,13 +185,15 @@ def _latency_line(label: str, values: list[float]) -> str:
     return f"{label:<12} {figures}  max {max(values):8.1f}   ms  (n={len(values)})"
 
 
-def report(url: str, started_host: bool, clients: int, turns: int, results: Results, wall: float) -> str:
+def report(url: str, started_host: bool, clients: int, turns: int, results: Results, wall: float,
+           proof: Proof) -> str:
     errors = sum(results.errors.values())
     lines = [
         "Switchboard web chat benchmark",
         f"{'url':<12} {url}" + ("  (local host, offline policy)" if started_host else ""),
         f"{'clients':<12} {clients}",
         f"{'turns':<12} {turns} per client, {clients * turns} in all",
+        f"{'verified':<12} {proof.summary()}",
         f"{'errors':<12} {errors}",
     ]
     lines += [f"{'':<12}   {count} x {kind}" for kind, count in results.errors.most_common()]
@@ -205,26 +215,29 @@ def main(argv: list[str] | None = None) -> int:
         "--turns", type=int, default=len(JOURNEY), help=f"messages per customer (default {len(JOURNEY)})"
     )
     parser.add_argument("--url", help="base URL of a running host, e.g. http://127.0.0.1:7071 (default: start one)")
+    parser.add_argument("--acs-url", help="with --url: its ACS emulator, where the codes it sends can be read "
+                                          "(without it, only knowledge questions are answered)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before one request counts as failed")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.turns < 0:
         parser.error("--clients must be at least 1 and --turns at least 0")
 
-    def measure(url: str, started_host: bool) -> int:
+    def measure(url: str, started_host: bool, acs_url: str | None) -> int:
+        proof = Proof(acs_url)
         try:
-            results, wall = asyncio.run(run(url, args.clients, args.turns, args.timeout))
+            results, wall = asyncio.run(run(url, args.clients, args.turns, args.timeout, proof))
         except (WarmUpFailed, httpx.HTTPError) as exc:
             print(f"bench: the warm-up request failed, nothing measured: {exc}", file=sys.stderr)
             return 1
-        print(report(url, started_host, args.clients, args.turns, results, wall), flush=True)
+        print(report(url, started_host, args.clients, args.turns, results, wall, proof), flush=True)
         return 1 if results.errors else 0
 
     if args.url:
-        return measure(args.url.rstrip("/"), started_host=False)
+        return measure(args.url.rstrip("/"), started_host=False, acs_url=args.acs_url)
     print("starting the local host ...", file=sys.stderr, flush=True)
     try:
         with local_host() as host:
-            return measure(host.url, started_host=True)
+            return measure(host.url, started_host=True, acs_url=host.acs_url)
     except HostFailed as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2

@@ -305,8 +305,9 @@ class Conversation:
                 if isinstance(change.pending, dict):
                     change.pending["learned"] = dict(ctx.learned)
                 # What the customer told us on the way (the account number) is kept: asked again otherwise.
-                finished = await self._finish(customer_id, session_id, said, ctx.agent, prefix + challenge, change,
-                                              on_text, on_save, key, fence, learned=ctx.learned)
+                heard = prefix + needed.said  # already out through on_text
+                finished = await self._finish(customer_id, session_id, said, ctx.agent, heard + challenge, change,
+                                              on_text, on_save, key, fence, learned=ctx.learned, heard=len(heard))
                 # The agent who asked is the one talking (a handoff on the way counts); its scratch stays as it was
                 # before this turn, so the question is answered after the check as it would have been now.
                 await self._save_hot(session_id, customer_id, ctx.agent.name, dict(hot.get("scratch") or {}))
@@ -418,9 +419,10 @@ class Conversation:
 
     async def _finish(self, customer_id: str, session_id: str, said: str, agent: AgentSpec, replies: list[Reply],
                       change: _SessionChange, on_text: OnText | None, on_save: OnSave | None, key: str | None,
-                      fence: int | None, *, learned: dict[str, str] | None = None) -> TurnOutcome:
-        """Save a turn the agents did not answer (a verification step), with the slots it learned, and return it."""
-        for reply in replies:
+                      fence: int | None, *, learned: dict[str, str] | None = None, heard: int = 0) -> TurnOutcome:
+        """Save a turn the agents did not answer (a verification step), with the slots it learned, and return it.
+        The first `heard` replies have gone out through `on_text` already."""
+        for reply in replies[heard:]:
             if on_text is not None:
                 await on_text(reply.text, reply.agent)
         customer = await self.customers.get(customer_id)
@@ -612,23 +614,32 @@ class Conversation:
             handoff: HandoffRequest | None = None
             parts: list[str] = []
             calls_before = len(ctx.tool_calls)
-            async for event in self.policy.respond(ctx):
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                    if on_text is not None:
-                        await on_text(event.text, ctx.agent.name)
-                elif isinstance(event, HandoffRequest):
-                    handoff = event
-                    break
-                elif isinstance(event, SwitchRequest):
-                    if event.channel in ctx.switch.channels:
-                        switch_to = event.channel
-                    else:
-                        log.warning("%s asked to switch to %s, which this customer cannot take", ctx.agent.name, event.channel)
-                    break
-                elif isinstance(event, EscalateRequest):
-                    escalate = event.reason or "the agent asked for a person"
-                    break
+            try:
+                async for event in self.policy.respond(ctx):
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        if on_text is not None:
+                            await on_text(event.text, ctx.agent.name)
+                    elif isinstance(event, HandoffRequest):
+                        handoff = event
+                        break
+                    elif isinstance(event, SwitchRequest):
+                        if event.channel in ctx.switch.channels:
+                            switch_to = event.channel
+                        else:
+                            log.warning("%s asked to switch to %s, which this customer cannot take", ctx.agent.name,
+                                        event.channel)
+                        break
+                    elif isinstance(event, EscalateRequest):
+                        escalate = event.reason or "the agent asked for a person"
+                        break
+            except VerificationNeeded as needed:
+                # What was said before the check (a handoff's greeting, "let me look") has reached a caller's ears:
+                # the transcript keeps it too, before the request to verify.
+                if text := "".join(parts).strip():
+                    replies.append(Reply(text, ctx.agent.name))
+                needed.said = replies
+                raise
             if text := "".join(parts).strip():
                 answered = [c.name for c in ctx.tool_calls[calls_before:] if c.result is not None and c.result.ok]
                 replies.append(Reply(text, ctx.agent.name, answered[-1] if answered else None))

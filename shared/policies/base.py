@@ -29,6 +29,7 @@ class VerificationNeeded(Exception):
     def __init__(self, tool: str, holder: Holder | None, level: Verification) -> None:
         super().__init__(f"{tool} needs a {level.value} customer")
         self.tool, self.holder, self.level = tool, holder, level
+        self.said: list[Any] = []  # the replies the turn had given before the check (the core fills it in)
 
 
 @dataclass(frozen=True)

@@ -65,3 +65,20 @@ async def test_a_caller_can_say_the_knowledge_answers_as_the_recogniser_writes_t
         asked = await caller.say("what's the balance on account 100200300?")
         assert "ZIP code" in asked
         assert "$127.45" in await caller.say(heard), heard
+
+
+async def test_what_the_caller_heard_before_the_check_is_in_the_transcript(rig: Rig) -> None:
+    # An announced handoff's greeting is spoken as it is produced: when the tool behind it asks for a code, the
+    # transcript keeps the greeting too, and nothing is spoken twice.
+    caller = await rig.from_phone(Channel.VOICE, JORDAN)
+    spoken: list[str] = []
+
+    async def speak(text: str, agent: str) -> None:
+        spoken.append(text)
+
+    outcome = await rig.conversation.turn(caller.session_id, caller.customer_id, "what's my balance?", speak)
+    replies = [r.text for r in outcome.replies]
+    assert replies[0] == "Hi, you're through to Billing." and "code" in replies[-1]
+    assert spoken == replies
+    turns = [t.text for t in (await caller.session()).turns if t.role == "agent"]
+    assert turns[-2:] == replies

@@ -7,7 +7,14 @@ emulator streams audio to the media gateway), waits for the agent to finish talk
 comes back), then speaks the next line with the offline voice (piper, resampled to the call's rate). It prints the
 dialogue as it goes: your lines, the agent's (transcribed from the returned audio with faster-whisper tiny.en) and,
 per turn, the time from the end of your speech to the first audio of the answer. `--wav FILE` speaks a recording;
-`--barge "text"` talks over the agent's next answer instead of waiting, to see it stop (StopAudio).
+`--barge "text"` talks over the agent's next answer instead of waiting, to see it stop (StopAudio); `--keys 123#`
+presses keys on your keypad (the emulator streams them to the app as DtmfData, as ACS does).
+
+When the agent asks you to prove it's you, `{code}` in a line stands for the newest code your number was sent
+(read from the emulator's text message and WhatsApp outboxes, as you would read it on your phone): `--say "{code}"`
+reads it out digit by digit, `--keys "{code}"` keys it.
+
+    python -m local.phone --say "what's my balance?" --keys "{code}"
 
     python -m local.phone --answer-transfers --as +15555550142
 
@@ -28,24 +35,32 @@ import sys
 import time
 import wave
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 import numpy as np
 
 #: A returned 20 ms frame counts as speech above this RMS (16-bit samples); piper's pauses sit far below it.
 SPEECH_RMS = 300.0
+#: In a line, the newest verification code sent to the caller's number.
+CODE = "{code}"
+#: The keys a phone has (the emulator refuses others).
+KEYS = re.compile(r"^[0-9*#A-D]{1,64}$")
+#: How far apart the emulator sends the keys it is given (local/acs/media.py KEY_SECONDS), to wait for the last.
+KEY_SECONDS = 0.1
+_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @dataclass(frozen=True)
 class Line:
-    kind: str  # "say", "barge" (talk over the next answer) or "wav"
+    kind: str  # "say", "barge" (talk over the next answer), "wav" or "keys" (pressed on the keypad)
     value: str
 
 
 class _Append(argparse.Action):
-    """--say, --barge and --wav go into one list, in the order given."""
+    """--say, --barge, --wav and --keys go into one list, in the order given."""
 
     def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
         lines = list(getattr(namespace, "lines", None) or [])
@@ -178,6 +193,8 @@ class Handset:
                   flush=True)
         elif kind == "CallTransferred":
             self.end_reason = f"transferred to {event.get('target')}: a person has the call"
+        elif kind == "KeysRefused":
+            print(f"... your keys were not sent: {event.get('reason')}", flush=True)
         elif kind == "CallDisconnected":
             state = event.get("state")
             self._end("the agent hung up" if state == "disconnected" else f"the call is {state}")
@@ -190,6 +207,11 @@ class Handset:
         """Send caller audio (the emulator streams it in real time); returns when it will have been spoken."""
         await self.ws.send_bytes(pcm)
         return time.monotonic() + len(pcm) / (2 * self.sample_rate)
+
+    async def press(self, keys: str) -> float:
+        """Press keys on the keypad (the emulator sends them to the app one by one); returns when the last is sent."""
+        await self.ws.send_str(json.dumps({"kind": "keys", "keys": keys}))
+        return time.monotonic() + len(keys) * KEY_SECONDS
 
     async def hang_up(self) -> None:
         if not self.ws.closed and not self.ended.is_set():
@@ -221,6 +243,28 @@ async def wait_for_answer(handset: Handset, since: float, *, quiet: float, timeo
 
 
 # The call -------------------------------------------------------------------------------------------------------
+
+
+async def newest_code(session: aiohttp.ClientSession, emulator: str, phone: str, since: str) -> str | None:
+    """The newest verification code sent to `phone` at or after `since` (ISO time), from the emulator's outboxes:
+    a text message tagged "verification", or a WhatsApp template with a `code` value."""
+    found: list[tuple[str, str]] = []
+    for path in ("/_emulator/sms", "/_emulator/messages"):
+        async with session.get(f"{emulator}{path}", params={"to": phone}) as response:
+            if response.status == 404:  # an emulator without that module: nothing went that way
+                continue
+            response.raise_for_status()
+            sent = await response.json(content_type=None)
+        for message in sent:
+            at = str(message.get("sentAt") or "")
+            if message.get("to") != phone or at < since:
+                continue
+            if message.get("tag") == "verification":
+                if digits := re.search(r"\b\d{4,10}\b", str(message.get("message") or "")):
+                    found.append((at, digits.group()))
+            elif code := (message.get("templateValues") or {}).get("code"):
+                found.append((at, str(code)))
+    return max(found)[1] if found else None
 
 
 async def place_call(session: aiohttp.ClientSession, emulator: str, caller: str) -> dict[str, Any]:
@@ -260,6 +304,11 @@ async def converse(args: argparse.Namespace, engines: Engines) -> Dialogue:
     dialogue = Dialogue()
     emulator = args.emulator.rstrip("/")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
+        placed = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+        async def code() -> str:
+            return await _wait_for_code(session, emulator, args.caller, placed, args.reply_timeout)
+
         call = await place_call(session, emulator, args.caller)
         print(f"calling {call['to']} from {args.caller} (call {call['id']})", flush=True)
         ws = await session.ws_connect(f"{emulator}/_emulator/calls/{call['id']}/media", heartbeat=None)
@@ -272,7 +321,7 @@ async def converse(args: argparse.Namespace, engines: Engines) -> Dialogue:
                 _hint(handset)
                 return dialogue
             dialogue.answered = True
-            await _hold(handset, engines, dialogue, args)
+            await _hold(handset, engines, dialogue, args, code)
             if not handset.ended.is_set():
                 await handset.hang_up()
             dialogue.ended = handset.end_reason or "you hung up"
@@ -285,7 +334,18 @@ async def converse(args: argparse.Namespace, engines: Engines) -> Dialogue:
     return dialogue
 
 
-async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: argparse.Namespace) -> None:
+async def _wait_for_code(session: aiohttp.ClientSession, emulator: str, phone: str, since: str,
+                         timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while (found := await newest_code(session, emulator, phone, since)) is None:
+        if time.monotonic() > deadline:
+            raise PhoneError(f"no verification code reached {phone} during this call, so there is none to use")
+        await asyncio.sleep(0.2)
+    return found
+
+
+async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: argparse.Namespace,
+                code: Callable[[], Awaitable[str]]) -> None:
     since = time.monotonic()  # when the caller last stopped talking (at first: when the call connected)
     greeting = True
     for line in args.lines:
@@ -302,6 +362,12 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
         if handset.ended.is_set():
             return
         greeting = False
+        if CODE in line.value:
+            line = await _with_code(line, code)
+        if line.kind == "keys":
+            dialogue.line("caller", f"(keys {line.value})")
+            since = await handset.press(line.value)
+            continue
         pcm = await asyncio.to_thread(_caller_audio, engines, line, handset.sample_rate)
         started = time.monotonic()
         dialogue.line("caller", line.value if line.kind != "wav" else f"({line.value})")
@@ -310,6 +376,13 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
             await _report_barge_in(handset, engines, dialogue, talking_since or started, started, since, args)
     if not handset.ended.is_set():
         await _show_answer(handset, engines, dialogue, since, greeting, args)
+
+
+async def _with_code(line: Line, code: Callable[[], Awaitable[str]]) -> Line:
+    """The line with the code the caller was sent in place of {code}: keyed as it is, said a digit at a time."""
+    digits = await code()
+    spoken = digits if line.kind == "keys" else " ".join(_DIGIT_WORDS[int(d)] for d in digits)
+    return Line(line.kind, line.value.replace(CODE, spoken))
 
 
 def _caller_audio(engines: Engines, line: Line, rate: int) -> bytes:
@@ -471,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--say", action=_Append, const="say", metavar="TEXT", help="a line to speak (repeatable)")
     parser.add_argument("--wav", action=_Append, const="wav", metavar="FILE", help="a 16-bit PCM WAV file to speak")
     parser.add_argument("--barge", action=_Append, const="barge", metavar="TEXT", help="talk over the next answer")
+    parser.add_argument("--keys", action=_Append, const="keys", metavar="KEYS",
+                        help='press keys on the keypad: 0-9, * and # ("{code}": the code you were sent)')
     parser.add_argument("--barge-after", type=float, default=1.0, metavar="S", help="talk over after S s of the answer")
     parser.add_argument("--quiet-ms", type=int, default=900, help="silence that ends the agent's turn (default 900)")
     parser.add_argument("--reply-timeout", type=float, default=20.0, help="seconds to wait for an answer to start")
@@ -493,6 +568,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--as must be an E.164 number or an ACS user id (8:acs:...), not {args.target!r}")
     if missing := [line.value for line in args.lines if line.kind == "wav" and not Path(line.value).is_file()]:
         parser.error(f"no such WAV file: {missing[0]}")
+    if bad := [line.value for line in args.lines
+               if line.kind == "keys" and not KEYS.match(line.value.replace(CODE, "0"))]:
+        parser.error(f"--keys takes the keys of a phone keypad (0-9, *, #) or {CODE}, not {bad[0]!r}")
 
     try:
         load_local_settings(PROJECT_ROOT)
@@ -505,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         return _be_the_person(args)
     engines = Engines(transcribe=args.transcribe)
     try:
-        engines.load(need_voice=any(line.kind != "wav" for line in args.lines))
+        engines.load(need_voice=any(line.kind in ("say", "barge") for line in args.lines))
         dialogue = asyncio.run(converse(args, engines))
         _summary(dialogue)
         return 0 if dialogue.answered else 1

@@ -11,8 +11,9 @@ CallTransferAccepted and its own connection ends, as ACS ends it; declined, miss
 CallTransferFailed, and the call goes on with the app.
 
 The unauthenticated `/_emulator/calls/...` routes are for people and tests: list and inspect calls, push caller
-audio, read the audio the app sent, hang up as the caller, redeliver the IncomingCall event, and a WebSocket
-(`/_emulator/calls/{id}/media`) on which the phone simulator sends caller audio and hears the app.
+audio, press keys on the caller's keypad (sent to the app as DtmfData when it answered with `enableDtmfTones`), read
+the audio the app sent, hang up as the caller, redeliver the IncomingCall event, and a WebSocket
+(`/_emulator/calls/{id}/media`) on which the phone simulator sends caller audio and keys and hears the app.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import aiohttp
 from aiohttp import web
 
 from local.acs.events import event_grid_event, now_iso, post_callbacks, post_event_grid
-from local.acs.media import CallAudio, MediaLeg
+from local.acs.media import KEYS, CallAudio, MediaLeg
 from local.acs.oidc import CallbackSigner
 from local.acs.phones import ANSWERED, CANCELLED, DECLINED, MISSED, TRANSFER_RING_SECONDS, UNATTENDED, Phones, Transfer
 from shared import redact
@@ -183,6 +184,7 @@ class CallsApi:
         app.router.add_get(driver + "/{id}", self.show_call)
         app.router.add_post(driver + "/{id}/redeliver", self.redeliver)
         app.router.add_post(driver + "/{id}/audio", self.push_audio)
+        app.router.add_post(driver + "/{id}/keys", self.press_keys)
         app.router.add_get(driver + "/{id}/audio/{which}", self.read_audio)
         app.router.add_post(driver + "/{id}/hangup", self.caller_hangs_up)
         app.router.add_get(driver + "/{id}/media", self.phone_socket)
@@ -267,6 +269,19 @@ class CallsApi:
         call.audio.queue_caller_audio(await request.read())
         return web.json_response(call.audio.summary())
 
+    async def press_keys(self, request: web.Request) -> web.Response:
+        """`{"keys": "123456#"}`: the caller presses these keys, one after another."""
+        call = self._call(request)
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        keys = body.get("keys")
+        if problem := _keys_problem(call, keys):
+            status, message = problem
+            return _error(status, "BadRequest" if status == 400 else "Conflict", message)
+        call.audio.press_keys(str(keys))
+        return web.json_response(call.audio.summary())
+
     async def read_audio(self, request: web.Request) -> web.Response:
         call = self._call(request)
         which = request.match_info["which"]
@@ -298,8 +313,15 @@ class CallsApi:
                         command = json.loads(message.data)
                     except ValueError:
                         continue
-                    if isinstance(command, dict) and command.get("kind") == "hangup" and not call.ended:
+                    if not isinstance(command, dict):
+                        continue
+                    if command.get("kind") == "hangup" and not call.ended:
                         await self._end(call, "disconnected")
+                    elif command.get("kind") == "keys":
+                        if problem := _keys_problem(call, command.get("keys")):
+                            await _send(ws, json.dumps({"kind": "KeysRefused", "reason": problem[1]}))
+                        else:
+                            call.audio.press_keys(str(command["keys"]))
         finally:
             call.listeners.discard(ws)
         return ws
@@ -403,6 +425,7 @@ class CallsApi:
             self.session, media["transportUrl"], call.audio, lambda what, detail: self._on_media(call, what, detail),
             subscription_id=call.connection_id,
             participant_raw_id=None if media.get("audioChannelType") == "mixed" else f"4:{call.caller}",
+            dtmf=media.get("enableDtmfTones") is True,
         )
         call.media = leg
         if await leg.start():
@@ -615,6 +638,18 @@ def _custom_context(context: Any, target: str) -> tuple[dict[str, str], dict[str
         if not isinstance(name, str) or not 0 < len(name) <= 64 or not isinstance(value, str) or len(value) > 1024:
             return f"VoIP header {name!r}: names of at most 64 characters, values of at most 1024"
     return {str(k): str(v) for k, v in sip.items()}, {str(k): str(v) for k, v in voip.items()}
+
+
+def _keys_problem(call: EmulatedCall, keys: Any) -> tuple[int, str] | None:
+    """Why the caller cannot press `keys` on this call now (an HTTP status and what to say), or None."""
+    if not isinstance(keys, str) or not keys or len(keys) > 64 or any(key not in KEYS for key in keys):
+        return 400, '"keys" must be 1 to 64 keys of a phone keypad: 0-9, *, # (and A-D)'
+    if call.ended:
+        return 409, f"the call has {call.state}"
+    media = (call.answer or {}).get("mediaStreamingOptions") or {}
+    if media.get("enableDtmfTones") is not True:
+        return 409, "the app did not answer with DTMF tones on (enableDtmfTones): ACS would not stream the keys"
+    return None
 
 
 def _media_problem(media: Any) -> str | None:

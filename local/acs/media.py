@@ -1,7 +1,9 @@
 """The media half of an emulated call: the WebSocket ACS opens to the app's transport URL (PROTOCOLS.md B.4).
 
 ACS sends AudioMetadata first, then one AudioData every 20 ms in real time: the caller's audio when there is some,
-silence frames otherwise. What the app sends back (AudioData, StopAudio) goes into a playout queue that is played
+silence frames otherwise. When the app answered with DTMF tones on (`enableDtmfTones`), each key the caller presses
+goes as its own `{"kind": "DtmfData", "dtmfData": {"data": "5"}}` message between the audio frames, a key every
+`KEY_SECONDS`, as a person keys them. What the app sends back (AudioData, StopAudio) goes into a playout queue that is played
 at the same real-time pace, the way the caller's phone would hear it; StopAudio flushes what has not been played.
 Both directions are recorded on the call (`CallAudio`) for the driver and the tests.
 """
@@ -26,6 +28,10 @@ FRAME_SECONDS = 0.02
 #: Recorded audio per direction is capped (10 minutes at 24 kHz); the oldest is dropped first.
 MAX_RECORDED_BYTES = 10 * 60 * 24000 * 2
 CONNECT_TIMEOUT_SECONDS = 5
+#: How far apart the keys a caller presses reach the app (a quick but human pace).
+KEY_SECONDS = 0.1
+#: The keys a phone has.
+KEYS = frozenset("0123456789*#ABCD")
 
 
 def frame_bytes(sample_rate: int) -> int:
@@ -38,6 +44,8 @@ class CallAudio:
 
     sample_rate: int = 16000
     caller_pending: bytearray = field(default_factory=bytearray)  # queued by the driver, not yet streamed
+    keys_pending: list[str] = field(default_factory=list)  # keys the caller pressed, not yet sent to the app
+    keys_sent: int = 0
     playout: bytearray = field(default_factory=bytearray)  # received from the app, not yet "heard"
     received: bytearray = field(default_factory=bytearray)  # every byte of AudioData the app sent
     played: bytearray = field(default_factory=bytearray)  # what the caller heard (received minus flushed)
@@ -52,11 +60,17 @@ class CallAudio:
     def queue_caller_audio(self, pcm: bytes) -> None:
         self.caller_pending += pcm[: len(pcm) - len(pcm) % 2]
 
+    def press_keys(self, keys: str) -> None:
+        """The caller presses `keys` (checked against KEYS by the driver), one after another."""
+        self.keys_pending.extend(keys)
+
     def summary(self) -> dict[str, Any]:
         rate = self.sample_rate * 2
         return {
             "sample_rate": self.sample_rate,
             "frames_sent": self.frames_sent,
+            "keys_sent": self.keys_sent,
+            "keys_pending": len(self.keys_pending),
             "caller_pending_ms": int(len(self.caller_pending) / rate * 1000),
             "audio_messages": self.audio_messages,
             "received_ms": int(len(self.received) / rate * 1000),
@@ -84,6 +98,7 @@ class MediaLeg:
         *,
         subscription_id: str,
         participant_raw_id: str | None = None,
+        dtmf: bool = False,
     ) -> None:
         self.transport_url = transport_url
         self.audio = audio
@@ -92,6 +107,7 @@ class MediaLeg:
         self._listener = listener
         self._subscription_id = subscription_id
         self._participant = participant_raw_id
+        self.dtmf = dtmf  # the app asked for the caller's keys (enableDtmfTones)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -150,10 +166,13 @@ class MediaLeg:
         loop = asyncio.get_running_loop()
         start = loop.time()
         tick = 0
+        key_every = max(1, round(KEY_SECONDS / FRAME_SECONDS))
         try:
             while not self._ws.closed:
                 await self._ws.send_str(json.dumps(self._caller_frame(size)))
                 self.audio.frames_sent += 1
+                if self.audio.keys_pending and tick % key_every == 0:
+                    await self._send_key(self.audio.keys_pending.pop(0))
                 await self._play(size)
                 tick += 1
                 delay = start + tick * FRAME_SECONDS - loop.time()
@@ -177,6 +196,13 @@ class MediaLeg:
         if self._participant:  # only unmixed audio names its speaker
             data["participantRawID"] = self._participant
         return {"kind": "AudioData", "audioData": data}
+
+    async def _send_key(self, key: str) -> None:
+        if not self.dtmf:  # without enableDtmfTones ACS streams no keys: they are lost, as on the real service
+            return
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps({"kind": "DtmfData", "dtmfData": {"data": key}}))
+        self.audio.keys_sent += 1
 
     async def _play(self, size: int) -> None:
         playout = self.audio.playout

@@ -346,8 +346,8 @@ class Conversation:
         holder = needed.holder
         phone = holder.phone if holder is not None else ""
         for method in methods:
-            if holder is None:  # no such account: asked the same way, and nothing is sent
-                challenge = Challenge(method, "", sent_by=self._pretend_channel() if method == "code" else None)
+            if holder is None:  # no such account: asked, refused and capped the same way, and nothing is sent
+                challenge = await self.verifier.challenge_nobody(needed.named, method)
             else:
                 challenge = await self.verifier.challenge(session.session_id, holder, method)
             if challenge.refused in ("unavailable", "too_many") and method != methods[-1]:
@@ -362,7 +362,7 @@ class Conversation:
         if challenge.refused in ("locked", "unavailable"):
             return [Reply(self._verify_phrase(f"verify_{challenge.refused}"), agent)]
         change.pending = {"method": challenge.method, "phone": phone, "question": question, "agent": agent,
-                          "tool": needed.tool}
+                          "tool": needed.tool, **({} if holder is not None else {"named": needed.named})}
         if challenge.refused == "too_many":
             return [Reply(self._verify_phrase("verify_too_many"), agent)]
         return [Reply(self._challenge_words(challenge), agent)]
@@ -376,10 +376,6 @@ class Conversation:
         questions = ", ".join(asks[:-1]) + (" and " if len(asks) > 1 else "") + asks[-1]
         return self._verify_phrase("verify_knowledge", questions=questions)
 
-    def _pretend_channel(self) -> str:
-        """The channel a code would go by, for a customer asking about an account that does not exist."""
-        return "sms" if self.verifier.sends_sms else "whatsapp"
-
     async def _verification_answer(self, session: ChannelSession, text: str, change: _SessionChange,
                                    agent: str) -> list[Reply] | tuple[str, Reply] | None:
         """Check what the customer said against the verification the agent asked for. Verified: the question they
@@ -389,7 +385,7 @@ class Conversation:
         phone, method = str(pending.get("phone") or ""), pending.get("method")
         holder = self.scenario.holder({"phone_number": phone}) if phone else None
         if holder is None:
-            checked = await self.verifier.check_nobody(session.session_id, text, method)
+            checked = await self.verifier.check_nobody(str(pending.get("named") or session.session_id), text, method)
         elif method == "code":
             checked = await self.verifier.check_code(session.session_id, phone, text)
         else:

@@ -268,9 +268,14 @@ class Scenario:
 
     def names_account(self, tool: str, arguments: dict[str, Any]) -> bool:
         """Whether calling `tool` with `arguments` is about an account (verification.account_slots)."""
+        return bool(self.account_named(tool, arguments)) or not self.verification.account_slots
+
+    def account_named(self, tool: str, arguments: dict[str, Any]) -> str:
+        """What `arguments` name an account by ("account_number=100200300"), in a stable order; empty if nothing."""
         slots = self.verification.account_slots
-        return not slots or any(arguments.get(param) for param, slot in self.tools[tool].slot_parameters().items()
-                                if slot in slots)
+        named = sorted(f"{slot}={arguments[param]}" for param, slot in self.tools[tool].slot_parameters().items()
+                       if arguments.get(param) and (not slots or slot in slots))
+        return "&".join(named)
 
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]

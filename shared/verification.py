@@ -45,6 +45,7 @@ _CODE = "verify:code:"  # + session id: {"digest", "phone", "expires"}
 # Sets with one member per event, each expiring on its own: a sliding window that needs no reset.
 _FAILURES = "verify:failures:"  # + phone: wrong answers, each counted for lock_seconds
 _SENT = "verify:sent:"  # + phone: codes sent, each counted for an hour
+_NOBODY = "nobody:"  # + what a customer named that is no account: counted as a holder's number would be
 _SPOKEN_DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "to": "2", "too": "2", "three": "3",
                   "four": "4", "for": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "ate": "8",
                   "nine": "9"}
@@ -128,13 +129,29 @@ class Verifier:
             return Checked.VERIFIED
         return await self._failed(phone)
 
-    async def check_nobody(self, session_id: str, text: str, method: str | None) -> Checked:
+    async def challenge_nobody(self, named: str, method: str) -> Challenge:
+        """A challenge about an account that does not exist, `named` by what the customer gave (the account number
+        they typed). Nothing is sent, but it is locked and capped exactly as a real holder's would be, under that
+        name, across sessions: no reply, the first or the tenth, tells a made-up account from a real one."""
+        key = _NOBODY + named
+        if await self.locked(key):
+            return Challenge(method, "", refused="locked")
+        if method != "code":
+            return Challenge(method, "")
+        if self.send_code is None:
+            return Challenge(method, "", refused="unavailable")
+        if await self.state.count_members(_SENT + key) >= self.spec.codes_per_hour:
+            return Challenge(method, "", refused="too_many")
+        await self.state.add_member(_SENT + key, secrets.token_hex(8), 3600)
+        return Challenge(method, "", sent_by="sms" if self.sends_sms else "whatsapp")
+
+    async def check_nobody(self, named: str, text: str, method: str | None) -> Checked:
         """An answer about an account that does not exist: wrong, counted and locked like any other, so that the
         replies are the same as for a real account."""
         shaped = _code_in(text, self.spec.code_length) if method == "code" else _answer_shaped(text)
         if not shaped:
             return Checked.NOT_AN_ANSWER
-        key = "session:" + session_id
+        key = _NOBODY + named
         if await self.locked(key):
             return Checked.LOCKED
         return await self._failed(key)

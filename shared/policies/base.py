@@ -26,9 +26,10 @@ class VerificationNeeded(Exception):
     they asked (shared/conversation.py). `holder` is None when the account named does not exist: the customer is
     asked the same way, so nobody learns whether an account exists by asking about it."""
 
-    def __init__(self, tool: str, holder: Holder | None, level: Verification) -> None:
+    def __init__(self, tool: str, holder: Holder | None, level: Verification, named: str = "") -> None:
         super().__init__(f"{tool} needs a {level.value} customer")
         self.tool, self.holder, self.level = tool, holder, level
+        self.named = named  # what the arguments name the account by, for one that does not exist
         self.said: list[Any] = []  # the replies the turn had given before the check (the core fills it in)
 
 
@@ -131,7 +132,7 @@ class TurnContext:
         level = self.scenario.tools[tool].verification
         holder = self.scenario.holder(filled)
         if holder is None or holder.phone != self.verified_phone or not self.verification.at_least(level):
-            raise VerificationNeeded(tool, holder, level)
+            raise VerificationNeeded(tool, holder, level, self.scenario.account_named(tool, filled))
 
     def _fill(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         spec = self.scenario.tools[tool]

@@ -84,6 +84,23 @@ async def test_an_unknown_account_gets_the_same_words_as_a_real_one(rig: Rig) ->
     assert await real.say("111111") == await unknown.say("111111")
 
 
+async def test_an_unknown_account_runs_out_of_codes_and_locks_like_a_real_one(rig: Rig) -> None:
+    # Nothing is sent for an account that does not exist, but it is capped and locked under the number named, across
+    # sessions, as a real holder is: the tenth reply gives no more away than the first.
+    async def replies_for(number: str) -> list[str]:
+        said = []
+        for _ in range(rig.scenario.verification.codes_per_hour + 1):  # fresh visitors: codes, then the questions
+            visitor = await rig.web_chat()
+            said.append(await visitor.say(f"what's my balance? my number is {number}"))
+        said += [await visitor.say("11111, Nobody") for _ in range(rig.scenario.verification.attempts)]
+        said.append(await (await rig.web_chat()).say(f"what's my balance? my number is {number}"))  # locked
+        return said
+
+    real, unknown = await replies_for("555 555 0111"), await replies_for("555 555 0177")
+    assert real == unknown
+    assert "ZIP code" in real[3] and real[-1].endswith("too many tries. Please try again later, or ask for a person.")
+
+
 async def test_a_flood_of_code_requests_sends_at_most_the_hourly_cap(rig: Rig) -> None:
     cap = rig.scenario.verification.codes_per_hour
     replies = []

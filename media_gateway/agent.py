@@ -13,8 +13,9 @@ Keys the caller presses (`DtmfFrame`) stop the reply they are hearing, as talkin
 had said it: a caller may key the code they were sent rather than read it out.
 
 A turn that escalated the caller to a free person (`TurnOutcome.escalation` CONNECTING) is put through once its reply
-has played (`CallHooks.transfer`). If that cannot start, or the person does not take the call (the desk puts the
-escalation back in the queue), the caller hears so and stays with the AI, keeping their place in line.
+has played (`CallHooks.transfer`). While the caller is the desk's, the stage follows their escalation between turns:
+when a person claims them from the queue they hear who they are being put through to, and when the person does not
+take the call (the escalation is back in the queue) they hear so and stay with the AI, keeping their place in line.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from media_gateway.metrics import GatewayStats, TurnMetrics
 from media_gateway.processor import FrameProcessor, OnFailure
 from media_gateway.reply import ReplyHandle
 from shared import telemetry
-from shared.conversation import Conversation, OnText, TurnOutcome
+from shared.conversation import DESK_PHRASES, Conversation, OnText, TurnOutcome
 from shared.errors import NotFound, SessionClosed, SwitchboardError
 from shared.models import ChannelSession, Escalation, EscalationStatus, SessionStatus
 
@@ -51,8 +52,8 @@ _CHANNEL_NAMES = {"whatsapp": "WhatsApp", "webchat": "web chat"}
 #: What a caller hears when the person they were being put through to cannot be reached (the scenario's phrase
 #: `escalate_not_connected` words it its own way).
 NOT_PUT_THROUGH = "I'm sorry, I couldn't reach {person} just now. You keep your place in line, and I'm still here."
-#: How long a transfer is watched for the person not taking it (ACS gives up ringing well within this).
-TRANSFER_WATCH_SECONDS = 180.0
+#: How often a caller's escalation is looked at while they wait for a person (one read of a counter each time).
+FOLLOW_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class AgentProcessor(FrameProcessor):
         self._turns = 0
         self._speaking = asyncio.Lock()  # one reply at a time: a caller's turn, or news of their transfer
         self._keypad = Keypad()
+        self._following: asyncio.Task[None] | None = None  # the caller's escalation, while they are the desk's
 
     async def start(self, on_failure: OnFailure) -> None:
         await super().start(on_failure)
@@ -166,13 +168,19 @@ class AgentProcessor(FrameProcessor):
     async def _answer(self, utterance: Utterance) -> bool:
         """Answer one caller turn; True when the call is to end."""
         async with self._speaking:
-            ending, escalation = await self._answer_turn(utterance)
-        if escalation is not None:
-            await self._put_through(escalation)
-        return ending
+            ending, outcome = await self._answer_turn(utterance)
+        if ending or outcome is None:
+            return ending
+        opened = outcome.escalation
+        if opened is not None and opened.status is EscalationStatus.CONNECTING:
+            await self._put_through(opened)
+        escalation = outcome.customer.open_escalation(self._call.session_id)
+        if escalation is not None and escalation.status is not EscalationStatus.WITH_PERSON:
+            self._follow(escalation)
+        return False
 
-    async def _answer_turn(self, utterance: Utterance) -> tuple[bool, Escalation | None]:
-        """Run and speak one turn: whether the call is to end, and the escalation to put through, if any."""
+    async def _answer_turn(self, utterance: Utterance) -> tuple[bool, TurnOutcome | None]:
+        """Run and speak one turn: whether the call is to end, and the turn's outcome (None if it failed)."""
         self._turns += 1
         last = utterance.last
         metrics = TurnMetrics(
@@ -193,11 +201,8 @@ class AgentProcessor(FrameProcessor):
             await self._keep_what_was_heard(reply, switch_failed=switch_failed)
         if ending is not None:
             self._request_end(ending)
-            return True, None
-        escalation = outcome.escalation if outcome is not None else None
-        if escalation is not None and escalation.status is EscalationStatus.CONNECTING:
-            return False, escalation
-        return False, None
+            return True, outcome
+        return False, outcome
 
     def _speaker(self, reply: ReplyHandle) -> OnText:
         """What the conversation core calls with each piece of reply text."""
@@ -233,48 +238,53 @@ class AgentProcessor(FrameProcessor):
     # A person at the desk ------------------------------------------------------------------------------------------
 
     async def _put_through(self, escalation: Escalation) -> None:
-        """Ask for the transfer to the person the desk routed the caller to, and watch that it reaches them."""
+        """Ask for the transfer to the person the desk routed the caller to."""
         try:
             await self._hooks.transfer(self._call, escalation.escalation_id)
         except Exception:  # the caller was told they are being put through: they must hear that they are not
             log.exception("call %s: could not put the caller through for escalation %s", self._call.call_id,
                           escalation.escalation_id)
-            await self._not_put_through(escalation)
-            return
-        self.create_task(self._watch_transfer(escalation), "watch transfer")
+            try:  # back in the queue, if the function app has not put it there already
+                await self._conversation.desk.not_connected(self._call.customer_id, escalation.escalation_id)
+            except SwitchboardError as exc:
+                log.warning("call %s: escalation %s stays routed until it expires: %s", self._call.call_id,
+                            escalation.escalation_id, exc)
+            await self._tell_caller(self._desk_words("escalate_not_connected", escalation.agent_name))
 
-    async def _watch_transfer(self, escalation: Escalation) -> None:
-        """Until the transfer settles: if the person did not take the call, tell the caller. (If they did, ACS ends
-        this leg and the call's end stops this watch.)"""
+    def _follow(self, escalation: Escalation) -> None:
+        if self._following is None or self._following.done():
+            self._following = self.create_task(self._follow_escalation(escalation.escalation_id), "follow escalation")
+
+    async def _follow_escalation(self, escalation_id: str) -> None:
+        """While the caller waits for a person or is being put through, say what the desk does: a person claimed
+        them (they are put through), or the person did not take the call (back in line). Ends once they are with a
+        person (ACS then ends this leg, and the call's end stops this) or no longer waiting."""
         desk, session_id = self._conversation.desk, self._call.session_id
-        deadline = time.monotonic() + TRANSFER_WATCH_SECONDS
-        current: Escalation | None = escalation
-        try:
-            since = await desk.session_version(session_id)
-            while time.monotonic() < deadline:
-                since = await desk.wait_for_session(session_id, since, deadline - time.monotonic())
-                customer = await self._conversation.customers.get(self._call.customer_id)
-                current = customer.find_escalation(escalation.escalation_id)
-                if current is None or current.status is not EscalationStatus.CONNECTING:
-                    break
-        except SwitchboardError as exc:
-            log.warning("call %s: stopped watching the transfer: %s", self._call.call_id, exc)
-            return
-        if current is not None and current.status is EscalationStatus.WAITING:
-            await self._tell_caller(self._not_put_through_words(escalation))
+        seen: int | None = None
+        status: EscalationStatus | None = None
+        person: str | None = None
+        while True:
+            try:
+                version = await desk.session_version(session_id)
+                if version != seen:  # the desk changed something on this session: look at the record
+                    seen = version
+                    customer = await self._conversation.customers.get(self._call.customer_id)
+                    current = customer.find_escalation(escalation_id)
+                    if current is None or current.status not in (EscalationStatus.WAITING, EscalationStatus.CONNECTING):
+                        return
+                    if status is EscalationStatus.WAITING and current.status is EscalationStatus.CONNECTING:
+                        await self._tell_caller(self._desk_words("escalate_connecting", current.agent_name))
+                    elif status is EscalationStatus.CONNECTING and current.status is EscalationStatus.WAITING:
+                        await self._tell_caller(self._desk_words("escalate_not_connected", person))
+                    status, person = current.status, current.agent_name or person
+            except SwitchboardError as exc:  # a store hiccup: the caller hears nothing new for a moment
+                log.warning("call %s: could not follow escalation %s: %s", self._call.call_id, escalation_id, exc)
+            await asyncio.sleep(FOLLOW_SECONDS)
 
-    async def _not_put_through(self, escalation: Escalation) -> None:
-        try:  # back in the queue, if the function app has not put it there already
-            await self._conversation.desk.not_connected(self._call.customer_id, escalation.escalation_id)
-        except SwitchboardError as exc:
-            log.warning("call %s: escalation %s stays routed until it expires: %s", self._call.call_id,
-                        escalation.escalation_id, exc)
-        await self._tell_caller(self._not_put_through_words(escalation))
-
-    def _not_put_through_words(self, escalation: Escalation) -> str:
+    def _desk_words(self, key: str, person: str | None) -> str:
         scenario = self._conversation.scenario
-        template = scenario.phrases.get("escalate_not_connected", NOT_PUT_THROUGH)
-        return template.format(person=escalation.agent_name or "the person", company=scenario.company)
+        default = NOT_PUT_THROUGH if key == "escalate_not_connected" else DESK_PHRASES[key]
+        return scenario.phrases.get(key, default).format(person=person or "the person", company=scenario.company)
 
     async def _tell_caller(self, text: str) -> None:
         """Speak between the caller's turns (not a reply to one)."""

@@ -118,3 +118,38 @@ async def test_a_transfer_that_cannot_start_is_told_to_the_caller_who_keeps_thei
     assert functions.transfers == [{"escalation_id": escalation.escalation_id}]
     assert (escalation.status, escalation.agent_id) == (EscalationStatus.WAITING, None)
     assert escalation.escalation_id in [e["escalation_id"] for e in await services.desk.waiting()]
+
+
+async def test_a_waiting_caller_hears_when_a_person_claims_them_and_when_that_person_does_not_take_the_call(
+    gateway: RunningGateway, speech, offline_engines
+) -> None:
+    call = await gateway.open_call("+15555550100")
+    desk = gateway.services.desk
+    caller, asked_at = await ask_for_a_person(gateway.base_url, call.url, speech)  # nobody on duty: they wait
+    lee = DeskAgent(new_id("agent"), "Lee")
+    try:
+        await caller.wait_audio(asked_at, timeout=20)
+        await caller.wait_quiet(1.0, timeout=60)
+        customer = await gateway.services.customers.get(call.customer_id)
+        waiting = customer.open_escalation(call.session_id)
+        assert waiting is not None and waiting.status is EscalationStatus.WAITING
+
+        await desk.set_presence(lee, AVAILABLE, phone="+15555550143")
+        claimed_at = time.monotonic()
+        await desk.route(waiting.escalation_id, lee)  # what the desk's claim does before it rings Lee
+        await caller.wait_audio(claimed_at, timeout=10)
+        await caller.wait_quiet(1.0, timeout=60)
+        claimed = await transcribe(offline_engines, caller.audio_since(claimed_at))
+
+        declined_at = time.monotonic()
+        await desk.not_connected(call.customer_id, waiting.escalation_id)  # Lee's phone was declined
+        await caller.wait_audio(declined_at, timeout=10)
+        await caller.wait_quiet(1.0, timeout=60)
+        declined = await transcribe(offline_engines, caller.audio_since(declined_at))
+    finally:
+        await hang_up(caller)
+        await desk.set_presence(lee, AWAY)
+
+    # Speech-to-text hears a short name as it likes ("Lee", "Leigh", "Deli"): the words around it are what count.
+    assert re.search(r"putting \w+ through", claimed, re.I), claimed
+    assert re.search(r"couldn'?t reach", declined, re.I) and "place in line" in declined.lower(), declined

@@ -130,8 +130,9 @@ class Verification(StrEnum):
 
 
 _VERIFICATION_RANK = {Verification.UNVERIFIED: 0, Verification.IDENTIFIED: 1, Verification.VERIFIED: 2}
-#: How many audit entries a record keeps (the latest last).
-MAX_AUDIT = 200
+#: How many audit entries a record keeps (the latest last). Each is small, but the record is read on every turn: moving
+#: the audit into the session bodies (stored apart) would let it keep them all; until then the latest 50 stay.
+MAX_AUDIT = 50
 #: How many promised texts a record remembers (the latest last); the sent ones go first when it is full.
 MAX_PROMISES = 20
 

@@ -71,7 +71,7 @@ async def test_a_caller_routed_to_a_free_person_is_put_through_after_hearing_who
     finally:
         await hang_up(caller)
 
-    assert re.search(r"putting you through to Dana", heard, re.I), heard
+    assert re.search(r"putting you through", heard, re.I), heard  # not the name: STT once heard "today and"
     customer = await gateway.services.customers.get(call.customer_id)
     escalation = customer.open_escalation(call.session_id)
     assert escalation is not None and (escalation.status, escalation.agent_id) == (
@@ -110,7 +110,7 @@ async def test_a_transfer_that_cannot_start_is_told_to_the_caller_who_keeps_thei
             finally:
                 await hang_up(caller)
 
-    assert re.search(r"putting you through to Dana", heard, re.I), heard
+    assert re.search(r"putting you through", heard, re.I), heard  # not the name: STT once heard "today and"
     assert re.search(r"couldn'?t reach Dana", heard, re.I) and "place in line" in heard.lower(), heard
     assert still_on_the_line
     customer = await services.customers.get(call.customer_id)

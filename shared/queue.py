@@ -119,12 +119,14 @@ class QueueMetrics:
         return waiting, in_progress
 
     async def snapshot(self) -> QueueSnapshot:
+        # Read on every voice turn: each figure once (the desk's load counts people on duty one by one).
         try:
             offsets = await self._state.counter(WAITING), await self._state.counter(IN_PROGRESS)
-            waiting, in_progress = (max(0, count) for count in await self.counts())
+            load = await self._desk.load() if self._desk is not None else None
+            waiting = max(0, (load.waiting if load is not None else 0) + offsets[0])
+            in_progress = max(0, await self._state.count_members(CALLS_IN_PROGRESS) + offsets[1])
             override = await self._state.get(_OVERRIDE) or {}
             ringing = await self._state.count_members(WAITING_CALLS)
-            load = await self._desk.load() if self._desk is not None else None
         except SwitchboardError as exc:
             log.warning("queue metrics unavailable: %s", exc)
             return UNKNOWN

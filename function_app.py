@@ -6,7 +6,7 @@ The same file runs in Azure (Functions host + Durable extension) and on one mach
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions import calls, desk, docs, handoff, ops, sms, webchat, whatsapp
+from functions import callbacks, calls, desk, docs, handoff, notifications, ops, sms, synthesis, webchat, whatsapp
 from shared import redact
 from shared.bootstrap import close_services
 from shared.telemetry import export as telemetry_export
@@ -24,6 +24,9 @@ app.register_functions(whatsapp.bp)
 app.register_functions(sms.bp)
 app.register_functions(calls.bp)
 app.register_functions(handoff.bp)
+app.register_functions(callbacks.bp)
+app.register_functions(synthesis.bp)
+app.register_functions(notifications.bp)
 app.register_functions(docs.bp)
 app.register_functions(ops.bp)
 app.register_functions(desk.bp)

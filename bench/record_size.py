@@ -10,7 +10,8 @@ each answered), driven through the real conversation core (`Conversation.open`, 
 offline policy and in-process hot state, the way the voice channel drives it; each session is then closed as the
 call service closes a call that ended. The journey (bench/common.JOURNEY) names Jordan's account, so each session
 proves it with his ZIP code and last name (this core sends no codes), and each check and each disclosure of his
-account data goes on the record's audit, which keeps the latest 50 (shared/models.MAX_AUDIT). Before the customer starts, one throwaway session of the same length warms
+account data goes on the audit in that session's body (shared/models.ChannelSession.audit), not on the record.
+Before the customer starts, one throwaway session of the same length warms
 the code paths, so the first measured session does not pay for them.
 
 The bench shares its machine with whatever else runs, and minutes pass between a customer's first session and

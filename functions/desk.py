@@ -5,31 +5,32 @@ headers App Service built-in authentication injects (shared/principal.py); a req
 sign-in link, whatever else it carries (a customer's web chat token opens nothing here). Triggers only parse, call
 the desk (shared/desk.py) and answer; the desk's rules (who may claim, who holds a customer) live there.
 
-The customer hears the person on their own channel: on web chat the chat page reads the session, on WhatsApp the
-WhatsApp service sends what the person wrote (its `on_person_say` and `deliver_owed`, when the service has them), and
-a call is put through to the person's phone by the call service. docs/desk.md tells the whole story.
+The customer hears the person on their own channel: on web chat the chat page reads the session, on WhatsApp and SMS
+that channel's service sends what the person wrote (its `on_person_say` and `deliver_owed`), and a call is put
+through to the person's phone by the call service. docs/desk.md tells the whole story.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import (
-    Forbidden, Handler, handles_errors, idempotency_key, json_body, json_response, query_int, query_seconds,
-)
+from functions.synthesis import start_synthesis
+from functions.http import Forbidden, Handler, handles_errors, idempotency_key, json_response
 from shared import principal
 from shared.bootstrap import Services, get_services
 from shared.conversation import DESK_PHRASES
-from shared.desk import AVAILABLE, AWAY, MAX_POLL_SECONDS, DeskAgent, OnSay
-from shared.errors import Conflict, InvalidInput, NotFound, SwitchboardError, Unauthorized
+from shared.desk import DeskAgent, OnSay
+from shared.errors import Conflict, NotFound, SwitchboardError, Unauthorized
 from shared.models import Channel, Customer
+from shared.sms.service import SmsService
+from shared.synthesis import DESK_DISPOSITION
+from shared.whatsapp.service import WhatsAppService
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,6 @@ DESK_PATH = "/api/desk"
 #: Where a person signs in and out (the platform's routes; locally the host serves them, local/auth.py).
 SIGN_IN = f"/.auth/login/aad?post_login_redirect_uri={DESK_PATH}"
 SIGN_OUT = f"/.auth/logout?post_logout_redirect_uri={DESK_PATH}"
-DISPOSITIONS = ("resolved", "follow_up", "callback", "not_resolved")
-MAX_NOTE_CHARS = 2000
-MAX_ACS_USER_CHARS = 256
-_E164 = re.compile(r"\+[1-9]\d{6,14}")
-_ACS_USER = re.compile(r"8:[\x21-\x7e]+")  # an ACS communication identifier, e.g. 8:acs:<resource>_<id>
 
 _PAGE = Path(__file__).parent / "static" / "desk.html"
 _PAGE_HEADERS = {
@@ -70,9 +66,9 @@ def signed_in(handler: Handler) -> Handler:
     """Answer 401 with the sign-in link when nobody is signed in; other errors as every route answers them."""
 
     @functools.wraps(handler)
-    async def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+    async def wrapper(req: func.HttpRequest, **bindings: Any) -> func.HttpResponse:
         try:
-            return await handler(req)
+            return await handler(req, **bindings)
         except NotSignedIn as exc:
             return json_response({"error": str(exc), "sign_in": SIGN_IN}, 401)
 
@@ -104,34 +100,27 @@ async def desk_page(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="desk/me", methods=["GET"])
 @signed_in
 async def desk_me(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.api.desk import DeskMe
+
     agent = _agent(req)
     services = await get_services()
     presence = await services.desk.touch(agent)
-    return json_response({
-        "agent": {"agent_id": agent.agent_id, "name": agent.name, "supervisor": agent.supervisor},
-        "presence": presence.to_dict(),
-        "sign_in": SIGN_IN,
-        "sign_out": SIGN_OUT,
-    })
+    return json_response(DeskMe(
+        agent={"agent_id": agent.agent_id, "name": agent.name, "supervisor": agent.supervisor},
+        presence=presence.to_dict(), sign_in=SIGN_IN, sign_out=SIGN_OUT,
+    ))
 
 
 @bp.route(route="desk/presence", methods=["POST"])
 @signed_in
 async def desk_presence(req: func.HttpRequest) -> func.HttpResponse:
+    from functions.api.desk import PresenceUpdate
+    from functions.api.parsing import parse_body
+
     agent = _agent(req)
-    body = json_body(req)
-    _only(body, {"status", "phone", "acs_user"})
-    status = body.get("status")
-    if status not in (AVAILABLE, AWAY):
-        raise InvalidInput('"status" is required and must be "available" or "away"')
-    phone = _optional_text(body, "phone", 16)
-    if phone and not _E164.fullmatch(phone):
-        raise InvalidInput('"phone" must be a number in international form, like +15551234567 ("" clears it)')
-    acs_user = _optional_text(body, "acs_user", MAX_ACS_USER_CHARS)
-    if acs_user and not _ACS_USER.fullmatch(acs_user):
-        raise InvalidInput('"acs_user" must be an ACS user id, like 8:acs:... ("" clears it)')
+    update = parse_body(req, PresenceUpdate)
     services = await get_services()
-    presence = await services.desk.set_presence(agent, status, phone=phone, acs_user=acs_user)
+    presence = await services.desk.set_presence(agent, update.status, phone=update.phone, acs_user=update.acs_user)
     return json_response(presence.to_dict())
 
 
@@ -143,13 +132,15 @@ async def desk_presence(req: func.HttpRequest) -> func.HttpResponse:
 async def desk_queue(req: func.HttpRequest) -> func.HttpResponse:
     """Long poll: answers at once when the desk changed since `since` (or without it), else when it changes or after
     `wait` seconds. Each poll also keeps the person counted as at the desk."""
+    from functions.api.desk import QueuePoll
+    from functions.api.parsing import parse_query
+
     agent = _agent(req)
-    since = query_int(req, "since")
-    wait = query_seconds(req, "wait", MAX_POLL_SECONDS)
+    poll = parse_query(req, QueuePoll)
     services = await get_services()
     desk = services.desk
     await desk.touch(agent)
-    version = await desk.version() if since is None else await desk.wait_for_change(since, wait)
+    version = await desk.version() if poll.since is None else await desk.wait_for_change(poll.since, poll.wait)
     body: dict[str, Any] = {
         "version": version,  # read before the lists: a change after it shows on the next poll
         "waiting": await desk.waiting(),
@@ -187,8 +178,11 @@ async def desk_escalation(req: func.HttpRequest) -> func.HttpResponse:
 @signed_in
 async def desk_claim(req: func.HttpRequest) -> func.HttpResponse:
     """Take the customer. Of people claiming at once exactly one wins; the others get 409 naming who has them."""
+    from functions.api.desk import ClaimRequest
+    from functions.api.parsing import parse_body
+
     agent = _agent(req)
-    _only(json_body(req, allow_empty=True), set())
+    parse_body(req, ClaimRequest, allow_empty=True)
     services = await get_services()
     escalation_id = req.route_params["escalation_id"]
     entry = await services.desk.entry(escalation_id)
@@ -210,11 +204,12 @@ async def desk_claim(req: func.HttpRequest) -> func.HttpResponse:
 async def desk_say(req: func.HttpRequest) -> func.HttpResponse:
     """The person writes to the customer they have, on the customer's channel. With an Idempotency-Key, a retry after
     a lost answer saves (and sends) the message once."""
+    from functions.api.desk import desk_message_request
+    from functions.api.parsing import parse_body
+
     agent = _agent(req)
     services = await get_services()
-    body = json_body(req)
-    _only(body, {"text"})
-    text = _required_text(body, "text", services.settings.webchat_max_message_chars)
+    text = parse_body(req, desk_message_request(services.settings.webchat_max_message_chars)).text
     key = idempotency_key(req)
     escalation_id = req.route_params["escalation_id"]
     entry = await services.desk.entry(escalation_id)
@@ -229,10 +224,11 @@ async def desk_say(req: func.HttpRequest) -> func.HttpResponse:
 @signed_in
 async def desk_hand_back(req: func.HttpRequest) -> func.HttpResponse:
     """The person is done: the AI carries on with the customer, who is told so."""
+    from functions.api.desk import HandBackRequest
+    from functions.api.parsing import parse_body
+
     agent = _agent(req)
-    body = json_body(req, allow_empty=True)
-    _only(body, {"note"})
-    note = _optional_text(body, "note", MAX_NOTE_CHARS) or ""
+    note = parse_body(req, HandBackRequest, allow_empty=True).note.strip()
     services = await get_services()
     escalation_id = req.route_params["escalation_id"]
     entry = await services.desk.entry(escalation_id)
@@ -247,16 +243,17 @@ async def desk_hand_back(req: func.HttpRequest) -> func.HttpResponse:
 
 
 @bp.route(route="desk/escalations/{escalation_id}/close", methods=["POST"])
+@bp.durable_client_input(client_name="client")
 @signed_in
-async def desk_close(req: func.HttpRequest) -> func.HttpResponse:
-    """The person resolved it: the disposition and the note go on the customer's record."""
+async def desk_close(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The person resolved it: the disposition and the note go on the customer's record, and the conversation's
+    synthesis is written there (functions/synthesis.py)."""
+    from functions.api.desk import CloseRequest
+    from functions.api.parsing import parse_body
+
     agent = _agent(req)
-    body = json_body(req)
-    _only(body, {"disposition", "note"})
-    disposition = body.get("disposition")
-    if disposition not in DISPOSITIONS:
-        raise InvalidInput(f'"disposition" is required and must be one of: {", ".join(DISPOSITIONS)}')
-    note = _optional_text(body, "note", MAX_NOTE_CHARS) or ""
+    body = parse_body(req, CloseRequest)
+    disposition, note = body.disposition, body.note.strip()
     services = await get_services()
     escalation_id = req.route_params["escalation_id"]
     entry = await services.desk.entry(escalation_id)
@@ -266,6 +263,7 @@ async def desk_close(req: func.HttpRequest) -> func.HttpResponse:
         farewell="" if voice else _phrase(services, "person_closed"), on_say=_on_say(services, entry),
     )
     await _deliver(services, entry)
+    await start_synthesis(client, entry["customer_id"], escalation.session_id, DESK_DISPOSITION, escalation_id)
     return json_response({"escalation": escalation.to_dict()})
 
 
@@ -282,25 +280,33 @@ async def _claim_call(services: Services, escalation_id: str, agent: DeskAgent) 
     await claim_call(escalation_id, agent)
 
 
+def _sender(services: Services, entry: dict[str, Any]) -> WhatsAppService | SmsService | None:
+    """The service that sends a person's words on the customer's channel; None where the customer reads them from
+    the session (web chat) or hears the person on the phone."""
+    channel = entry.get("channel")
+    if channel == Channel.WHATSAPP.value:
+        return services.whatsapp
+    if channel == Channel.SMS.value:
+        return services.sms
+    return None
+
+
 def _on_say(services: Services, entry: dict[str, Any]) -> OnSay | None:
-    """What the channel adds to the write that saves a person's words (WhatsApp notes the send it owes)."""
-    if entry.get("channel") != Channel.WHATSAPP.value:
-        return None
-    return getattr(services.whatsapp, "on_person_say", None)
+    """What the channel adds to the write that saves a person's words (WhatsApp and SMS note the send they owe)."""
+    sender = _sender(services, entry)
+    return sender.on_person_say if sender is not None else None
 
 
 async def _deliver(services: Services, entry: dict[str, Any]) -> None:
-    """Send a WhatsApp customer what the person wrote. The words are saved already, as owed: a send that fails now
-    is made by the next delivery, so the person is not told their message failed when it did not."""
-    if entry.get("channel") != Channel.WHATSAPP.value:
-        return
-    deliver_owed = getattr(services.whatsapp, "deliver_owed", None)
-    if deliver_owed is None:
+    """Send a WhatsApp or SMS customer what the person wrote. The words are saved already, as owed: a send that fails
+    now is made by the next delivery, so the person is not told their message failed when it did not."""
+    sender = _sender(services, entry)
+    if sender is None:
         return
     try:
-        await deliver_owed(entry["customer_id"], entry["session_id"])
+        await sender.deliver_owed(entry["customer_id"], entry["session_id"])
     except SwitchboardError as exc:
-        log.warning("could not send the person's message to WhatsApp now (it stays owed): %s", exc)
+        log.warning("could not send the person's message by %s now (it stays owed): %s", entry.get("channel"), exc)
 
 
 # Parsing ----------------------------------------------------------------------------------------------------------
@@ -316,30 +322,3 @@ def _said(customer: Customer, session_id: str, key: str | None) -> dict[str, Any
     turns = customer.sessions[session_id].turns
     turn = next((t for t in reversed(turns) if key is not None and t.person and t.key == key), turns[-1])
     return {"role": turn.role, "text": turn.text, "agent": turn.agent, "at": turn.at, "person": turn.person}
-
-
-def _only(body: dict[str, Any], allowed: set[str]) -> None:
-    if unknown := set(body) - allowed:
-        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-
-
-def _required_text(body: dict[str, Any], name: str, max_chars: int) -> str:
-    text = body.get(name)
-    if not isinstance(text, str):
-        raise InvalidInput(f'"{name}" is required and must be a string')
-    if not text.strip():
-        raise InvalidInput(f'"{name}" must not be empty')
-    if len(text) > max_chars:
-        raise InvalidInput(f'"{name}" is {len(text)} characters; the limit is {max_chars}')
-    return text
-
-
-def _optional_text(body: dict[str, Any], name: str, max_chars: int) -> str | None:
-    if name not in body:
-        return None
-    text = body[name]
-    if not isinstance(text, str):
-        raise InvalidInput(f'"{name}" must be a string')
-    if len(text) > max_chars:
-        raise InvalidInput(f'"{name}" is {len(text)} characters; the limit is {max_chars}')
-    return text.strip()

@@ -1,5 +1,6 @@
 """The channel handoff on Durable Functions: summarise, save the context, invite, wait for the customer, remind,
-expire. The orchestrator only decides; every step with I/O is an activity (shared/handoff.py), safe to run twice.
+expire (and then write the conversation's synthesis, functions/synthesis.py). The orchestrator only decides; every
+step with I/O is an activity (shared/handoff.py), safe to run twice.
 
 Channels start a handoff with `start_handoff` (web chat and WhatsApp from their own triggers, the media gateway
 through `POST /api/handoffs`), and tell it the customer arrived with `notify_engaged`.
@@ -15,11 +16,11 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.http import Forbidden, bearer_token, handles_errors, json_body, json_response
+from functions.http import Forbidden, bearer_token, handles_errors, json_response
 from shared import telemetry
 from shared.bootstrap import get_services
-from shared.errors import InvalidInput, NotFound, SwitchboardError
-from shared.models import Channel, Handoff
+from shared.errors import NotFound, SwitchboardError
+from shared.models import Handoff
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,11 @@ def _handoff(context: df.DurableOrchestrationContext, plan: dict):
 
     expired = yield context.call_activity_with_retry("handoff_expire", RETRY, plan)
     outcome = "expired" if expired else "engaged"
+    if expired:  # nobody came: the conversation ended where it was, and its synthesis goes on the record
+        context.set_custom_status({**status, "step": "writing the synthesis"})
+        yield context.call_activity_with_retry("synthesis_write", RETRY, {
+            "customer_id": plan["customer_id"], "session_id": plan["from_session_id"], "ended_by": "handoff_expired",
+        })
     context.set_custom_status({**status, "step": outcome})
     return {"outcome": outcome}
 
@@ -199,7 +205,7 @@ async def start_handoff(
             return instance_id
     telemetry.handoff_started(from_channel, to_channel)
     try:  # the supervisor's handoff success rate counts it (Conversation.open counts the engaged ones)
-        await services.desk.handoff_started(instance_id)
+        await services.desk.handoff_started(customer_id, session_id, to_channel)
     except SwitchboardError as exc:  # a figure on the desk, not the customer's business: the handoff goes on
         log.warning("could not count the started handoff %s: %s", instance_id, exc)
     log.info("handoff %s started: %s -> %s", instance_id, from_channel, to_channel)
@@ -227,46 +233,42 @@ async def notify_engaged(client: df.DurableOrchestrationClient, handoff: Handoff
 @handles_errors
 async def handoffs_start(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """For channels outside the function app (the media gateway): `{customer_id, session_id, to_channel}`."""
+    from functions.api.handoff import HandoffRequest, HandoffStarted
+    from functions.api.parsing import parse_body
     from shared.calls.tokens import CONTROL_AUDIENCE
 
     services = await get_services()
     claims = services.tokens.verify(bearer_token(req), CONTROL_AUDIENCE)
-    body = json_body(req)
-    if unknown := set(body) - {"customer_id", "session_id", "to_channel"}:
-        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-    for key in ("customer_id", "session_id", "to_channel"):
-        if not isinstance(body.get(key), str) or not body[key]:
-            raise InvalidInput(f'"{key}" is required and must be a string')
-    if body["to_channel"] not in (Channel.WHATSAPP, Channel.WEBCHAT):
-        raise InvalidInput('"to_channel" must be whatsapp or webchat')
-    if (claims.get("sid"), claims.get("cid")) != (body["session_id"], body["customer_id"]):
+    body = parse_body(req, HandoffRequest)
+    if (claims.get("sid"), claims.get("cid")) != (body.session_id, body.customer_id):
         raise Forbidden("this token is for another call")
-    customer = await services.customers.get(body["customer_id"])
-    session = customer.sessions.get(body["session_id"])
+    customer = await services.customers.get(body.customer_id)
+    session = customer.sessions.get(body.session_id)
     if session is None:
         raise NotFound("no such session for this customer")
-    instance_id = await start_handoff(client, customer.customer_id, session.session_id, session.channel.value, body["to_channel"])
-    return json_response({"id": instance_id, "status_url": f"/api/handoffs/{instance_id}"}, status=202)
+    instance_id = await start_handoff(client, customer.customer_id, session.session_id, session.channel.value,
+                                      body.to_channel)
+    return json_response(HandoffStarted(id=instance_id, status_url=f"/api/handoffs/{instance_id}"), status=202)
 
 
 @bp.route(route="handoffs/{instance_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 @bp.durable_client_input(client_name="client")
 @handles_errors
 async def handoffs_status(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    from functions.api.handoff import HandoffStatus
+
     instance_id = req.route_params.get("instance_id", "")
     status = await client.get_status(instance_id)
     if status is None or status.runtime_status is None:
         raise NotFound(f"no handoff {instance_id!r}")
     custom = status.custom_status or {}
-    return json_response(
-        {
-            "id": instance_id,
-            "runtime_status": status.runtime_status.value,
-            "step": custom.get("step"),
-            "to_channel": custom.get("to_channel"),
-            "invite": custom.get("invite"),
-            "output": status.output,
-            "created_time": status.created_time.isoformat() if status.created_time else None,
-            "last_updated_time": status.last_updated_time.isoformat() if status.last_updated_time else None,
-        }
-    )
+    return json_response(HandoffStatus(
+        id=instance_id,
+        runtime_status=status.runtime_status.value,
+        step=custom.get("step"),
+        to_channel=custom.get("to_channel"),
+        invite=custom.get("invite"),
+        output=status.output,
+        created_time=status.created_time.isoformat() if status.created_time else None,
+        last_updated_time=status.last_updated_time.isoformat() if status.last_updated_time else None,
+    ))

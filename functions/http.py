@@ -6,7 +6,6 @@ import functools
 import ipaddress
 import json
 import logging
-import math
 import re
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
@@ -38,8 +37,13 @@ class TooManyRequests(Exception):
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> func.HttpResponse:
+    """`body` as JSON: a plain value, or one of the API's models (functions/api/) with the fields it was given."""
+    if hasattr(body, "model_dump_json"):  # a field the route did not set is left out, as the model's schema allows
+        payload = body.model_dump_json(by_alias=True, exclude_unset=True)
+    else:
+        payload = json.dumps(body)
     return func.HttpResponse(
-        json.dumps(body), status_code=status, mimetype="application/json", charset="utf-8",
+        payload, status_code=status, mimetype="application/json", charset="utf-8",
         headers={"Cache-Control": "no-store", **(headers or {})},
     )
 
@@ -49,7 +53,8 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> f
 
 
 def json_body(req: func.HttpRequest, *, allow_empty: bool = False) -> dict[str, Any]:
-    """The request's JSON object, or InvalidInput saying what is wrong with it."""
+    """The request's JSON object, or InvalidInput saying what is wrong with it (functions/api/parsing.py then reads
+    it into a model)."""
     raw = req.get_body() or b""
     if len(raw) > MAX_BODY_BYTES:
         raise InvalidInput(f"request body is over {MAX_BODY_BYTES} bytes")
@@ -76,30 +81,6 @@ def idempotency_key(req: func.HttpRequest) -> str | None:
     if not _IDEMPOTENCY_KEY.fullmatch(key):
         raise InvalidInput("Idempotency-Key must be 1 to 128 visible ASCII characters")
     return key
-
-
-def query_int(req: func.HttpRequest, name: str) -> int | None:
-    """A whole-number query parameter of at least 0 (a version, a count), or None when it is absent."""
-    raw = req.params.get(name)
-    if raw is None or raw == "":
-        return None
-    if not raw.isdigit() or not raw.isascii() or len(raw) > 18:
-        raise InvalidInput(f"{name} must be a whole number of at least 0")
-    return int(raw)
-
-
-def query_seconds(req: func.HttpRequest, name: str, maximum: float) -> float:
-    """A query parameter of seconds from 0 to `maximum` (how long a long poll may wait); 0 when it is absent."""
-    raw = req.params.get(name)
-    if raw is None or raw == "":
-        return 0.0
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = math.nan
-    if not math.isfinite(seconds) or not 0 <= seconds <= maximum:
-        raise InvalidInput(f"{name} must be a number of seconds from 0 to {maximum:g}")
-    return seconds
 
 
 def bearer_token(req: func.HttpRequest) -> str:

@@ -1,4 +1,4 @@
-"""The small builders both parts of the OpenAPI document use (functions/openapi.py, functions/openapi_desk.py)."""
+"""The small builders the parts of the OpenAPI document use (functions/openapi.py and its openapi_*.py pieces)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,8 @@ def json_content(schema: dict[str, Any]) -> dict[str, Any]:
 
 def error_response(description: str) -> dict[str, Any]:
     return {"description": description, "content": json_content(ref("Error"))}
+
+
+def model_content(model: type) -> dict[str, Any]:
+    """A JSON body whose schema is one of the API's models (functions/api/), by its component name."""
+    return json_content(ref(model.__name__))

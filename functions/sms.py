@@ -14,7 +14,8 @@ from datetime import datetime
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.handoff import notify_engaged, start_handoff
+from functions.after_turn import start_what_the_turn_set_going
+from functions.handoff import notify_engaged
 from shared import telemetry
 from shared.bootstrap import get_services
 from shared.sms.events import MalformedEvent, parse_event
@@ -48,5 +49,6 @@ async def sms_events(event: func.EventGridEvent, client: df.DurableOrchestration
             return
         if received.continued is not None:
             await notify_engaged(client, received.continued, received.session_id)
-        if received.switch_to is not None:
-            await start_handoff(client, received.customer_id, received.session_id, "sms", received.switch_to)
+        await start_what_the_turn_set_going(client, received.customer_id, received.session_id, "sms",
+                                            switch_to=received.switch_to, promised=received.promised,
+                                            callbacks_changed=received.callbacks_changed)

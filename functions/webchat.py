@@ -14,15 +14,14 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from functions.handoff import notify_engaged, start_handoff
+from functions.after_turn import start_what_the_turn_set_going
+from functions.handoff import notify_engaged
 from functions.http import (
-    Forbidden, bearer_token, client_address, handles_errors, idempotency_key, json_body, json_response, query_int,
-    query_seconds, rate_limit,
+    Forbidden, bearer_token, client_address, handles_errors, idempotency_key, json_response, rate_limit,
 )
 from shared import telemetry
 from shared.bootstrap import Services, get_services
-from shared.desk import MAX_POLL_SECONDS
-from shared.errors import InvalidInput, Unauthorized
+from shared.errors import NotFound, Unauthorized
 from shared.models import Channel, ChannelSession, Customer, EscalationStatus, Identity, IdentityKind, new_id
 
 bp = df.Blueprint()
@@ -55,17 +54,18 @@ async def webchat_page(req: func.HttpRequest) -> func.HttpResponse:
 @handles_errors
 async def webchat_create_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """A new conversation, or, with a handoff link's token, the continuation of one from another channel."""
+    from functions.api.parsing import parse_body
+    from functions.api.webchat import CreateSessionRequest, SessionCreated
+
     started = time.time_ns()
     services = await get_services()
     # Each session makes a customer record: one address may start only so many (docs/security.md).
     limit, window = services.settings.webchat_sessions_per_address, services.settings.webchat_sessions_window_seconds
     await rate_limit(services.state, f"webchat-sessions:{client_address(req)}", limit, window, "new web chat sessions")
-    body = json_body(req, allow_empty=True)
-    if unknown := set(body) - {"handoff_token"}:
-        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+    body = parse_body(req, CreateSessionRequest, allow_empty=True)
     session_id = new_id("web")
-    if "handoff_token" in body:
-        customer_id, used = await _redeem_handoff_link(services, body["handoff_token"])
+    if body.handoff_token is not None:
+        customer_id, used = await _redeem_handoff_link(services, body.handoff_token)
         try:
             opened = await services.conversation.open(Channel.WEBCHAT, session_id, customer_id)
         except BaseException:
@@ -83,35 +83,66 @@ async def webchat_create_session(req: func.HttpRequest, client: df.DurableOrches
     token = services.tokens.issue(
         TOKEN_AUDIENCE, services.settings.webchat_token_ttl_seconds, sid=session_id, cid=opened.customer.customer_id
     )
-    return json_response(
-        {
-            "session_id": session_id,
-            "token": token,
-            "agent": opened.agent,
-            "replies": [r.to_dict() for r in opened.replies],
-        },
-        status=201,
-    )
+    return json_response(SessionCreated(session_id=session_id, token=token, agent=opened.agent,
+                                        replies=[r.to_dict() for r in opened.replies]), status=201)
 
 
 @bp.route(route="webchat/sessions/{session_id}/messages", methods=["POST"])
 @bp.durable_client_input(client_name="client")
 @handles_errors
 async def webchat_post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    from functions.api.parsing import parse_body
+    from functions.api.webchat import MessageReplies, send_message_request
+
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
-    text = _message_text(json_body(req), services.settings.webchat_max_message_chars)
+    text = parse_body(req, send_message_request(services.settings.webchat_max_message_chars)).text
     key = idempotency_key(req)
     with telemetry.turn("webchat", session_id=session_id, customer_id=customer_id):
         outcome = await services.conversation.turn(session_id, customer_id, text, key=key)
         if outcome.replayed:
             telemetry.dedup_hit("webchat")
-        if outcome.switch_to is not None:
-            await start_handoff(client, customer_id, session_id, Channel.WEBCHAT.value, outcome.switch_to)
-    # Where the customer stands with the desk, so the chat page knows at once to wait for a person's messages.
-    escalation = await _escalation_view(services, outcome.customer, session_id)
-    return json_response({"replies": [r.to_dict() for r in outcome.replies], "agent": outcome.agent,
-                          "escalation": escalation})
+        # Where the customer stands with the desk, so the chat page knows at once to wait for a person's messages.
+        escalation = await _escalation_view(services, outcome.customer, session_id)
+        answer = MessageReplies(replies=[r.to_dict() for r in outcome.replies], agent=outcome.agent,
+                                escalation=escalation)
+        # Last: the answer is ready, and what the turn set going (a callback, a promise, a handoff) need not hold it
+        # up; each start is idempotent by its id, so a retried request starts nothing twice.
+        await start_what_the_turn_set_going(client, customer_id, session_id, Channel.WEBCHAT.value,
+                                            switch_to=outcome.switch_to, promised=outcome.promised,
+                                            callbacks_changed=outcome.callbacks_changed, customer=outcome.customer)
+    return json_response(answer)
+
+
+@bp.route(route="webchat/sessions/{session_id}/close", methods=["POST"])
+@bp.durable_client_input(client_name="client")
+@handles_errors
+async def webchat_close_session(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """The customer is done: the session closes and its conversation's synthesis is written (once, however often
+    the page sends this). A session that already ended (moved to another channel, expired) keeps how it ended."""
+    from functions.api.common import NoFields
+    from functions.api.parsing import parse_body
+    from functions.api.webchat import ClosedSession
+    from functions.synthesis import start_synthesis
+    from shared.models import SessionStatus, utcnow
+
+    services = await get_services()
+    session_id, customer_id = _authorize(req, services)
+    parse_body(req, NoFields, allow_empty=True)
+
+    def close(customer: Customer) -> SessionStatus:
+        session = customer.sessions.get(session_id)
+        if session is None:
+            raise NotFound(f"no session {session_id!r} for this customer")
+        if session.status is SessionStatus.ACTIVE:
+            session.status, session.updated_at = SessionStatus.COMPLETED, utcnow()
+        return session.status
+
+    _, status = await services.customers.update(customer_id, close)
+    if status is SessionStatus.COMPLETED:  # the synthesis itself is written once, whoever starts it
+        await start_synthesis(client, customer_id, session_id, "closed")
+    await services.desk.touch_session(session_id)  # a page polling the session sees it close
+    return json_response(ClosedSession(session_id=session_id, status=status.value))
 
 
 @bp.route(route="webchat/sessions/{session_id}", methods=["GET"])
@@ -120,11 +151,14 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
     """The transcript. With `after` (the turns the page has) and `wait`, a long poll: it answers once there are more
     turns than that, or the customer's place with the desk changes, or `wait` seconds pass; so a person's message
     reaches the page without it asking every second."""
+    from functions.api.parsing import parse_query
+    from functions.api.webchat import Transcript, TranscriptPoll
+
     services = await get_services()
     session_id, customer_id = _authorize(req, services)
-    after = query_int(req, "after")
-    wait = query_seconds(req, "wait", MAX_POLL_SECONDS)
-    deadline = time.monotonic() + wait
+    poll = parse_query(req, TranscriptPoll)
+    after = poll.after
+    deadline = time.monotonic() + poll.wait
     version = await services.desk.session_version(session_id)  # before reading: a change after it ends the wait
     session, escalation = await _session_view(services, session_id, customer_id)
     # A session keeps its latest MAX_TURNS_PER_SESSION turns, so past that the count stops growing: the last turn
@@ -139,18 +173,16 @@ async def webchat_get_session(req: func.HttpRequest) -> func.HttpResponse:
             break  # waited the whole time
         version = changed
         session, escalation = await _session_view(services, session_id, customer_id)
-    return json_response(
-        {
-            "session_id": session.session_id,
-            "agent": session.active_agent or services.scenario.start_agent,
-            "status": session.status.value,
-            "turns": [{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at, "person": t.person}
-                      for t in session.turns],
-            "escalation": escalation,
-            # How sure we are who this is (docs/security.md, "Verifying customers"): the page may say so.
-            "verification": session.verification.value,
-        }
-    )
+    return json_response(Transcript(
+        session_id=session.session_id,
+        agent=session.active_agent or services.scenario.start_agent,
+        status=session.status.value,
+        turns=[{"role": t.role, "text": t.text, "agent": t.agent, "at": t.at, "person": t.person}
+               for t in session.turns],
+        escalation=escalation,
+        # How sure we are who this is (docs/security.md, "Verifying customers"): the page may say so.
+        verification=session.verification.value,
+    ))
 
 
 def _last_turn(session: ChannelSession) -> tuple[str, str] | None:
@@ -177,13 +209,11 @@ async def _escalation_view(services: Services, customer: Customer, session_id: s
     }
 
 
-async def _redeem_handoff_link(services: Services, token: object) -> tuple[str, str]:
+async def _redeem_handoff_link(services: Services, token: str) -> tuple[str, str]:
     """The customer a handoff link belongs to, if the link is genuine, unexpired, unused and still wanted; and the
     key under which it is now marked used."""
     from shared.handoff import TOKEN_AUDIENCE as LINK_AUDIENCE
 
-    if not isinstance(token, str) or not token:
-        raise InvalidInput('"handoff_token" must be a non-empty string')
     try:
         claims = services.tokens.verify(token, LINK_AUDIENCE)
     except Unauthorized as exc:
@@ -207,16 +237,3 @@ def _authorize(req: func.HttpRequest, services: Services) -> tuple[str, str]:
     if claims.get("sid") != session_id:
         raise Forbidden("this token belongs to another session")
     return session_id, str(claims["cid"])
-
-
-def _message_text(body: dict[str, Any], max_chars: int) -> str:
-    if unknown := set(body) - {"text"}:
-        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-    text = body.get("text")
-    if not isinstance(text, str):
-        raise InvalidInput('"text" is required and must be a string')
-    if not text.strip():
-        raise InvalidInput('"text" must not be empty')
-    if len(text) > max_chars:
-        raise InvalidInput(f'"text" is {len(text)} characters; the limit is {max_chars}')
-    return text

@@ -1,12 +1,14 @@
 // Switchboard on Azure, per use by default: everything bills by use except the media gateway's one idle replica,
 // the container registry and the phone number (docs/cost.md). `azd up` provisions this, deploys both services
-// (azure.yaml), then its postdeploy hook provisions again with the Event Grid subscriptions (infra/hooks/).
+// (azure.yaml), then its postdeploy hook deploys the Event Grid subscriptions (modules/events.bicep, infra/hooks/).
+// Nothing here depends on what an earlier provision or deploy left in the azd environment: a provision after
+// `azd down` sees what a first one sees (docs/deploy.md, "Deploying again after azd down").
 //
 //   function app (Flex Consumption, Python 3.11) ── Durable task hub ──▶ storage (identity, no keys)
 //   media gateway (Container Apps, min 1 replica) ◀── ACS media WebSocket
 //   ACS ── Event Grid system topic ──▶ incoming_call, whatsapp_events (the function app's Event Grid triggers)
 //   Cosmos DB serverless (customers + session state) | optional Azure Managed Redis
-//   Azure AI Services (gpt-4o-mini, Speech, optional Foundry project) | Application Insights + Log Analytics
+//   Azure AI Services (the chat model, Speech, optional Foundry project) | Application Insights + Log Analytics
 //   one user-assigned managed identity with data-plane roles on each; Key Vault for the token secret
 targetScope = 'subscription'
 
@@ -52,7 +54,7 @@ param functionMaxInstances int = 100
   2048
   4096
 ])
-@description('Flex Consumption instance memory; GB-seconds are billed at this size.')
+@description('Flex Consumption instance memory; GB-seconds are billed at this size. 512 is accepted by the API (docs/deploy.md says where that was checked), but Durable Functions under load is documented as unpredictable at 512: keep 2048 unless traffic is light.')
 param functionInstanceMemoryMB int = 2048
 
 @minValue(1)
@@ -66,18 +68,41 @@ param gatewayCallsPerReplica int = 5
 @description('Port the media gateway listens on in its container (GATEWAY_PORT).')
 param gatewayPort int = 8765
 
-@description('Image azd built and pushed for the gateway (SERVICE_GATEWAY_IMAGE_NAME); empty before the first deploy.')
-param gatewayImageName string = ''
+@description('Whether the gateway container app exists already (SERVICE_GATEWAY_RESOURCE_EXISTS, which azd sets before every provision). True: keep the image it runs; false: start it on the placeholder.')
+param gatewayExists bool = false
 
-param chatModelDeployment string = 'gpt-4o-mini'
-param chatModelName string = 'gpt-4o-mini'
-param chatModelVersion string = '2024-07-18'
+// The chat model. Defaults read from the Microsoft Foundry model retirement schedule: gpt-4.1-mini 2025-04-14 is a
+// non-reasoning model (what the OpenAI policy's requests and API version are written for) that new deployments
+// can still get, retiring 2027-04-14. docs/deploy.md ("The chat model") says when and how to move.
+@description('Model to deploy (AZURE_OPENAI_MODEL).')
+param chatModelName string = 'gpt-4.1-mini'
 
-@description('Thousands of tokens per minute for the deployment (a quota, not a price: GlobalStandard bills per token).')
+@description('Version of that model (AZURE_OPENAI_MODEL_VERSION).')
+param chatModelVersion string = '2025-04-14'
+
+@allowed([
+  'GlobalStandard'
+  'DataZoneStandard'
+  'Standard'
+])
+@description('Deployment type (AZURE_OPENAI_MODEL_SKU), all billed per token: GlobalStandard may process anywhere, DataZoneStandard within the data zone, Standard in the region.')
+param chatModelSku string = 'GlobalStandard'
+
+@description('Thousands of tokens per minute for the deployment (AZURE_OPENAI_MODEL_CAPACITY; a quota, not a price).')
 param chatModelCapacity int = 30
 
-@description('Create an AI Foundry project on the AI Services account (for azure-ai-projects).')
+@description('Name of the model deployment (SWITCHBOARD_MODEL_DEPLOYMENT). Empty: the model name, so a new model gets a new deployment and the app follows it.')
+param chatModelDeployment string = ''
+
+@description('Create an AI Foundry project on the AI Services account (for azure-ai-projects). The foundry policy creates it anyway.')
 param deployFoundryProject bool = false
+
+@description('Who writes the agents\' replies (SWITCHBOARD_POLICY in the app; azd env SWITCHBOARD_AGENT_POLICY): openai (the chat model directly) or foundry (Foundry agents, one conversation per customer across channels; docs/deploy.md).')
+@allowed(['openai', 'foundry'])
+param policy string = 'openai'
+
+// The Foundry policy needs the project; the project alone (deployFoundryProject) leaves the policy as chosen.
+var useFoundry = policy == 'foundry' || deployFoundryProject
 
 @description('Geography where ACS keeps data at rest.')
 param acsDataLocation string = 'United States'
@@ -87,9 +112,6 @@ param whatsappChannelId string = ''
 
 @description('The SMS-capable number on the ACS resource (E.164, e.g. +18005550100), once acquired and verified (docs/sms.md). Empty: nothing is texted.')
 param smsFromNumber string = ''
-
-@description('Create the Event Grid subscriptions. False on the first provision (no code yet to answer the handshake); the postdeploy hook sets it.')
-param eventSubscriptions bool = false
 
 @description('Scenario folder the agents come from (SWITCHBOARD_SCENARIO).')
 param scenario string = 'utilities'
@@ -102,6 +124,7 @@ var tags = {
 }
 var token = toLower(uniqueString(subscription().id, environmentName, location))
 var useRedis = redisSku != 'none'
+var chatDeployment = empty(chatModelDeployment) ? chatModelName : chatModelDeployment
 
 var names = {
   identity: 'id-${token}'
@@ -218,12 +241,14 @@ module ai 'modules/ai.bicep' = {
     tags: tags
     principalId: identity.outputs.principalId
     identityId: identity.outputs.id
-    modelDeploymentName: chatModelDeployment
+    modelDeploymentName: chatDeployment
     modelName: chatModelName
     modelVersion: chatModelVersion
+    modelSku: chatModelSku
     modelCapacity: chatModelCapacity
-    deployFoundryProject: deployFoundryProject
+    deployFoundryProject: useFoundry
     foundryProjectName: names.foundryProject
+    deployerPrincipalId: principalId
   }
 }
 
@@ -251,9 +276,15 @@ module registry 'modules/registry.bicep' = {
   }
 }
 
+// After the Key Vault module, and so after the identity's Key Vault Secrets User assignment in it: the gateway's
+// first revision reads its Key Vault secret with that identity, and a role assignment takes a while to be honoured.
+// Creating the environment takes minutes, so by the time the gateway asks, the assignment has had them.
 module containerEnv 'modules/container-env.bicep' = {
   name: 'container-env'
   scope: rg
+  dependsOn: [
+    keyVault
+  ]
   params: {
     name: names.containerEnv
     location: location
@@ -273,7 +304,7 @@ var gatewayPublicUrl = 'wss://${names.gateway}.${containerEnv.outputs.defaultDom
 var appSettings = union({
   SWITCHBOARD_SCENARIO: scenario
   SWITCHBOARD_PUBLIC_URL: publicUrl
-  SWITCHBOARD_POLICY: 'openai'
+  SWITCHBOARD_POLICY: policy
   LOG_LEVEL: 'INFO'
   AZURE_CLIENT_ID: identity.outputs.clientId
   COSMOS_ENDPOINT: cosmos.outputs.endpoint
@@ -283,6 +314,8 @@ var appSettings = union({
   SESSION_STATE: useRedis ? 'redis' : 'cosmos'
   AZURE_OPENAI_ENDPOINT: ai.outputs.openAiEndpoint
   AZURE_OPENAI_DEPLOYMENT: ai.outputs.modelDeploymentName
+  // Empty unless the project exists; with SWITCHBOARD_POLICY=openai the app ignores it.
+  AZURE_AI_PROJECT_ENDPOINT: ai.outputs.projectEndpoint
   ACS_ENDPOINT: acs.outputs.endpoint
   ACS_RESOURCE_IMMUTABLE_ID: acs.outputs.immutableResourceId
   WHATSAPP_CHANNEL_ID: whatsappChannelId
@@ -330,6 +363,16 @@ module functions 'modules/functions.bicep' = {
   }
 }
 
+// What the gateway runs now, read from the app (none before the first deploy or after `azd down`).
+module gatewayImage 'modules/gateway-image.bicep' = {
+  name: 'gateway-image'
+  scope: rg
+  params: {
+    exists: gatewayExists
+    name: names.gateway
+  }
+}
+
 module gateway 'modules/gateway.bicep' = {
   name: 'gateway'
   scope: rg
@@ -340,7 +383,7 @@ module gateway 'modules/gateway.bicep' = {
     environmentId: containerEnv.outputs.id
     identityId: identity.outputs.id
     registryLoginServer: registry.outputs.loginServer
-    imageName: gatewayImageName
+    imageName: gatewayImage.outputs.image
     port: gatewayPort
     maxReplicas: gatewayMaxReplicas
     callsPerReplica: gatewayCallsPerReplica
@@ -351,34 +394,28 @@ module gateway 'modules/gateway.bicep' = {
   }
 }
 
-module events 'modules/events.bicep' = if (eventSubscriptions) {
-  name: 'events'
-  scope: rg
-  params: {
-    systemTopicName: acs.outputs.systemTopicName
-    functionAppName: functions.outputs.name
-    identityId: identity.outputs.id
-    storageAccountId: storage.outputs.id
-    deadLetterContainerName: storage.outputs.deadLetterContainerName
-  }
-}
-
 // azd writes these to .azure/<env>/.env: the hook reads a few, and a developer can point a local run at the
 // deployed services with them. Secrets are not outputs, and neither is AZURE_CLIENT_ID: in a developer's shell it
-// would steer azure-identity toward a managed identity their machine does not have.
-output AZURE_LOCATION string = location
+// would steer azure-identity toward a managed identity their machine does not have. `azd down` deletes every output
+// from the environment, so none of them can outlive the resources it names; for the same reason a choice the
+// operator makes with `azd env set` is read from a variable that is not an output, except where the value dies with
+// the resources (WHATSAPP_CHANNEL_ID, ACS_SMS_FROM) or is also a setting the app reads (SWITCHBOARD_SCENARIO).
+// No AZURE_LOCATION output: the region is the operator's choice (azd env new / azd env set), and `azd down` would
+// delete it from the environment along with the outputs, so the next `azd up` would ask again.
 output AZURE_TENANT_ID string = subscription().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_FUNCTION_APP_NAME string = functions.outputs.name
 output AZURE_EVENTGRID_SYSTEM_TOPIC string = acs.outputs.systemTopicName
+output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_AI_SERVICES_ENDPOINT string = ai.outputs.endpoint
 output AZURE_AI_PROJECT_ENDPOINT string = ai.outputs.projectEndpoint
 output SERVICE_GATEWAY_NAME string = gateway.outputs.name
 output SWITCHBOARD_SCENARIO string = scenario
 output SWITCHBOARD_PUBLIC_URL string = publicUrl
-output SWITCHBOARD_POLICY string = 'openai'
+output SWITCHBOARD_POLICY string = policy
 output LOG_LEVEL string = 'INFO'
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output COSMOS_DATABASE string = cosmosDatabase

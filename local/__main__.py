@@ -77,6 +77,7 @@ class FunctionsHost:
             extensions=[durable, sign_in],
             on_shutdown=shutdown,
             function_directory=PROJECT_ROOT,
+            function_key=self._settings.local_function_key,  # empty: no keys checked, as Core Tools
         )
         try:
             await self._host.start(self._settings.port, access_log=self._access_log)

@@ -7,11 +7,15 @@ local` turns it on), `GET /.auth/login/dev?agent=NAME[&role=supervisor]` signs t
 only a client on this machine (loopback) may ask. The session cookie is signed with a key made at startup, so a
 restart signs everyone out. The host strips client-sent principal headers whether or not this is installed
 (local/host.py); this adds the injection and the sign-in routes.
+
+`FunctionKeys` is the other half of what the platform checks: the function keys of routes declared
+`AuthLevel.FUNCTION` (or ADMIN). Off unless LOCAL_FUNCTION_KEY is set, as Core Tools checks none.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import logging
 import re
@@ -35,6 +39,9 @@ LOGIN_AAD = "/.auth/login/aad"
 LOGOUT = "/.auth/logout"
 SESSION_SECONDS = 8 * 3600  # a shift
 MAX_NAME_CHARS = 60
+#: Where a client puts a function key, as in Azure: this header, or the `code` query parameter.
+KEY_HEADER = "x-functions-key"
+KEY_QUERY = "code"
 _AUDIENCE = "local-sign-in"
 _IDP = "dev"
 _OBJECT_ID = "http://schemas.microsoft.com/identity/claims/objectidentifier"
@@ -155,6 +162,31 @@ class LocalSignIn:
         if target.startswith("/") and not target.startswith(("//", "/\\")) and target.isprintable():
             return target
         return self.desk_path
+
+
+class FunctionKeys:
+    """The Functions host's key check, as in Azure: a function-level route answers only a request that carries the
+    function key (x-functions-key header or ?code=); an anonymous route answers anyone. Admin-level routes take the
+    master key only, which the local host does not have, so they refuse every request while keys are checked."""
+
+    def __init__(self, function_key: str) -> None:
+        if not function_key:
+            raise ValueError("FunctionKeys needs a key; leave it out to check none")
+        self._key = function_key.encode("utf-8")
+
+    def refusal(self, auth_level: str, request: web.Request) -> str | None:
+        """Why the host must answer 401 before the function runs, or None when the request may go on."""
+        if auth_level == "anonymous":
+            return None
+        if auth_level == "admin":
+            return "this route needs the master key, which the local host does not have"
+        sent = request.headers.get(KEY_HEADER) or request.query.get(KEY_QUERY)
+        if not sent:
+            return f"this route needs a function key: send it in the {KEY_HEADER} header or as ?{KEY_QUERY}="
+        # compare_digest takes as long whatever the first wrong character, so timing does not spell out the key
+        if not hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), self._key):
+            return "the function key is not valid"
+        return None
 
 
 def _error(status: int, message: str) -> web.Response:

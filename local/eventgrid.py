@@ -45,7 +45,8 @@ def parse_events(body: bytes) -> list[dict[str, Any]]:
 
 
 def validation_code(items: list[dict[str, Any]]) -> str:
-    """The code to echo in the subscription-validation handshake (PROTOCOLS.md B.2)."""
+    """The code to echo in the subscription-validation handshake
+    (docs/protocols.md, "Event Grid subscription validation")."""
     event = items[0]
     data = event.get("data")
     if event.get("eventType") != VALIDATION_EVENT or not isinstance(data, dict):

@@ -2,7 +2,8 @@
 
 It is a separate process on purpose: the live audio loop must not share an event loop (or a GIL) with the function
 app. It inherits the environment `python -m local` has built (local.settings.json, the ACS emulator's endpoint), so
-both read the same token secret and customer store. Its log lines go to the same terminal.
+both read the same token secret and customer store. Its log lines go to the same terminal. It runs one gateway
+process (GATEWAY_WORKERS=1 unless set), as on the 0.25 vCPU replica `infra/` deploys: the offline models load once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import os
 import signal
 import socket
 import sys
@@ -40,6 +42,7 @@ class GatewayService:
         self._check_port()
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "media_gateway", cwd=PROJECT_ROOT,
+            env={**os.environ, "GATEWAY_WORKERS": os.environ.get("GATEWAY_WORKERS", "1")},
             preexec_fn=_exit_with_parent if _PRCTL is not None else None,
         )
         deadline = time.monotonic() + START_TIMEOUT

@@ -7,8 +7,12 @@ orchestration and activity triggers) plugs in through `Extension`, so the Durabl
 changing this module. Route templates live in `local.routes`, Event Grid payloads in `local.eventgrid`, and
 what the host reads from the project folder (local.settings.json, host.json, the app module) in `local.project`.
 
+Like Core Tools, the host checks no function keys unless it is given one (`function_key`, LOCAL_FUNCTION_KEY under
+`python -m local`); then it answers 401 for a function-level route before the function runs, as Azure does
+(local.auth.FunctionKeys).
+
 Every user function runs on the one event loop that serves requests: the Durable client keeps a module-global
-aiohttp session, which only works if the loop lives as long as the process (PROTOCOLS.md A.6).
+aiohttp session, which only works if the loop lives as long as the process (docs/protocols.md, "Durable HTTP API").
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from azure.functions.decorators.core import Binding, BindingDirection
 from azure.functions.decorators.function_app import Function, FunctionRegister
 from multidict import CIMultiDict
 
+from local.auth import FunctionKeys
 from local.eventgrid import MAX_EVENTGRID_BYTES, BadRequest, parse_events, to_trigger_event, validation_code
 from local.routes import HttpRoute
 from shared import redact
@@ -108,6 +113,7 @@ class Host:
         extensions: tuple[Extension, ...] | list[Extension] = (),
         on_shutdown: Callable[[], Any] | None = None,
         function_directory: Path | None = None,
+        function_key: str = "",
     ) -> None:
         self.route_prefix = route_prefix.strip("/")
         self.url = ""  # set by start(); extensions read it for self-links (e.g. the Durable rpcBaseUrl)
@@ -121,13 +127,14 @@ class Host:
         self._hosted: list[tuple[str, str, str]] = []  # (function, kind, where) for the startup lines
         self._wants_context: dict[str, bool] = {}
         self._principal: PrincipalSource | None = None
+        self._keys = FunctionKeys(function_key) if function_key else None  # None: no keys checked, as Core Tools
         self._runner: web.AppRunner | None = None
 
         self.web.router.add_get("/healthz", self._healthz)
         self.web.router.add_route("*", EVENTGRID_PATH, self._serve_eventgrid)
         for extension in extensions:
             extension.install(self)
-        self._load(app.get_functions())  # once: a second call raises (PROTOCOLS.md A.9)
+        self._load(app.get_functions())  # once: a second call raises (docs/protocols.md, "Function app introspection")
         # Last, so extension routes win. [\s\S], not `.`: a route parameter may hold an encoded newline (%0A), and
         # aiohttp would answer a path it cannot match with its own text/plain 404, not the functions' JSON.
         self.web.router.add_route("*", r"/{path:[\s\S]*}", self._serve_http)
@@ -184,6 +191,8 @@ class Host:
         self.url = f"http://{host}:{bound_port}"
         for name, kind, where in self._hosted:
             log.info("%-28s %-24s %s", name, kind, where.replace("{url}", self.url))
+        if self._keys is not None:
+            log.info("function keys are checked: function-level routes answer 401 without LOCAL_FUNCTION_KEY")
 
     async def stop(self) -> None:
         """Stop accepting, let requests in flight finish, then run the app's shutdown() hook."""
@@ -267,6 +276,8 @@ class Host:
                 methods = ", ".join(sorted(allowed))
                 return _error(405, f"{request.method} is not allowed here; use {methods}", {"Allow": methods})
             return _error(404, f"no function at {request.path}")
+        if self._keys is not None and (refusal := self._keys.refusal(route.auth_level, request)):
+            return _error(401, refusal)  # before the body is read, as the platform refuses before the app runs
 
         try:
             body = await request.read()
@@ -340,7 +351,8 @@ class Host:
 
 
 def _abuse_protection(request: web.Request) -> web.Response:
-    """CloudEvents webhook validation: echo the origin that asks (PROTOCOLS.md B.2)."""
+    """CloudEvents webhook validation: echo the origin that asks
+    (docs/protocols.md, "Event Grid subscription validation")."""
     origin = request.headers.get("WebHook-Request-Origin")
     if not origin:
         return _error(400, "OPTIONS needs a WebHook-Request-Origin header")

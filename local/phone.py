@@ -12,7 +12,8 @@ presses keys on your keypad (the emulator streams them to the app as DtmfData, a
 
 When the agent asks you to prove it's you, `{code}` in a line stands for the newest code your number was sent
 (read from the emulator's text message and WhatsApp outboxes, as you would read it on your phone): `--say "{code}"`
-reads it out digit by digit, `--keys "{code}"` keys it.
+reads it out digit by digit (and again, up to three times in all, when the agent says it did not get it),
+`--keys "{code}"` keys it.
 
     python -m local.phone --say "what's my balance?" --keys "{code}"
 
@@ -22,18 +23,28 @@ plays the person at the desk instead: it registers on the emulator as the phone 
 your phone on the desk page), answers each call transferred to it and prints the escalation id the call's custom
 context carried, the one the desk opens that customer's context with. Run it in one terminal, be available on the
 desk with that phone, and call in another terminal saying "I want to talk to a person".
+
+    python -m local.phone --wait-for-call --as +15555550100 --say "yes, what do I owe?"
+
+is the customer's phone for a call the app places (a callback, `POST /api/calls`): it registers on the emulator as
+the phone at `--as`, rings when the app calls it, picks up after `--answer-after` seconds, says `--hello`
+("Hello?"), prints what the agent says (its opening first) and holds the dialogue with the `--say` lines, as for a
+call you place.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
+import contextlib
 import json
 import re
 import statistics
 import sys
 import time
 import wave
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +61,10 @@ CODE = "{code}"
 KEYS = re.compile(r"^[0-9*#A-D]{1,64}$")
 #: How far apart the emulator sends the keys it is given (local/acs/media.py KEY_SECONDS), to wait for the last.
 KEY_SECONDS = 0.1
+#: How many times a line with {code} is said in all when the agent says it did not get it (as a person would).
+CODE_TRIES = 3
+#: The agent did not get the code it was given: it asks for it again (the phone hears it with tiny.en, so loosely).
+_CODE_ASKED_AGAIN = re.compile(r"\bagain\b|didn'?t (get|catch)|doesn'?t match", re.I)
 _DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -78,10 +93,13 @@ class PhoneError(Exception):
 class Engines:
     """piper for the caller's voice, faster-whisper tiny.en to hear the agent; both ship in pip packages."""
 
-    def __init__(self, transcribe: bool = True) -> None:
+    def __init__(self, transcribe: bool = True, vocabulary: Sequence[str] = ()) -> None:
         self._voice: Any = None
         self._whisper: Any = None
         self._transcribe = transcribe
+        # The scenario's names, as the gateway's own recogniser expects them (docs/voice.md, "Words the recogniser
+        # expects"): the handset should not mishear the agent reading back "12 Lakeview Drive".
+        self.vocabulary = tuple(vocabulary)
 
     def load(self, need_voice: bool) -> None:
         if need_voice:
@@ -100,11 +118,13 @@ class Engines:
         pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
         return resample(pcm, chunks[0].sample_rate if chunks else rate, rate)
 
-    def transcribe(self, pcm: bytes, rate: int) -> str:
+    def transcribe(self, pcm: bytes, rate: int, vocabulary: Sequence[str] | None = None) -> str:
         if self._whisper is None or not pcm:
             return ""
         samples = np.frombuffer(resample(pcm, rate, 16000), dtype=np.int16).astype(np.float32) / 32768
-        segments, _ = self._whisper.transcribe(samples, language="en", beam_size=1, vad_filter=False)
+        words = self.vocabulary if vocabulary is None else vocabulary
+        segments, _ = self._whisper.transcribe(samples, language="en", beam_size=1, vad_filter=False,
+                                               initial_prompt=", ".join(words) or None)
         return " ".join(segment.text.strip() for segment in segments).strip()
 
 
@@ -348,9 +368,14 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
                 code: Callable[[], Awaitable[str]]) -> None:
     since = time.monotonic()  # when the caller last stopped talking (at first: when the call connected)
     greeting = True
-    for line in args.lines:
+    queue: collections.deque[Line | None] = collections.deque([*args.lines, None])  # None: the last answer
+    said_code: Line | None = None  # the line with {code} said last, while its answer is awaited
+    tries = 0
+    while queue:
+        line = queue.popleft()
         talking_since: float | None = None
-        if line.kind == "barge":  # speak over the next answer once it has gone on for --barge-after seconds
+        heard = ""
+        if line is not None and line.kind == "barge":  # speak over the next answer once it has gone on for a while
             talking_since = await _wait_talking(handset, since, args)
             note = ""
             if talking_since is not None and not greeting:
@@ -358,10 +383,18 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
                 note = f"  [first audio {dialogue.latencies_ms[-1]:.0f} ms after you stopped]"
             dialogue.line("bot", "(talking)" if talking_since else "(silence)", note)
         else:
-            await _show_answer(handset, engines, dialogue, since, greeting, args)
+            heard = await _show_answer(handset, engines, dialogue, since, greeting, args)
         if handset.ended.is_set():
             return
         greeting = False
+        if said_code is not None and tries < CODE_TRIES and _CODE_ASKED_AGAIN.search(heard):
+            queue.appendleft(line)  # the agent did not get the code: say it again before going on
+            line, tries = said_code, tries + 1
+        elif line is None:
+            return
+        else:
+            tries = 1
+        said_code = line if CODE in line.value and line.kind != "barge" else None
         if CODE in line.value:
             line = await _with_code(line, code)
         if line.kind == "keys":
@@ -374,8 +407,6 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
         since = await handset.say(pcm)
         if line.kind == "barge":
             await _report_barge_in(handset, engines, dialogue, talking_since or started, started, since, args)
-    if not handset.ended.is_set():
-        await _show_answer(handset, engines, dialogue, since, greeting, args)
 
 
 async def _with_code(line: Line, code: Callable[[], Awaitable[str]]) -> Line:
@@ -399,13 +430,14 @@ async def _wait_streaming(handset: Handset, timeout: float) -> bool:
 
 async def _show_answer(
     handset: Handset, engines: Engines, dialogue: Dialogue, since: float, greeting: bool, args: argparse.Namespace
-) -> None:
-    """Wait for the agent's answer, transcribe it, print it, and time it (the greeting answers nobody: untimed)."""
+) -> str:
+    """Wait for the agent's answer, transcribe it, print it, and time it (the greeting answers nobody: untimed);
+    returns what was heard ("" for silence, or with --no-transcribe)."""
     answer = await wait_for_answer(handset, since, quiet=args.quiet_ms / 1000, timeout=args.reply_timeout)
     if answer.first_audio_at is None:
         if not handset.ended.is_set():
             dialogue.line("bot", f"(silence for {args.reply_timeout:.0f} s)")
-        return
+        return ""
     text = await asyncio.to_thread(engines.transcribe, answer.pcm, handset.sample_rate) if args.transcribe else ""
     note = ""
     if not greeting:
@@ -413,6 +445,7 @@ async def _show_answer(
         note = f"  [first audio {dialogue.latencies_ms[-1]:.0f} ms after you stopped]"
     seconds = len(answer.pcm) / (2 * handset.sample_rate)
     dialogue.line("bot", text or f"(speech, {seconds:.1f} s)", note)
+    return text
 
 
 async def _wait_talking(handset: Handset, since: float, args: argparse.Namespace) -> float | None:
@@ -478,34 +511,13 @@ async def answer_transfers(
 ) -> list[Transferred]:
     """Be the phone at `target`: answer (or decline) each transferred call after it rang `answer_after` seconds,
     printing what it carried; returns after `count` calls (None: until cancelled or the emulator goes away)."""
-    from urllib.parse import quote
-
     took: list[Transferred] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
-        try:
-            ws = await session.ws_connect(f"{emulator}/_emulator/phones/{quote(target, safe='')}", heartbeat=None)
-        except aiohttp.ClientConnectorError:
-            raise PhoneError(f"no ACS emulator at {emulator}: start the system with `make run`") from None
-        async with ws:
-            async for message in ws:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                event = json.loads(message.data)
-                if event.get("kind") == "registered":
-                    print(f"answering calls transferred to {target} (Ctrl-C to stop)", flush=True)
-                    if registered is not None:
-                        registered.set()
-                elif event.get("kind") == "ringing":
-                    call = Transferred(str(event["transfer_id"]), event.get("from"),
-                                       escalation_in(event.get("customContext") or {}),
-                                       dict(event.get("customContext") or {}))
-                    print(f"ringing: a call from {call.caller or 'a withheld number'}; "
-                          f"escalation {call.escalation_id or '(none in the custom context)'}", flush=True)
-                    await asyncio.sleep(answer_after)
-                    await ws.send_json({"kind": "decline" if decline else "answer", "transfer_id": call.transfer_id})
-                    print("declined" if decline else f"answered: the desk opens escalation {call.escalation_id}",
-                          flush=True)
-                    took.append(call)
+    async with _session() as session, _registered_phone(session, emulator, target) as phone:
+        waiting = f"answering calls transferred to {target} (Ctrl-C to stop)"
+        async with contextlib.aclosing(_phone_events(phone, waiting, registered)) as events:
+            async for event in events:
+                if event.get("kind") == "ringing":
+                    took.append(await _take_transfer(phone, event, decline, answer_after))
                     if count is not None and len(took) >= count:
                         break
                 elif event.get("kind") == "cancelled":
@@ -513,6 +525,119 @@ async def answer_transfers(
                 elif event.get("kind") == "missed":
                     print("... missed: it rang too long", flush=True)
     return took
+
+
+async def _take_transfer(phone: aiohttp.ClientWebSocketResponse, ringing: dict[str, Any], decline: bool,
+                         answer_after: float) -> Transferred:
+    """Let the transferred call ring `answer_after` seconds, then answer or decline it, saying what it carried."""
+    context = ringing.get("customContext") or {}
+    call = Transferred(str(ringing["transfer_id"]), ringing.get("from"), escalation_in(context), dict(context))
+    print(f"ringing: a call from {call.caller or 'a withheld number'}; "
+          f"escalation {call.escalation_id or '(none in the custom context)'}", flush=True)
+    await asyncio.sleep(answer_after)
+    await phone.send_json({"kind": "decline" if decline else "answer", "transfer_id": call.transfer_id})
+    print("declined" if decline else f"answered: the desk opens escalation {call.escalation_id}", flush=True)
+    return call
+
+
+# Both phones: registering on the emulator and hearing it ring ----------------------------------------------------
+
+
+def _session() -> aiohttp.ClientSession:
+    """A session for a phone: no overall timeout, since a phone waits for calls as long as it is left running."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+
+
+@contextlib.asynccontextmanager
+async def _registered_phone(session: aiohttp.ClientSession, emulator: str,
+                            target: str) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """The emulator's phone socket for `target` (local/acs/phones.py), open while the block runs."""
+    from urllib.parse import quote
+
+    try:
+        phone = await session.ws_connect(f"{emulator}/_emulator/phones/{quote(target, safe='')}", heartbeat=None)
+    except aiohttp.ClientConnectorError:
+        raise PhoneError(f"no ACS emulator at {emulator}: start the system with `make run`") from None
+    async with phone:
+        yield phone
+
+
+async def _phone_events(phone: aiohttp.ClientWebSocketResponse, waiting: str,
+                        registered: asyncio.Event | None) -> AsyncIterator[dict[str, Any]]:
+    """The phone's events after it registered (printing `waiting` and setting `registered` then): ringing,
+    cancelled, missed; ends when the emulator goes away."""
+    async for message in phone:
+        if message.type != aiohttp.WSMsgType.TEXT:
+            continue
+        event = json.loads(message.data)
+        if event.get("kind") == "registered":
+            print(waiting, flush=True)
+            if registered is not None:
+                registered.set()
+        else:
+            yield event
+
+
+# The customer's phone: answering a call the app places ----------------------------------------------------------
+
+
+async def wait_for_call(args: argparse.Namespace, engines: Engines, *,
+                        registered: asyncio.Event | None = None) -> Dialogue:
+    """Be the phone at `args.target` until the app calls it; answer, say `args.hello`, hold the dialogue in
+    `args.lines` (the agent speaks first: its opening), hang up unless the agent did. Returns after that one call."""
+    dialogue = Dialogue()
+    emulator = args.emulator.rstrip("/")
+    async with _session() as session:
+        async with _registered_phone(session, emulator, args.target) as phone:
+            ringing = await _ringing(phone, args.target, registered)
+            if ringing is None:
+                raise PhoneError("the emulator went away before anyone called")
+            print(f"ringing: {ringing.get('from') or 'a withheld number'} is calling you", flush=True)
+            await asyncio.sleep(args.answer_after)
+            # The handset is open before we pick up, so nothing the app says after the answer is missed.
+            ws = await session.ws_connect(f"{emulator}/_emulator/calls/{ringing['call_id']}/media", heartbeat=None)
+            await phone.send_json({"kind": "answer", "transfer_id": ringing["transfer_id"]})
+        placed = datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+        async def code() -> str:
+            return await _wait_for_code(session, emulator, args.target, placed, args.reply_timeout)
+
+        handset = Handset(ws)
+        listener = asyncio.create_task(handset.listen())
+        try:
+            if not await _wait_streaming(handset, args.answer_timeout):
+                dialogue.ended = handset.end_reason or "the call never connected"
+                print(f"... {dialogue.ended}", flush=True)
+                return dialogue
+            dialogue.answered = True
+            print("answered", flush=True)
+            if args.hello:  # a person picking up speaks first; the app plays its opening once it has heard one
+                dialogue.line("you", args.hello)
+                await handset.say(await asyncio.to_thread(engines.speak, args.hello, handset.sample_rate))
+            await _hold(handset, engines, dialogue, args, code)
+            if not handset.ended.is_set():
+                await handset.hang_up()
+            dialogue.ended = handset.end_reason or "you hung up"
+            print(f"... {dialogue.ended}", flush=True)
+        finally:
+            await asyncio.sleep(0.2)
+            await ws.close()
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+    return dialogue
+
+
+async def _ringing(phone: aiohttp.ClientWebSocketResponse, target: str,
+                   registered: asyncio.Event | None) -> dict[str, Any] | None:
+    """The first call the app places to this phone (transfers to the number are not ours to take)."""
+    waiting = f"waiting for a call to {target} (Ctrl-C to stop)"
+    async with contextlib.aclosing(_phone_events(phone, waiting, registered)) as events:
+        async for event in events:
+            if event.get("kind") == "ringing" and event.get("placed"):
+                return event
+            if event.get("kind") == "ringing":
+                print("... a transferred call rang this number: use --answer-transfers to take those", flush=True)
+    return None
 
 
 def _summary(dialogue: Dialogue) -> None:
@@ -560,10 +685,19 @@ def main(argv: list[str] | None = None) -> int:
     person.add_argument("--decline", action="store_true", help="decline transferred calls instead")
     person.add_argument("--answer-after", type=float, default=1.0, metavar="S", help="let it ring S s (default 1)")
     person.add_argument("--once", action="store_true", help="stop after the first transferred call")
+    callee = parser.add_argument_group("being called (a callback, a call an operator places)")
+    callee.add_argument("--wait-for-call", action="store_true",
+                        help="be the phone at --as: answer the call the app places to it, then hold the dialogue")
+    callee.add_argument("--hello", default="Hello?", help='what you say on picking up (default "Hello?"; "" for '
+                                                          "nothing)")
     parser.set_defaults(lines=[])
     args = parser.parse_args(argv)
     if not re.fullmatch(r"\+[1-9]\d{6,14}", args.caller):
         parser.error(f"--from must be an E.164 number like +15555550100, not {args.caller!r}")
+    if args.wait_for_call and args.answer_transfers:
+        parser.error("--wait-for-call and --answer-transfers are two different phones: pick one")
+    if args.wait_for_call and not re.fullmatch(r"\+[1-9]\d{6,14}", args.target):
+        parser.error(f"--as must be an E.164 number like +15555550100 to wait for a call, not {args.target!r}")
     if args.answer_transfers and not re.fullmatch(r"\+[1-9]\d{6,14}|8:acs:[A-Za-z0-9_:.-]+", args.target):
         parser.error(f"--as must be an E.164 number or an ACS user id (8:acs:...), not {args.target!r}")
     if missing := [line.value for line in args.lines if line.kind == "wav" and not Path(line.value).is_file()]:
@@ -581,10 +715,11 @@ def main(argv: list[str] | None = None) -> int:
     args.emulator = args.emulator or f"http://127.0.0.1:{settings.acs_emulator_port}"
     if args.answer_transfers:
         return _be_the_person(args)
-    engines = Engines(transcribe=args.transcribe)
+    engines = Engines(transcribe=args.transcribe, vocabulary=_vocabulary(settings.scenario))
     try:
-        engines.load(need_voice=any(line.kind in ("say", "barge") for line in args.lines))
-        dialogue = asyncio.run(converse(args, engines))
+        engines.load(need_voice=bool(args.wait_for_call and args.hello)
+                     or any(line.kind in ("say", "barge") for line in args.lines))
+        dialogue = asyncio.run(wait_for_call(args, engines) if args.wait_for_call else converse(args, engines))
         _summary(dialogue)
         return 0 if dialogue.answered else 1
     except PhoneError as exc:
@@ -592,6 +727,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _vocabulary(scenario: str) -> tuple[str, ...]:
+    """The running scenario's vocabulary; none when it does not load (the phone still works, less sharp of hearing)."""
+    from shared.errors import ScenarioError
+    from shared.scenario import load_scenario
+
+    try:
+        return load_scenario(scenario).voice.vocabulary
+    except ScenarioError:
+        return ()
 
 
 def _be_the_person(args: argparse.Namespace) -> int:

@@ -25,8 +25,8 @@ SKIP_LOCAL_SETTINGS = "SWITCHBOARD_SKIP_LOCAL_SETTINGS"
 def load_local_settings(root: Path) -> list[str]:
     """Copy `local.settings.json` Values into os.environ, never overriding what the shell already set.
 
-    Returns the keys it set. The real host does the same with Core Tools (PROTOCOLS.md D.2). Nothing is read
-    when SWITCHBOARD_SKIP_LOCAL_SETTINGS=1.
+    Returns the keys it set. The real host does the same with Core Tools (docs/protocols.md, "Local settings"). Nothing
+    is read when SWITCHBOARD_SKIP_LOCAL_SETTINGS=1.
     """
     skip = os.environ.get(SKIP_LOCAL_SETTINGS, "").strip()
     if skip not in ("", "0", "1"):

@@ -35,6 +35,7 @@ class HttpRoute:
     pattern: re.Pattern[str]
     names: tuple[str, ...]
     rank: tuple[int, ...]  # literal segments win over parameters, parameters over catch-alls (as in ASP.NET)
+    auth_level: str = "function"  # "anonymous", "function" or "admin": the key the host asks for (local/auth.py)
 
     @classmethod
     def compile(cls, function: Function, template: str, methods: frozenset[str] | None) -> HttpRoute:
@@ -66,7 +67,7 @@ class HttpRoute:
             regex += "/" + "".join(pieces) + re.escape(segment[last:])
             rank.append(0 if not pieces else 1 if ":" in segment else 2)
         pattern = re.compile(regex + "/?", re.IGNORECASE)  # routes are case-insensitive; a trailing / is fine
-        return cls(function, template, methods, pattern, tuple(names), tuple(rank))
+        return cls(function, template, methods, pattern, tuple(names), tuple(rank), declared_auth_level(function))
 
     def match(self, path: str) -> dict[str, str] | None:
         """Route parameters for a raw path (after the prefix), or None."""
@@ -75,3 +76,10 @@ class HttpRoute:
             return None
         values = (found[f"p{i}"] for i in range(len(self.names)))
         return {name: unquote(value) for name, value in zip(self.names, values) if value is not None}
+
+
+def declared_auth_level(function: Function) -> str:
+    """The HTTP trigger's declared authLevel, as the host reads it from the function's binding: "anonymous",
+    "function" or "admin". A trigger that declares none is "function", the Functions host's default."""
+    level = getattr(function.get_trigger(), "auth_level", None)
+    return str(getattr(level, "value", level) or "function").lower()

@@ -7,7 +7,9 @@ Each message goes to the ACS emulator (`POST /_emulator/inbound`), which notes w
 WhatsApp's 24-hour window) and posts an AdvancedMessageReceived event to the Functions host exactly as Event Grid
 would. The agent's replies are printed as they land in the emulator's outbox. `--hours-ago 25` sends a message as if
 it had been written a day ago and delivered late, which shows the template that goes out when the window is closed.
-In a conversation, `/image`, `/audio` or `/location` send one of those instead of text.
+In a conversation, `/image`, `/audio` or `/location` send one of those instead of text. Every other message goes
+without a `messageId`, as the docs' samples of the event are, so the app's fallback (the event's id) is exercised
+whenever a person talks to it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Phone:
     def __init__(self, session: aiohttp.ClientSession, url: str, number: str) -> None:
         self.session, self.url, self.number = session, url.rstrip("/"), number
         self.seen: set[str] = set()
+        self.sent = 0
 
     async def catch_up(self) -> None:
         """Remember what is already in the outbox for this number, so only new replies are printed."""
@@ -46,6 +49,9 @@ class Phone:
 
     async def send(self, text: str, kind: str = "text", hours_ago: float = 0, wait: float = 15.0) -> None:
         body: dict[str, Any] = {"from": self.number, "type": kind}
+        self.sent += 1
+        if self.sent % 2 == 0:
+            body["messageId"] = None  # the emulator leaves it out of the event, as ACS's samples do
         if kind == "text":
             body["text"] = text
         elif text:

@@ -16,6 +16,14 @@ A turn that escalated the caller to a free person (`TurnOutcome.escalation` CONN
 has played (`CallHooks.transfer`). While the caller is the desk's, the stage follows their escalation between turns:
 when a person claims them from the queue they hear who they are being put through to, and when the person does not
 take the call (the escalation is back in the queue) they hear so and stay with the AI, keeping their place in line.
+
+A turn that recorded a promise ("we'll text you when it's restored", `TurnOutcome.promised`) has its notification
+started once its reply has played: this process has no Durable client, so a task of its own asks the function app
+(POST /api/notifications/start, shared/notifications.py `request_start`), and the caller waits on none of it.
+
+A caller who says nothing once the agent has had its say hears the scenario's reprompt after its silence time, and
+after a second silence its goodbye, and the call ends as abandoned (silence.py has the timer's rules: it counts only
+while the line waits on the caller, not while they wait in the desk queue or a turn is running).
 """
 
 from __future__ import annotations
@@ -36,17 +44,23 @@ from media_gateway.frames import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from media_gateway.hooks import CallHooks, CallRef
+from media_gateway.hooks import ABANDONED, VOICEMAIL, CallHooks, CallRef
 from media_gateway.keypad import Keypad, keys_in
 from media_gateway.metrics import GatewayStats, TurnMetrics
 from media_gateway.processor import FrameProcessor, OnFailure
 from media_gateway.reply import ReplyHandle
+from media_gateway.silence import Silence, SilenceTimer
+from media_gateway.voicemail import MACHINE, MESSAGE, Screen
 from shared import telemetry
 from shared.conversation import DESK_PHRASES, Conversation, OnText, TurnOutcome
 from shared.errors import NotFound, SessionClosed, SwitchboardError
 from shared.models import ChannelSession, Escalation, EscalationStatus, SessionStatus
+from shared.notifications import request_start
 
 log = logging.getLogger(__name__)
+
+#: Notification starts in flight (`request_start` never raises): held so none is collected before it ends.
+_STARTS: set[asyncio.Task[None]] = set()
 
 _CHANNEL_NAMES = {"whatsapp": "WhatsApp", "webchat": "web chat"}
 #: What a caller hears when the person they were being put through to cannot be reached (the scenario's phrase
@@ -70,8 +84,10 @@ class AgentProcessor(FrameProcessor):
         hooks: CallHooks,
         stats: GatewayStats,
         request_end: Callable[[str], None],
+        screen: Screen | None = None,
     ) -> None:
         super().__init__()
+        self._screen = screen  # a call we placed: who picked up decides the opening (voicemail.py)
         self._conversation = conversation
         self._call = call
         self._hooks = hooks
@@ -85,14 +101,23 @@ class AgentProcessor(FrameProcessor):
         self._speaking = asyncio.Lock()  # one reply at a time: a caller's turn, or news of their transfer
         self._keypad = Keypad()
         self._following: asyncio.Task[None] | None = None  # the caller's escalation, while they are the desk's
+        self._silence_moved = asyncio.Event()
+        self._silence = SilenceTimer(conversation.scenario.voice.silence_reprompt_seconds,
+                                     on_change=self._silence_moved.set)
 
     async def start(self, on_failure: OnFailure) -> None:
         await super().start(on_failure)
         self.create_task(self._converse(), "converse")
+        self.create_task(self._watch_silence(), "silence")
 
     async def process_frame(self, frame: Frame) -> None:
+        if self._screen is not None and isinstance(
+                frame, (UserStartedSpeakingFrame, UserStoppedSpeakingFrame, TranscriptionFrame)):
+            self._screen.hear(frame)  # the callee's "hello?" or a machine's greeting: no turn to answer
+            return
         if isinstance(frame, UserStartedSpeakingFrame):
             self._caller_speaking = True
+            self._silence.heard_caller()
             await self._barge_in(frame.onset_at)
         elif isinstance(frame, UserStoppedSpeakingFrame):
             self._caller_speaking = False
@@ -114,11 +139,14 @@ class AgentProcessor(FrameProcessor):
         """Keys pressed: each stops the reply being heard, and a finished entry becomes the caller's turn."""
         for key in keys:
             pressed_at = time.monotonic()
+            self._silence.heard_caller()
             await self._barge_in(pressed_at)
             entry = self._keypad.press(key)
             if entry is not None:
                 log.info("call %s: the caller keyed an entry of %d digit(s)", self._call.call_id, len(entry))
                 self._transcripts.put_nowait(TranscriptionFrame(entry, pressed_at, pressed_at, pressed_at))
+            else:  # more keys (or words) may follow: the wait on the caller counts from this key
+                self._await_caller()
 
     def _expect_keys(self, session: ChannelSession) -> None:
         """Whether a code the caller keys is complete at its last digit: it is while the agent waits on one."""
@@ -129,11 +157,57 @@ class AgentProcessor(FrameProcessor):
     # The conversation ---------------------------------------------------------------------------------------------
 
     async def _converse(self) -> None:
+        if self._screen is not None:
+            machine = await self._screen.verdict() == MACHINE
+            if machine:
+                await self._leave_message(self._screen)
+                return
+            self._screen = None  # a person: from now on they are heard as any caller
         await self._greet()
+        self._await_caller()
         while True:
             utterance = await self._next_utterance()
-            if utterance is not None and await self._answer(utterance):
-                return
+            if utterance is not None:
+                with self._silence.held_for("turn"):  # the turn, its tool calls, a put-through: not their silence
+                    if await self._answer(utterance):
+                        return
+            self._await_caller()  # answered, or only a noise: the line is the caller's again
+
+    def _await_caller(self) -> None:
+        """The agent has had its say: the caller's silence counts from now, unless they are already talking."""
+        if not (self._caller_speaking or self._untranscribed or not self._transcripts.empty()):
+            self._silence.listening()
+
+    async def _watch_silence(self) -> None:
+        """Sleep until the caller's silence is up; then the reprompt, or (the second time) the goodbye and the end."""
+        voice, company = self._conversation.scenario.voice, self._conversation.scenario.company
+        while True:
+            self._silence_moved.clear()
+            deadline = self._silence.deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                await asyncio.wait_for(self._silence_moved.wait(), timeout)
+                continue  # the caller spoke, the agent spoke, a hold began or ended: look again
+            except TimeoutError:
+                pass
+            silence = self._silence.expire()
+            if silence is Silence.REPROMPT:
+                log.info("call %s: the caller has said nothing for %.0f s: asking if they are there",
+                         self._call.call_id, voice.silence_reprompt_seconds)
+                await self._tell_caller(voice.reprompt.format(company=company))
+                self._await_caller()
+            elif silence is Silence.GOODBYE:
+                log.info("call %s: the caller said nothing after the reprompt: saying goodbye", self._call.call_id)
+                reply = await self._tell_caller(voice.goodbye.format(company=company))
+                if not reply.interrupted:  # a caller who speaks over the goodbye is there after all
+                    self._request_end(ABANDONED)
+                    return
+
+    async def _leave_message(self, screen: Screen) -> None:
+        log.info("call %s: an answering machine picked up: leaving a message after its beep", self._call.call_id)
+        await screen.recording()
+        await self._tell_caller(MESSAGE.format(company=self._conversation.scenario.company))
+        self._request_end(VOICEMAIL)
 
     async def _greet(self) -> None:
         """Speak the session's opening (what `Conversation.open` put there), unless this call already got past it."""
@@ -169,6 +243,8 @@ class AgentProcessor(FrameProcessor):
         """Answer one caller turn; True when the call is to end."""
         async with self._speaking:
             ending, outcome = await self._answer_turn(utterance)
+        if outcome is not None and outcome.promised:
+            self._start_notifications()
         if ending or outcome is None:
             return ending
         opened = outcome.escalation
@@ -235,6 +311,14 @@ class AgentProcessor(FrameProcessor):
         status = outcome.customer.sessions[self._call.session_id].status
         return outcome, None if status is SessionStatus.ACTIVE else f"the voice session is {status.value}"
 
+    def _start_notifications(self) -> None:
+        """The turn recorded a promise and its reply has played: ask the function app to start its notification
+        (this process has no Durable client). A task of its own, not the stage's: the caller's next turn does not
+        wait on it, and hanging up (which stops the stage's tasks) does not cancel it."""
+        task = asyncio.create_task(request_start(self._call.customer_id), name=f"{self.name}.start notifications")
+        _STARTS.add(task)
+        task.add_done_callback(_STARTS.discard)
+
     # A person at the desk ------------------------------------------------------------------------------------------
 
     async def _put_through(self, escalation: Escalation) -> None:
@@ -253,7 +337,9 @@ class AgentProcessor(FrameProcessor):
 
     def _follow(self, escalation: Escalation) -> None:
         if self._following is None or self._following.done():
+            self._silence.hold("desk")  # waiting for a person is not the caller's silence
             self._following = self.create_task(self._follow_escalation(escalation.escalation_id), "follow escalation")
+            self._following.add_done_callback(lambda _: self._silence.release("desk"))
 
     async def _follow_escalation(self, escalation_id: str) -> None:
         """While the caller waits for a person or is being put through, say what the desk does: a person claimed
@@ -286,13 +372,14 @@ class AgentProcessor(FrameProcessor):
         default = NOT_PUT_THROUGH if key == "escalate_not_connected" else DESK_PHRASES[key]
         return scenario.phrases.get(key, default).format(person=person or "the person", company=scenario.company)
 
-    async def _tell_caller(self, text: str) -> None:
-        """Speak between the caller's turns (not a reply to one)."""
+    async def _tell_caller(self, text: str) -> ReplyHandle:
+        """Speak between the caller's turns (not a reply to one); returns once it has played (or been talked over)."""
         async with self._speaking:
             reply = self._reply = ReplyHandle()
             await self.push_frame(TextFrame(text, self._conversation.scenario.start_agent, reply))
             await self.push_frame(ReplyEndFrame(reply))
             await reply.wait_for_playout()
+        return reply
 
     async def _start_handoff(self, channel: str, say: OnText) -> str | None:
         try:

@@ -1,6 +1,7 @@
 """One call: the ACS media WebSocket, the guard on what it sends, and the call's pipeline.
 
-    caller audio -> VAD -> speech-to-text -> agent (conversation core) -> TTS -> output (pacing, StopAudio) -> ACS
+    caller audio -> echo canceller -> VAD -> speech-to-text -> agent (conversation core) -> TTS -> output -> ACS
+                          ^---------------------- what the output sent ---------------------------'
 
 The pipeline is built when AudioMetadata says the audio format and the gateway has a slot for one more
 conversation; until it has, the caller is on hold and hears hold music (hold.py). The call ends when ACS closes the
@@ -16,9 +17,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 from aiohttp import WSMsgType, web
 
 from media_gateway.agent import AgentProcessor
+from media_gateway.echo import EchoCanceller
+from media_gateway.endpoint import EndOfTurn, number_shapes
 from media_gateway.frames import AudioMetadataFrame, DtmfFrame, Frame, InputAudioFrame, OutputAudioFrame
 from media_gateway.hold import CallSlots, count_held, play_hold_music
 from media_gateway.hooks import CallHooks, CallRef
@@ -28,7 +32,8 @@ from media_gateway.processor import Pipeline, cancel_and_wait
 from media_gateway.serializer import STOP_AUDIO, AcsMediaSerializer, ProtocolError
 from media_gateway.speak import TtsProcessor
 from media_gateway.transcribe import SttProcessor
-from media_gateway.vad import VadParams, VadProcessor
+from media_gateway.vad import Judge, VadParams, VadProcessor
+from media_gateway.voicemail import BeepListener, Screen
 
 if TYPE_CHECKING:
     from media_gateway.engines import Engines
@@ -85,6 +90,7 @@ class Call:
         vad_params: VadParams,
         slots: CallSlots | None = None,
         state: SessionState | None = None,
+        transport: asyncio.BaseTransport | None = None,
     ) -> None:
         self.ref = ref
         self._ws = ws
@@ -97,9 +103,11 @@ class Call:
         self._guard = FloodGuard()
         self._meter = CallMeter(stats)
         self._pipeline: Pipeline | None = None
+        self._echo: EchoCanceller | None = None
         self._sample_rate = 0
         self._slots = slots or CallSlots(1 << 30)
         self._state = state if state is not None else conversation.state
+        self._transport = transport  # the socket's, for how much output still waits in it
         self._has_slot = False
         self._live = False
         self._holding: asyncio.Task[None] | None = None
@@ -145,8 +153,9 @@ class Call:
                 self._slots.release()
             self._stats.call_ended(dropped)
             log.info(
-                "call %s: media closed after %.0f s; %s",
+                "call %s: media closed after %.0f s; %s; %s",
                 self.ref.call_id, time.monotonic() - started, self._meter.summary(),
+                self._echo.summary() if self._echo is not None else "no conversation",
             )
 
     async def _finish(self) -> None:
@@ -228,14 +237,39 @@ class Call:
         except ConnectionResetError:  # the caller hung up: the reader sees the close and ends the call
             pass
 
+    def _judge(self, stt: SttProcessor) -> Judge | None:
+        """At a pause: has the caller finished? The end-of-turn model on their voice and the words so far
+        (endpoint.py). The model runs on the inference threads: on the VAD's it would hold up every call's VAD."""
+        if self._vad_params.pause_ms is None:
+            return None
+        end_of_turn = EndOfTurn(self._engines.turn, self._engines.inference_executor,
+                                number_shapes(self._conversation.scenario))
+
+        async def finished(audio: np.ndarray) -> bool:
+            verdict = await end_of_turn.judge(audio, stt.partial)
+            self._meter.judged(verdict.finished)
+            return verdict.finished
+
+        return finished
+
+    def _backlog(self) -> int:
+        size = getattr(self._transport, "get_write_buffer_size", None)  # uvloop's transports are not asyncio's types
+        return size() if size is not None else 0
+
     async def _converse(self) -> None:
         engines, call_id, sample_rate = self._engines, self.ref.call_id, self._sample_rate
+        stt = SttProcessor(engines.stt, self._meter, call_id, self._conversation.scenario.voice.vocabulary)
+        echo = self._echo = EchoCanceller(sample_rate)  # the reply the output sends, out of what the VAD hears
+        screen = Screen(sample_rate) if self.ref.outbound else None  # a call we placed: who picked up?
         pipeline = Pipeline([
-            VadProcessor(engines.vad, engines.vad_executor, sample_rate, self._meter, self._vad_params),
-            SttProcessor(engines.stt, self._meter, call_id),
-            AgentProcessor(self._conversation, self.ref, self._hooks, self._stats, self.request_end),
+            *([BeepListener(screen)] if screen is not None else []),
+            VadProcessor(engines.vad, engines.vad_executor, sample_rate, self._meter, self._vad_params,
+                         judge=self._judge(stt), echo=echo),
+            stt,
+            AgentProcessor(self._conversation, self.ref, self._hooks, self._stats, self.request_end, screen),
             TtsProcessor(engines.tts, sample_rate, call_id),
-            OutputProcessor(self._ws.send_str, self._serializer, sample_rate, self._stats, call_id),
+            OutputProcessor(self._ws.send_str, self._serializer, sample_rate, self._stats, call_id,
+                            backlog=self._backlog, echo=echo),
         ])
         self._pipeline = pipeline  # set first: whatever happens next, the call's end stops it
         await pipeline.start(self._fail)

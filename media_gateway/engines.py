@@ -4,7 +4,8 @@
 - `offline`: faster-whisper (tiny.en) and piper (joe), from wheels that carry their models: the default;
 - `null`: a scripted recogniser and a tone for a voice, for benchmarks that measure the gateway itself.
 
-Voice activity detection is always Silero (it decides what reaches speech-to-text, so it runs in every mode).
+Voice activity detection is always Silero (it decides what reaches speech-to-text, so it runs in every mode), and
+the end of a turn is judged by Smart Turn (turn_model.py) when its file is there, in every mode too.
 Models load lazily, once per process; `warm()` loads them ahead of the first call. CPU-bound inference runs on two
 thread pools, never on the event loop: one for the VAD, whose 32 ms steps must not queue behind a transcription, and
 one for speech-to-text and TTS.
@@ -17,11 +18,12 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from media_gateway.stt import Stt
 from media_gateway.tts import Tts
+from media_gateway.turn_model import SmartTurnModel
 from media_gateway.vad import SileroModel
 
 if TYPE_CHECKING:
@@ -42,16 +44,19 @@ class Engines:
     tts: Tts
     vad_executor: ThreadPoolExecutor
     inference_executor: ThreadPoolExecutor
+    turn: SmartTurnModel = field(default_factory=SmartTurnModel)
     warm_seconds: float | None = None  # how long warm() took, once it has
 
     def describe(self) -> dict[str, object]:
         warm = self.warm_seconds is not None
-        return {"kind": self.kind, "stt": self.stt.name, "tts": self.tts.name, "vad": "silero", "warm": warm}
+        return {"kind": self.kind, "stt": self.stt.name, "tts": self.tts.name, "vad": "silero",
+                "turn": "smart-turn-v3" if self.turn.available else "silence", "warm": warm}
 
     async def warm(self) -> None:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        await asyncio.gather(loop.run_in_executor(self.vad_executor, self.vad.warm), self.stt.warm(), self.tts.warm())
+        await asyncio.gather(loop.run_in_executor(self.vad_executor, self.vad.warm),
+                             loop.run_in_executor(self.vad_executor, self.turn.warm), self.stt.warm(), self.tts.warm())
         self.warm_seconds = time.perf_counter() - started
         log.info("speech engines ready (%s, %s) in %.1f s", self.stt.name, self.tts.name, self.warm_seconds)
 

@@ -14,7 +14,9 @@ When the gateway ends a call:
   runs as soon as the turn is saved, the reply ("I'm sending you a WhatsApp message now...") plays out, then the
   call ends;
 - the turn left the voice session closed (completed, transferred) or the session was closed elsewhere;
-- in both cases `end_call(call, reason)` runs after the last reply has been played, then the media socket closes.
+- the caller said nothing through the reprompt and the goodbye (silence.py): the reason is `ABANDONED`, and the
+  hang-up asks the function app to record the call as abandoned (`{"outcome": "abandoned"}`);
+- in every case `end_call(call, reason)` runs after the last reply has been played, then the media socket closes.
 
 When the turn escalated the caller to a person who is free (`TurnOutcome.escalation` CONNECTING), `transfer(call,
 escalation_id)` runs once the reply ("I'm putting you through to Dana now") has played. The gateway does not end the
@@ -49,6 +51,7 @@ class CallRef:
     customer_id: str  # `cid`
     token: str = field(repr=False)  # the call-control token: the gateway's credential for the call's routes and handoff
     traceparent: str | None = None  # the IncomingCall's trace context (`tp`): the call's turns continue its trace
+    outbound: bool = False  # we placed the call (`out`): screen for an answering machine first (voicemail.py)
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any], token: str) -> CallRef:
@@ -58,8 +61,13 @@ class CallRef:
             raise ValueError("the media token names no session or customer")
         call_id, traceparent = claims.get("call"), claims.get("tp")
         return cls(str(call_id) if call_id else session_id, session_id, customer_id, token,
-                   traceparent if isinstance(traceparent, str) else None)
+                   traceparent if isinstance(traceparent, str) else None, outbound=bool(claims.get("out")))
 
+
+#: Why a call ends when the caller went silent: the function app records such a call as abandoned.
+ABANDONED = "abandoned: the caller said nothing"
+#: Why a call we placed ends after the message left on an answering machine: recorded as voicemail.
+VOICEMAIL = "voicemail: an answering machine took the call"
 
 EndCall = Callable[[CallRef, str], Awaitable[None]]
 StartHandoff = Callable[[CallRef, str], Awaitable[None]]
@@ -126,9 +134,11 @@ class FunctionsCallControl:
 
     async def hang_up(self, call: CallRef, reason: str) -> None:
         url = f"{self._base}/api/calls/{quote(call.call_id, safe='')}/hangup"
+        # What the call record keeps of how it ended.
+        body = {"outcome": "abandoned"} if reason == ABANDONED else {"outcome": "voicemail"} if reason == VOICEMAIL else None
         try:
             async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as http:
-                async with http.post(url, headers={"Authorization": f"Bearer {call.token}"}) as response:
+                async with http.post(url, json=body, headers={"Authorization": f"Bearer {call.token}"}) as response:
                     if response.status == 409:  # the call has already ended or was transferred: nothing to do
                         log.info("call %s: %s", call.call_id, (await response.text())[:200])
                         return

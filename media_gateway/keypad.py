@@ -7,6 +7,10 @@ time; the agent stage hands the whole entry to the conversation as the caller's 
 * the conversation is waiting on a code (the agent asked for one) and the entry has as many digits as a code; or
 * the caller presses `#`, the usual "that's it" key, whatever they keyed before it (an account number, say).
 
+The `#` itself is never part of the entry. A ZIP code keyed this way while the agent asked for the knowledge answers
+is only their number half: the conversation core keeps it for the last name the caller says next, and checks the two
+as one answer (shared/verification.py, `hold_digits`), so ending the entry does not make it a wrong answer.
+
 `*` starts the entry again, as phone menus have taught people. Keys left alone for `ENTRY_TIMEOUT` seconds are
 forgotten, so a stray key pressed long ago does not end up in front of the next entry. An entry may be a code: the
 keys are never logged, only how many there were.

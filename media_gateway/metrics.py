@@ -4,14 +4,19 @@ Each turn is logged as one line and recorded on OpenTelemetry instruments (opent
 the process has a MeterProvider, see `configure_exporter`). The same figures are kept in memory for `GET /stats`,
 which the benchmark reads.
 
-Cloud speech-to-text bills every second streamed to it, silence included (reference/COST_PRICES.md), so each call
-counts the seconds of caller audio it received and the seconds it sent to speech-to-text.
+Cloud speech-to-text bills every second streamed to it, silence included (docs/cost.md, "Free grants and caveats"), so
+each call counts the seconds of caller audio it received and the seconds it sent to speech-to-text.
+
+Several workers on one replica (workers.py) each keep their own figures; `merge_snapshots` adds them up for /stats,
+merging the frame-lateness histograms bucket by bucket so the replica's percentiles are exact.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+import os
+import time
+from collections import Counter, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +29,8 @@ RECENT = 2000
 #: Frame lateness histogram: 0.1 ms buckets up to 100 ms, then one overflow bucket.
 _LATENESS_BUCKET_MS = 0.1
 _LATENESS_BUCKETS = 1000
+#: Caller audio is counted on the OpenTelemetry counter a second at a time, not 50 times a second a call.
+_AUDIO_REPORT_SECONDS = 1.0
 
 
 def _ms(start: float | None, end: float | None) -> float | None:
@@ -65,6 +72,8 @@ class CallMeter:
         self._stats = stats
         self.received_seconds = 0.0
         self.stt_seconds = 0.0
+        self.pauses = 0  # pauses the end-of-turn judge was asked about (endpoint.py)
+        self.pauses_ended = 0  # of which it said the caller had finished
 
     def received(self, seconds: float) -> None:
         self.received_seconds += seconds
@@ -74,10 +83,15 @@ class CallMeter:
         self.stt_seconds += seconds
         self._stats.audio_sent_to_stt(seconds)
 
+    def judged(self, finished: bool) -> None:
+        self.pauses += 1
+        self.pauses_ended += finished
+
     def summary(self) -> str:
         share = self.stt_seconds / self.received_seconds * 100 if self.received_seconds else 0.0
         received, sent = self.received_seconds, self.stt_seconds
-        return f"{sent:.1f} s of {received:.1f} s of caller audio sent to speech-to-text ({share:.0f}%)"
+        pauses = f"; {self.pauses_ended} of {self.pauses} pauses ended a turn" if self.pauses else ""
+        return f"{sent:.1f} s of {received:.1f} s of caller audio sent to speech-to-text ({share:.0f}%){pauses}"
 
 
 class GatewayStats:
@@ -103,11 +117,13 @@ class GatewayStats:
             "gateway.audio.sent_to_stt", unit="s", description="Caller audio sent to speech-to-text"
         )
         self._c_calls = meter.create_up_down_counter("gateway.calls.active", description="Calls in progress")
+        self.worker = 0  # index of this process among the replica's workers
         self.calls_active = 0
         self.calls_total = 0
         self.calls_dropped = 0
         self.frames_sent = 0
         self.audio_in_seconds = 0.0
+        self._audio_unreported = 0.0
         self.stt_seconds = 0.0
         self.turns: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.barge_ins_ms: deque[float] = deque(maxlen=RECENT)
@@ -128,7 +144,10 @@ class GatewayStats:
 
     def audio_received(self, seconds: float) -> None:
         self.audio_in_seconds += seconds
-        self._c_audio_in.add(seconds)
+        self._audio_unreported += seconds
+        if self._audio_unreported >= _AUDIO_REPORT_SECONDS:
+            self._c_audio_in.add(self._audio_unreported)
+            self._audio_unreported = 0.0
 
     def audio_sent_to_stt(self, seconds: float) -> None:
         self.stt_seconds += seconds
@@ -171,15 +190,7 @@ class GatewayStats:
             self._lateness_max = late_ms
 
     def lateness_ms(self, quantile: float) -> float:
-        total = sum(self._lateness)
-        if not total:
-            return 0.0
-        rank, seen = quantile * total, 0
-        for bucket, count in enumerate(self._lateness):
-            seen += count
-            if seen >= rank:
-                return round((bucket + 1) * _LATENESS_BUCKET_MS, 1)
-        return round(self._lateness_max, 1)
+        return _quantile_ms(self._lateness, quantile, self._lateness_max)
 
     def reset_pacing(self) -> None:
         self._lateness = [0] * (_LATENESS_BUCKETS + 1)
@@ -195,10 +206,54 @@ class GatewayStats:
                 "max": round(self._lateness_max, 1),
                 "frames": sum(self._lateness),
             },
+            "frame_lateness_buckets": {str(bucket): count for bucket, count in enumerate(self._lateness) if count},
             "audio_seconds": {"received": round(self.audio_in_seconds, 2), "sent_to_stt": round(self.stt_seconds, 2)},
             "turns": list(self.turns),
             "barge_in_stop_audio_ms": list(self.barge_ins_ms),
+            "worker": {"index": self.worker, "pid": os.getpid(), "up": True,
+                       "cpu_seconds": round(time.process_time(), 3)},
         }
+
+
+def merge_snapshots(snapshots: list[dict[str, Any]]) -> dict[str, Any]:
+    """One replica's figures from its workers' snapshots; `workers` lists each (a worker that did not answer too)."""
+    up = [s for s in snapshots if s["worker"].get("up")]
+    buckets: Counter[int] = Counter()
+    for snapshot in up:
+        buckets.update({int(bucket): count for bucket, count in snapshot["frame_lateness_buckets"].items()})
+    histogram = [buckets.get(bucket, 0) for bucket in range(_LATENESS_BUCKETS + 1)]
+    maximum = max((s["frame_lateness_ms"]["max"] for s in up), default=0.0)
+
+    def total(section: str, key: str) -> Any:
+        return sum(s[section][key] for s in up)
+
+    return {
+        "calls": {key: total("calls", key) for key in ("active", "total", "dropped")},
+        "frames_sent": sum(s["frames_sent"] for s in up),
+        "frame_lateness_ms": {"p50": _quantile_ms(histogram, 0.5, maximum),
+                              "p99": _quantile_ms(histogram, 0.99, maximum), "max": maximum, "frames": sum(histogram)},
+        "frame_lateness_buckets": {str(bucket): count for bucket, count in sorted(buckets.items())},
+        "audio_seconds": {key: round(total("audio_seconds", key), 2) for key in ("received", "sent_to_stt")},
+        "turns": [turn for s in up for turn in s["turns"]],
+        "barge_in_stop_audio_ms": [ms for s in up for ms in s["barge_in_stop_audio_ms"]],
+        "workers": sorted(
+            ({**s["worker"], "calls_active": s["calls"]["active"], "frames_sent": s["frames_sent"]} if s in up
+             else s["worker"] for s in snapshots),
+            key=lambda worker: worker["index"],
+        ),
+    }
+
+
+def _quantile_ms(histogram: list[int], quantile: float, maximum: float) -> float:
+    total = sum(histogram)
+    if not total:
+        return 0.0
+    rank, seen = quantile * total, 0
+    for bucket, count in enumerate(histogram):
+        seen += count
+        if seen >= rank:
+            return round((bucket + 1) * _LATENESS_BUCKET_MS, 1)
+    return round(maximum, 1)
 
 
 def _show(value: float | None) -> str:

@@ -10,7 +10,8 @@ later one for that call (at once or after, with this token or another) gets 409.
 affects no other call. The accepted call gets its call-control token, minted here from the media token's claims,
 for the function app's call routes and handoffs (shared/calls/tokens.py says why here). `/healthz` is open (the
 platform's probes); `/stats` takes GATEWAY_STATS_KEY as a bearer token, or without one answers direct loopback
-requests only (docs/security.md).
+requests only (docs/security.md). With several workers on a replica (workers.py), GATEWAY_MAX_CALLS is the
+replica's and each worker carries its share, and /stats answers for the replica, worker by worker too.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from media_gateway.call import Call
+from media_gateway.endpoint import vad_params as turn_taking
 from media_gateway.hold import CallSlots
 from media_gateway.hooks import CallHooks, CallRef
-from media_gateway.metrics import GatewayStats
+from media_gateway.metrics import GatewayStats, merge_snapshots
 from media_gateway.vad import VadParams
 from shared.calls import tokens as call_tokens
 from shared.calls.tokens import CONTROL_AUDIENCE, MEDIA_AUDIENCE
@@ -35,6 +37,7 @@ from shared.models import SessionStatus
 
 if TYPE_CHECKING:
     from media_gateway.engines import Engines
+    from media_gateway.workers import WorkerPlace
     from shared.bootstrap import Services
 
 log = logging.getLogger(__name__)
@@ -55,15 +58,20 @@ class Gateway:
         max_calls: int | None = None,
         max_held: int | None = None,
         stats: GatewayStats | None = None,
+        place: WorkerPlace | None = None,
     ) -> None:
         self.services = services
         self.engines = engines
         self.hooks = hooks or CallHooks()
-        self.vad_params = vad_params or VadParams(end_of_turn_ms=services.settings.gateway_end_of_turn_ms)
+        self.vad_params = vad_params or turn_taking(services.settings, engines.turn)
+        self.place = place  # this worker's place in the replica's pool; None when it is the only process
         self.max_calls = max_calls or services.settings.gateway_max_calls
+        if place is not None and max_calls is None:
+            self.max_calls = place.share_of(self.max_calls)
         self.max_held = self.max_calls if max_held is None else max_held  # callers on hold beyond those
         self.slots = CallSlots(self.max_calls)
         self.stats = stats or GatewayStats()
+        self.stats.worker = place.index if place is not None else 0
         self.calls: dict[Call, web.WebSocketResponse] = {}
 
     async def media(self, request: web.Request) -> web.StreamResponse:
@@ -85,7 +93,9 @@ class Gateway:
             return _refuse(request, 503, str(exc))
         if session.status is not SessionStatus.ACTIVE:
             return _refuse(request, 409, f"the voice session is {session.status.value}")
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True, heartbeat=30)
+        # No permessage-deflate: base64 audio barely compresses, and deflating 50 messages a second a call would
+        # cost more CPU than everything else the gateway does with them.
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=True, heartbeat=30, compress=False)
         if not ws.can_prepare(request).ok:
             return _refuse(request, 400, "this is a WebSocket endpoint")
         try:
@@ -95,7 +105,7 @@ class Gateway:
             return _refuse(request, 503, str(exc))
         await ws.prepare(request)
         call = Call(ws, ref, self.services.conversation, self.engines, self.hooks, self.stats, self.vad_params,
-                    slots=self.slots, state=self.services.state)
+                    slots=self.slots, state=self.services.state, transport=request.transport)
         self.calls[call] = ws
         try:
             await call.run()
@@ -130,9 +140,18 @@ class Gateway:
         as a bearer token, without it only a direct loopback request (a benchmark or an operator on the box)."""
         if refused := _stats_refusal(request, self.services.settings.gateway_stats_key):
             return refused
-        if request.query.get("reset") == "pacing":
+        reset = request.query.get("reset") == "pacing"
+        siblings = await self.place.siblings_stats(reset) if self.place is not None else []
+        return web.json_response(merge_snapshots([self._own_snapshot(reset), *siblings]))
+
+    async def own_stats(self, request: web.Request) -> web.Response:
+        """A worker's own figures, for its siblings: served on its Unix socket, which only they can reach."""
+        return web.json_response(self._own_snapshot(request.query.get("reset") == "pacing"))
+
+    def _own_snapshot(self, reset: bool) -> dict[str, Any]:
+        if reset:
             self.stats.reset_pacing()
-        return web.json_response(self.stats.snapshot())
+        return self.stats.snapshot()
 
     async def close_calls(self, app: web.Application) -> None:
         """On shutdown: tell every connected peer we are going away (ACS then ends or re-routes the call)."""
@@ -162,6 +181,13 @@ def _stats_refusal(request: web.Request, key: str) -> web.Response | None:
 def _refuse(request: web.Request, status: int, reason: str) -> web.Response:
     log.warning("media connection from %s refused (%d): %s", request.remote, status, reason)
     return web.json_response({"error": reason}, status=status)
+
+
+def create_worker_app(gateway: Gateway) -> web.Application:
+    """What a worker's siblings read over its Unix socket: its own figures (`?reset=pacing` as on /stats)."""
+    app = web.Application()
+    app.router.add_get("/stats", gateway.own_stats)
+    return app
 
 
 def create_app(gateway: Gateway) -> web.Application:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from media_gateway.frames import (
     Frame,
@@ -26,9 +27,10 @@ log = logging.getLogger(__name__)
 
 
 class SttProcessor(FrameProcessor):
-    def __init__(self, stt: Stt, meter: CallMeter, call_id: str) -> None:
+    def __init__(self, stt: Stt, meter: CallMeter, call_id: str, vocabulary: Sequence[str] = ()) -> None:
         super().__init__()
         self._stt = stt
+        self._vocabulary = tuple(vocabulary)
         self._meter = meter
         self._call_id = call_id
         self._stream: SttStream | None = None
@@ -47,9 +49,21 @@ class SttProcessor(FrameProcessor):
         for stream in streams:
             await stream.aclose()
 
+    async def partial(self) -> str:
+        """What the caller has said so far in this turn ("" between turns, or if the engine fails: the end-of-turn
+        judge then goes by the sound alone)."""
+        stream = self._stream
+        if stream is None:
+            return ""
+        try:
+            return normalize_transcript(await stream.partial())
+        except SttError as exc:
+            log.info("call %s: no partial transcript at a pause: %s", self._call_id, exc)
+            return ""
+
     async def process_frame(self, frame: Frame) -> None:
         if isinstance(frame, UserStartedSpeakingFrame):
-            self._stream = self._stt.stream()
+            self._stream = self._stt.stream(self._vocabulary)
         elif isinstance(frame, SpeechAudioFrame):
             if self._stream is not None:
                 await self._stream.push(frame.pcm)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from shared.calls import CallControl, build_call_control
 from shared.conversation import Conversation
@@ -19,7 +20,6 @@ from shared.models import Customer, Identity, IdentityKind
 from shared.policies.base import Policy
 from shared.queue import QueueMetrics
 from shared.scenario import Scenario, load_scenario
-from shared.settings import Settings
 from shared.stores import build_customer_store, build_session_state
 from shared.stores.base import CustomerStore, SessionState
 from shared.sms import SmsSender, build_sms_sender
@@ -28,6 +28,9 @@ from shared.sms.service import SmsService
 from shared.tokens import TokenSigner, load_secret
 from shared.verification import Verifier, sms_code_sender, whatsapp_code_sender
 from shared.whatsapp.service import WhatsAppService
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +52,11 @@ class Services:
 
     @cached_property
     def whatsapp(self) -> WhatsAppService:
+        from shared.handoff import whatsapp_failed  # the handoff's steps take these services: imported once built
+
         return WhatsAppService(self.scenario, self.customers, self.state, self.conversation, self.messenger,
-                               channel_id=self.settings.whatsapp_channel_id)
+                               channel_id=self.settings.whatsapp_channel_id,
+                               on_handoff_failed=partial(whatsapp_failed, self))
 
     @cached_property
     def sms(self) -> SmsService:
@@ -80,7 +86,7 @@ async def get_services() -> Services:
     if _services is None:
         async with _lock:
             if _services is None:
-                _services = await build_services(Settings.from_env())
+                _services = await build_services(settings_from_env())
     return _services
 
 
@@ -91,12 +97,19 @@ async def close_services() -> None:
         await services.close()
 
 
+def settings_from_env() -> Settings:
+    # Imported here: the settings model loads pydantic, which the host need not pay for while it loads the app.
+    from shared.settings import Settings
+
+    return Settings.from_env()
+
+
 async def build_services(settings: Settings) -> Services:
     logging.getLogger().setLevel(settings.log_level)
     scenario = load_scenario(settings.scenario)
     customers = build_customer_store(settings)
     state = build_session_state(settings)
-    policy = build_policy(settings)
+    policy = build_policy(settings, customers)
     desk = Desk(scenario, customers, state)
     messenger = build_messenger(settings)
     sms_sender = build_sms_sender(settings)
@@ -142,14 +155,24 @@ def build_verifier(scenario: Scenario, state: SessionState, customers: CustomerS
     return Verifier(scenario, state, by_whatsapp)
 
 
-def build_policy(settings: Settings) -> Policy:
+def build_policy(settings: Settings, customers: CustomerStore | None = None) -> Policy:
+    """foundry when chosen (or `auto` with AZURE_AI_PROJECT_ENDPOINT), else openai when an endpoint is set, else
+    offline. The Foundry policy falls back to whichever of the other two would have been chosen."""
     if settings.uses_llm:
         from shared.policies.openai_policy import OpenAIPolicy  # imports openai: only when configured
 
-        return OpenAIPolicy(settings)
-    from shared.policies.offline import OfflinePolicy
+        chosen: Policy = OpenAIPolicy(settings)
+    else:
+        from shared.policies.offline import OfflinePolicy
 
-    return OfflinePolicy()
+        chosen = OfflinePolicy()
+    if settings.uses_foundry:
+        if customers is None:
+            raise ValueError("the Foundry policy keeps the conversation id on the customer record: pass the store")
+        from shared.policies.foundry import FoundryPolicy  # imports azure-ai-projects: only when configured
+
+        return FoundryPolicy(settings, customers, fallback=chosen)
+    return chosen
 
 
 async def seed_demo_customers(customers: CustomerStore, scenario: Scenario) -> None:

@@ -10,26 +10,31 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+import uuid
+from datetime import UTC, datetime
+from functools import partial
+from dataclasses import dataclass, field, replace
 from contextlib import AbstractAsyncContextManager
 from typing import Awaitable, Callable
 
-from shared import telemetry
+from shared import callbacks, telemetry
 from shared.desk import Desk, Placement
 from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
 from shared.models import (
     Channel, ChannelSession, Customer, Escalation, EscalationStatus, Handoff, HandoffStatus, Identity, IdentityKind,
     SessionStatus, Turn, Verification, utcnow,
 )
+from shared.notifications import pending as pending_promises
+from shared.ops_metrics import Ledger
 from shared.policies.base import (
     EscalateRequest, HandoffRequest, Policy, SwitchRequest, TextDelta, TurnContext, VerificationNeeded,
 )
 from shared.policies.nlu import requested_channel
 from shared.queue import QueueMetrics
 from shared.router import SwitchDecision, available_channels, decide, phone_of
-from shared.scenario import AgentSpec, Scenario
+from shared.scenario import AgentSpec, Holder, Scenario, ScenarioData
 from shared.session_lock import SessionBusy, SessionLocks
-from shared.sms.promises import promised
+from shared.sms.promises import happened, promised
 from shared.stores.base import CustomerStore, SessionState
 from shared.verification import Challenge, Checked, Verifier, level_of_channel
 from shared.wait import spoken_wait
@@ -53,8 +58,6 @@ OnSave = Callable[[ChannelSession, "list[Reply]", "str | None"], None]
 # A message that names another channel may be the customer asking to move; only then is the queue worth reading
 # on a text channel.
 _MENTIONS_CHANNEL = re.compile(r"what'?s\s?app|web\s?chat|chat (online|instead)|online chat|text me|a link", re.I)
-# A caller waiting for a person may ask to be called back instead.
-_CALLBACK = re.compile(r"\bcall(ing)? (me )?back\b|\bcall-?back\b|\bring me back\b", re.I)
 # ... or stop waiting: they leave the queue and the assistant is theirs again.
 _STOP_WAITING = re.compile(r"\b(never ?mind|forget it|don'?t need (a|the) person|no longer need (a|the) person|"
                            r"i'?ll (stay|carry on) with (you|the assistant))\b|^\W*cancel( that| it)?\W*$", re.I)
@@ -81,8 +84,10 @@ VERIFY_PHRASES = {
     "verify_code_sent": "To keep your account safe, I need to check it's you. I've sent a {length}-digit code by "
                         "{by} to the phone number on the account. What's the code?",
     "verify_knowledge": "To keep your account safe, I need to check it's you. Could you tell me {questions}?",
+    "verify_knowledge_rest": "Thanks. And {questions}?",
     "verify_ok": "Thanks, that's confirmed.",
     "verify_wrong": "That doesn't match what we have. Please try again.",
+    "verify_code_again": "Sorry, I didn't get the whole code: it has {length} digits. Could you give it to me again?",
     "verify_locked": "I can't check who you are right now: there have been too many tries. Please try again later, "
                      "or ask for a person.",
     "verify_expired": "That code has expired, so I've sent a new one. What's the new code?",
@@ -113,6 +118,12 @@ class TurnOutcome:
     replayed: bool = False  # a retried request: these are the replies the first one earned, and nothing ran again
     # The escalation this turn opened: a call routed to a person (CONNECTING) is for the channel to transfer.
     escalation: Escalation | None = None
+    # The turn recorded a promise: the channel starts its notification's orchestration (functions/notifications.py;
+    # the media gateway asks the function app to) once the reply is out. Not done here: it is no part of the answer.
+    promised: bool = False
+    # The turn recorded or cancelled a callback: the channel starts or tells its orchestration (functions/
+    # callbacks.py, `sync_callbacks`). A turn that changes none costs the channel nothing.
+    callbacks_changed: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,13 +210,17 @@ class Conversation:
         if continued is not None:
             telemetry.handoff_outcome("engaged", continued.to_channel.value, continued.started_at)
             try:
-                await self.desk.handoff_engaged(continued)
+                await self.desk.handoff_engaged(continued, customer.customer_id)
             except SwitchboardError as exc:  # a figure on the supervisor's page, not the customer's business
                 log.warning("could not count the engaged handoff: %s", exc)
         session = customer.sessions[session_id]
         agent = session.active_agent or self.scenario.start_agent
         if added:  # a retried open must not wipe the scratch its session's turns have built since
             await self._save_hot(session_id, customer_id, agent, {})
+            try:  # the success figures find conversations by it (shared/ops_metrics.py)
+                await Ledger(self.state).session_opened(customer_id, session_id, continues=continued is not None)
+            except SwitchboardError as exc:  # a figure, not the customer's business
+                log.warning("could not count the opened session: %s", exc)
         replies = [Reply(t.text, t.agent or agent) for t in session.turns[:1] if t.role == "agent"]
         return Opened(session_id, customer, replies, agent, continued)
 
@@ -257,6 +272,8 @@ class Conversation:
             raise SessionClosed(f"this session is {session.status.value}; start a new one")
         if (escalation := customer.open_escalation(session_id)) is not None:
             return await self._turn_at_desk(customer, session, escalation, text, on_text, on_save, key, fence)
+        if (answered := await self._callback_turn(customer, session, text, on_text, on_save, key, fence)) is not None:
+            return answered
 
         hot = await self._load_hot(session_id)
         agent = self.scenario.agent(hot.get("agent") or session.active_agent or self.scenario.start_agent)
@@ -290,6 +307,9 @@ class Conversation:
             learned=learned,
             verification=change.verification,
             verified_phone=change.phone,
+            data=await self._data(),
+            customer=customer,
+            session_id=session_id,
         )
         for reply in prefix:
             if on_text is not None:
@@ -335,7 +355,14 @@ class Conversation:
             await self._show_on_desk(customer, escalation)
         for kind, ref in change.promises:
             await promised(self.state, kind, ref, customer_id)
-        return TurnOutcome(replies, ctx.agent.name, customer, switch_to, escalation=escalation)
+        return TurnOutcome(replies, ctx.agent.name, customer, switch_to, escalation=escalation,
+                           promised=bool(change.promises))
+
+    async def _data(self) -> ScenarioData:
+        """The scenario's data as the tools read it this turn: with what has happened since it shipped (an outage
+        restored, so a customer asking now hears it is over, not its old ETA)."""
+        events = await happened(self.state)
+        return replace(self.scenario.data, happened=events) if events else self.scenario.data
 
     # Verifying who the customer is ---------------------------------------------------------------------------------
 
@@ -347,7 +374,7 @@ class Conversation:
         phone = holder.phone if holder is not None else ""
         for method in methods:
             if holder is None:  # no such account: asked, refused and capped the same way, and nothing is sent
-                challenge = await self.verifier.challenge_nobody(needed.named, method)
+                challenge = await self.verifier.challenge_nobody(session.session_id, needed.named, method)
             else:
                 challenge = await self.verifier.challenge(session.session_id, holder, method)
             if challenge.refused in ("unavailable", "too_many") and method != methods[-1]:
@@ -362,7 +389,8 @@ class Conversation:
         if challenge.refused in ("locked", "unavailable"):
             return [Reply(self._verify_phrase(f"verify_{challenge.refused}"), agent)]
         change.pending = {"method": challenge.method, "phone": phone, "question": question, "agent": agent,
-                          "tool": needed.tool, **({} if holder is not None else {"named": needed.named})}
+                          "tool": needed.tool,
+                          **({"account": needed.account} if holder is not None else {"named": needed.named})}
         if challenge.refused == "too_many":
             return [Reply(self._verify_phrase("verify_too_many"), agent)]
         return [Reply(self._challenge_words(challenge), agent)]
@@ -372,9 +400,13 @@ class Conversation:
         if challenge.method == "code":
             by = _CODE_CHANNELS.get(challenge.sent_by or "", challenge.sent_by or "text message")
             return self._verify_phrase("verify_code_sent", length=spec.code_length, by=by)
-        asks = [q.ask for q in spec.knowledge]
-        questions = ", ".join(asks[:-1]) + (" and " if len(asks) > 1 else "") + asks[-1]
-        return self._verify_phrase("verify_knowledge", questions=questions)
+        return self._verify_phrase("verify_knowledge", questions=self._asks())
+
+    def _asks(self, *, digits: bool | None = None) -> str:
+        """The scenario's knowledge questions as the agent says them; `digits=False`: only those a number does not
+        answer (what is left once a ZIP code was keyed)."""
+        asks = [q.ask for q in self.scenario.verification.knowledge if digits is None or q.digits is digits]
+        return ", ".join(asks[:-1]) + (" and " if len(asks) > 1 else "") + asks[-1]
 
     async def _verification_answer(self, session: ChannelSession, text: str, change: _SessionChange,
                                    agent: str) -> list[Reply] | tuple[str, Reply] | None:
@@ -383,31 +415,57 @@ class Conversation:
         answers the message as usual, and the check is dropped)."""
         pending = session.pending_verification or {}
         phone, method = str(pending.get("phone") or ""), pending.get("method")
-        holder = self.scenario.holder({"phone_number": phone}) if phone else None
+        holder = self._holder_asked_about(pending)
+        named = str(pending.get("named") or session.session_id)  # the made-up account, when there is no holder
+        if method == "knowledge" and not pending.get("held") \
+                and await self.verifier.hold_digits(session.session_id, text):
+            # Only the number (a ZIP code keyed and ended with #): kept for the rest of the answer, not counted wrong.
+            change.masked, change.pending = "[verification answer]", {**pending, "held": True}
+            return [Reply(self._verify_phrase("verify_knowledge_rest", questions=self._asks(digits=False)), agent)]
         if holder is None:
-            checked = await self.verifier.check_nobody(str(pending.get("named") or session.session_id), text, method)
+            checked = await self.verifier.check_nobody(session.session_id, named, text, method)
         elif method == "code":
             checked = await self.verifier.check_code(session.session_id, phone, text)
         else:
-            checked = await self.verifier.check_knowledge(holder, text)
+            checked = await self.verifier.check_knowledge(holder, text, session.session_id)
+        if pending.get("held"):  # the held number was part of this answer: the next try starts whole again
+            await self.verifier.forget_held(session.session_id)
+            change.pending = {k: v for k, v in pending.items() if k != "held"}
         if checked is Checked.NOT_AN_ANSWER:
             change.pending = None
             return None
         change.masked = "[verification code]" if method == "code" else "[verification answer]"
+        if checked is Checked.MISHEARD:  # most of a code, maybe: masked, and asked again with the check still open
+            return [Reply(self._verify_phrase("verify_code_again", length=self.scenario.verification.code_length),
+                          agent)]
         change.audit.append((f"verification_{checked.value}", {"method": method}))
         if checked is Checked.VERIFIED:
             change.verification, change.phone, change.by, change.pending = Verification.VERIFIED, phone, method, None
             return str(pending.get("question") or ""), Reply(self._verify_phrase("verify_ok"), agent)
         if checked is Checked.WRONG:
             return [Reply(self._verify_phrase("verify_wrong"), agent)]
-        if checked is Checked.EXPIRED and holder is not None:
-            challenge = await self.verifier.challenge(session.session_id, holder, "code")
+        if checked is Checked.EXPIRED:  # a new code, real or pretend, counted towards the hour's cap alike
+            if holder is not None:
+                challenge = await self.verifier.challenge(session.session_id, holder, "code")
+            else:
+                challenge = await self.verifier.challenge_nobody(session.session_id, named, "code")
             if challenge.refused is None:
                 return [Reply(self._verify_phrase("verify_expired"), agent)]
             change.pending = None
             return [Reply(self._verify_phrase(f"verify_{challenge.refused}"), agent)]
-        change.pending = None  # locked (or a code that cannot be renewed): start again later
+        change.pending = None  # locked: start again later
         return [Reply(self._verify_phrase("verify_locked"), agent)]
+
+    def _holder_asked_about(self, pending: dict) -> Holder | None:
+        """The holder the pending check is for, found again as the tool found them (by the arguments that named the
+        account, whatever the scenario calls them); None for an account that does not exist. A check saved before
+        it kept those arguments was always about utilities' phone number on record."""
+        phone = str(pending.get("phone") or "")
+        if not phone:
+            return None
+        account = pending.get("account")
+        holder = self.scenario.holder(account if isinstance(account, dict) else {"phone_number": phone})
+        return holder if holder is not None and holder.phone == phone else None
 
     def _verify_phrase(self, key: str, **values: object) -> str:
         template = self.scenario.phrases.get(key, VERIFY_PHRASES[key])
@@ -484,7 +542,7 @@ class Conversation:
 
         names = [CHANNEL_NAMES.get(c, c) for c in channels or available_channels(self.scenario.omnichannel, customer,
                                                                                   channel)]
-        if channel == "voice" and phone_of(customer):
+        if phone_of(customer):  # any channel: we call the number on record (shared/callbacks.py)
             names.append("a call back when someone is free")
         return ", ".join(names[:-1]) + (" or " if len(names) > 1 else "") + names[-1] if names else ""
 
@@ -504,6 +562,7 @@ class Conversation:
         agent = session.active_agent or self.scenario.start_agent
         replies: list[Reply] = []
         switch_to = callback = None
+        edit: _Edit | None = None
         stopped = escalation.status is EscalationStatus.WAITING and bool(_STOP_WAITING.search(text))
         if stopped:
             replies.append(Reply(self._desk_phrase("stopped_waiting"), agent))
@@ -515,10 +574,14 @@ class Conversation:
                 switch_to = asked
                 name = _channel_name(asked)
                 replies.append(Reply(self.scenario.phrase("switch_accepted", channel=name), agent))
-            elif session.channel is Channel.VOICE and _CALLBACK.search(text):
+            elif callbacks.ASKS.search(text) and not callbacks.CANCELS.search(text):
                 callback = phone_of(customer)
-                phrase = "callback_recorded" if callback else "callback_unavailable"
-                replies.append(Reply(self._desk_phrase(phrase, number=_spoken_number(callback)), agent))
+                request = self._callback_request(customer, session, text, callback) if callback else None
+                if request is None:
+                    replies.append(Reply(self._desk_phrase("callback_unavailable"), agent))
+                else:
+                    edit = partial(_add_callback, request)
+                    replies.append(Reply(self._callback_words(request, "callback_recorded"), agent))
             else:
                 position = await self.desk.position(escalation.escalation_id)
                 load = await self.desk.load()
@@ -535,7 +598,8 @@ class Conversation:
                           [], {})
         try:
             customer = await self._save_turn(
-                customer.customer_id, session.session_id, text, agent, ctx, replies, switch_to, on_save, key, fence
+                customer.customer_id, session.session_id, text, agent, ctx, replies, switch_to, on_save, key, fence,
+                edit=edit,
             )
         except _AnsweredMeanwhile:
             customer = await self.customers.get(customer.customer_id)
@@ -547,7 +611,74 @@ class Conversation:
                                   callback=callback)
         else:
             await self.desk.touch_session(session.session_id)  # the person's page shows the new message
-        return TurnOutcome(replies, agent, customer, switch_to)
+        return TurnOutcome(replies, agent, customer, switch_to, callbacks_changed=edit is not None)
+
+    # Callbacks (shared/callbacks.py) -------------------------------------------------------------------------------
+
+    async def _callback_turn(self, customer: Customer, session: ChannelSession, text: str, on_text: OnText | None,
+                             on_save: OnSave | None, key: str | None, fence: int | None) -> TurnOutcome | None:
+        """"Cancel my callback" on any channel; "call me back (at 3 pm)" while the line is busy (the wait for a
+        person is over the threshold the channel offer is made at). None: the turn is for the agents."""
+        cancels, asks = callbacks.CANCELS.search(text), callbacks.ASKS.search(text)
+        agent = session.active_agent or self.scenario.start_agent
+        edit: _Edit | None = None
+        if cancels and callbacks.open_callback(customer) is not None:
+            edit, said = _cancel_callback, callbacks.phrase(self.scenario, "callback_cancelled")
+        elif cancels and asks:
+            said = callbacks.phrase(self.scenario, "callback_none")
+        elif asks and await self._long_wait():
+            number = phone_of(customer)
+            request = self._callback_request(customer, session, text, number) if number else None
+            if request is None:
+                said = callbacks.phrase(self.scenario, "callback_unavailable")
+            else:
+                edit, said = partial(_add_callback, request), self._callback_words(request, "callback_recorded_turn")
+        else:
+            return None
+        replies = [Reply(said, agent)]
+        if on_text is not None:
+            await on_text(said, agent)
+        ctx = TurnContext(self.scenario, self.scenario.agent(agent), text, dict(customer.collected), customer.summary,
+                          [], {})
+        try:
+            saved = await self._save_turn(customer.customer_id, session.session_id, text, agent, ctx, replies, None,
+                                          on_save, key, fence, edit=edit)
+        except _AnsweredMeanwhile:
+            saved = await self.customers.get(customer.customer_id)
+            return _replay(saved, session.session_id, key) or TurnOutcome([], agent, saved)
+        return TurnOutcome(replies, agent, saved, callbacks_changed=edit is not None)
+
+    async def _long_wait(self) -> bool:
+        """Whether a customer asking for a person now would be offered not to wait (shared/router.py's rule)."""
+        omni, queue = self.scenario.omnichannel, await self.queue.snapshot()
+        if not queue.known:
+            return False
+        return (queue.estimated_wait_seconds is not None
+                and queue.estimated_wait_seconds > omni.queue_wait_threshold_seconds) \
+            or (queue.waiting is not None and queue.waiting > omni.queue_depth_threshold)
+
+    def _callback_request(self, customer: Customer, session: ChannelSession, text: str,
+                          number: str | None) -> callbacks.Request | None:
+        if not number:
+            return None
+        if (existing := callbacks.open_callback(customer)) is not None:
+            return callbacks.Request(**{k: existing[k] for k in callbacks.Request.__dataclass_fields__})
+        when = callbacks.parse_when(text, datetime.now(UTC))
+        return callbacks.Request(
+            callback_id="cb_" + uuid.uuid4().hex[:16], number=number,
+            agent=session.active_agent or self.scenario.start_agent,
+            topic=callbacks.topic_of(self.scenario, customer, session.session_id, text),
+            when=when["kind"], at=when.get("at"),
+        )
+
+    def _callback_words(self, request: callbacks.Request, turn_phrase: str) -> str:
+        number = _spoken_number(request.number)
+        if request.when == "at":
+            when = callbacks.spoken_when({"when": "at", "at": request.at}, datetime.now(UTC))
+            return callbacks.phrase(self.scenario, "callback_recorded_at", number=number, when=when)
+        if turn_phrase in DESK_PHRASES:
+            return self._desk_phrase(turn_phrase, number=number)
+        return callbacks.phrase(self.scenario, turn_phrase, number=number)
 
     async def _show_on_desk(self, customer: Customer, escalation: Escalation) -> None:
         try:
@@ -649,6 +780,7 @@ class Conversation:
             edge = ctx.agent.edge_to(target.name)
             log.info("handoff %s -> %s (%s, %s)", ctx.agent.name, target.name, edge.mode, handoff.reason)
             ctx.agent = target
+            ctx.hops += 1
             if edge.mode == "announced":
                 replies.append(Reply(target.greeting, target.name))
                 if on_text is not None:
@@ -702,6 +834,8 @@ class Conversation:
         fence: int | None = None,
         escalation: Escalation | None = None,
         change: _SessionChange | None = None,
+        *,
+        edit: _Edit | None = None,
     ) -> Customer:
         turns = [Turn(role="customer", text=text, agent=agent, key=key, switch_to=switch_to)] + [
             Turn("agent", r.text, r.agent, tool=r.tool) for r in replies
@@ -727,6 +861,8 @@ class Conversation:
                 change.apply(customer, session)
             if on_save is not None:
                 on_save(session, replies, switch_to)
+            if edit is not None:
+                edit(customer, session)
 
         customer, _ = await self.customers.update(customer_id, record)
         return customer
@@ -749,6 +885,18 @@ class Conversation:
             log.warning("session state unavailable, the next turn starts from the record: %s", exc)
 
 
+#: A change to the record made in a turn's own write (it may run more than once: a pure function of its arguments).
+_Edit = Callable[[Customer, ChannelSession], None]
+
+
+def _add_callback(request: callbacks.Request, customer: Customer, session: ChannelSession) -> None:
+    callbacks.add(customer, session, request)
+
+
+def _cancel_callback(customer: Customer, session: ChannelSession) -> None:
+    callbacks.cancel(customer, session)
+
+
 class _AnsweredMeanwhile(Exception):
     """Raised inside a record write to abandon it: a turn with this idempotency key is already on the record."""
 
@@ -765,7 +913,20 @@ def _replay(customer: Customer, session_id: str, key: str) -> TurnOutcome | None
     agent = replies[-1].agent if replies else session.active_agent or ""
     # The accepted switch too: the first request may have failed to start the handoff after saving the turn.
     asked = next(t for t in session.turns if t.role == "customer" and t.key == key)
-    return TurnOutcome(replies, agent, customer, asked.switch_to, replayed=True)
+    # What the first request may have failed to start after saving the turn, as for the switch.
+    return TurnOutcome(replies, agent, customer, asked.switch_to, replayed=True, **_still_to_start(customer))
+
+
+def answered_before(customer: Customer) -> TurnOutcome:
+    """A message the record shows answered arrives again (a redelivered event): the delivery that ran its turn may
+    have failed before starting what it set going, so the channel starts whatever the record still holds."""
+    return TurnOutcome([], "", customer, **_still_to_start(customer))
+
+
+def _still_to_start(customer: Customer) -> dict[str, bool]:
+    """The outcome's flags for whatever the record holds to start: promises not kept, callbacks open (each start
+    finds one already running by its id, so this starts nothing twice)."""
+    return {"promised": bool(pending_promises(customer)), "callbacks_changed": callbacks.has_open(customer)}
 
 
 def _channel_name(channel: str) -> str:
@@ -802,7 +963,7 @@ class _SessionChange:
         if self.pending is not _KEEP:
             session.pending_verification = self.pending  # type: ignore[assignment]
         for event, details in self.audit:
-            customer.add_audit(event, session, level=session.verification.value, **details)
+            session.add_audit(event, level=session.verification.value, **details)
 
 
 def _promises(ctx: TurnContext, change: _SessionChange) -> None:

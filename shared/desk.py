@@ -25,6 +25,7 @@ from shared.errors import Conflict, InvalidInput, NotFound, SwitchboardError
 from shared.models import (
     Channel, ChannelSession, Customer, Escalation, EscalationStatus, Handoff, Turn, new_id, utcnow,
 )
+from shared.ops_metrics import Figures, Ledger, handoff_figures
 from shared.scenario import Scenario
 from shared.stores.base import CustomerStore, SessionState
 from shared.wait import DeskLoad
@@ -63,9 +64,6 @@ _ESCALATED = "desk:hour:escalated"  # sets with one member per event, each expir
 _ABANDONED = "desk:hour:abandoned"
 _CLAIMED = "desk:hour:claimed"
 _SESSION_VERSION = "desk:session:"  # + session id: counter the chat page's long poll waits on
-_HANDOFFS_STARTED = "desk:day:handoffs_started"
-_HANDOFFS_ENGAGED = "desk:day:handoffs_engaged"
-_SWITCH_TIMES = "desk:switch_times"
 DAY = 24 * 3600.0
 
 AVAILABLE, AWAY = "available", "away"
@@ -256,6 +254,9 @@ class Desk:
         how sure we were who it was (the session's verification level); and the audit, each verification step and
         each disclosure of account data, so the person sees what was told and whether the customer proved who they
         are. Codes and answers are in none of it: the record never holds them."""
+        from shared.callbacks import open_callback
+        from shared.notifications import promised_view
+
         entry = await self.entry(escalation_id)
         customer = await self.customers.get(entry["customer_id"])
         escalation = customer.find_escalation(escalation_id)
@@ -280,7 +281,10 @@ class Desk:
             "summary": customer.summary or escalation.summary,
             "sessions": sessions,
             "history": [e.to_dict() for e in customer.escalations if e.escalation_id != escalation_id],
-            "audit": [_audit_view(entry) for entry in customer.audit],
+            "syntheses": list(customer.syntheses),  # how each ended conversation ended (shared/synthesis.py)
+            "promised": promised_view(customer),  # what we said we would send them (shared/notifications.py)
+            "callback": _callback_view(open_callback(customer)),
+            "audit": [_audit_view(entry) for entry in await self.customers.audit(customer.customer_id)],
         }
 
     # What people do --------------------------------------------------------------------------------------------
@@ -455,17 +459,20 @@ class Desk:
         """Something the customer's page should fetch happened on this session."""
         await self._bump(session_id)
 
-    # Handoffs, for the supervisor's figures --------------------------------------------------------------------
+    # Handoffs, for the supervisor's figures (shared/ops_metrics.py computes them from the records) -------------
 
-    async def handoff_started(self, instance_id: str) -> None:
-        await self.state.add_member(_HANDOFFS_STARTED, instance_id, DAY)
+    async def handoff_started(self, customer_id: str, session_id: str, to_channel: str) -> None:
+        """The customer said yes to continuing on `to_channel`: remember it, with the slots their record holds now
+        (what the new channel must not ask for again)."""
+        customer = await self.customers.get(customer_id)
+        await Ledger(self.state, self.clock).handoff_accepted(customer_id, session_id, to_channel,
+                                                              [k for k, v in customer.collected.items() if v])
 
-    async def handoff_engaged(self, handoff: Handoff) -> None:
-        if not await self.state.mark_processed(f"desk:engaged:{handoff.instance_id}", DAY):
-            return
-        await self.state.add_member(_HANDOFFS_ENGAGED, handoff.instance_id, DAY)
-        seconds = max(0.0, self.clock() - _epoch(handoff.started_at))
-        await self._append(_SWITCH_TIMES, seconds)
+    async def handoff_engaged(self, handoff: Handoff, customer_id: str) -> None:
+        """A session on the new channel continues `handoff`, on `customer_id`'s record."""
+        if handoff.to_session_id:
+            await Ledger(self.state, self.clock).handoff_engaged(handoff.from_session_id, customer_id,
+                                                                 handoff.to_session_id)
 
     async def metrics(self) -> dict[str, Any]:
         """The supervisor's figures: the queue now, the last hour, and the handoffs of the last day."""
@@ -474,9 +481,9 @@ class Desk:
         load = await self.load()
         escalated = await self.state.count_members(_ESCALATED)
         abandoned = await self.state.count_members(_ABANDONED)
-        started = await self.state.count_members(_HANDOFFS_STARTED)
-        engaged = await self.state.count_members(_HANDOFFS_ENGAGED)
-        switch_times = (await self.state.get(_SWITCH_TIMES) or {}).get("seconds", [])
+        handoffs = handoff_figures(
+            await Figures(self.scenario, self.customers, self.state, self.clock).handoffs(now - DAY, context=False))
+        succeeded, switch = handoffs["handoff_success"], handoffs["channel_switch_seconds"]
         handles = (await self.state.get(_HANDLES) or {}).get("seconds", [])
         return {
             "waiting": len(waiting),
@@ -491,10 +498,10 @@ class Desk:
             "abandonment_rate": round(abandoned / escalated, 3) if escalated else None,
             "average_handle_seconds": round(statistics.fmean(handles), 1) if handles else None,
             "handle_seconds_in_use": load.handle_seconds,
-            "handoffs_started_last_day": started,
-            "handoffs_engaged_last_day": engaged,
-            "handoff_success_rate": round(min(engaged, started) / started, 3) if started else None,
-            "switch_seconds_median": round(statistics.median(switch_times), 1) if switch_times else None,
+            "handoffs_started_last_day": succeeded["n"],
+            "handoffs_engaged_last_day": succeeded["succeeded"],
+            "handoff_success_rate": succeeded["rate"],
+            "switch_seconds_median": switch["p50"],
             "at": now,
         }
 
@@ -608,8 +615,16 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
 
-#: What an audit entry shows a person at the desk (shared/conversation.py writes them; models.Customer.add_audit).
+#: What an audit entry shows a person at the desk (shared/conversation.py writes them; ChannelSession.add_audit).
 _AUDIT_FIELDS = ("at", "event", "channel", "session_id", "tool", "method", "refused", "level", "shown_by")
+
+
+def _callback_view(callback: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The open callback as the desk shows it: when we call, on which number, about what, attempts so far."""
+    if callback is None:
+        return None
+    return {key: callback.get(key) for key in ("callback_id", "state", "when", "at", "number", "topic",
+                                               "requested_at", "channel")} | {"attempts": len(callback.get("calls", []))}
 
 
 def _audit_view(entry: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from shared.messenger.base import TemplateMessage
 from shared.models import Channel, Customer, Handoff, HandoffStatus, Identity, IdentityKind, SessionStatus, utcnow
 from shared.router import phone_of
 from shared.scenario import WhatsAppTemplate
+from shared.whatsapp.events import DeliveryStatus
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ async def invite(services: Services, plan: HandoffPlan) -> dict:
         # the orchestration wait, remind and expire) for a message that never went.
         await fail(services, plan, f"the invite could not be sent: {result['reason']}")
         return {**result, "failed": True}
-    await _set_status(services, plan, HandoffStatus.INVITED, only_from={HandoffStatus.STARTED})
+    await _set_status(services, plan, HandoffStatus.INVITED, only_from={HandoffStatus.STARTED}, sent=("invite", result))
     return {**result, **({"link_sent": bool(result["sent"])} if link else {})}
 
 
@@ -160,8 +161,42 @@ async def remind(services: Services, plan: HandoffPlan) -> bool:
     result = await _send_template(services, customer, plan, services.scenario.whatsapp.reminder, "reminder", link)
     if not result["sent"] and link is not None:
         await _send_link_by_sms(services, customer, plan, "reminder", link, whatsapp=result["reason"])
-    await _set_status(services, plan, HandoffStatus.REMINDED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED})
+    await _set_status(services, plan, HandoffStatus.REMINDED, only_from={HandoffStatus.STARTED, HandoffStatus.INVITED},
+                      sent=("reminder", result))
     return True
+
+
+async def whatsapp_failed(services: Services, customer_id: str, update: DeliveryStatus) -> None:
+    """WhatsApp accepted a handoff's web chat link (the invite or the reminder), then reported it failed (`update`):
+    the number has no WhatsApp, say. ACS accepts a message before WhatsApp tries it, so this failure comes late, as a
+    delivery status; the link then goes by SMS, as it does when WhatsApp refuses it at once (`invite`).
+
+    Once: the step is marked texted on the record when the text is accepted, and the caller holds the customer's
+    lock (shared/whatsapp/service.py), so a status delivered again, or another about the same message, finds it
+    texted. The text's repeatability id is the step's, as in `invite`, so a crash between sending and marking is
+    recognised by ACS."""
+    customer = await services.customers.get(customer_id)
+    handoff = customer.handoff
+    step = handoff.whatsapp_sent.get(update.message_id) if handoff is not None else None
+    if handoff is None or step is None or not handoff.open or handoff.to_channel is not Channel.WEBCHAT:
+        return  # a handoff to WhatsApp has no link to send another way; one that ended needs none
+    if step in handoff.texted:
+        log.info("handoff %s: the %s went by SMS already", handoff.instance_id, step)
+        return
+    plan = HandoffPlan(handoff.instance_id, customer_id, handoff.from_session_id, handoff.from_channel.value,
+                       handoff.to_channel.value, services.settings.handoff_remind_after_seconds,
+                       services.settings.handoff_expire_after_seconds, handoff.traceparent)
+    result = await _send_link_by_sms(services, customer, plan, step, web_link(services, plan),
+                                     whatsapp=update.error or "failed after it was accepted")
+    if not result["sent"]:
+        return
+
+    def texted(record: Customer) -> None:
+        if record.handoff is not None and record.handoff.instance_id == plan.instance_id \
+                and step not in record.handoff.texted:
+            record.handoff.texted.append(step)
+
+    await services.customers.update(customer_id, texted)
 
 
 async def expire(services: Services, plan: HandoffPlan) -> bool:
@@ -254,10 +289,18 @@ async def _send_link_by_sms(services: Services, customer: Customer, plan: Handof
     return {"sent": True, "message_id": message_id, "by": "sms"}
 
 
-async def _set_status(services: Services, plan: HandoffPlan, status: HandoffStatus, *, only_from: set) -> bool:
+async def _set_status(services: Services, plan: HandoffPlan, status: HandoffStatus, *, only_from: set,
+                      sent: tuple[str, dict] | None = None) -> bool:
+    """Move the handoff to `status` if it is in one of `only_from`. `sent`: the step just sent and how; a WhatsApp
+    message's id is remembered with it, so a `failed` status arriving later finds which step it was about."""
+
     def move(customer: Customer) -> bool:
         handoff = customer.handoff
-        if handoff is None or handoff.instance_id != plan.instance_id or handoff.status not in only_from:
+        if handoff is None or handoff.instance_id != plan.instance_id:
+            return False
+        if sent is not None and sent[1].get("sent") and "by" not in sent[1]:  # it went by WhatsApp
+            handoff.whatsapp_sent[str(sent[1]["message_id"])] = sent[0]
+        if handoff.status not in only_from:
             return False
         handoff.status, handoff.updated_at = status, utcnow()
         return True

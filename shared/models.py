@@ -130,11 +130,13 @@ class Verification(StrEnum):
 
 
 _VERIFICATION_RANK = {Verification.UNVERIFIED: 0, Verification.IDENTIFIED: 1, Verification.VERIFIED: 2}
-#: How many audit entries a record keeps (the latest last). Each is small, but the record is read on every turn: moving
-#: the audit into the session bodies (stored apart) would let it keep them all; until then the latest 50 stay.
-MAX_AUDIT = 50
+#: How many audit entries a session keeps (the latest last). They live in the session's body, stored apart from the
+#: record, so a customer's long history does not weigh on every turn; a session of 200 turns writes far fewer.
+MAX_AUDIT_PER_SESSION = 400
 #: How many promised texts a record remembers (the latest last); the sent ones go first when it is full.
 MAX_PROMISES = 20
+#: How many post-conversation syntheses a record keeps (the latest last; shared/synthesis.py).
+MAX_SYNTHESES = 20
 
 
 @dataclass
@@ -234,6 +236,9 @@ class ChannelSession:
     verified_by: str | None = None
     # A verification the agent asked for and is waiting on: {"method", "phone", "question", "agent", "tool"}.
     pending_verification: dict[str, Any] | None = None
+    # Body: each disclosure of account data and each verification step in this session (add_audit). Kept with the
+    # transcript, not on the record, so the record a turn reads stays small however many sessions came before.
+    audit: list[dict[str, Any]] = field(default_factory=list)
 
     def verified_for(self, phone: str | None, level: Verification) -> bool:
         """Whether this session may see what needs `level` about the account whose number on record is `phone`."""
@@ -264,6 +269,14 @@ class ChannelSession:
                 return replies
         return None
 
+    def add_audit(self, event: str, **details: Any) -> None:
+        # `who`: the number the session stood for when it happened, and how it was shown (caller ID, a code, ...):
+        # what a person at the desk needs to tell the account holder from someone who only knew their number.
+        entry = {"at": utcnow(), "event": event, "channel": self.channel.value, "session_id": self.session_id,
+                 "who": self.verified_phone, "shown_by": self.verified_by, **details}
+        self.audit.append({k: v for k, v in entry.items() if v is not None})
+        del self.audit[:-MAX_AUDIT_PER_SESSION]
+
     def add_message(self, message: ChannelMessage) -> None:
         self.messages.append(message)
         del self.messages[:-MAX_MESSAGES_PER_SESSION]
@@ -279,11 +292,12 @@ class ChannelSession:
 
     @property
     def loaded(self) -> bool:
-        """Whether the transcript and delivery log came with the record (always, for a session made here)."""
+        """Whether the body (transcript, delivery log, audit) came with the record (always, for a session made here)."""
         return not isinstance(self.turns, _NotLoaded)
 
     def header(self) -> dict[str, Any]:
-        """What the customer record lists about this session: everything but the transcript and delivery log."""
+        """What the customer record lists about this session: everything but the body (transcript, delivery log,
+        audit)."""
         return {  # the enums as they are: they are strings, and a record lists many headers, so this stays cheap
             "session_id": self.session_id,
             "channel": self.channel,
@@ -305,6 +319,7 @@ class ChannelSession:
             **self.header(),
             "turns": [t.to_dict() for t in self.turns],
             "messages": [m.to_dict() for m in self.messages],
+            "audit": list(self.audit),
         }
 
     @classmethod
@@ -312,6 +327,7 @@ class ChannelSession:
         session = cls.from_header(data)
         session.turns = [Turn.from_dict(t) for t in data.get("turns", [])]
         session.messages = [ChannelMessage.from_dict(m) for m in data.get("messages", [])]
+        session.audit = list(data.get("audit") or [])
         return session
 
     @classmethod
@@ -330,6 +346,7 @@ class ChannelSession:
             turns=_NotLoaded(session_id, "turns"),
             last_inbound_at=data.get("last_inbound_at"),
             messages=_NotLoaded(session_id, "delivery log"),
+            audit=_NotLoaded(session_id, "audit"),
             fence=int(data.get("fence", 0)),
             verification=Verification(data.get("verification") or Verification.UNVERIFIED),
             verified_phone=data.get("verified_phone"),
@@ -363,6 +380,10 @@ class Handoff:
     to_session_id: str | None = None  # the session that continued it, once engaged
     traceparent: str | None = None  # W3C trace context of the handoff's start: the new channel's turn continues it
     moved_to: str | None = None  # MOVED: the customer record the handoff continues on
+    # WhatsApp's message id of each step sent there (invite, reminder) -> the step: a `failed` status that arrives
+    # later names the message, and a web chat link whose WhatsApp message failed then goes by SMS instead.
+    whatsapp_sent: dict[str, str] = field(default_factory=dict)
+    texted: list[str] = field(default_factory=list)  # the steps whose link went by SMS after WhatsApp failed late
 
     @property
     def open(self) -> bool:
@@ -435,16 +456,25 @@ class Customer:
     sessions: dict[str, ChannelSession] = field(default_factory=dict)
     collected: dict[str, str] = field(default_factory=dict)  # slot name -> value, e.g. account_number
     summary: str = ""
+    # The Foundry policy's conversation for this customer's engagement, across channels (shared/policies/foundry.py),
+    # and the items it has not received yet (turns answered while Foundry was unreachable), oldest first.
+    foundry_thread_id: str | None = None
+    foundry_backlog: list[dict[str, Any]] = field(default_factory=list)
     handoff: Handoff | None = None  # the latest channel move, if any
     escalations: list[Escalation] = field(default_factory=list)  # to people at the desk, the latest last
-    # Disclosures of account data and verification attempts: {"at", "event", "channel", "session_id", ...}.
-    audit: list[dict[str, Any]] = field(default_factory=list)
+    # Audit entries of records written before the audit moved into the session bodies (ChannelSession.audit): kept
+    # as read, never added to. CustomerStore.audit merges them with the sessions'.
+    legacy_audit: list[dict[str, Any]] = field(default_factory=list)
     # Texts an agent promised to send when something happens (shared/sms/promises.py): {"kind", "ref", "at",
     # "session_id", "sent_at", "message_id", "error"}; e.g. kind "outage_restored", ref "OUT-4471".
     promises: list[dict[str, Any]] = field(default_factory=list)
     # The customer texted STOP (or another opt-out word): when, and in which message. No SMS goes to them until they
     # text START. None: they may be texted.
     sms_opt_out: dict[str, str] | None = None
+    # What each ended conversation came to, one per ended session (shared/synthesis.py), the latest last.
+    syntheses: list[dict[str, Any]] = field(default_factory=list)
+    # Calls back the customer asked for instead of waiting (shared/callbacks.py), the latest last.
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
     created_at: str = field(default_factory=utcnow)
     updated_at: str = field(default_factory=utcnow)
     # Sessions per channel that have aged out of `sessions` (their bodies are archived, then expire). Store-owned.
@@ -480,16 +510,6 @@ class Customer:
 
     def find_escalation(self, escalation_id: str) -> Escalation | None:
         return next((e for e in self.escalations if e.escalation_id == escalation_id), None)
-
-    def add_audit(self, event: str, session: ChannelSession, **details: Any) -> None:
-        # `who`: the number the session stood for when it happened, and how it was shown (caller ID, a code, ...):
-        # what a person at the desk needs to tell the account holder from someone who only knew their number.
-        entry = {"at": utcnow(), "event": event, "channel": session.channel.value, "session_id": session.session_id,
-                 "who": session.verified_phone, "shown_by": session.verified_by,
-                 **details}
-        entry = {k: v for k, v in entry.items() if v is not None}
-        self.audit.append(entry)
-        del self.audit[:-MAX_AUDIT]
 
     def add_promise(self, kind: str, ref: str, session: ChannelSession) -> bool:
         """Remember a text we promised; False if the same one is already waiting to go (a customer asking twice
@@ -538,11 +558,15 @@ class Customer:
             "archived_sessions": dict(self.archived_sessions),
             "collected": dict(self.collected),
             "summary": self.summary,
+            **({"foundry_thread_id": self.foundry_thread_id} if self.foundry_thread_id else {}),
+            **({"foundry_backlog": list(self.foundry_backlog)} if self.foundry_backlog else {}),
             "handoff": self.handoff.to_dict() if self.handoff else None,
             "escalations": [e.to_dict() for e in self.escalations],
-            "audit": list(self.audit),
+            **({"audit": list(self.legacy_audit)} if self.legacy_audit else {}),
             "promises": list(self.promises),
             "sms_opt_out": self.sms_opt_out,
+            **({"syntheses": list(self.syntheses)} if self.syntheses else {}),
+            **({"callbacks": list(self.callbacks)} if self.callbacks else {}),
             "expires_at": self.expires_at,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
@@ -562,11 +586,15 @@ class Customer:
             sessions=sessions,
             collected=dict(data.get("collected", {})),
             summary=data.get("summary", ""),
+            foundry_thread_id=data.get("foundry_thread_id"),
+            foundry_backlog=list(data.get("foundry_backlog") or []),
             handoff=Handoff.from_dict(data["handoff"]) if data.get("handoff") else None,
             escalations=[Escalation.from_dict(e) for e in data.get("escalations") or []],
-            audit=list(data.get("audit") or []),
+            legacy_audit=list(data.get("audit") or []),
             promises=list(data.get("promises") or []),
             sms_opt_out=data.get("sms_opt_out"),
+            syntheses=list(data.get("syntheses") or []),
+            callbacks=list(data.get("callbacks") or []),
             archived_sessions=dict(data.get("archived_sessions") or {}),
             expires_at=data.get("expires_at"),
             created_at=data.get("created_at") or utcnow(),

@@ -47,8 +47,11 @@ def phone_of(customer: Customer | None) -> str | None:
     for identity in customer.identities:
         if identity.kind is IdentityKind.PHONE:
             return identity.value
-    number = customer.collected.get("phone_number")
-    return number if number and number.startswith("+") else None
+    # A number they gave to be reached on (contact_number: it names no account) before the account's.
+    for slot in ("contact_number", "phone_number"):
+        if (number := customer.collected.get(slot)) and number.startswith("+"):
+            return number
+    return None
 
 
 def decide(omni: Omnichannel, queue: QueueSnapshot, customer: Customer | None, current: str) -> SwitchDecision:

@@ -1,26 +1,30 @@
 """Scenarios as data: agents, slots, tools, handoff edges, intents and omnichannel thresholds.
 
 A scenario is a folder with `scenario.yaml`, a `tools.py` holding one function per declared tool, and optional demo
-data (`data.yaml`) that the tools read. The format is documented in docs/scenarios.md. The loader rejects unknown
-keys and dangling references with a message naming the file and the key, so a typo fails at start-up instead of
-becoming a setting nobody reads.
+data (`data.yaml`) that the tools read. The format is the pydantic models in shared/scenario_schema.py, and
+docs/scenarios.md is generated from them. The loader rejects unknown keys, wrong types and names that point nowhere
+with a message naming the file, the path inside it and what was expected, so a typo fails at start-up instead of
+becoming a setting nobody reads. The objects built here are plain frozen dataclasses: the conversation core reads
+them on every turn, and importing this module costs the function app's cold start no pydantic.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import re
-import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 import yaml
 
 from shared.errors import ScenarioError
 from shared.models import Verification
 from shared.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from shared import scenario_schema as schema
 
 SCENARIOS_DIR = PROJECT_ROOT / "scenarios"
 
@@ -131,7 +135,7 @@ class IntentSpec:
 
 @dataclass(frozen=True)
 class Omnichannel:
-    queue_wait_threshold_seconds: float = 120
+    queue_wait_threshold_seconds: float = 120.0
     queue_depth_threshold: int = 50
     mass_outage_threshold: int = 1000
     alternate_channels: tuple[str, ...] = ("whatsapp", "webchat")
@@ -153,6 +157,8 @@ HolderLookup = Callable[[dict[str, Any], "ScenarioData"], "Holder | None"]
 class KnowledgeQuestion:
     answer: str  # the Holder.answers key
     ask: str  # how the agent names it: "the ZIP code of the service address"
+    # The answer is a number (a ZIP code): a caller may key it on the phone, apart from the rest of the answer.
+    digits: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,9 +167,9 @@ class VerificationSpec:
 
     methods: tuple[str, ...] = ("code",)  # "code" and/or "knowledge", in the order the agent offers them
     code_length: int = 6
-    code_ttl_seconds: float = 300
+    code_ttl_seconds: float = 300.0
     attempts: int = 3  # wrong answers, across channels and sessions, before the account is locked for a while
-    lock_seconds: float = 900
+    lock_seconds: float = 900.0
     codes_per_hour: int = 3  # texts one number may receive an hour, however often codes are asked for
     knowledge: tuple[KnowledgeQuestion, ...] = ()
     # The slots that name an account. A gated tool called with none of them (an outage looked up by the address the
@@ -180,11 +186,33 @@ class DeskSpec:
     # Tool calls in a row that got nowhere (a requirement still missing, or a failed lookup) before a person helps.
     failed_attempts: int = 3
     # The handle time assumed until the desk has closed some conversations of its own (docs/desk.md).
-    default_handle_seconds: float = 300
+    default_handle_seconds: float = 300.0
 
     def safety_word_in(self, text: str) -> str | None:
         lowered = " ".join(text.lower().split())
         return next((w for w in self.safety_words if w in lowered), None)
+
+
+DEFAULT_REPROMPT = "Are you still there?"
+DEFAULT_GOODBYE = ("I haven't heard anything for a while, so I'll end the call now. Thank you for calling {company}, "
+                   "and please call back any time. Goodbye.")
+
+
+#: The shortest and longest silence a scenario may set: under a second cuts off a caller drawing breath, and a
+#: line held open for minutes on nobody costs a call slot and a phone line.
+SILENCE_SECONDS = (1.0, 120.0)
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """Calls: what the agent does when the caller says nothing (media_gateway/silence.py, docs/voice.md)."""
+
+    # How long the line waits on the caller, once the agent's audio has played, before asking if they are there;
+    # the same again after that question before the goodbye (and the call ends, recorded as abandoned).
+    silence_reprompt_seconds: float = 7.0
+    reprompt: str = DEFAULT_REPROMPT  # may name {company}
+    goodbye: str = DEFAULT_GOODBYE  # may name {company}
+    vocabulary: tuple[str, ...] = ()  # what speech-to-text should expect callers to say: streets, towns, names
 
 
 @dataclass(frozen=True)
@@ -235,6 +263,13 @@ class ScenarioData:
     """The demo back-office data a scenario ships with (accounts, outages, ...), read by its tools."""
 
     records: dict[str, Any]
+    # What the back office has said happened since, as the key of the promise it fulfils ("outage_restored:OUT-4471",
+    # shared/sms/promises.py): the shipped data cannot change under a running app, so a tool reads both. The
+    # conversation core fills it in for each turn.
+    happened: frozenset[str] = frozenset()
+
+    def has_happened(self, event: str) -> bool:
+        return event in self.happened
 
     def __getitem__(self, key: str) -> Any:
         return self.records[key]
@@ -260,6 +295,7 @@ class Scenario:
     whatsapp: WhatsAppSpec = WhatsAppSpec()
     desk: DeskSpec = DeskSpec()
     verification: VerificationSpec = VerificationSpec()
+    voice: VoiceSpec = VoiceSpec()
     holder_lookup: HolderLookup | None = None  # None: no tool can be verified for (and none may ask for it)
 
     def holder(self, arguments: dict[str, Any]) -> Holder | None:
@@ -276,6 +312,13 @@ class Scenario:
         named = sorted(f"{slot}={arguments[param]}" for param, slot in self.tools[tool].slot_parameters().items()
                        if arguments.get(param) and (not slots or slot in slots))
         return "&".join(named)
+
+    def account_arguments(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a call of `tool` that name an account (its account slots' parameters), as HOLDER reads
+        them: {"policy_number": "LM-482913"}."""
+        slots = self.verification.account_slots
+        return {param: arguments[param] for param, slot in self.tools[tool].slot_parameters().items()
+                if arguments.get(param) and (not slots or slot in slots)}
 
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]
@@ -302,121 +345,108 @@ def normalize_slot(kind: str, raw: str) -> str:
 
 
 # Loading --------------------------------------------------------------------------------------------------------
-
-_TOP_KEYS = {
-    "name", "company", "start_agent", "agents", "slots", "tools", "intents", "phrases", "omnichannel", "escalation",
-    "whatsapp", "desk", "verification",
-}
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_AGENT_KEYS = {"title", "greeting", "instructions", "intents", "slots", "tools", "handoffs"}
-_SLOT_KEYS = {"description", "ask", "pattern", "kind", "choices"}
-_TOOL_KEYS = {"description", "parameters", "requires", "keywords", "verification"}
-_EDGE_KEYS = {"to", "mode", "when"}
-_INTENT_KEYS = {"examples", "keywords", "summary"}
-_REQUIRED_PHRASES = {
-    "clarify", "fallback", "farewell", "thanks", "anything_else",
-    "switch_offer", "switch_accepted", "switch_declined", "switch_unavailable",
-}
+# scenario.yaml is checked by the pydantic models in shared/scenario_schema.py (imported here, when a scenario is
+# loaded: pydantic costs ~80 ms to import, which the function app's cold start does not pay). What the models cannot
+# see, tools.py's functions and HOLDER, is checked below.
 
 
 @lru_cache(maxsize=8)
 def load_scenario(name_or_path: str) -> Scenario:
     """Load and validate a scenario by folder name under scenarios/ or by path. Cached: scenarios are immutable."""
+    from shared import scenario_schema
+
     folder = Path(name_or_path)
     if not folder.is_absolute():
         folder = SCENARIOS_DIR / name_or_path
     spec_file = folder / "scenario.yaml"
     if not spec_file.is_file():
         raise ScenarioError(f"no scenario at {folder}: {spec_file.name} is missing")
-    raw = _read_yaml(spec_file)
-    where = str(spec_file)
-    _check_keys(raw, _TOP_KEYS, where, required={"name", "company", "start_agent", "agents", "phrases"})
+    spec = scenario_schema.validate(_read_yaml(spec_file), spec_file)
 
-    slots = {name: _slot(name, body, f"{where}: slots.{name}") for name, body in (raw.get("slots") or {}).items()}
     functions = _tool_functions(folder)
-    tools = {
-        name: _tool(name, body, slots, functions, f"{where}: tools.{name}")
-        for name, body in (raw.get("tools") or {}).items()
-    }
-    if extra := set(functions) - set(tools):
+    if missing := [name for name in spec.tools if name not in functions]:
+        raise ScenarioError(f"{spec_file}: tools.{missing[0]}: tools.py has no function for this tool in TOOLS")
+    if extra := set(functions) - set(spec.tools):
         raise ScenarioError(f"{folder / 'tools.py'}: TOOLS has functions no tool declares: {sorted(extra)}")
-    intents = {name: _intent(name, body, f"{where}: intents.{name}") for name, body in (raw.get("intents") or {}).items()}
-    agents = {name: _agent(name, body, f"{where}: agents.{name}") for name, body in raw["agents"].items()}
-    _check_references(agents, slots, tools, intents, where)
-    if raw["start_agent"] not in agents:
-        raise ScenarioError(f"{where}: start_agent {raw['start_agent']!r} is not one of the agents")
-
-    phrases = {str(k): str(v) for k, v in raw["phrases"].items()}
-    if missing := _REQUIRED_PHRASES - set(phrases):
-        raise ScenarioError(f"{where}: phrases is missing {sorted(missing)}")
-
-    omni_raw = raw.get("omnichannel") or {}
-    _check_keys(omni_raw, set(Omnichannel.__dataclass_fields__), f"{where}: omnichannel")
-    omnichannel = Omnichannel(**{k: tuple(v) if isinstance(v, list) else v for k, v in omni_raw.items()})
-
-    escalation = raw.get("escalation", "")
-    if not isinstance(escalation, str) or (escalation and not _E164.match(escalation)):
-        raise ScenarioError(f"{where}: escalation must be a quoted E.164 phone number like '+15555550199'")
-
-    whatsapp = _whatsapp(raw.get("whatsapp") or {}, slots, f"{where}: whatsapp")
-    desk = _desk(raw.get("desk") or {}, f"{where}: desk")
-    verification = _verification(raw.get("verification") or {}, f"{where}: verification")
     holder_lookup = _holder_lookup(folder)
-    if holder_lookup is None and (gated := [t.name for t in tools.values() if t.verification.at_least(
-            Verification.IDENTIFIED)]):
+    if holder_lookup is None and (gated := [name for name, tool in spec.tools.items()
+                                            if tool.verification.at_least(Verification.IDENTIFIED)]):
         raise ScenarioError(f"{folder / 'tools.py'}: tools {gated} need verification, so tools.py must define HOLDER")
-    if unknown := sorted(set(verification.account_slots) - set(slots)):
-        raise ScenarioError(f"{where}: verification.account_slots: no slots named {unknown}")
 
     data_file = folder / "data.yaml"
-    data = ScenarioData(_read_yaml(data_file) if data_file.is_file() else {})
     return Scenario(
-        name=str(raw["name"]),
-        company=str(raw["company"]),
-        start_agent=raw["start_agent"],
-        agents=agents,
-        slots=slots,
-        tools=tools,
-        intents=intents,
-        phrases=phrases,
-        omnichannel=omnichannel,
-        data=data,
+        name=spec.name,
+        company=spec.company,
+        start_agent=spec.start_agent,
+        agents={name: _agent(name, agent) for name, agent in spec.agents.items()},
+        slots={name: _slot(name, slot) for name, slot in spec.slots.items()},
+        tools={name: _tool(name, tool, functions[name]) for name, tool in spec.tools.items()},
+        intents={name: IntentSpec(name, tuple(i.examples), dict(i.keywords), i.summary.strip())
+                 for name, i in spec.intents.items()},
+        phrases=dict(spec.phrases),
+        omnichannel=Omnichannel(**{**spec.omnichannel.model_dump(),
+                                   "alternate_channels": tuple(spec.omnichannel.alternate_channels)}),
+        data=ScenarioData(_read_yaml(data_file) if data_file.is_file() else {}),
         path=folder,
-        escalation=escalation,
-        whatsapp=whatsapp,
-        desk=desk,
-        verification=verification,
+        escalation=spec.escalation,
+        whatsapp=WhatsAppSpec(non_text_reply=spec.whatsapp.non_text_reply, **{
+            key: _template(template) for key in ("template", "invite", "link_invite", "reminder", "code")
+            if (template := getattr(spec.whatsapp, key)) is not None}),
+        desk=DeskSpec(tuple(" ".join(w.lower().split()) for w in spec.desk.safety_words), spec.desk.failed_attempts,
+                      spec.desk.default_handle_seconds),
+        verification=_verification(spec.verification),
+        voice=VoiceSpec(spec.voice.silence_reprompt_seconds, spec.voice.reprompt, spec.voice.goodbye,
+                        tuple(spec.voice.vocabulary)),
         holder_lookup=holder_lookup,
     )
 
 
-def _verification(body: dict[str, Any], where: str) -> VerificationSpec:
-    allowed = {"methods", "code_length", "code_ttl_seconds", "attempts", "lock_seconds", "codes_per_hour", "knowledge",
-               "account_slots"}
-    _check_keys(body, allowed, where)
-    methods = tuple(body.get("methods") or VerificationSpec.methods)
-    if not methods or set(methods) - {"code", "knowledge"}:
-        raise ScenarioError(f"{where}.methods: a list of code and/or knowledge")
-    numbers = {}
-    for name in allowed - {"methods", "knowledge", "account_slots"}:
-        value = body.get(name, getattr(VerificationSpec, name))
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise ScenarioError(f"{where}.{name}: expected a positive number")
-        numbers[name] = value
-    if not 4 <= numbers["code_length"] <= 10:
-        raise ScenarioError(f"{where}.code_length: between 4 and 10 digits")
-    questions = []
-    for i, q in enumerate(body.get("knowledge") or []):
-        _check_keys(q, {"answer", "ask"}, f"{where}.knowledge[{i}]", required={"answer", "ask"})
-        questions.append(KnowledgeQuestion(str(q["answer"]), str(q["ask"])))
-    if "knowledge" in methods and not questions:
-        raise ScenarioError(f"{where}.knowledge: the knowledge method needs questions")
-    account_slots = body.get("account_slots") or []
-    if not isinstance(account_slots, list) or not all(isinstance(a, str) for a in account_slots):
-        raise ScenarioError(f"{where}.account_slots: a list of slot names")
-    return VerificationSpec(methods, int(numbers["code_length"]), float(numbers["code_ttl_seconds"]),
-                            int(numbers["attempts"]), float(numbers["lock_seconds"]), int(numbers["codes_per_hour"]),
-                            tuple(questions), tuple(account_slots))
+def _slot(name: str, slot: schema.Slot) -> SlotSpec:
+    choices = {value: tuple(words) for value, words in slot.choices.items()}
+    return SlotSpec(name, slot.description, slot.ask, slot.pattern or None, slot.kind, choices)
+
+
+def _tool(name: str, tool: schema.Tool, function: ToolFunction) -> ToolSpec:
+    return ToolSpec(
+        name=name,
+        description=tool.description,
+        parameters={p: spec.model_dump(exclude_none=True) for p, spec in tool.parameters.items()},
+        requires=tuple(Requirement(tuple(r.any_of), r.ask) for r in tool.requires),
+        keywords=tuple(tool.keywords),
+        function=function,
+        verification=tool.verification,
+    )
+
+
+def _agent(name: str, agent: schema.Agent) -> AgentSpec:
+    return AgentSpec(
+        name=name,
+        title=agent.title,
+        greeting=agent.greeting,
+        instructions=agent.instructions,
+        intents=tuple(agent.intents),
+        slots=tuple(agent.slots),
+        tools=tuple(agent.tools),
+        handoffs=tuple(HandoffEdge(edge.to, edge.mode, edge.when) for edge in agent.handoffs),
+    )
+
+
+def _template(template: schema.Template) -> WhatsAppTemplate:
+    parameters = tuple(TemplateParameter(p.name, p.text, p.fallback) for p in template.parameters)
+    return WhatsAppTemplate(template.name, template.language, parameters)
+
+
+def _verification(rules: schema.VerificationRules) -> VerificationSpec:
+    return VerificationSpec(
+        methods=tuple(rules.methods),
+        code_length=rules.code_length,
+        code_ttl_seconds=rules.code_ttl_seconds,
+        attempts=rules.attempts,
+        lock_seconds=rules.lock_seconds,
+        codes_per_hour=rules.codes_per_hour,
+        knowledge=tuple(KnowledgeQuestion(q.answer, q.ask, q.digits) for q in rules.knowledge),
+        account_slots=tuple(rules.account_slots),
+    )
 
 
 def _holder_lookup(folder: Path) -> HolderLookup | None:
@@ -427,20 +457,6 @@ def _holder_lookup(folder: Path) -> HolderLookup | None:
     return lookup
 
 
-def _desk(body: dict[str, Any], where: str) -> DeskSpec:
-    _check_keys(body, set(DeskSpec.__dataclass_fields__), where)
-    words = body.get("safety_words") or []
-    if not isinstance(words, list) or not all(isinstance(w, str) and w.strip() for w in words):
-        raise ScenarioError(f"{where}.safety_words: expected a list of words or phrases")
-    attempts = body.get("failed_attempts", DeskSpec.failed_attempts)
-    if not isinstance(attempts, int) or attempts < 1:
-        raise ScenarioError(f"{where}.failed_attempts: expected a whole number of at least 1")
-    handle = body.get("default_handle_seconds", DeskSpec.default_handle_seconds)
-    if not isinstance(handle, (int, float)) or handle <= 0:
-        raise ScenarioError(f"{where}.default_handle_seconds: expected a positive number of seconds")
-    return DeskSpec(tuple(" ".join(w.lower().split()) for w in words), attempts, float(handle))
-
-
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -449,175 +465,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ScenarioError(f"{path}: the top level must be a mapping")
     return loaded
-
-
-def _check_keys(body: Any, allowed: set[str], where: str, required: set[str] = frozenset()) -> None:
-    if not isinstance(body, dict):
-        raise ScenarioError(f"{where}: expected a mapping, got {type(body).__name__}")
-    if unknown := set(body) - allowed:
-        raise ScenarioError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-    if missing := required - set(body):
-        raise ScenarioError(f"{where}: missing key(s) {sorted(missing)}")
-
-
-def _slot(name: str, body: dict[str, Any], where: str) -> SlotSpec:
-    _check_keys(body, _SLOT_KEYS, where, required={"description", "ask"})
-    if body.get("pattern"):
-        try:
-            re.compile(body["pattern"])
-        except re.error as exc:
-            raise ScenarioError(f"{where}.pattern: not a valid regex: {exc}") from None
-    kind = body.get("kind", "text")
-    if kind not in ("text", "digits", "phone", "title"):
-        raise ScenarioError(f"{where}.kind: must be text, digits, phone or title, not {kind!r}")
-    choices = body.get("choices") or {}
-    if not isinstance(choices, dict) or not all(isinstance(w, list) and w for w in choices.values()):
-        raise ScenarioError(f"{where}.choices: must map each value to a list of words that mean it")
-    return SlotSpec(
-        name,
-        body["description"],
-        body["ask"],
-        body.get("pattern"),
-        kind,
-        {str(value): tuple(str(w) for w in words) for value, words in choices.items()},
-    )
-
-
-def _tool(
-    name: str, body: dict[str, Any], slots: dict[str, SlotSpec], functions: dict[str, ToolFunction], where: str
-) -> ToolSpec:
-    _check_keys(body, _TOOL_KEYS, where, required={"description"})
-    if name not in functions:
-        raise ScenarioError(f"{where}: tools.py has no function for this tool in TOOLS")
-    parameters: dict[str, dict[str, Any]] = {}
-    for pname, pspec in (body.get("parameters") or {}).items():
-        _check_keys(pspec, {"slot", "type", "description", "enum"}, f"{where}.parameters.{pname}")
-        if "slot" in pspec and pspec["slot"] not in slots:
-            raise ScenarioError(f"{where}.parameters.{pname}: unknown slot {pspec['slot']!r}")
-        if "slot" not in pspec and "description" not in pspec:
-            raise ScenarioError(f"{where}.parameters.{pname}: give a slot or a description")
-        parameters[pname] = dict(pspec)
-    requires = []
-    for i, req in enumerate(body.get("requires") or []):
-        _check_keys(req, {"any_of", "ask"}, f"{where}.requires[{i}]", required={"any_of", "ask"})
-        if unknown := set(req["any_of"]) - set(parameters):
-            raise ScenarioError(f"{where}.requires[{i}]: {sorted(unknown)} are not parameters of the tool")
-        requires.append(Requirement(tuple(req["any_of"]), req["ask"]))
-    return ToolSpec(
-        name=name,
-        description=body["description"],
-        parameters=parameters,
-        requires=tuple(requires),
-        keywords=tuple(body.get("keywords") or ()),
-        function=functions[name],
-        verification=_level(body.get("verification", "unverified"), f"{where}.verification"),
-    )
-
-
-def _level(raw: Any, where: str) -> Verification:
-    try:
-        return Verification(raw)
-    except ValueError:
-        raise ScenarioError(f"{where}: one of {[v.value for v in Verification]}") from None
-
-
-_HANDOFF_TEMPLATES = {"invite": {"summary"}, "link_invite": {"summary", "link"}, "reminder": {"summary", "link"},
-                      "code": {"code"}}
-
-
-def _whatsapp(body: dict[str, Any], slots: dict[str, SlotSpec], where: str) -> WhatsAppSpec:
-    _check_keys(body, {"template", "non_text_reply", *_HANDOFF_TEMPLATES}, where)
-    templates = {
-        key: _template(body[key], slots, f"{where}.{key}", extra_fields)
-        for key, extra_fields in {"template": set(), **_HANDOFF_TEMPLATES}.items()
-        if key in body
-    }
-    reply = body.get("non_text_reply", DEFAULT_NON_TEXT_REPLY)
-    if not isinstance(reply, str) or not reply.strip():
-        raise ScenarioError(f"{where}.non_text_reply: must be a non-empty sentence")
-    return WhatsAppSpec(non_text_reply=reply.strip(), **templates)
-
-
-def _template(raw: Any, slots: dict[str, SlotSpec], where: str, extra_fields: set[str]) -> WhatsAppTemplate:
-    """An approved WhatsApp template: its parameters may name {company}, slots, and the message's `extra_fields`."""
-    _check_keys(raw, {"name", "language", "parameters"}, where, required={"name", "language"})
-    if not re.fullmatch(r"[a-z0-9_]+", str(raw["name"])):
-        raise ScenarioError(f"{where}.name: WhatsApp template names are lowercase letters, digits and _")
-    if not re.fullmatch(r"[a-z]{2,3}(_[A-Z]{2})?", str(raw["language"])):
-        raise ScenarioError(f"{where}.language: a WhatsApp language code like en_US, not {raw['language']!r}")
-    if not isinstance(raw.get("parameters") or [], list):
-        raise ScenarioError(f"{where}.parameters: must be a list of {{name, text[, fallback]}}")
-    parameters = []
-    for i, p in enumerate(raw.get("parameters") or []):
-        here = f"{where}.parameters[{i}]"
-        _check_keys(p, {"name", "text", "fallback"}, here, required={"name", "text"})
-        named = {field for _, field, _, _ in string.Formatter().parse(str(p["text"])) if field is not None}
-        if unknown := named - set(slots) - {"company"} - extra_fields:
-            also = "".join(f", {{{name}}}" for name in sorted(extra_fields))
-            raise ScenarioError(f"{here}.text: {sorted(unknown)} are neither slots nor {{company}}{also}")
-        if named & set(slots) and not p.get("fallback"):
-            raise ScenarioError(f"{here}: names a slot, so it needs a fallback for customers without it")
-        parameters.append(TemplateParameter(str(p["name"]), str(p["text"]), str(p.get("fallback", ""))))
-    return WhatsAppTemplate(str(raw["name"]), str(raw["language"]), tuple(parameters))
-
-
-def _intent(name: str, body: dict[str, Any], where: str) -> IntentSpec:
-    _check_keys(body, _INTENT_KEYS, where)
-    keywords = body.get("keywords") or {}
-    if isinstance(keywords, list):
-        keywords = {k: 1.0 for k in keywords}
-    return IntentSpec(
-        name,
-        tuple(body.get("examples") or ()),
-        {str(k): float(v) for k, v in keywords.items()},
-        str(body.get("summary") or "").strip(),
-    )
-
-
-def _agent(name: str, body: dict[str, Any], where: str) -> AgentSpec:
-    _check_keys(body, _AGENT_KEYS, where, required={"title", "greeting", "instructions"})
-    edges = []
-    for i, edge in enumerate(body.get("handoffs") or []):
-        _check_keys(edge, _EDGE_KEYS, f"{where}.handoffs[{i}]", required={"to", "when"})
-        mode = edge.get("mode", "announced")
-        if mode not in ("announced", "discrete"):
-            raise ScenarioError(f"{where}.handoffs[{i}].mode: must be announced or discrete, not {mode!r}")
-        edges.append(HandoffEdge(edge["to"], mode, edge["when"]))
-    return AgentSpec(
-        name=name,
-        title=body["title"],
-        greeting=body["greeting"].strip(),
-        instructions=body["instructions"].strip(),
-        intents=tuple(body.get("intents") or ()),
-        slots=tuple(body.get("slots") or ()),
-        tools=tuple(body.get("tools") or ()),
-        handoffs=tuple(edges),
-    )
-
-
-def _check_references(
-    agents: dict[str, AgentSpec],
-    slots: dict[str, SlotSpec],
-    tools: dict[str, ToolSpec],
-    intents: dict[str, IntentSpec],
-    where: str,
-) -> None:
-    owners: dict[str, str] = {}
-    for agent in agents.values():
-        here = f"{where}: agents.{agent.name}"
-        for edge in agent.handoffs:
-            if edge.target not in agents:
-                raise ScenarioError(f"{here}.handoffs: unknown agent {edge.target!r}")
-        if unknown := set(agent.tools) - set(tools):
-            raise ScenarioError(f"{here}.tools: unknown tool(s) {sorted(unknown)}")
-        if unknown := set(agent.slots) - set(slots):
-            raise ScenarioError(f"{here}.slots: unknown slot(s) {sorted(unknown)}")
-        for intent in agent.intents:
-            if intent not in intents:
-                raise ScenarioError(f"{here}.intents: unknown intent {intent!r}")
-            if intent in owners:
-                raise ScenarioError(f"{here}.intents: {intent!r} is already handled by {owners[intent]}")
-            owners[intent] = agent.name
 
 
 @lru_cache(maxsize=8)

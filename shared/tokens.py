@@ -1,8 +1,14 @@
-"""Signed, expiring tokens: web chat session tokens now, handoff links later.
+"""Signed, expiring tokens: web chat sessions, handoff links, a call's tokens, the local desk sign-in cookie.
 
-A token is `base64url(claims JSON).base64url(HMAC-SHA256)`. Claims always hold an audience (`aud`, what the token
-is for), an issue time and an expiry; verification checks the signature in constant time first, then audience and
-expiry. No external JWT library: the format is ours end to end and short enough to read whole.
+A token is a JWT signed with HS256 (PyJWT) keyed with SWITCHBOARD_TOKEN_SECRET. Its claims always hold an audience
+(`aud`: what the token is for), an issue time (`iat`) and an expiry (`exp`); a single-use link also carries a token
+id (`jti`), which the route that redeems it marks used (functions/webchat.py). Verification accepts HS256 only (an
+`alg: none` or RS256-with-our-secret token is refused before its claims are read), then the audience, then the
+times, with LEEWAY_SECONDS for clocks that differ between the function app's instances and the media gateway.
+
+Tokens issued before the JWT format, `base64url(claims JSON).base64url(HMAC-SHA256)` (two parts where a JWT has
+three), stay valid until they expire, so a deploy neither ends live web chats nor breaks handoff links already on
+customers' phones; see `_verify_pre_jwt` for when that path can go.
 """
 
 from __future__ import annotations
@@ -22,16 +28,15 @@ from shared.errors import Unauthorized
 
 log = logging.getLogger(__name__)
 
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+ALGORITHM = "HS256"
+#: Clock skew tolerated between the instance that issued a token and the one checking it.
+LEEWAY_SECONDS = 30
 
 
 class TokenSigner:
+    """Issues and verifies our tokens. `clock` dates the tokens it issues (tests back-date them with it); expiry is
+    checked against the wall clock, as PyJWT does."""
+
     def __init__(self, secret: bytes, clock=time.time) -> None:
         if len(secret) < 32:
             raise ValueError("token secret must be at least 32 bytes")
@@ -39,30 +44,56 @@ class TokenSigner:
         self._clock = clock
 
     def issue(self, audience: str, ttl_seconds: float, **claims: Any) -> str:
+        import jwt  # PyJWT, with `cryptography`: imported on first use, not at the function app's cold start
+
         now = int(self._clock())
-        body = {**claims, "aud": audience, "iat": now, "exp": now + int(ttl_seconds)}
-        payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
-        return f"{payload}.{self._sign(payload)}"
+        return jwt.encode({**claims, "aud": audience, "iat": now, "exp": now + int(ttl_seconds)},
+                          self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str, audience: str) -> dict[str, Any]:
         """The token's claims, or Unauthorized saying why it is refused."""
-        payload, dot, signature = token.strip().partition(".")
-        if not dot or not payload or not signature or not token.isascii():  # ours are base64url: never anything else
-            raise Unauthorized("malformed token")
-        if not hmac.compare_digest(signature, self._sign(payload)):
-            raise Unauthorized("invalid token signature")
-        try:
-            claims = json.loads(_unb64(payload))
-        except ValueError:
-            raise Unauthorized("malformed token") from None
-        if not isinstance(claims, dict) or claims.get("aud") != audience:
-            raise Unauthorized("token is not valid here")
-        if not isinstance(claims.get("exp"), int) or claims["exp"] <= self._clock():
-            raise Unauthorized("token has expired")
-        return claims
+        import jwt
 
-    def _sign(self, payload: str) -> str:
-        return _b64(hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).digest())
+        token = token.strip()
+        if not token.isascii():  # ours are base64url: anything else is not one of them
+            raise Unauthorized("malformed token")
+        if token.count(".") == 1:
+            return _verify_pre_jwt(self._secret, token, audience)
+        try:
+            return jwt.decode(token, self._secret, algorithms=[ALGORITHM], audience=audience, leeway=LEEWAY_SECONDS,
+                              options={"require": ["aud", "iat", "exp"], "strict_aud": True})
+        except (jwt.InvalidSignatureError, jwt.InvalidAlgorithmError):
+            raise Unauthorized("invalid token signature") from None
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token has expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("token is not valid here") from None
+        except jwt.ImmatureSignatureError:  # issued further ahead than the leeway: a clock far off, or a forgery
+            raise Unauthorized("token is not valid yet") from None
+        except jwt.InvalidTokenError:  # not a JWT, a claim missing or of the wrong type
+            raise Unauthorized("malformed token") from None
+
+
+def _verify_pre_jwt(secret: bytes, token: str, audience: str) -> dict[str, Any]:
+    """A token in the format used before PyJWT, checked as it was then (constant-time HMAC, audience, expiry).
+
+    The longest-lived of them is a web chat session token (WEBCHAT_TOKEN_TTL_SECONDS, a day by default; handoff
+    links live HANDOFF_REMIND_AFTER_SECONDS + HANDOFF_EXPIRE_AFTER_SECONDS, call tokens CALL_TOKEN_TTL_SECONDS):
+    once every deployment has run the JWT format for longer than that, no valid one is left and this can be deleted.
+    """
+    payload, _, signature = token.partition(".")
+    expected = base64.urlsafe_b64encode(hmac.new(secret, payload.encode(), hashlib.sha256).digest()).rstrip(b"=")
+    if not payload or not hmac.compare_digest(signature.encode(), expected):
+        raise Unauthorized("invalid token signature")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        raise Unauthorized("malformed token") from None
+    if not isinstance(claims, dict) or claims.get("aud") != audience:
+        raise Unauthorized("token is not valid here")
+    if not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time():
+        raise Unauthorized("token has expired")
+    return claims
 
 
 def load_secret(configured: str, data_dir: Path) -> bytes:

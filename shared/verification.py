@@ -46,6 +46,7 @@ _CODE = "verify:code:"  # + session id: {"digest", "phone", "expires"}
 _FAILURES = "verify:failures:"  # + phone: wrong answers, each counted for lock_seconds
 _SENT = "verify:sent:"  # + phone: codes sent, each counted for an hour
 _NOBODY = "nobody:"  # + what a customer named that is no account: counted as a holder's number would be
+_HELD = "verify:held:"  # + session id: {"digest"} of the digits given apart from the rest of a knowledge answer
 _SPOKEN_DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "to": "2", "too": "2", "three": "3",
                   "four": "4", "for": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "ate": "8",
                   "nine": "9"}
@@ -58,6 +59,7 @@ class Checked(StrEnum):
     WRONG = "wrong"  # not right; more tries left
     LOCKED = "locked"  # too many wrong answers for this holder: nothing is checked until the lock lifts
     EXPIRED = "expired"  # the code's time is up (or none was sent): ask for a new one
+    MISHEARD = "misheard"  # a number, but not a code's length: asked again, nothing compared or counted
     NOT_AN_ANSWER = "not_an_answer"  # the message is about something else
 
 
@@ -117,7 +119,7 @@ class Verifier:
     async def check_code(self, session_id: str, phone: str, text: str) -> Checked:
         code = _code_in(text, self.spec.code_length)
         if code is None:
-            return Checked.NOT_AN_ANSWER
+            return Checked.MISHEARD if _number_shaped(text) else Checked.NOT_AN_ANSWER
         if await self.locked(phone):
             return Checked.LOCKED
         stored = await self.state.get(_CODE + session_id)
@@ -129,10 +131,11 @@ class Verifier:
             return Checked.VERIFIED
         return await self._failed(phone)
 
-    async def challenge_nobody(self, named: str, method: str) -> Challenge:
+    async def challenge_nobody(self, session_id: str, named: str, method: str) -> Challenge:
         """A challenge about an account that does not exist, `named` by what the customer gave (the account number
         they typed). Nothing is sent, but it is locked and capped exactly as a real holder's would be, under that
-        name, across sessions: no reply, the first or the tenth, tells a made-up account from a real one."""
+        name, across sessions, and its pretend code expires as a real one does: no reply, the first or the tenth,
+        quick or late, tells a made-up account from a real one."""
         key = _NOBODY + named
         if await self.locked(key):
             return Challenge(method, "", refused="locked")
@@ -143,32 +146,63 @@ class Verifier:
         if await self.state.count_members(_SENT + key) >= self.spec.codes_per_hour:
             return Challenge(method, "", refused="too_many")
         await self.state.add_member(_SENT + key, secrets.token_hex(8), 3600)
+        # No code, but its lifetime: an answer after it must hear "expired" as it would about a real account.
+        await self.state.put(_CODE + session_id, {"named": named, "expires": self.clock() + self.spec.code_ttl_seconds},
+                             self.spec.code_ttl_seconds)
         return Challenge(method, "", sent_by="sms" if self.sends_sms else "whatsapp")
 
-    async def check_nobody(self, named: str, text: str, method: str | None) -> Checked:
-        """An answer about an account that does not exist: wrong, counted and locked like any other, so that the
-        replies are the same as for a real account."""
+    async def forget_held(self, session_id: str) -> None:
+        """The check the held digits were for has ended: they join no other answer."""
+        await self.state.delete(_HELD + session_id)
+
+    async def check_nobody(self, session_id: str, named: str, text: str, method: str | None) -> Checked:
+        """An answer about an account that does not exist: wrong (or, for a code, expired when its time is up),
+        counted and locked like any other, in the order `check_code` decides, so that the replies are the same as
+        for a real account."""
         shaped = _code_in(text, self.spec.code_length) if method == "code" else _answer_shaped(text)
         if not shaped:
-            return Checked.NOT_AN_ANSWER
+            return Checked.MISHEARD if method == "code" and _number_shaped(text) else Checked.NOT_AN_ANSWER
         key = _NOBODY + named
         if await self.locked(key):
             return Checked.LOCKED
+        if method == "code":
+            stored = await self.state.get(_CODE + session_id)
+            if stored is None or stored.get("named") != named or stored.get("expires", 0) < self.clock():
+                return Checked.EXPIRED
         return await self._failed(key)
 
-    async def check_knowledge(self, holder: Holder, text: str) -> Checked:
-        """All of the scenario's questions answered right in one message ("62701, Lee"), or not: never which."""
+    async def hold_digits(self, session_id: str, text: str) -> bool:
+        """Whether `text` is only the number part of a knowledge answer (a ZIP code keyed on the phone and ended
+        with `#`, or said or typed alone) while the scenario also asks what digits cannot say (a last name). Then it
+        is held, as a digest salted like a code's, for the rest of the answer to join: checking half an answer would
+        count it wrong. The decision rests on the shape of what was said and the scenario's questions, never on the
+        account, so a made-up one is answered the same."""
+        keyable = [q.digits for q in self.spec.knowledge]
+        digits = _digits_alone(text)
+        if digits is None or all(keyable) or not any(keyable):  # a whole answer, or no number asked for
+            return False
+        await self.state.put(_HELD + session_id, {"digest": _digest(session_id, digits)}, self.spec.code_ttl_seconds)
+        return True
+
+    async def check_knowledge(self, holder: Holder, text: str, session_id: str = "") -> Checked:
+        """All of the scenario's questions answered right, in one message ("62701, Lee") or with the number held
+        from the one before (`hold_digits`), or not: never which."""
         if not _answer_shaped(text):
             return Checked.NOT_AN_ANSWER
+        held = (await self.state.get(_HELD + session_id) or {}).get("digest", "") if session_id else ""
         if await self.locked(holder.phone):
             return Checked.LOCKED
         said = _said_words(text)
         right = True
         for question in self.spec.knowledge:
             expected = _words(holder.answers.get(question.answer, ""))
-            # Every expected word must be among the words said; each comparison runs in full, right or wrong.
-            right &= bool(expected) and all(
+            # Every expected word must be among the words said, or a number the held digits; each comparison runs
+            # in full, right or wrong.
+            in_words = bool(expected) and all(
                 any(hmac.compare_digest(w.encode(), s.encode()) for s in said) for w in expected)
+            in_held = question.digits and bool(expected) and hmac.compare_digest(
+                held.encode(), _digest(session_id, "".join(expected)).encode())
+            right &= in_words | in_held
         if right:
             await self._forgive(holder.phone)
             return Checked.VERIFIED
@@ -200,7 +234,7 @@ def _digest(session_id: str, code: str) -> str:
 
 def _code_in(text: str, length: int) -> str | None:
     """The code in what the customer wrote or said: "123 456", "1-2-3-4-5-6", "one two three four five six"."""
-    words = re.findall(r"[a-z]+|\d", unicodedata.normalize("NFKC", text).lower())
+    words = _code_words(text)
     digits = "".join(w if w.isdigit() else _SPOKEN_DIGITS.get(w, " ") for w in words)
     runs = [run for run in digits.split() if run]
     joined = "".join(runs) if len(runs) > 1 and all(len(r) < length for r in runs) else None
@@ -208,6 +242,29 @@ def _code_in(text: str, length: int) -> str | None:
         if candidate is not None and len(candidate) == length:
             return candidate
     return None
+
+
+def _code_words(text: str) -> list[str]:
+    """The words of a message and each of its digits alone: "123 four5" -> 1, 2, 3, four, 5."""
+    return re.findall(r"[a-z]+|\d", unicodedata.normalize("NFKC", text).lower())
+
+
+def _number_shaped(text: str) -> bool:
+    """Whether a message that holds no code of the right length is still a number given in answer: a code that
+    speech-to-text got a digit wrong in ("A30 583" for "eight three zero five eight three"), or one typed short. It
+    is asked for again, not taken as the customer moving on (which would drop the check they are in the middle of),
+    and not counted as a wrong try (nothing was compared)."""
+    words = _code_words(text)
+    digits = sum(w.isdigit() or w in _SPOKEN_DIGITS for w in words)
+    return digits >= 3 and len(words) - digits <= 4 and not text.rstrip().endswith("?")
+
+
+def _digits_alone(text: str) -> str | None:
+    """The number a message is made of and nothing else ("62701", "6 2 7 0 1", "six two seven oh one"), or None."""
+    words = _words(text)
+    if not words or not all(w.isdigit() or w in _DIGIT_WORDS for w in words):
+        return None
+    return "".join(w if w.isdigit() else _SPOKEN_DIGITS[w] for w in words)
 
 
 def _answer_shaped(text: str) -> bool:

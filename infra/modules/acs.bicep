@@ -38,8 +38,11 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   }
 }
 
-// Communication and Email Service Owner: the built-in role that lets an Entra identity use Call Automation and
-// Advanced Messaging on this resource (there is no narrower ACS data-plane role). Scoped to this one resource.
+// Communication and Email Service Owner, scoped to this one resource. ACS's authentication page lists Microsoft
+// Entra ID for Call Automation, Advanced Messaging and SMS but names no role for them; the one Microsoft text found
+// that names a role says this one "gives access to all Communication and Email service operations" (the SMTP
+// how-to), and Azure's own SDK live tests use Contributor. That this is the narrowest role that works for Call
+// Automation and Advanced Messaging is unverified: docs/deploy.md ("What was checked, and where") says what was read.
 var communicationOwner = '09976791-48a7-449e-bb21-39d1a415f350'
 
 resource appUsesAcs 'Microsoft.Authorization/roleAssignments@2022-04-01' = {

@@ -16,11 +16,16 @@ param modelDeploymentName string
 param modelName string
 param modelVersion string
 
-@description('Deployment capacity in thousands of tokens per minute (GlobalStandard is billed per token, not per capacity).')
+@description('Deployment type (the deployment SKU): GlobalStandard, DataZoneStandard or Standard, all billed per token.')
+param modelSku string
+
+@description('Deployment capacity in thousands of tokens per minute (a quota: the pay-per-token types bill per token, not per capacity).')
 param modelCapacity int
 
 param deployFoundryProject bool
 param foundryProjectName string
+@description('The person running azd: Azure AI User on the project, so the postdeploy hook can sync the agents. Empty: none.')
+param deployerPrincipalId string = ''
 
 resource account 'Microsoft.CognitiveServices/accounts@2025-06-01' = {
   // checkov:skip=CKV_AZURE_134: Public network access stays enabled: the function app and the container app have no VNet in this per-use design. Local auth is disabled, so only Entra tokens with a data-plane role are accepted.
@@ -49,7 +54,7 @@ resource chatModel 'Microsoft.CognitiveServices/accounts/deployments@2025-06-01'
   parent: account
   name: modelDeploymentName
   sku: {
-    name: 'GlobalStandard'
+    name: modelSku
     capacity: modelCapacity
   }
   properties: {
@@ -100,13 +105,25 @@ resource speechUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+// Azure AI User on the project only, not the account: running agents (responses, conversations) and creating their
+// versions are data actions within the project; nothing else on the account needs it.
 resource aiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployFoundryProject) {
-  name: guid(account.id, principalId, roles.azureAiUser)
-  scope: account
+  name: guid(project.id, principalId, roles.azureAiUser)
+  scope: project
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureAiUser)
     principalId: principalId
     principalType: 'ServicePrincipal'
+  }
+}
+
+resource deployerAiUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deployFoundryProject && !empty(deployerPrincipalId)) {
+  name: guid(project.id, deployerPrincipalId, roles.azureAiUser)
+  scope: project
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.azureAiUser)
+    principalId: deployerPrincipalId
+    principalType: 'User'
   }
 }
 

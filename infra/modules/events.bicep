@@ -6,17 +6,38 @@
 //   Microsoft.Communication.SMSDeliveryReportReceived     -> sms_events
 // The endpoint is the Functions host's Event Grid webhook, authenticated by the host's `eventgrid_extension` system
 // key in the URL. That key is read here with listKeys: Event Grid cannot present a managed identity to the host's
-// webhook, and the key only exists once the code is deployed, which is why this module runs from the postdeploy hook.
+// webhook, and the key only exists once the code is deployed. So this template is not part of main.bicep: azd's
+// postdeploy hook (infra/hooks/postdeploy.sh, .ps1) deploys it into the resource group with `az deployment group
+// create` after every deploy, once the key exists. Deploying it again changes nothing that is already right, and
+// nothing about it is remembered in the azd environment, so an environment that went through `azd down` gets its
+// subscriptions back with the next `azd up`. It takes names (the azd outputs the hook reads) and finds the rest.
 // Undeliverable events go to a storage container (written with the managed identity), never dropped silently.
 
+@description('The ACS Event Grid system topic (AZURE_EVENTGRID_SYSTEM_TOPIC).')
 param systemTopicName string
+
+@description('The function app whose Event Grid triggers receive the events (AZURE_FUNCTION_APP_NAME).')
 param functionAppName string
-param identityId string
-param storageAccountId string
-param deadLetterContainerName string
+
+@description('The user-assigned identity the topic dead-letters as (AZURE_MANAGED_IDENTITY_NAME).')
+param identityName string
+
+@description('The storage account holding the dead-letter container (AZURE_STORAGE_ACCOUNT_NAME).')
+param storageAccountName string
+
+@description('Blob container for undeliverable events; main.bicep creates it under this name.')
+param deadLetterContainerName string = 'eventgrid-deadletter'
 
 resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
   name: systemTopicName
+}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' existing = {
+  name: identityName
+}
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
 }
 
 resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
@@ -34,12 +55,12 @@ var systemKey = functionHost.listKeys().systemKeys.eventgrid_extension
 var deadLetter = {
   identity: {
     type: 'UserAssigned'
-    userAssignedIdentity: identityId
+    userAssignedIdentity: identity.id
   }
   deadLetterDestination: {
     endpointType: 'StorageBlob'
     properties: {
-      resourceId: storageAccountId
+      resourceId: storage.id
       blobContainerName: deadLetterContainerName
     }
   }

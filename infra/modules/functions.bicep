@@ -64,6 +64,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_212: Scaling to zero is the point of the per-use design; alwaysReadyInstances keeps instances warm when wanted.
   // checkov:skip=CKV_AZURE_213: Flex Consumption has no App Service health check; the platform replaces failed instances itself.
   // checkov:skip=CKV_AZURE_222: Public network access is required for the webhooks and the web chat; each endpoint authenticates its caller (Event Grid system key, signed tokens, function keys).
+  // checkov:skip=CKV_AZURE_78: siteConfig.ftpsState is not set because Flex Consumption refuses it (ARM error 51021 on newer stamps) and the official Flex samples set none of it; FTP publishing is off anyway through the ftp and scm basicPublishingCredentialsPolicies below, and Flex deploys from a blob container.
   name: name
   location: location
   tags: union(tags, {
@@ -81,9 +82,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
+    // No ftpsState here: Flex Consumption rejects it (see the CKV_AZURE_78 skip above); FTP is off below.
     siteConfig: {
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
     }

@@ -1,6 +1,13 @@
 // The media gateway: the one always-warm piece. ACS opens a WebSocket to it for every answered call, and a call
 // cannot wait for a cold start, so it keeps one replica (min 1) on the smallest size and scales out on concurrent
 // connections up to maxReplicas. Between calls the replica is idle and billed at the idle rate (docs/cost.md).
+//
+// The first provision has no gateway image yet (azd builds and pushes it in the deploy step that follows), so the
+// app starts on a public placeholder. The ingress port and the /healthz probes are the gateway's own from that
+// first provision on: `azd deploy` swaps only the image of the app it finds (every other property stays), so they
+// must be right before it. The placeholder is Microsoft's ASP.NET sample (mcr.microsoft.com/dotnet/samples), which
+// listens on the port ASPNETCORE_HTTP_PORTS names and answers GET /healthz, so it passes the same probes on the
+// same port. docs/deploy.md ("The gateway's first revision") says why this over the alternatives.
 
 param name string
 param location string
@@ -9,7 +16,7 @@ param environmentId string
 param identityId string
 param registryLoginServer string
 
-@description('Image azd deployed (SERVICE_GATEWAY_IMAGE_NAME). Empty before the first deploy: a placeholder runs.')
+@description('Image the app runs now (gateway-image.bicep reads it from the live app). Empty before the first deploy: the placeholder runs.')
 param imageName string
 
 @description('Port the gateway listens on inside the container (GATEWAY_PORT).')
@@ -27,8 +34,9 @@ param appSettings object
 @description('Setting name -> Key Vault secret URI, mounted as Container Apps secrets read with the identity.')
 param secretSettings object
 
-var placeholderImage = 'mcr.microsoft.com/azuredocs/containerapps-helloworld:latest'
-var usesPlaceholder = empty(imageName)
+var placeholderImage = 'mcr.microsoft.com/dotnet/samples:aspnetapp'
+var image = empty(imageName) ? placeholderImage : imageName
+var usesPlaceholder = image == placeholderImage
 
 // Container Apps secret names: lowercase letters, digits and dashes.
 var secrets = [for item in items(secretSettings): {
@@ -44,6 +52,14 @@ var plainEnv = [for item in items(appSettings): {
   name: item.key
   value: item.value
 }]
+// Only while the placeholder runs: the port it listens on. The gateway ignores it; the next provision after a deploy
+// drops it.
+var placeholderEnv = usesPlaceholder ? [
+  {
+    name: 'ASPNETCORE_HTTP_PORTS'
+    value: string(port)
+  }
+] : []
 
 resource gateway 'Microsoft.App/containerApps@2024-03-01' = {
   name: name
@@ -63,8 +79,9 @@ resource gateway 'Microsoft.App/containerApps@2024-03-01' = {
       activeRevisionsMode: 'Single'
       ingress: {
         external: true
-        // The placeholder listens on 80; the gateway on its own port. 'auto' carries WebSocket upgrades.
-        targetPort: usesPlaceholder ? 80 : port
+        // The gateway's port from the first revision on (the placeholder listens there too). 'auto' carries WebSocket
+        // upgrades.
+        targetPort: port
         transport: 'auto'
         allowInsecure: false
       }
@@ -80,15 +97,15 @@ resource gateway 'Microsoft.App/containerApps@2024-03-01' = {
       containers: [
         {
           name: 'gateway'
-          image: usesPlaceholder ? placeholderImage : imageName
+          image: image
           resources: {
             cpu: json('0.25')
             memory: '0.5Gi'
           }
-          env: concat(plainEnv, secretEnv)
-          // The gateway's own /healthz once it runs (the placeholder has none). Readiness keeps calls off a
-          // replica that is still starting.
-          probes: usesPlaceholder ? [] : [
+          env: concat(plainEnv, secretEnv, placeholderEnv)
+          // The gateway's /healthz (the placeholder answers it too). Readiness keeps calls off a replica that is
+          // still starting; liveness restarts one that stopped answering.
+          probes: [
             {
               type: 'Readiness'
               httpGet: {

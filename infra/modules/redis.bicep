@@ -8,6 +8,9 @@
 // Authentication: Microsoft Entra ID only. The identity gets the database's default access policy, and the app's
 // Redis adapter (shared/stores/azure_redis.py) signs in as it with a token (a rediss:// REDIS_URL without a
 // password). Access keys are off, so there is no key to leak, store or rotate, and REDIS_URL is a plain setting.
+//
+// API version 2025-07-01 is a GA (stable) version of Microsoft.Cache/redisEnterprise; this module used the
+// 2024-09-01-preview before. docs/deploy.md ("What was checked, and where") says where each fact here was read.
 
 param name string
 param location string
@@ -22,7 +25,7 @@ param sku string
 @description('Two nodes with replication. Off halves the price; a restart then loses hot state (which the app rebuilds from Cosmos: customer records and collected data are never in Redis).')
 param highAvailability bool
 
-resource cluster 'Microsoft.Cache/redisEnterprise@2024-09-01-preview' = {
+resource cluster 'Microsoft.Cache/redisEnterprise@2025-07-01' = {
   name: name
   location: location
   tags: tags
@@ -35,7 +38,7 @@ resource cluster 'Microsoft.Cache/redisEnterprise@2024-09-01-preview' = {
   }
 }
 
-resource database 'Microsoft.Cache/redisEnterprise/databases@2024-09-01-preview' = {
+resource database 'Microsoft.Cache/redisEnterprise/databases@2025-07-01' = {
   parent: cluster
   name: 'default'
   properties: {
@@ -47,9 +50,12 @@ resource database 'Microsoft.Cache/redisEnterprise/databases@2024-09-01-preview'
   }
 }
 
-resource accessPolicy 'Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments@2024-09-01-preview' = {
+// The assignment's name must match ^[A-Za-z0-9]{1,60}$ (AccessPolicyAssignmentNameParameter in the API spec): a
+// principal id is a GUID, whose hyphens the API refuses. uniqueString gives 13 letters and digits, stable for the
+// same database and principal, so a later provision updates the same assignment.
+resource accessPolicy 'Microsoft.Cache/redisEnterprise/databases/accessPolicyAssignments@2025-07-01' = {
   parent: database
-  name: principalId
+  name: uniqueString(database.id, principalId)
   properties: {
     accessPolicyName: 'default'
     user: {

@@ -5,15 +5,28 @@ the Functions host's Event Grid endpoint, as ACS does through Event Grid. When t
 /calling/callConnections:answer`, HMAC-checked like every API route), the emulator posts CallConnected to the
 callback URL the app gave, opens the media WebSocket to its transport URL (`media.py`) and posts
 MediaStreamingStarted, or MediaStreamingFailed if the WebSocket cannot be opened. Hang-up, play and start/stop
-media streaming answer and call back the same way (PROTOCOLS.md B.3-B.5). A transfer rings its target (a phone
-number or an ACS user) through `phones.py` with the request's custom context: answered, the app gets
-CallTransferAccepted and its own connection ends, as ACS ends it; declined, missed or unreachable,
+media streaming answer and call back the same way
+(docs/protocols.md, "Call Automation callbacks", "Media streaming" and "Call Automation REST calls"). A transfer
+rings its target (a phone number or an ACS user) through `phones.py` with the request's custom context: answered,
+the app gets CallTransferAccepted and its own connection ends, as ACS ends it; declined, missed or unreachable,
 CallTransferFailed, and the call goes on with the app.
+
+Callbacks arrive as ACS delivers them: each posted on its own, so several are in flight at once (answering a call
+posts CallConnected and ParticipantsUpdated together, in either order, while the media stream starts), and now and
+then one is posted again, same event id and all, as a retry would (`redelivery`, a rate drawn from a seeded random
+generator: `POST /_emulator/calls/redelivery {"rate": 1.0, "seed": 7}` makes every callback come twice).
 
 The unauthenticated `/_emulator/calls/...` routes are for people and tests: list and inspect calls, push caller
 audio, press keys on the caller's keypad (sent to the app as DtmfData when it answered with `enableDtmfTones`), read
 the audio the app sent, hang up as the caller, redeliver the IncomingCall event, and a WebSocket
 (`/_emulator/calls/{id}/media`) on which the phone simulator sends caller audio and keys and hears the app.
+
+The app places calls too (`POST /calling/callConnections`, the SDK's `create_call`): the body must name one target
+(a phone number, which then needs a `sourceCallerIdNumber` of this resource, or an ACS user) and an http(s)
+`callbackUri`, or it gets the 400 ACS gives. The target rings: a phone registered for it (`phones.py`; `python -m
+local.phone --wait-for-call --as <number>`) or a scripted persona (`voicemail.py`: a person, an answering machine,
+busy, no answer). Answered, the call goes on exactly as an answered inbound call does (CallConnected, media
+streaming); busy or unanswered, the app gets CreateCallFailed (486 Busy Here, or 408 after the ring time).
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ import asyncio
 import base64
 import json
 import logging
+import random
 import re
 import secrets
 import time
@@ -37,6 +51,7 @@ from local.acs.events import event_grid_event, now_iso, post_callbacks, post_eve
 from local.acs.media import KEYS, CallAudio, MediaLeg
 from local.acs.oidc import CallbackSigner
 from local.acs.phones import ANSWERED, CANCELLED, DECLINED, MISSED, TRANSFER_RING_SECONDS, UNATTENDED, Phones, Transfer
+from local.acs.voicemail import BUSY, NO_ANSWER, Personas
 from shared import redact
 
 log = logging.getLogger("local.acs.calls")
@@ -61,7 +76,16 @@ _TRANSFER_FAILED = {
     UNATTENDED: (404, 0, "The transfer target is not signed in to take calls."),
     CANCELLED: (487, 0, "The caller hung up before the transfer was answered."),
 }
-_ENDED = ("disconnected", "transferred", "missed")
+_ENDED = ("disconnected", "transferred", "missed", "busy")
+#: What CreateCallFailed says when a call the app placed does not connect (code, subcode, message).
+_NOT_CONNECTED = {
+    BUSY: (486, 0, "Busy Here: the callee is on another call."),
+    NO_ANSWER: (408, 0, "The callee did not answer before the call timed out."),
+    DECLINED: (603, 0, "The callee declined the call."),
+}
+#: The share of callbacks posted a second time, and how long after the first (seconds, at most).
+REDELIVERY_RATE = 0.1
+REDELIVERY_DELAY = 0.3
 STARTED = ("mediaStreamingStarted", "subscriptionStarted")  # mediaStreamingUpdate status and details
 STOPPED = ("mediaStreamingStopped", "subscriptionStopped")
 
@@ -91,7 +115,8 @@ class EmulatedCall:
     connection_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     server_call_id: str = field(default_factory=lambda: base64.urlsafe_b64encode(secrets.token_bytes(24)).decode())
     context: str = field(default_factory=lambda: secrets.token_urlsafe(48))
-    state: str = "ringing"  # ringing, connected, disconnected, transferred, missed
+    state: str = "ringing"  # ringing, connected, disconnected, transferred, missed, busy
+    direction: str = "inbound"  # outbound: the app placed it (create_call)
     created_at: float = field(default_factory=time.time)
     event: dict[str, Any] = field(default_factory=dict)  # the IncomingCall event as first delivered
     deliveries: list[dict[str, Any]] = field(default_factory=list)
@@ -106,7 +131,6 @@ class EmulatedCall:
     media: MediaLeg | None = None
     listeners: set[web.WebSocketResponse] = field(default_factory=set)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    callback_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def ended(self) -> bool:
@@ -122,7 +146,7 @@ class EmulatedCall:
             "callConnectionState": {"ringing": "connecting", "connected": "connected"}.get(self.state, "disconnected"),
             "callbackUri": self.callback_url,
             "source": _phone(self.caller) if self.caller else {"kind": "unknown", "rawId": "4:anonymous"},
-            "targets": [_phone(self.callee)],
+            "targets": [_identifier(self.callee)],
         }
         if media:
             state = "active" if self.media is not None and self.media.state == "streaming" else "inactive"
@@ -138,6 +162,7 @@ class EmulatedCall:
             "from": self.caller,
             "to": self.callee,
             "state": self.state,
+            "direction": self.direction,
             "media": self.media.state if self.media else "idle",
             "transfer_target": self.transfer_target,
             "custom_context": self.custom_context,
@@ -162,10 +187,15 @@ class CallsApi:
     name = "calls"
 
     def __init__(self, *, sign_callbacks: bool = True, resource_id: str = RESOURCE_ID,
-                 transfer_ring_seconds: float = TRANSFER_RING_SECONDS) -> None:
+                 transfer_ring_seconds: float = TRANSFER_RING_SECONDS, redelivery: float = REDELIVERY_RATE,
+                 seed: int | None = None) -> None:
         self.calls: OrderedDict[str, EmulatedCall] = OrderedDict()  # by correlation id
+        self.redelivery = redelivery  # the share of callbacks posted twice
+        self.random = random.Random(seed)  # which ones, and the order of callbacks posted together
         self.signer = CallbackSigner(resource_id) if sign_callbacks else None
         self.phones = Phones(transfer_ring_seconds)
+        self.personas = Personas()
+        self.source_numbers = {DEFAULT_CALLEE}  # the resource's numbers: what a placed call may show as caller id
         self.functions_url = ""
         self._session: aiohttp.ClientSession | None = None
 
@@ -174,6 +204,7 @@ class CallsApi:
         app[CALLS_KEY] = self
         emulator.state[self.name] = self
         api = "/calling/callConnections"
+        app.router.add_post(api, self.create_call)
         app.router.add_post(api + ":answer", self.answer)
         app.router.add_get(api + "/{target}", self.get_call)
         app.router.add_delete(api + "/{target}", self.hang_up_self)
@@ -182,6 +213,7 @@ class CallsApi:
         app.router.add_post(driver, self.place_call)
         app.router.add_get(driver, self.list_calls)
         app.router.add_get(driver + "/{id}", self.show_call)
+        app.router.add_post(driver + "/redelivery", self.set_redelivery)
         app.router.add_post(driver + "/{id}/redeliver", self.redeliver)
         app.router.add_post(driver + "/{id}/audio", self.push_audio)
         app.router.add_post(driver + "/{id}/keys", self.press_keys)
@@ -189,6 +221,7 @@ class CallsApi:
         app.router.add_post(driver + "/{id}/hangup", self.caller_hangs_up)
         app.router.add_get(driver + "/{id}/media", self.phone_socket)
         self.phones.install(app)
+        self.personas.install(app)
         if self.signer is not None:
             self.signer.install(app)
         app.on_startup.append(self._start)
@@ -255,6 +288,20 @@ class CallsApi:
         event = call.event if body.get("same_event", True) else {**call.event, "id": str(uuid.uuid4())}
         status = await self._deliver(call, event)
         return web.json_response({"event_id": event["id"], "status": status})
+
+    async def set_redelivery(self, request: web.Request) -> web.Response:
+        """`{"rate": 0.0-1.0, "seed": 7}`: from now on this share of callbacks is posted twice (seeded, to repeat)."""
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        rate, seed = body.get("rate"), body.get("seed")
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1 or (
+                seed is not None and (not isinstance(seed, int) or isinstance(seed, bool))):
+            return _error(400, "BadRequest", 'send {"rate": 0.0 to 1.0} and optionally an integer "seed"')
+        self.redelivery = float(rate)
+        if seed is not None:
+            self.random.seed(seed)
+        return web.json_response({"rate": self.redelivery, "seed": seed})
 
     async def list_calls(self, request: web.Request) -> web.Response:
         return web.json_response({"calls": [c.summary() for c in self.calls.values()]})
@@ -356,6 +403,82 @@ class CallsApi:
         self._spawn(call, self._after_answer(call))
         return web.json_response(call.properties())
 
+    async def create_call(self, request: web.Request) -> web.Response:
+        """CreateCall: validate as ACS does, answer 201 with the connecting call, then ring its target."""
+        body = await _json_object(request)
+        if isinstance(body, web.Response):
+            return body
+        repeat = request.headers.get("Repeatability-Request-ID")
+        if repeat and (earlier := next((c for c in self.calls.values() if c.answer_request_id == repeat), None)):
+            return web.json_response(earlier.properties(), status=201)  # the SDK retrying the same request
+        problem = self._create_problem(body)
+        if problem:
+            return _error(400, "BadRequest", problem)
+        target = _participant(body["targets"][0])
+        source = (body.get("sourceCallerIdNumber") or {}).get("value")
+        assert target is not None
+        call = EmulatedCall(str(uuid.uuid4()), source, target, str(body.get("sourceDisplayName") or ""),
+                            direction="outbound")
+        call.answer, call.callback_url, call.answer_request_id = body, body["callbackUri"], repeat
+        media = body.get("mediaStreamingOptions")
+        if media is not None:
+            call.audio.sample_rate = SAMPLE_RATES[str(media.get("audioFormat", "pcm16KMono")).lower()]
+        call.actions.append({"op": "createCall", "body": body, "at": now_iso()})
+        self._remember(call)
+        log.info("call %s placed to %s", call.correlation_id, redact.phone(target) if target.startswith("+") else target)
+        self._spawn(call, self._dial(call))
+        return web.json_response(call.properties(), status=201)
+
+    def _create_problem(self, body: dict[str, Any]) -> str | None:
+        targets = body.get("targets")
+        if not isinstance(targets, list) or not targets:
+            return "targets is required: the participant to call"
+        if len(targets) > 1:
+            return "the emulator places calls to one target at a time"
+        target = _participant(targets[0])
+        if target is None:
+            return "targets[0] must be a phone number or an ACS user"
+        callback = body.get("callbackUri")
+        if not isinstance(callback, str) or not callback.startswith(("http://", "https://")):
+            return "callbackUri must be an http(s) URL"
+        source = body.get("sourceCallerIdNumber")
+        if target.startswith("+"):
+            value = source.get("value") if isinstance(source, dict) else None
+            if not isinstance(value, str) or not _E164.match(value):
+                return "sourceCallerIdNumber is required to call a phone number: a number of this resource"
+            if value not in self.source_numbers:
+                return f"sourceCallerIdNumber {value} is not a number of this resource"
+        media = body.get("mediaStreamingOptions")
+        return _media_problem(media) if media is not None else None
+
+    async def _dial(self, call: EmulatedCall) -> None:
+        """Ring the target: a registered phone, else a persona; then connect, or tell the app it did not."""
+        persona = self.personas.get(call.callee)
+        if self.phones.listeners.get(call.callee):
+            ring = Transfer(call.correlation_id, call.caller, call.callee, {}, {}, None, placed=True)
+            outcome = await self.phones.ring(ring)
+            outcome = {MISSED: NO_ANSWER, CANCELLED: NO_ANSWER}.get(outcome, outcome)
+        elif persona is not None:
+            await asyncio.sleep(persona.ring_seconds if persona.answers != BUSY else 0.2)
+            outcome = ANSWERED if persona.answers not in (BUSY, NO_ANSWER) else persona.answers
+        else:  # nobody on this number picks up
+            await asyncio.sleep(RING_SECONDS)
+            outcome = NO_ANSWER
+        if call.state != "ringing":
+            return  # the app hung up while it rang
+        if outcome != ANSWERED:
+            call.state = "busy" if outcome == BUSY else "missed"
+            log.info("call %s was not answered: %s", call.correlation_id, outcome)
+            await self._callback(call, "CreateCallFailed", call.answer.get("operationContext") if call.answer else None,
+                                 result=_NOT_CONNECTED[outcome])
+            await self._notify(call, {"kind": "state", **call.summary()})
+            await self._close_listeners(call)
+            return
+        call.state = "connected"
+        await self._after_answer(call)
+        if persona is not None and not self.phones.listeners.get(call.callee):
+            call.audio.queue_caller_audio(await self.personas.audio(persona, call.audio.sample_rate))
+
     async def get_call(self, request: web.Request) -> web.Response:
         call, op = self._target(request)
         if call is None or op:
@@ -412,10 +535,17 @@ class CallsApi:
     # What the service does on its own ---------------------------------------------------------------------------
 
     async def _after_answer(self, call: EmulatedCall) -> None:
-        await self._callback(call, "CallConnected")
+        """CallConnected and ParticipantsUpdated together, in either order, while the media stream starts, as ACS
+        posts them: the app must not depend on which lands first."""
+        participants = {"participants": [{"identifier": _identifier(p) if p else {"kind": "unknown", "rawId": "4:anonymous"},
+                                          "isMuted": False, "isOnHold": False} for p in (call.caller, call.callee)],
+                        "sequenceNumber": 1}
+        steps = [self._callback(call, "CallConnected"), self._callback(call, "ParticipantsUpdated", extra=participants)]
+        self.random.shuffle(steps)
         media = (call.answer or {}).get("mediaStreamingOptions") or {}
         if media.get("startMediaStreaming"):
-            await self._start_media(call, None)
+            steps.append(self._start_media(call, None))
+        await asyncio.gather(*steps)
 
     async def _start_media(self, call: EmulatedCall, context: str | None) -> None:
         media = (call.answer or {}).get("mediaStreamingOptions")
@@ -517,7 +647,8 @@ class CallsApi:
         result: tuple[int, int, str] = (200, 0, "Action completed successfully."),
         extra: dict[str, Any] | None = None,
     ) -> int:
-        """POST one CloudEvent to the app's callback URL, in order per call; returns the status (0: unreachable)."""
+        """POST one CloudEvent to the app's callback URL (now and then twice); returns the first status (0:
+        unreachable)."""
         data: dict[str, Any] = {
             "version": "2026-03-12",
             "callConnectionId": call.connection_id,
@@ -540,15 +671,27 @@ class CallsApi:
             "specversion": "1.0", "time": now_iso(), "datacontenttype": "application/json", "subject": source,
             "data": data,
         }
-        headers = {"Authorization": self.signer.authorization()} if self.signer is not None else None
-        async with call.callback_lock:
-            try:
-                status = await post_callbacks(self.session, call.callback_url, [event], headers)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                log.warning("call %s: could not post %s to the app: %s", call.correlation_id, event_type, exc)
-                status = 0
-        call.callbacks.append({"type": event_type, "id": event["id"], "status": status, "at": now_iso()})
+        again = self.random.random() < self.redelivery
+        status = await self._post_callback(call, event)
+        posted = {"type": event_type, "id": event["id"], "status": status, "at": now_iso(), "deliveries": 1}
+        call.callbacks.append(posted)
+        if again:  # a retry of a delivery that did arrive: the same event, a moment later
+            self._spawn(call, self._redeliver_callback(call, event, posted))
         return status
+
+    async def _redeliver_callback(self, call: EmulatedCall, event: dict[str, Any], posted: dict[str, Any]) -> None:
+        await asyncio.sleep(self.random.uniform(0, REDELIVERY_DELAY))
+        posted["redelivery_status"] = await self._post_callback(call, event)
+        posted["deliveries"] += 1
+
+    async def _post_callback(self, call: EmulatedCall, event: dict[str, Any]) -> int:
+        """One POST of one event, concurrently with any other; the app's status, 0 when it cannot be reached."""
+        headers = {"Authorization": self.signer.authorization()} if self.signer is not None else None
+        try:
+            return await post_callbacks(self.session, call.callback_url, [event], headers)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("call %s: could not post %s to the app: %s", call.correlation_id, event["type"], exc)
+            return 0
 
     # Helpers ----------------------------------------------------------------------------------------------------
 

@@ -1,7 +1,10 @@
-"""The media half of an emulated call: the WebSocket ACS opens to the app's transport URL (PROTOCOLS.md B.4).
+"""The media half of an emulated call: the WebSocket ACS opens to the app's transport URL
+(docs/protocols.md, "Media streaming").
 
 ACS sends AudioMetadata first, then one AudioData every 20 ms in real time: the caller's audio when there is some,
-silence frames otherwise. When the app answered with DTMF tones on (`enableDtmfTones`), each key the caller presses
+silence frames otherwise. The docs give AudioData's `data` as nullable, so now and then (one frame in
+`NULL_SILENCE_EVERY`, when it is silence) a frame goes with `"data": null`, as the service may send it. When the app
+answered with DTMF tones on (`enableDtmfTones`), each key the caller presses
 goes as its own `{"kind": "DtmfData", "dtmfData": {"data": "5"}}` message between the audio frames, a key every
 `KEY_SECONDS`, as a person keys them. What the app sends back (AudioData, StopAudio) goes into a playout queue that is played
 at the same real-time pace, the way the caller's phone would hear it; StopAudio flushes what has not been played.
@@ -32,6 +35,8 @@ CONNECT_TIMEOUT_SECONDS = 5
 KEY_SECONDS = 0.1
 #: The keys a phone has.
 KEYS = frozenset("0123456789*#ABCD")
+#: One frame in this many, when it is silence, goes without audio (`"data": null`); 0 never.
+NULL_SILENCE_EVERY = 25
 
 
 def frame_bytes(sample_rate: int) -> int:
@@ -50,6 +55,7 @@ class CallAudio:
     received: bytearray = field(default_factory=bytearray)  # every byte of AudioData the app sent
     played: bytearray = field(default_factory=bytearray)  # what the caller heard (received minus flushed)
     frames_sent: int = 0
+    null_frames: int = 0  # silence frames sent with "data": null
     audio_messages: int = 0  # AudioData messages from the app
     stop_audio: int = 0
     flushed_bytes: int = 0  # queued audio that StopAudio discarded before it was played
@@ -69,6 +75,7 @@ class CallAudio:
         return {
             "sample_rate": self.sample_rate,
             "frames_sent": self.frames_sent,
+            "null_frames": self.null_frames,
             "keys_sent": self.keys_sent,
             "keys_pending": len(self.keys_pending),
             "caller_pending_ms": int(len(self.caller_pending) / rate * 1000),
@@ -99,6 +106,7 @@ class MediaLeg:
         subscription_id: str,
         participant_raw_id: str | None = None,
         dtmf: bool = False,
+        null_silence_every: int = NULL_SILENCE_EVERY,
     ) -> None:
         self.transport_url = transport_url
         self.audio = audio
@@ -108,6 +116,7 @@ class MediaLeg:
         self._subscription_id = subscription_id
         self._participant = participant_raw_id
         self.dtmf = dtmf  # the app asked for the caller's keys (enableDtmfTones)
+        self.null_silence_every = null_silence_every
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -193,6 +202,9 @@ class MediaLeg:
             "data": base64.b64encode(chunk).decode(),
             "silent": silent,
         }
+        if silent and self.null_silence_every and self.audio.frames_sent % self.null_silence_every == 0:
+            data["data"] = None  # nullable in the docs: silence with no audio in it
+            self.audio.null_frames += 1
         if self._participant:  # only unmixed audio names its speaker
             data["participantRawID"] = self._participant
         return {"kind": "AudioData", "audioData": data}
@@ -255,7 +267,8 @@ class MediaLeg:
 
 
 def _field(message: Any, name: str) -> Any:
-    """A field by name in any casing: the service accepts PascalCase and camelCase (PROTOCOLS.md B.4)."""
+    """A field by name in any casing: the service accepts PascalCase and camelCase
+    (docs/protocols.md, "Media streaming")."""
     if not isinstance(message, dict):
         raise TypeError("not an object")
     for key, value in message.items():

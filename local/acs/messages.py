@@ -1,8 +1,9 @@
 """Advanced Messaging (WhatsApp) in the ACS emulator: the REST subset the SDK's send uses, and a driver surface.
 
-API (HMAC-checked by the emulator, PROTOCOLS.md C.2):
+API (HMAC-checked by the emulator, docs/protocols.md, "Advanced Messaging send"):
   POST /messages/notifications:send?api-version=...   text or template → 202 {"receipts": [{"messageId", "to"}]}
-    Repeatability-Request-ID is honoured: a repeat gets the first answer back and sends nothing. The 24-hour rule
+    Repeatability is kept as ACS keeps it (repeatability.py): a repeat within five minutes of its first-sent time
+    gets the first answer back and sends nothing; a first-sent time older than that is refused with 412. The 24-hour rule
     is enforced the way the service reports it: free text to a number that has not written in 24 hours is accepted,
     then fails with channel code 131047. Accepted messages go sent → delivered → read, each posted back to the
     Functions host as an AdvancedMessageDeliveryStatusUpdated event, retried like Event Grid retries.
@@ -11,9 +12,13 @@ Driver (unauthenticated, for people, the simulator and tests):
   POST /_emulator/inbound     a customer's message: {"from": "+1555...", "text": "..."} (or "type": image, audio,
                               location, button, interactive, reaction ..., optional "messageId",
                               "receivedTimestamp") → an AdvancedMessageReceived event posted to `whatsapp_events`;
-                              with "deliver": false it is only built and returned, for the caller to post
+                              with "deliver": false it is only built and returned, for the caller to post.
+                              "messageId": null sends it without one, as the docs' samples are (the answer's
+                              messageId is then null too; its eventId is what the app keys it by)
   GET  /_emulator/messages    the outbox, newest last (?to=+1555... for one number)
   POST /_emulator/messages/faults   {"status": 503, "count": 2}: the next sends fail with that status
+  POST /_emulator/messages/unreachable   {"phone": "+1555..."}: a number without WhatsApp; messages to it are
+                              accepted, then reported failed with channel code 131026 (Message Undeliverable)
 """
 
 from __future__ import annotations
@@ -25,13 +30,13 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from local.acs.events import event_grid_event, now_iso, post_event_grid
+from local.acs.repeatability import Refusal, Repeats
 
 log = logging.getLogger("local.acs.messages")
 
@@ -41,6 +46,7 @@ RECEIVED = "Microsoft.Communication.AdvancedMessageReceived"
 DELIVERY_STATUS = "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated"
 WINDOW = timedelta(hours=24)
 REENGAGEMENT = {"channelCode": "131047", "channelMessage": "Re-engagement message"}
+UNDELIVERABLE = {"channelCode": "131026", "channelMessage": "Message Undeliverable"}  # e.g. the number has no WhatsApp
 MAX_TEXT = 4096  # WhatsApp's limit on a text message body
 #: Seconds between a message's accepted → sent → delivered → read (a phone on a good network, sped up).
 STATUS_STEP_SECONDS = 0.3
@@ -102,7 +108,8 @@ class MessagesApi:
         self.functions_url = ""
         self.outbox: list[OutboxMessage] = []
         self.last_inbound: dict[str, datetime] = {}  # E.164 → when the customer last wrote (opens the window)
-        self._repeats: dict[str, dict[str, Any]] = {}  # Repeatability-Request-ID → the first answer's body
+        self.unreachable: set[str] = set()  # E.164 numbers without WhatsApp: accepted, then failed
+        self._repeats = Repeats()  # Repeatability-Request-ID → the first answer's body, for five minutes
         self._faults: list[Fault] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -114,6 +121,7 @@ class MessagesApi:
         app.router.add_post("/_emulator/inbound", self.inbound)
         app.router.add_get("/_emulator/messages", self.list_outbox)
         app.router.add_post("/_emulator/messages/faults", self.add_fault)
+        app.router.add_post("/_emulator/messages/unreachable", self.add_unreachable)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
 
@@ -133,10 +141,13 @@ class MessagesApi:
         if not request.query.get("api-version"):
             return _error(400, "MissingApiVersionParameter", "the api-version query parameter is required")
         repeat_id = request.headers.get("Repeatability-Request-ID")
-        if problem := _repeatability_problem(repeat_id, request.headers.get("Repeatability-First-Sent")):
-            return _error(400, "InvalidRepeatabilityHeaders", problem)
-        if repeat_id and repeat_id in self._repeats:  # the same request again: the first answer, nothing sent
-            return web.json_response(self._repeats[repeat_id], status=202, headers={"Repeatability-Result": "accepted"})
+        first_sent = request.headers.get("Repeatability-First-Sent")
+        seen = self._repeats.check(repeat_id, first_sent)
+        if isinstance(seen, Refusal):
+            return web.json_response({"error": {"code": seen.code, "message": seen.message}}, status=seen.status,
+                                     headers={"Repeatability-Result": "rejected"})
+        if seen is not None:  # the same request again: the first answer, nothing sent
+            return web.json_response(seen[1], status=202, headers={"Repeatability-Result": "accepted"})
         if self._faults:
             return self._fail(self._faults[0])
         try:
@@ -160,8 +171,7 @@ class MessagesApi:
             receipts.append({"messageId": message.message_id, "to": to})
             self._spawn(self._progress(message, in_window=message.kind == "template" or self._window_open(to)))
         answer = {"receipts": receipts}
-        if repeat_id:
-            self._repeats[repeat_id] = answer
+        self._repeats.remember(repeat_id, first_sent, answer)
         return web.json_response(answer, status=202, headers={"Repeatability-Result": "accepted"})
 
     def _check(self, body: Any) -> str | None:
@@ -202,8 +212,10 @@ class MessagesApi:
         return last is not None and datetime.now(timezone.utc) - last < WINDOW
 
     async def _progress(self, message: OutboxMessage, *, in_window: bool) -> None:
-        """Walk one accepted message through its delivery statuses, telling the app about each, like ACS does."""
-        steps = ["sent", "delivered", "read"] if in_window else ["failed"]
+        """Walk one accepted message through its delivery statuses, telling the app about each, like ACS does. The
+        service accepts a send before WhatsApp has tried it: a number without WhatsApp fails only then."""
+        unreachable = message.to in self.unreachable
+        steps = ["sent", "delivered", "read"] if in_window and not unreachable else ["failed"]
         for status in steps:
             await asyncio.sleep(self.status_step)
             message.status = status
@@ -216,8 +228,8 @@ class MessagesApi:
                 "receivedTimestamp": now_iso(),
             }
             if status == "failed":
-                message.error = dict(REENGAGEMENT)
-                data["error"] = dict(REENGAGEMENT)
+                message.error = dict(UNDELIVERABLE if unreachable else REENGAGEMENT)
+                data["error"] = dict(message.error)
             subject = f"advancedMessage/sender/{self.channel_id}/recipient/{_digits(message.to)}"
             await self._deliver(event_grid_event(DELIVERY_STATUS, subject, data))
 
@@ -240,10 +252,11 @@ class MessagesApi:
             self.last_inbound[phone] = received
         event = event_grid_event(RECEIVED, f"advancedMessage/sender/{_digits(phone)}/recipient/{self.channel_id}", data)
         if body.get("deliver") is False:  # the caller delivers it (a batch, a duplicate): only build and record it
-            return web.json_response({"messageId": data["messageId"], "event": event, "status": None})
+            return web.json_response({"messageId": data.get("messageId"), "eventId": event["id"], "event": event,
+                                      "status": None})
 
         status = await self._post(event)
-        answer = {"messageId": data["messageId"], "event": event, "status": status}
+        answer = {"messageId": data.get("messageId"), "eventId": event["id"], "event": event, "status": status}
         if 200 <= status < 300:
             return web.json_response(answer)
         self._spawn(self._redeliver(event))
@@ -273,6 +286,8 @@ class MessagesApi:
             "messageType": kind,
             "receivedTimestamp": received.isoformat(timespec="milliseconds"),
         }
+        if "messageId" in body and body["messageId"] is None:  # as in the docs' samples: the event has no messageId
+            del data["messageId"]
         text = body.get("text")
         if kind == "text":
             if not isinstance(text, str) or not text.strip():
@@ -311,6 +326,16 @@ class MessagesApi:
         self._faults.append(fault)
         return web.json_response({"queued": [f.__dict__ for f in self._faults]})
 
+    async def add_unreachable(self, request: web.Request) -> web.Response:
+        try:
+            phone = json.loads(await request.read()).get("phone")
+        except (ValueError, AttributeError):
+            phone = None
+        if not isinstance(phone, str) or not _E164.match(phone):
+            return _error(400, "BadRequest", 'send {"phone": "+15555550100"}')
+        self.unreachable.add(phone)
+        return web.json_response({"unreachable": sorted(self.unreachable)})
+
     # Event delivery --------------------------------------------------------------------------------------------
 
     async def _post(self, event: dict[str, Any]) -> int:
@@ -345,16 +370,3 @@ def _template(raw: Any) -> dict[str, Any] | None:
     values = {v.get("name"): v.get("text") for v in raw.get("values") or [] if isinstance(v, dict)}
     return {"name": raw.get("name"), "language": raw.get("language"), "values": values}
 
-
-def _repeatability_problem(request_id: str | None, first_sent: str | None) -> str | None:
-    if request_id is not None:
-        try:
-            uuid.UUID(request_id)
-        except ValueError:
-            return "Repeatability-Request-ID must be a UUID"
-    if first_sent is not None:
-        try:
-            parsedate_to_datetime(first_sent)
-        except (TypeError, ValueError):
-            return "Repeatability-First-Sent must be an HTTP date"
-    return None

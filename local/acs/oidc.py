@@ -1,4 +1,5 @@
-"""The emulator signs Call Automation callbacks with a JWT, as ACS does (PROTOCOLS.md B.3).
+"""The emulator signs Call Automation callbacks with a JWT, as ACS does
+(docs/protocols.md, "Call Automation callbacks").
 
 An RSA key made on first use signs each callback (RS256, 5-minute lifetime, audience = the emulated resource's
 immutable id), and the OpenID metadata and key set are served under `/_emulator/calling/`, so the app's JWT check

@@ -11,6 +11,9 @@ the emulator sends `ringing` (and `cancelled` when the caller hangs up first), t
 "transfer_id"}` or `{"kind": "decline", "transfer_id"}`. Tests can do the same over HTTP: `GET /_emulator/transfers`,
 `POST /_emulator/transfers/{id}/answer` or `/decline`.
 
+A call the app places (`create_call`) rings a registered phone the same way, with `"placed": true`; the phone
+answers it with the same message and then opens the call's handset socket (`/_emulator/calls/{call_id}/media`).
+
 A target nobody registered for stands for the world outside: a phone number is answered (someone picks up, as the
 team's line always did here), an ACS user is not signed in and the transfer fails.
 """
@@ -52,6 +55,7 @@ class Transfer:
     sip_headers: dict[str, str]
     voip_headers: dict[str, str]
     operation_context: str | None
+    placed: bool = False  # a call the app placed to this phone, not a transfer: it answers as the callee
     transfer_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     state: str = "ringing"  # ringing, answered, declined, missed, cancelled, unattended
     at: str = field(default_factory=now_iso)
@@ -61,7 +65,7 @@ class Transfer:
         """What the person's phone gets: the call and its custom context, as IncomingCall carries it."""
         return {
             "kind": "ringing", "transfer_id": self.transfer_id, "call_id": self.call_id, "from": self.caller,
-            "target": self.target,
+            "target": self.target, "placed": self.placed,
             "customContext": {"sipHeaders": dict(self.sip_headers), "voipHeaders": dict(self.voip_headers)},
         }
 

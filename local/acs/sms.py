@@ -5,8 +5,9 @@ API (HMAC-checked by the emulator like every ACS route; docs/sms.md "The emulato
                                "message", "smsSendOptions": {"enableDeliveryReport", "tag"}}
     → 202 {"value": [{"to", "messageId", "httpStatusCode", "repeatabilityResult", "successful", "errorMessage"}]}
     One result per recipient, as the service gives them: a recipient that is not an E.164 number gets its own 400
-    result while the others go. A recipient's Repeatability-Request-ID seen before gets the first result back and
-    nothing is sent; the id must be a UUID and come with a Repeatability-First-Sent HTTP date. `from` must be the
+    result while the others go. Repeatability is per recipient and kept as ACS keeps it (repeatability.py): the id
+    must be a UUID and come with a first-sent HTTP date; a repeat within five minutes of its first-sent time gets the
+    first result back and nothing is sent; a first-sent time older than that gets its own 412 result, "rejected". `from` must be the
     emulated resource's number. With enableDeliveryReport, an SMSDeliveryReportReceived event follows each text
     (Delivered, or Failed for a number marked unreachable), posted to `sms_events` and redelivered like Event Grid.
 
@@ -26,8 +27,6 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -35,6 +34,7 @@ from aiohttp import web
 
 from local.acs.events import event_grid_event, now_iso, post_event_grid
 from local.acs.messages import REDELIVERY_DELAYS, Fault
+from local.acs.repeatability import Refusal, Repeats
 
 log = logging.getLogger("local.acs.sms")
 
@@ -46,7 +46,6 @@ MAX_MESSAGE = 2048  # the longest message body the emulator takes
 #: Seconds between a text's acceptance and its delivery report (a phone on a good network, sped up).
 REPORT_DELAY_SECONDS = 0.3
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-_SKEW = timedelta(minutes=5)  # a first-sent time this far ahead of our clock is a client's clock, not a lie
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -82,7 +81,7 @@ class SmsApi:
         self.functions_url = ""
         self.outbox: list[OutboxText] = []
         self.unreachable: set[str] = set()
-        self._repeats: dict[str, dict[str, Any]] = {}  # repeatabilityRequestId → the recipient's first result
+        self._repeats = Repeats()  # repeatabilityRequestId → the recipient's first result, for five minutes
         self._faults: list[Fault] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
@@ -144,15 +143,20 @@ class SmsApi:
         if options is not None and not isinstance(options.get("enableDeliveryReport"), bool):
             return "smsSendOptions.enableDeliveryReport is required and must be true or false"
         for recipient in recipients:
-            if problem := _repeatability_problem(recipient.get("repeatabilityRequestId"),
-                                                 recipient.get("repeatabilityFirstSent")):
-                return problem
+            seen = self._repeats.check(recipient.get("repeatabilityRequestId"), recipient.get("repeatabilityFirstSent"))
+            if isinstance(seen, Refusal) and seen.status == 400:  # a malformed pair refuses the whole request
+                return seen.message
         return None
 
     def _send_one(self, body: dict[str, Any], recipient: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
         to, repeat_id = recipient["to"], recipient.get("repeatabilityRequestId")
-        if repeat_id and repeat_id in self._repeats:  # the same text again: the first result, nothing sent
-            return self._repeats[repeat_id]
+        first_sent = recipient.get("repeatabilityFirstSent")
+        seen = self._repeats.check(repeat_id, first_sent)
+        if isinstance(seen, Refusal):  # too old to be tracked: this recipient is refused, the others go
+            return {"to": to, "httpStatusCode": seen.status, "successful": False, "repeatabilityResult": "rejected",
+                    "errorMessage": seen.message}
+        if seen is not None:  # the same text again: the first result, nothing sent
+            return seen[1]
         if not _E164.match(to):
             return {"to": to, "httpStatusCode": 400, "successful": False,
                     "errorMessage": "Invalid To phone number format."}
@@ -163,7 +167,7 @@ class SmsApi:
         result = {"to": to, "messageId": text.message_id, "httpStatusCode": 202, "successful": True}
         if repeat_id:
             result["repeatabilityResult"] = "accepted"
-            self._repeats[repeat_id] = result
+            self._repeats.remember(repeat_id, first_sent, result)
         self._spawn(self._report(text))
         return result
 
@@ -286,20 +290,3 @@ class SmsApi:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-
-def _repeatability_problem(request_id: Any, first_sent: Any) -> str | None:
-    if request_id is None:
-        return None
-    try:
-        uuid.UUID(str(request_id))
-    except ValueError:
-        return "repeatabilityRequestId must be a UUID"
-    if not first_sent:
-        return "repeatabilityFirstSent must come with repeatabilityRequestId"
-    try:
-        sent = parsedate_to_datetime(str(first_sent))
-    except (TypeError, ValueError):
-        return "repeatabilityFirstSent must be an HTTP date"
-    if sent.tzinfo is not None and sent > datetime.now(timezone.utc).replace(microsecond=0) + _SKEW:
-        return "repeatabilityFirstSent is in the future"
-    return None

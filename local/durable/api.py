@@ -1,4 +1,5 @@
-"""The Durable HTTP API, as far as `DurableOrchestrationClient` and a 202's management links use it (PROTOCOLS.md A.6).
+"""The Durable HTTP API, as far as `DurableOrchestrationClient` and a 202's management links use it
+(docs/protocols.md, "Durable HTTP API").
 
 The same routes answer under the RPC base the client binding points at (`/durabletask/`) and under the public
 webhook path whose links `create_check_status_response` hands out (`/runtime/webhooks/durabletask/`), as the

@@ -339,7 +339,8 @@ class Engine:
         self._wake()
 
     async def _invoke(self, work: Work) -> tuple[str, dict[str, Any]]:
-        """Run one activity like the worker does (PROTOCOLS.md A.4): df_loads in, df_dumps out, errors as TaskFailed."""
+        """Run one activity like the worker does (docs/protocols.md, "Activities without the host"): df_loads in,
+        df_dumps out, errors as TaskFailed."""
         function = self._activities.get(work.name.lower())
         if function is None:
             reason = f"The function '{work.name}' doesn't exist, is disabled, or is not an activity function."

@@ -1,4 +1,5 @@
-"""DTFx history events as the Python SDK reads them (PROTOCOLS.md A.2), and the orchestration context JSON.
+"""DTFx history events as the Python SDK reads them (docs/protocols.md, "Orchestration context and history"), and the
+orchestration context JSON.
 
 Events are plain dicts in the PascalCase shape the Durable extension serializes. `EventId` is the task id for
 TaskScheduled/TimerCreated and -1 elsewhere; payload fields (`Input`, `Result`) hold JSON text, as in DTFx.

@@ -4,12 +4,12 @@ Pure and synchronous (no I/O, no clock of its own), so the engine runs it inside
 thread and tests can drive it with the SDK's `handle` directly.
 
 The subtle part is task ids. The SDK numbers tasks itself, from 0, in the order they are first yielded, and matches
-completions to tasks by those numbers; it never tells the host which number it gave. So the engine hands out the
-same numbers in the same order (PROTOCOLS.md A.2, A.5): every new atomic action in the reply (the one action list,
-flattened depth-first through WhenAny/WhenAll) takes the next id, except external-event waits; and a with-retry
-failure takes an id for its internal retry timer at the moment the TaskFailed goes into history, and that timer's
-firing takes one for the rescheduled attempt, because that is when the SDK takes them while replaying.
-One completion per episode keeps that order trivially identical on both sides.
+completions to tasks by those numbers; it never tells the host which number it gave. So the engine hands out the same
+numbers in the same order (docs/protocols.md, "Task ids"): every new atomic action in the reply (the one action list,
+flattened depth-first through WhenAny/WhenAll) takes the next id, except external-event waits; and a with-retry failure
+takes an id for its internal retry timer at the moment the TaskFailed goes into history, and that timer's firing takes
+one for the rescheduled attempt, because that is when the SDK takes them while replaying. One completion per episode
+keeps that order trivially identical on both sides.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 One recognizer per stretch of caller speech: it is created and started when the VAD hears speech begin, so the
 connection is set up while the caller is still talking, receives only that speech (with its pre-roll), and is closed
 when their turn ends. Azure bills every second streamed, silence included: streaming the whole call would cost
-several times more than what the caller says (reference/COST_PRICES.md), and the gateway counts both.
+several times more than what the caller says (docs/cost.md, "Free grants and caveats"), and the gateway counts both.
 
 The SDK calls back on its own threads; results are handed to the event loop with `call_soon_threadsafe`. Its
 blocking calls (start, stop) run on the executor.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
@@ -49,18 +50,19 @@ class AzureSpeechStt(Stt):
         self._language = settings.speech_language
         self._executor = executor
 
-    def stream(self) -> SttStream:
-        return _AzureStream(self._config, self._language, self._executor)
+    def stream(self, vocabulary: Sequence[str] = ()) -> SttStream:
+        return _AzureStream(self._config, self._language, self._executor, vocabulary)
 
 
 class _AzureStream(SttStream):
-    def __init__(self, config: Any, language: str, executor: Executor) -> None:
+    def __init__(self, config: Any, language: str, executor: Executor, vocabulary: Sequence[str] = ()) -> None:
         import azure.cognitiveservices.speech as speechsdk
 
         self._sdk = speechsdk
         self._loop = asyncio.get_running_loop()
         self._executor = executor
         self._texts: list[str] = []
+        self._hypothesis = ""  # the service's partial result for the phrase it is hearing now
         self._error: str | None = None
         self._stopped = asyncio.Event()
         audio_format = speechsdk.audio.AudioStreamFormat(
@@ -70,7 +72,12 @@ class _AzureStream(SttStream):
         self._recognizer = speechsdk.SpeechRecognizer(
             speech_config=config, audio_config=speechsdk.audio.AudioConfig(stream=self._push), language=language
         )
+        if vocabulary:  # the scenario's names, as a phrase list the service biases recognition towards
+            phrases = speechsdk.PhraseListGrammar.from_recognizer(self._recognizer)
+            for phrase in vocabulary:
+                phrases.addPhrase(phrase)
         self._recognizer.recognized.connect(self._on_recognized)
+        self._recognizer.recognizing.connect(self._on_recognizing)
         self._recognizer.canceled.connect(self._on_canceled)
         self._recognizer.session_stopped.connect(lambda _event: self._loop.call_soon_threadsafe(self._stopped.set))
         start = self._recognizer.start_continuous_recognition_async
@@ -81,7 +88,10 @@ class _AzureStream(SttStream):
 
     def _on_recognized(self, event: Any) -> None:
         if event.result.reason == self._sdk.ResultReason.RecognizedSpeech and event.result.text:
-            self._loop.call_soon_threadsafe(self._texts.append, event.result.text)
+            self._loop.call_soon_threadsafe(self._recognized, event.result.text)
+
+    def _on_recognizing(self, event: Any) -> None:
+        self._loop.call_soon_threadsafe(setattr, self, "_hypothesis", event.result.text or "")
 
     def _on_canceled(self, event: Any) -> None:
         details = event.cancellation_details
@@ -89,6 +99,10 @@ class _AzureStream(SttStream):
             message = f"{details.code}: {details.error_details}".split("\n")[0]
             self._loop.call_soon_threadsafe(self._fail, message)
         self._loop.call_soon_threadsafe(self._stopped.set)
+
+    def _recognized(self, text: str) -> None:
+        self._texts.append(text)
+        self._hypothesis = ""
 
     def _fail(self, message: str) -> None:
         self._error = message
@@ -98,6 +112,11 @@ class _AzureStream(SttStream):
     async def push(self, pcm: bytes) -> None:
         if not self._closed:
             self._push.write(pcm)  # copies into the SDK's buffer; does not block
+
+    async def partial(self) -> str:
+        """What the service has recognised so far, with its partial result for the phrase in progress (continuous
+        recognition streams them as the caller speaks: nothing waits here)."""
+        return " ".join([*self._texts, self._hypothesis]).strip()
 
     async def finish(self) -> str:
         self._close_input()

@@ -2,13 +2,16 @@
 
 An `Stt` engine opens one `SttStream` per stretch of caller speech: the VAD stage decides what is speech, and only
 that audio (with its pre-roll) is pushed, so a cloud engine is never billed for the silence between turns.
-`finish()` returns the transcript once the caller's turn has ended; `aclose()` abandons a stream (the call ended).
+`partial()` is what the engine has heard so far while the caller pauses (media_gateway/endpoint.py judges the pause
+with it); `finish()` returns the transcript once the caller's turn has ended, and an engine that already transcribed
+all of it for `partial()` gives that at once; `aclose()` abandons a stream (the call ended).
 """
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from shared.errors import SwitchboardError
 
@@ -29,6 +32,10 @@ class SttStream(ABC):
     async def push(self, pcm: bytes) -> None:
         """Add caller audio (16 kHz PCM16)."""
 
+    async def partial(self) -> str:
+        """The transcript of the audio pushed so far; the stream goes on. "" when the engine cannot tell yet."""
+        return ""
+
     @abstractmethod
     async def finish(self) -> str:
         """The transcript of everything pushed; raises SttError."""
@@ -41,8 +48,10 @@ class Stt(ABC):
     name: str
 
     @abstractmethod
-    def stream(self) -> SttStream:
-        """A stream for one stretch of speech; opening it must not block (network setup happens in the background)."""
+    def stream(self, vocabulary: Sequence[str] = ()) -> SttStream:
+        """A stream for one stretch of speech; opening it must not block (network setup happens in the background).
+        `vocabulary`: names and words the caller is likely to say (the scenario's `voice.vocabulary`), to bias
+        recognition towards; an engine that cannot use them ignores them."""
 
     async def warm(self) -> None:
         """Load models or open connections ahead of the first call."""

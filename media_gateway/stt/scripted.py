@@ -6,8 +6,7 @@ For benchmarks and tests that measure the gateway rather than a recogniser. It d
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from media_gateway.stt.base import Stt, SttStream
 
@@ -16,10 +15,11 @@ class ScriptedStt(Stt):
     name = "scripted"
 
     def __init__(self, lines: Iterable[str]) -> None:
-        self._lines = itertools.cycle(list(lines) or [""])
+        self._lines = list(lines) or [""]
+        self._next = 0
         self.audio_bytes = 0
 
-    def stream(self) -> SttStream:
+    def stream(self, vocabulary: Sequence[str] = ()) -> SttStream:
         return _ScriptedStream(self)
 
 
@@ -30,5 +30,11 @@ class _ScriptedStream(SttStream):
     async def push(self, pcm: bytes) -> None:
         self._engine.audio_bytes += len(pcm)
 
+    async def partial(self) -> str:
+        engine = self._engine
+        return engine._lines[engine._next % len(engine._lines)]
+
     async def finish(self) -> str:
-        return next(self._engine._lines)
+        engine = self._engine
+        line, engine._next = engine._lines[engine._next % len(engine._lines)], engine._next + 1
+        return line

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-from shared.scenario import ScenarioData, ToolResult
+from shared.scenario import Holder, ScenarioData, ToolResult
 
 
 def _policy(args: dict[str, Any], data: ScenarioData) -> dict[str, Any] | None:
@@ -15,6 +15,15 @@ def _policy(args: dict[str, Any], data: ScenarioData) -> dict[str, Any] | None:
 
     wanted = canonical(str(args.get("policy_number") or ""))
     return next((p for p in data["policies"] if canonical(p["policy_number"]) == wanted), None)
+
+
+def holder(args: dict[str, Any], data: ScenarioData) -> Holder | None:
+    """Who holds the policy the arguments name: codes go to the phone number on the policy; knowledge checks use the
+    policy's ZIP code and the holder's last name."""
+    policy = _policy(args, data)
+    if policy is None:
+        return None
+    return Holder(policy["phone"], {"policy_zip": str(policy.get("zip", "")), "last_name": policy["holder"].split()[-1]})
 
 
 def _unknown(args: dict[str, Any]) -> ToolResult:
@@ -40,6 +49,19 @@ def policy_details(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     )
 
 
+#: Days said relative to now ("yesterday", "last night", "two days ago") read without "on": "on yesterday" is not
+#: English; a named day or a date takes it ("on Tuesday", "on Dec 3").
+_RELATIVE = re.compile(r"^(today|tonight|yesterday|tomorrow|last|this|earlier|the day|an? |one |two |three |\d+ )",
+                       re.IGNORECASE)
+_NAMED_DAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|jan\w*|feb\w*|mar\w*|apr\w*|may|"
+                        r"jun\w*|jul\w*|aug\w*|sep\w*|oct\w*|nov\w*|dec\w*)\b", re.IGNORECASE)
+
+
+def _when(day: str) -> str:
+    said = _NAMED_DAY.sub(lambda m: m[0].capitalize(), day.strip())
+    return said if _RELATIVE.match(said) else f"on {said}"
+
+
 def file_claim(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     policy = _policy(args, data)
     if policy is None:
@@ -49,7 +71,7 @@ def file_claim(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     return ToolResult(
         data={"claim_number": claim, "deductible": policy["deductible"]},
         say=(
-            f"I've opened claim {claim} for the {args['incident']} on {args['incident_date']}. "
+            f"I've opened claim {claim} for the {args['incident']} {_when(str(args['incident_date']))}. "
             f"Your deductible is ${policy['deductible']:,}. An adjuster will contact you within one business day."
         ),
         slots={"policy_number": policy["policy_number"]},
@@ -70,3 +92,5 @@ def claim_status(args: dict[str, Any], data: ScenarioData) -> ToolResult:
 
 
 TOOLS = {"policy_details": policy_details, "file_claim": file_claim, "claim_status": claim_status}
+
+HOLDER = holder

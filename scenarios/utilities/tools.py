@@ -8,8 +8,11 @@ policy (`say`), and the slots they learned (so nobody asks the customer for them
 from __future__ import annotations
 
 import hashlib
+import re
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
+from shared.notifications import PromiseSpec
 from shared.scenario import Holder, ScenarioData, ToolResult
 
 
@@ -131,14 +134,25 @@ def _dollars(raw: Any) -> float | None:
 
 def check_outage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     account = _account(args, data)
-    address = account["service_address"] if account else str(args.get("service_address") or "")
+    address = _outage_address(account, str(args.get("service_address") or ""))
     if not address:
         return _not_found(args)
     outage = next(
-        (o for o in data["outages"] if o["status"] == "active" and any(s.lower() in address.lower() for s in o["streets"])),
+        (o for o in data["outages"] if o["status"] == "active" and any(_on_street(address, s) for s in o["streets"])),
         None,
     )
-    learned = _learned(account) if account else {"service_address": address}
+    learned = {**(_learned(account) if account else {}), "service_address": address}
+    if outage is not None and data.has_happened(f"outage_restored:{outage['id']}"):  # POST .../restored said so
+        ticket = _ticket("RPT", address)
+        return ToolResult(
+            data={"address": address, "known_outage": False, "restored_outage": outage["id"], "report": ticket},
+            say=(
+                f"The outage at {address}, caused by {outage['cause']}, is over: power has been restored. "
+                f"If you're still without power, I've logged report {ticket} and a crew will check the line within "
+                "4 hours. Meanwhile, it's worth checking your breaker panel."
+            ),
+            slots=learned,
+        )
     if outage is None:
         ticket = _ticket("RPT", address)
         return ToolResult(
@@ -161,6 +175,46 @@ def check_outage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     )
 
 
+def _outage_address(account: dict[str, Any] | None, given: str) -> str:
+    """Where to look for the outage: the address the customer gave, when it is another place than the account's
+    ("no, I'm at 12 Lakeview Dr" from a known caller); else the account's, which is the whole address."""
+    if account is None:
+        return given
+    home = account["service_address"]
+    same = not given or home.lower().startswith(given.lower()) or given.lower().startswith(home.lower())
+    return home if same else given
+
+
+def _on_street(address: str, street: str) -> bool:
+    """"123 Oak St, Springfield" is on Oak St; so are "45 Birch Road" (as a caller says it, and speech-to-text
+    writes it) and "123 Oak", as a customer correcting themselves says it ("no, 123 Oak, not Elm"), while "77 Elm
+    Ave" is not."""
+    address, street = _abbreviated(address), _abbreviated(street)
+    if re.search(rf"\b{re.escape(street)}\b", address):
+        return True
+    name = street.rpartition(" ")[0] or street
+    return bool(re.fullmatch(rf"\d+ {re.escape(name)}", address.strip()))
+
+
+_STREET_TYPES = {"street": "st", "road": "rd", "lane": "ln", "drive": "dr", "avenue": "ave", "court": "ct",
+                 "boulevard": "blvd", "place": "pl"}
+_STREET_TYPE = re.compile(r"\b(" + "|".join(_STREET_TYPES) + r")\b\.?")
+
+
+def _abbreviated(text: str) -> str:
+    """Lower case, with street types as the outage data writes them ("Birch Road" -> "birch rd")."""
+    return _STREET_TYPE.sub(lambda m: _STREET_TYPES[m[1]], text.lower().replace(".", ""))
+
+
+_NAMED_DAY = re.compile(r"\b(monday|tuesday|wednesday|thursday|friday|saturday|sunday|jan\w*|feb\w*|mar\w*|apr\w*|may|"
+                        r"jun\w*|jul\w*|aug\w*|sep\w*|oct\w*|nov\w*|dec\w*)\b", re.IGNORECASE)
+
+
+def _day(when: str) -> str:
+    """A day as the customer named it, written as a sentence writes it: "tomorrow", "next Friday", "Dec 3"."""
+    return _NAMED_DAY.sub(lambda m: m[0].capitalize(), when.strip())
+
+
 def schedule_service(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     account = _account(args, data)
     if account is None:
@@ -168,13 +222,37 @@ def schedule_service(args: dict[str, Any], data: ScenarioData) -> ToolResult:
     kind = str(args["service_request"])
     label = data["service_request_types"].get(kind, kind)
     address = str(args.get("service_address") or account["service_address"])
-    when = str(args["preferred_date"])
+    when = _day(str(args["preferred_date"]))
     ticket = _ticket("SR", account["account_number"], kind, when)
+    follow_up = _follow_up_at(when, datetime.now(timezone.utc).date())
     return ToolResult(
         data={"request": label, "address": address, "date": when, "confirmation": ticket},
-        say=f"Done: I've booked {label} at {address} for {when}. Your confirmation number is {ticket}.",
+        say=f"Done: I've booked {label} at {address} for {when}. Your confirmation number is {ticket}."
+            + (" We'll check in with you after the visit." if follow_up else ""),
         slots=_learned(account),
+        # The follow-up the reply promises, due the evening of the booked day (shared/notifications.py).
+        promise=f"service_follow_up:{ticket}@{follow_up.isoformat()}" if follow_up else None,
     )
+
+
+#: When, on the booked day, we check in (UTC: the demo utility's day ends about then).
+FOLLOW_UP_TIME = time(18, 0, tzinfo=timezone.utc)
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _follow_up_at(when: str, today: date) -> datetime | None:
+    """The evening of the day the customer booked ("today", "tomorrow", "Friday", "next Friday"); None for a day
+    these words do not pin down ("Dec 3", "soon"): nothing is promised about it then."""
+    words = when.lower().split()
+    if words == ["today"]:
+        day = today
+    elif words == ["tomorrow"]:
+        day = today + timedelta(days=1)
+    elif words and words[-1] in _WEEKDAYS and words[:-1] in ([], ["next"], ["this"], ["on"]):
+        day = today + timedelta(days=(_WEEKDAYS.index(words[-1]) - today.weekday()) % 7 or 7)  # the coming one
+    else:
+        return None
+    return datetime.combine(day, FOLLOW_UP_TIME)
 
 
 def get_usage(args: dict[str, Any], data: ScenarioData) -> ToolResult:
@@ -200,6 +278,33 @@ def energy_tips(args: dict[str, Any], data: ScenarioData) -> ToolResult:
             "replace old bulbs with LEDs"]
     return ToolResult(data={"tips": tips}, say="A few easy savings: " + "; ".join(tips) + ".")
 
+
+def _outage(ref: str, data: ScenarioData) -> dict[str, Any] | None:
+    return next((o for o in data["outages"] if str(o["id"]) == ref), None)
+
+
+def _restored_text(ref: str, collected: dict[str, str], data: ScenarioData) -> str:
+    outage = _outage(ref, data) or {}
+    address = collected.get("service_address") or str(outage.get("area") or "your address")
+    return f"power is back on at {address}. Thanks for your patience."
+
+
+def _follow_up_text(ref: str, collected: dict[str, str], data: ScenarioData) -> str:
+    ticket = ref.partition("@")[0]
+    name = collected.get("customer_name", "").split()[:1]
+    return (f"hi{' ' + name[0] if name else ''}, how did your service visit ({ticket}) go? Reply here if anything "
+            "still needs doing.")
+
+
+# What the tools' promises say and when they are due (shared/notifications.py): the outage's text goes when the
+# outage-management system says it is over, or when this data stops listing it as active.
+PROMISES = {
+    "outage_restored": PromiseSpec(
+        text=_restored_text, agent="OutageAgent",
+        happened=lambda ref, data: (_outage(ref, data) or {}).get("status", "active") != "active",
+    ),
+    "service_follow_up": PromiseSpec(text=_follow_up_text, agent="ServiceAgent"),
+}
 
 TOOLS = {
     "get_balance": get_balance,

@@ -43,29 +43,28 @@ class AcsCallControl(CallControl):
     async def answer(
         self, incoming_call_context: str, callback_url: str, media: MediaStreaming, *, operation_context: str = ""
     ) -> AnsweredCall:
-        from azure.communication.callautomation import (
-            AudioFormat,
-            MediaStreamingAudioChannelType,
-            MediaStreamingContentType,
-            MediaStreamingOptions,
-            StreamingTransportType,
-        )
-
-        options = MediaStreamingOptions(
-            transport_url=media.transport_url,
-            transport_type=StreamingTransportType.WEBSOCKET,
-            content_type=MediaStreamingContentType.AUDIO,
-            audio_channel_type=MediaStreamingAudioChannelType.MIXED,
-            start_media_streaming=True,
-            enable_bidirectional=True,
-            audio_format=AudioFormat(media.audio_format),
-            enable_dtmf_tones=media.keypad,
-        )
         async with _translated("answer"):
             props = await self._sdk().answer_call(
                 incoming_call_context,
                 callback_url,
-                media_streaming=options,
+                media_streaming=_streaming(media),
+                operation_context=operation_context or None,
+            )
+        return AnsweredCall(props.call_connection_id, props.correlation_id, props.call_connection_state)
+
+    async def create_call(
+        self, target: str, source_caller_id: str, callback_url: str, media: MediaStreaming, *,
+        operation_context: str = "",
+    ) -> AnsweredCall:
+        from azure.communication.callautomation import PhoneNumberIdentifier
+
+        # A phone callee sees `source_caller_id` (a number of our resource, or ACS refuses the call).
+        async with _translated("place a call"):
+            props = await self._sdk().create_call(
+                PhoneNumberIdentifier(target),
+                callback_url,
+                source_caller_id_number=PhoneNumberIdentifier(source_caller_id),
+                media_streaming=_streaming(media),
                 operation_context=operation_context or None,
             )
         return AnsweredCall(props.call_connection_id, props.correlation_id, props.call_connection_state)
@@ -116,6 +115,28 @@ class AcsCallControl(CallControl):
                 self._credential = DefaultAzureCredential(managed_identity_client_id=self._azure_client_id or None)
             self._client = CallAutomationClient(self._endpoint, self._credential)
         return self._client
+
+
+def _streaming(media: MediaStreaming) -> Any:
+    """Bidirectional mixed audio over a WebSocket to the gateway, from the moment the call connects."""
+    from azure.communication.callautomation import (
+        AudioFormat,
+        MediaStreamingAudioChannelType,
+        MediaStreamingContentType,
+        MediaStreamingOptions,
+        StreamingTransportType,
+    )
+
+    return MediaStreamingOptions(
+        transport_url=media.transport_url,
+        transport_type=StreamingTransportType.WEBSOCKET,
+        content_type=MediaStreamingContentType.AUDIO,
+        audio_channel_type=MediaStreamingAudioChannelType.MIXED,
+        start_media_streaming=True,
+        enable_bidirectional=True,
+        audio_format=AudioFormat(media.audio_format),
+        enable_dtmf_tones=media.keypad,
+    )
 
 
 class _translated:

@@ -1,4 +1,4 @@
-"""The CallControl port: what the app asks of the telephony service (answer, hang up, transfer).
+"""The CallControl port: what the app asks of the telephony service (answer, place, hang up, transfer).
 
 ACS Call Automation is the adapter (`shared/calls/acs.py`), pointed at Azure or at the local ACS emulator. Errors
 come back as domain errors: `Unavailable` when a retry may help, `CallEnded` when the call is gone, `CallRejected`
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from shared.errors import SwitchboardError
 
-#: The audio formats ACS streams (PROTOCOLS.md B.4): 20 ms frames of 16-bit mono PCM.
+#: The audio formats ACS streams (docs/protocols.md, "Media streaming"): 20 ms frames of 16-bit mono PCM.
 AUDIO_FORMATS = {16000: "pcm16KMono", 24000: "pcm24KMono"}
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
@@ -124,6 +124,15 @@ class CallControl(ABC):
         self, incoming_call_context: str, callback_url: str, media: MediaStreaming, *, operation_context: str = ""
     ) -> AnsweredCall:
         """Answer a ringing call; ACS then posts callbacks to `callback_url` and opens the media WebSocket."""
+
+    async def create_call(
+        self, target: str, source_caller_id: str, callback_url: str, media: MediaStreaming, *,
+        operation_context: str = "",
+    ) -> AnsweredCall:
+        """Place a call from our number `source_caller_id` to the phone `target` (both E.164), with media streaming
+        to the gateway as `answer` has. Returns as the call starts ringing (state "connecting"); the outcome comes
+        as CallConnected, or CreateCallFailed / CallDisconnected with the reason (busy, no answer)."""
+        raise CallRejected("this call control cannot place calls")
 
     @abstractmethod
     async def hang_up(self, call_connection_id: str) -> None:

@@ -1,12 +1,13 @@
 """ACS call events as we receive them: the IncomingCall Event Grid event and the Call Automation callbacks.
 
-The SDK has no parser for either (PROTOCOLS.md B.1, B.3), so they are read here into small dataclasses. Anything
-that does not have the shape ACS sends raises InvalidInput naming the field, before anything acts on it.
+The SDK has no parser for either (docs/protocols.md, "IncomingCall event" and "Call Automation callbacks"), so they are
+read into small dataclasses: IncomingCall here, the callbacks by the models in functions/api/calls.py (which are also
+their schema in /api/openapi.json). Anything that does not have the shape ACS sends raises InvalidInput naming the
+field, before anything acts on it.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,10 +15,7 @@ from typing import Any
 from shared.errors import InvalidInput
 
 INCOMING_CALL = "Microsoft.Communication.IncomingCall"
-_CALLBACK_PREFIX = "Microsoft.Communication."
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-#: Largest callback batch we read; ACS sends a handful of small events at a time.
-MAX_CALLBACK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -76,41 +74,6 @@ def phone_number(identifier: Any) -> str | None:
     if not value and isinstance(raw, str) and raw.startswith("4:"):
         value = raw[2:]
     return value if isinstance(value, str) and _E164.match(value) else None
-
-
-def parse_callbacks(body: bytes) -> list[CallEvent]:
-    """The array of CloudEvents ACS posts to the callback URL (one object is accepted too)."""
-    if len(body) > MAX_CALLBACK_BYTES:
-        raise InvalidInput(f"callback batches are at most {MAX_CALLBACK_BYTES} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("callback body is not valid JSON") from None
-    except RecursionError:  # deeply nested arrays fit in the size limit and overflow Python's stack
-        raise InvalidInput("callback body is nested too deeply") from None
-    items = [payload] if isinstance(payload, dict) else payload
-    if not isinstance(items, list) or not items:
-        raise InvalidInput("callback body must be a non-empty JSON array of CloudEvents")
-    return [_callback(i, item) for i, item in enumerate(items)]
-
-
-def _callback(index: int, item: Any) -> CallEvent:
-    where = f"event {index}"
-    if not isinstance(item, dict):
-        raise InvalidInput(f"{where} is not an object")
-    event_type = _text(item, "type", where)
-    if not event_type.startswith(_CALLBACK_PREFIX):
-        raise InvalidInput(f"{where}: type {event_type!r} is not a Call Automation event")
-    data = item.get("data")
-    if not isinstance(data, dict):
-        raise InvalidInput(f"{where}: data must be an object")
-    return CallEvent(
-        event_id=_text(item, "id", where),
-        type=event_type[len(_CALLBACK_PREFIX) :],
-        call_connection_id=_text(data, "callConnectionId", f"{where}: data"),
-        correlation_id=_text(data, "correlationId", f"{where}: data"),
-        data=data,
-    )
 
 
 def _text(body: dict[str, Any], key: str, where: str = "data") -> str:

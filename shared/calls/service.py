@@ -15,6 +15,10 @@ routes the escalation to someone (CONNECTING), `transfer(call, escalation_id=...
 with the escalation id in the call's custom context and "escalate:<escalation id>" as the operation context, and the
 callbacks settle it: CallTransferAccepted gives the person the customer, CallTransferFailed puts the caller back in
 the queue (still talking with the AI), and a caller who hangs up while waiting is counted as having left.
+
+A call the gateway ends because the caller said nothing (media_gateway/silence.py) is hung up with the outcome
+"abandoned": the record keeps `abandoned_at` and its state reads "abandoned" once it is over, and the
+switchboard.calls.abandoned counter counts it once.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from shared.calls.control import ESCALATION_HEADER, CallEnded, CallRejected, Med
 from shared.calls.events import CallEvent, IncomingCall
 from shared.calls import tokens as call_tokens
 from shared.calls.tokens import CALLBACK_AUDIENCE, MEDIA_AUDIENCE
-from shared.errors import Conflict, InvalidInput, NotFound, SwitchboardError, Unauthorized
+from shared.errors import Conflict, InvalidInput, NotFound, SwitchboardError, Unauthorized, Unavailable
 from shared.models import (
     Channel, Customer, Escalation, EscalationStatus, Identity, IdentityKind, SessionStatus, utcnow,
 )
@@ -51,6 +55,10 @@ DEDUP_TTL_SECONDS = 24 * 3600
 #: than any answer takes: ACS stops ringing an unanswered call within about 30 seconds.
 CLAIM_TTL_SECONDS = 60.0
 
+#: The outcome of a call hung up on a caller who said nothing through the reprompt and the goodbye.
+ABANDONED = "abandoned"
+#: The outcome of an outbound call an answering machine took: the gateway left a short message and hung up.
+VOICEMAIL = "voicemail"
 #: The operation context of a transfer to the person an escalation was routed to: "escalate:<escalation id>".
 ESCALATE = "escalate:"
 _SESSION_CALL = "call-of-session:"  # + voice session id: {"call_id": correlation id}
@@ -70,9 +78,10 @@ class Forbidden(SwitchboardError):
 class CallRef:
     """What the per-call tokens carry: which call, session and customer."""
 
-    call_id: str  # the correlation id
+    call_id: str  # the correlation id (an outbound call: our own id, shared/calls/outbound.py)
     session_id: str
     customer_id: str
+    outbound: bool = False  # we placed the call; the record keeps ACS's correlation id
 
 
 def session_id_for(correlation_id: str) -> str:
@@ -154,14 +163,16 @@ class CallService:
             opened = await conversation.open(Channel.VOICE, session_id, customer.customer_id)
         return opened.customer.customer_id
 
-    def media_url(self, ref: CallRef) -> str:
+    def media_url(self, ref: CallRef, **extra: str) -> str:
         """The gateway URL for ACS: its token opens this call's media socket once, within minutes (tokens.py)."""
         # The call's trace context rides in the media token: the gateway's turns join the IncomingCall's trace.
         trace = {"tp": traceparent} if (traceparent := telemetry.traceparent()) else {}
-        return f"{self.settings.gateway_public_url}/media?token={quote(self._token(MEDIA_AUDIENCE, ref, **trace))}"
+        token = self._token(MEDIA_AUDIENCE, ref, **trace, **extra)
+        return f"{self.settings.gateway_public_url}/media?token={quote(token)}"
 
-    def callback_url(self, ref: CallRef) -> str:
-        return f"{self.settings.public_url}/{CALLBACK_ROUTE}?token={quote(self._token(CALLBACK_AUDIENCE, ref))}"
+    def callback_url(self, ref: CallRef, **extra: str) -> str:
+        token = self._token(CALLBACK_AUDIENCE, ref, **extra)
+        return f"{self.settings.public_url}/{CALLBACK_ROUTE}?token={quote(token)}"
 
     def _token(self, audience: str, ref: CallRef, **extra: str) -> str:
         return call_tokens.issue(self.services.tokens, self.settings, audience,
@@ -178,10 +189,16 @@ class CallService:
             await _verifier(self.settings.acs_resource_immutable_id, self.settings.acs_openid_configuration_url).verify(
                 authorization
             )
-        return CallRef(str(claims["call"]), str(claims["sid"]), str(claims["cid"]))
+        return CallRef(str(claims["call"]), str(claims["sid"]), str(claims["cid"]), outbound=bool(claims.get("out")))
 
     async def on_callbacks(self, ref: CallRef, events: list[CallEvent]) -> None:
-        if foreign := [e.event_id for e in events if e.correlation_id != ref.call_id]:
+        ours = ref.call_id
+        if ref.outbound:  # ACS named the call we placed when it took the request (shared/calls/outbound.py)
+            ours = str((await self.state.get(_key(ref.call_id)) or {}).get("correlation_id") or "")
+            if not ours:
+                raise Unavailable(f"call {ref.call_id} is still being placed: deliver its callbacks again shortly",
+                                  retry_after=1)
+        if foreign := [e.event_id for e in events if e.correlation_id != ours]:
             raise Forbidden(f"event(s) {', '.join(foreign)} belong to another call than this callback URL's")
         for event in events:
             work = f"acs-event:{event.event_id}"
@@ -205,7 +222,8 @@ class CallService:
         match event.type:
             case "CallConnected":
                 await self._remember(ref.call_id, state="connected", connection_id=event.call_connection_id)
-                await queue.call_answered(ref.call_id)
+                if not ref.outbound:  # an outbound call never waited in the queue
+                    await queue.call_answered(ref.call_id)
             case "MediaStreamingStarted":
                 await self._remember(ref.call_id, media="streaming")
             case "MediaStreamingStopped":
@@ -222,9 +240,13 @@ class CallService:
                 if escalation_id := _escalation_of(event):
                     await self._not_put_through(ref, escalation_id, event.detail)
             case "CallDisconnected":
+                if ref.outbound and not (await self.call(ref.call_id)).get("connection_id"):
+                    await self._remember(ref.call_id, **{f"{_not_reached(event)}_at": utcnow()})  # rang out
                 await self._finish(ref, "ended", SessionStatus.COMPLETED)
                 await self._caller_left(ref)
             case failed if failed in _FAILED_TO_CONNECT:
+                if ref.outbound:
+                    await self._remember(ref.call_id, **{f"{_not_reached(event)}_at": utcnow()})
                 await self._finish(ref, "failed", SessionStatus.COMPLETED)
             case other if other.endswith("Failed"):
                 log.warning("call %s: %s: %s", ref.call_id, other, event.detail)
@@ -232,7 +254,7 @@ class CallService:
     async def _rescue(self, ref: CallRef, event: CallEvent) -> None:
         """Without media the agent can neither hear nor speak: hand the caller to a person, or end the call."""
         call = await self.call(ref.call_id)
-        if call.get("state") in ("ended", "transferred", "failed"):
+        if _over(call):
             return
         log.error("call %s lost its media stream (%s): %s", ref.call_id, event.detail,
                   "transferring to a person" if self.services.scenario.escalation else "hanging up")
@@ -246,8 +268,23 @@ class CallService:
 
     # Control ---------------------------------------------------------------------------------------------------
 
-    async def hang_up(self, call_id: str, *, connection_id: str | None = None) -> None:
-        await self.services.call_control.hang_up(connection_id or await self._connection_id(call_id))
+    async def hang_up(self, call_id: str, *, connection_id: str | None = None, outcome: str | None = None) -> None:
+        """End the call; with `outcome="abandoned"` (the caller stayed silent) or `"voicemail"` (an answering
+        machine took our call) the record says so first."""
+        connection_id = connection_id or await self._connection_id(call_id)
+        if outcome == ABANDONED:
+            await self._abandoned(call_id)
+        elif outcome == VOICEMAIL:
+            await self._remember(call_id, voicemail_at=utcnow())
+        elif outcome is not None:
+            raise InvalidInput(f"a call is hung up as {ABANDONED!r}, {VOICEMAIL!r} or with no outcome, not {outcome!r}")
+        await self.services.call_control.hang_up(connection_id)
+
+    async def _abandoned(self, call_id: str) -> None:
+        """Recorded before the hang-up, so the disconnect that follows finds it; counted once however often asked."""
+        await self._remember(call_id, abandoned_at=utcnow())
+        if await self.state.mark_processed(f"call-abandoned:{call_id}", DEDUP_TTL_SECONDS):
+            telemetry.call_abandoned("silence")
 
     async def transfer(
         self, call_id: str, *, connection_id: str | None = None, escalation_id: str | None = None
@@ -376,7 +413,8 @@ class CallService:
         record = await self.state.get(_key(call_id))
         if record is None:
             raise NotFound(f"no call {call_id!r}")
-        return {**record, "state": _state(record)}
+        outcome = {"outcome": _outbound_outcome(record)} if record.get("direction") == "outbound" else {}
+        return {**record, "state": _state(record), **outcome}
 
     async def describe(self, call_id: str) -> dict[str, Any]:
         """The call's record (less the customer id) and the status of its voice session on the customer record."""
@@ -392,7 +430,7 @@ class CallService:
 
     async def _connection_id(self, call_id: str) -> str:
         record = await self.call(call_id)
-        if record.get("state") in ("ended", "transferred", "failed"):
+        if _over(record):
             raise CallEnded(f"call {call_id} has {record['state']}")
         if not record.get("connection_id"):
             raise CallEnded(f"call {call_id} is not connected")
@@ -438,6 +476,14 @@ class CallService:
             log.warning("call %s stays counted waiting until that expires: %s", call_id, exc)
 
     # Bookkeeping -----------------------------------------------------------------------------------------------
+
+    async def remember(self, call_id: str, **changes: Any) -> dict[str, Any]:
+        """Set fields of a call's record (shared/calls/outbound.py records the calls it places here)."""
+        return await self._remember(call_id, **changes)
+
+    async def remember_session_call(self, session_id: str, call_id: str) -> None:
+        """Which call carries a voice session: the desk finds it here."""
+        await self.state.put(_SESSION_CALL + session_id, {"call_id": call_id}, self.settings.call_token_ttl_seconds)
 
     async def _remember(self, call_id: str, **changes: Any) -> dict[str, Any]:
         # Field by field, atomically in the store: a call's callbacks land together (CallConnected and
@@ -489,8 +535,33 @@ def _ring(person: Presence) -> TransferTarget | None:
     return None
 
 
-#: How a call can end, strongest first: a call transferred and then disconnected was transferred.
-_OUTCOMES = ("transferred", "failed", "ended")
+#: How a call can end, strongest first: a call transferred and then disconnected was transferred, and one hung up
+#: on a silent caller and then disconnected was abandoned.
+_OUTCOMES = ("transferred", "failed", ABANDONED, "ended")
+
+
+#: An outbound call's outcomes, strongest first; one that connected and has none of these was answered.
+_OUTBOUND_OUTCOMES = (VOICEMAIL, "busy", "no_answer")
+
+
+def _outbound_outcome(record: dict[str, Any]) -> str | None:
+    """answered, voicemail, busy, no_answer or failed; None while it rings."""
+    if found := next((o for o in _OUTBOUND_OUTCOMES if record.get(f"{o}_at")), None):
+        return found
+    if record.get("connection_id"):
+        return "answered"
+    return "failed" if record.get("failed_at") or record.get("ended_at") else None
+
+
+def _not_reached(event: CallEvent) -> str:
+    """Why a call we placed did not connect, from ACS's result code: busy (486), else no answer."""
+    code = (event.data.get("resultInformation") or {}).get("code")
+    return "busy" if code == 486 else "no_answer"
+
+
+def _over(record: dict[str, Any]) -> bool:
+    """Whether the call has ended (disconnected, transferred, failed): an abandoned call is over once disconnected."""
+    return any(record.get(f"{outcome}_at") for outcome in ("transferred", "failed", "ended"))
 
 
 def _state(record: dict[str, Any]) -> str | None:

@@ -20,10 +20,12 @@ a leaked media URL gives is a used, soon-expired token.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.settings import Settings
 from shared.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 MEDIA_AUDIENCE = "media"
 CONTROL_AUDIENCE = "call-control"

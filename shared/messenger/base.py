@@ -2,8 +2,10 @@
 
 Retries live here, once. Adapters implement `_send` and raise `Unavailable` when trying again can help (throttling,
 a 5xx, a dropped connection) or `SendFailed` when it cannot (a bad number, an unknown template, no configuration).
-`send` retries the first kind with jittered exponential backoff under the *same* repeatability id, so a retry of a
-send that did reach the service is recognised there instead of becoming a second message.
+`send` retries the first kind with jittered exponential backoff under the *same* repeatability id and first-sent time,
+so a retry of a send that did reach the service is recognised there instead of becoming a second message. The
+first-sent time is the caller's only while ACS still tracks it (shared/messenger/repeatability.py): a held reply or a
+reminder sent long after it was decided goes with now, not with a time ACS refuses as too old.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from datetime import datetime
 
 from shared import telemetry
 from shared.errors import SwitchboardError
+from shared.messenger import repeatability
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +65,13 @@ class Messenger(ABC):
 
     async def send(self, message: OutboundMessage, *, repeatability_id: str, first_sent: datetime) -> str:
         """Send once, whatever happens in between: `repeatability_id` (a UUID) identifies this message across
-        retries here and redeliveries of the event that caused it; `first_sent` is when it was first decided.
+        retries here and redeliveries of the event that caused it; `first_sent` is when it was decided, sent as the
+        first-sent time while ACS still tracks it and replaced by now once it is older (repeatability.py).
 
         Raises SendFailed (permanent) or, once the retries are spent, Unavailable.
         """
         for attempt in range(1, self.attempts + 1):
+            first_sent = repeatability.first_sent(first_sent)  # a retry keeps its first attempt's, while tracked
             try:
                 with telemetry.span("whatsapp.send", kind=telemetry.SpanKind.CLIENT, attempt=attempt,
                                     message=type(message).__name__, template=getattr(message, "name", None)):

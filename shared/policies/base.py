@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from shared.models import Customer, Turn, Verification
 from shared.router import SwitchDecision
-from shared.scenario import AgentSpec, Holder, Requirement, Scenario, ToolResult
+from shared.scenario import AgentSpec, Holder, Requirement, Scenario, ScenarioData, ToolResult
+
+if TYPE_CHECKING:
+    from shared.synthesis import Ended, Synthesis
 
 
 class VerificationNeeded(Exception):
@@ -26,10 +29,14 @@ class VerificationNeeded(Exception):
     they asked (shared/conversation.py). `holder` is None when the account named does not exist: the customer is
     asked the same way, so nobody learns whether an account exists by asking about it."""
 
-    def __init__(self, tool: str, holder: Holder | None, level: Verification, named: str = "") -> None:
+    def __init__(self, tool: str, holder: Holder | None, level: Verification, named: str = "",
+                 account: dict[str, Any] | None = None) -> None:
         super().__init__(f"{tool} needs a {level.value} customer")
         self.tool, self.holder, self.level = tool, holder, level
         self.named = named  # what the arguments name the account by, for one that does not exist
+        # The arguments that name the account ({"policy_number": "LM-482913"}): the scenario's HOLDER finds its
+        # holder again from them when the customer answers.
+        self.account = dict(account or {})
         self.said: list[Any] = []  # the replies the turn had given before the check (the core fills it in)
 
 
@@ -91,6 +98,15 @@ class TurnContext:
     # Who the customer has shown they are in this session, and for whose number on record (shared/verification.py).
     verification: Verification = Verification.UNVERIFIED
     verified_phone: str | None = None
+    # The back-office data the tools read this turn: the scenario's, with what has happened since (an outage restored);
+    # None: the scenario's as shipped.
+    data: ScenarioData | None = None
+    # The customer's record as the turn read it, and the session's id: the Foundry policy keeps the customer's
+    # conversation id there (shared/policies/foundry.py). None when the core answers without a session.
+    customer: Customer | None = None
+    session_id: str = ""
+    # Agents that answered this turn before the one answering now (each handed the customer on: a handoff mid-turn).
+    hops: int = 0
 
     def known(self, slot: str) -> str | None:
         return self.collected.get(slot)
@@ -119,7 +135,7 @@ class TurnContext:
         if missing is None and spec.verification.at_least(Verification.IDENTIFIED) and \
                 self.scenario.names_account(tool, filled):
             self._check_verified(tool, filled)
-        result = None if missing else spec.function(filled, self.scenario.data)
+        result = None if missing else spec.function(filled, self.data or self.scenario.data)
         if result is not None:
             for slot, value in result.slots.items():
                 self.learn(slot, value)
@@ -132,7 +148,8 @@ class TurnContext:
         level = self.scenario.tools[tool].verification
         holder = self.scenario.holder(filled)
         if holder is None or holder.phone != self.verified_phone or not self.verification.at_least(level):
-            raise VerificationNeeded(tool, holder, level, self.scenario.account_named(tool, filled))
+            raise VerificationNeeded(tool, holder, level, self.scenario.account_named(tool, filled),
+                                     self.scenario.account_arguments(tool, filled))
 
     def _fill(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
         spec = self.scenario.tools[tool]
@@ -153,10 +170,21 @@ class Policy(ABC):
         """Yield TextDelta events, then at most one HandoffRequest, SwitchRequest or EscalateRequest (and stop)."""
 
     async def summarise(self, scenario: Scenario, customer: Customer, session_id: str) -> str:
-        """What the customer was doing in a session, said to them, for the channel they move to. No model needed."""
+        """What the customer was doing in a session, said to them, for the channel they move to. No model needed.
+
+        A policy with a model overrides this with `shared.summary.model_summary(..., its own completion)`, which
+        checks what the model wrote and falls back to this extractive summary (the OpenAI policy does; a Foundry
+        policy should too)."""
         from shared.summary import extractive_summary  # summary imports the offline NLU; only handoffs need it
 
         return extractive_summary(scenario, customer, session_id)
+
+    async def synthesise(self, scenario: Scenario, ended: Ended) -> Synthesis:
+        """What an ended conversation came to, for the record (shared/synthesis.py): rule-based, from the turns and
+        the tools' outcomes. A policy with a model overrides this with `shared.synthesis.model_synthesis`."""
+        from shared.synthesis import rule_based
+
+        return rule_based(scenario, ended)
 
     async def close(self) -> None:
         """Release clients. The default holds none."""

@@ -49,13 +49,13 @@ _ASK_FOR_A_PERSON = "|".join([
     r"^\W*(an? )?(agent|human|person)( please)?\W*$",
 ])
 
-_SMALL_TALK = {
-    "thanks": re.compile(r"\b(thanks|thank you|thx|cheers|appreciate it|great,? thanks)\b", re.I),
+_SMALL_TALK = {  # in this order: "ok thanks, that's all" is a goodbye, not only thanks
     "farewell": re.compile(
-        r"^\s*(no,? )?(thanks,? )?(bye|goodbye|good bye|that'?s (all|it)|that is (all|it)|nothing else|no thanks?|"
-        r"all good|i'?m good)\b",
+        r"^\s*(ok(ay)?,? |great,? |perfect,? )?(no,? )?(thanks|thank you)?,? ?(bye|goodbye|good bye|that'?s (all|it)|"
+        r"that is (all|it)|nothing else|no thanks?|all good|i'?m good)\b",
         re.I,
     ),
+    "thanks": re.compile(r"\b(thanks|thank you|thx|cheers|appreciate it|great,? thanks)\b", re.I),
     "greeting": re.compile(r"^\s*(hi|hello|hey|good (morning|afternoon|evening))[\s!.,]*$", re.I),
     "human": re.compile(_ASK_FOR_A_PERSON, re.I),
 }
@@ -75,6 +75,33 @@ _CHANNEL_WORDS = {
     "whatsapp": re.compile(r"\bwhat'?s\s?app\b|\btext me\b", re.I),  # speech-to-text may write "what's app"
     "webchat": re.compile(r"\bweb\s?chat\b|\bchat (online|instead)\b|\bonline chat\b|\bsend me a link\b", re.I),
 }
+
+
+_DIGIT_WORDS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
+                "seven": "7", "eight": "8", "nine": "9"}
+_DIGIT_WORD = re.compile(r"\b(" + "|".join(_DIGIT_WORDS) + r")\b", re.I)
+_REPEATED = re.compile(r"\b(double|triple) (" + "|".join(_DIGIT_WORDS) + r"|\d)\b", re.I)
+
+
+def spoken_digits(text: str) -> str | None:
+    """The message with a number said in words written in digits ("five five five, five five five, oh one one one",
+    "double five"), as speech-to-text often gives a caller's number; None when it says no such number (fewer than
+    four digit words: "one question" is not a number)."""
+    if len(_DIGIT_WORD.findall(text)) < 4:
+        return None
+    text = _REPEATED.sub(lambda m: _DIGIT_WORDS.get(m[2].lower(), m[2]) * (2 if m[1].lower() == "double" else 3), text)
+    text = _DIGIT_WORD.sub(lambda m: _DIGIT_WORDS[m[1].lower()], text)
+    return re.sub(r"(?<=\d)[ ,.-]+(?=\d)", "", text)  # "5, 5, 5" is one number, as said
+
+
+_ABOUT_IT = re.compile(r"\b(it|that|this|them|those)\b", re.I)
+_A_QUESTION = re.compile(r"\?\s*$|^\s*(so |and |ok,? )?(what|when|how|why|any|is|has|have|will|did|does)\b", re.I)
+
+
+def asks_about_it(text: str) -> bool:
+    """A question about something already said ("so what's happening with it?", "is that still right?"): a follow-up
+    on the last answer, even without a word that names its topic."""
+    return bool(_ABOUT_IT.search(text) and _A_QUESTION.search(text))
 
 
 def affirm(text: str) -> bool:

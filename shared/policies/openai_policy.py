@@ -17,14 +17,19 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, NamedTuple
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, NamedTuple, Sequence
 
 import openai
 
 from shared.policies.base import (
     EscalateRequest, HandoffRequest, Policy, PolicyEvent, SwitchRequest, TextDelta, TurnContext, VerificationNeeded,
 )
+from shared.models import Customer
+from shared.scenario import Scenario
 from shared.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from shared.synthesis import Ended, Synthesis
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +89,31 @@ class OpenAIPolicy(Policy):
         await self._llm.client.close()
         if self._llm.credential is not None:
             await self._llm.credential.close()
+
+    async def summarise(self, scenario: Scenario, customer: Customer, session_id: str) -> str:
+        """The model writes the handoff summary; checked, else the extractive one (shared/summary.py)."""
+        from shared.summary import model_summary
+
+        return await model_summary(scenario, customer, session_id, self.complete)
+
+    async def synthesise(self, scenario: Scenario, ended: Ended) -> Synthesis:
+        """The model writes the words of the post-conversation synthesis; checked, else the rule-based one."""
+        from shared.synthesis import model_synthesis
+
+        return await model_synthesis(scenario, ended, self.complete, self.name)
+
+    async def complete(self, messages: list[dict[str, str]]) -> str:
+        """One request to the model, off the customer's turn (a handoff step, a synthesis): its whole text answer.
+        Streamed, as every request here is, and bound by LLM_TIMEOUT_SECONDS from start to end; raises on failure."""
+        request: dict[str, Any] = {"model": self._llm.model, "messages": messages, "stream": True, "temperature": 0}
+        parts: list[str] = []
+        async with asyncio.timeout(self._timeout):
+            stream = await self._llm.client.chat.completions.create(**request)
+            async with stream:
+                async for chunk in stream:
+                    for choice in chunk.choices[:1]:
+                        parts.append(choice.delta.content or "")
+        return "".join(parts)
 
     async def respond(self, ctx: TurnContext) -> AsyncIterator[PolicyEvent]:
         messages: list[dict[str, Any]] = [system_message(ctx), *history_messages(ctx)]
@@ -202,22 +232,25 @@ def system_message(ctx: TurnContext) -> dict[str, str]:
         f" after trying, call {ESCALATE} with the reason in a few words: a person at our desk takes over with"
         " everything said so far. Do not say how long the wait is; the customer is told their place in line.",
     ]
-    if ctx.switch.offer:
-        lines.append(
-            f"The phone queue is long right now ({'; '.join(ctx.switch.reasons)}). Offer once to continue on "
-            f"{' or '.join(_channel_name(c) for c in ctx.switch.channels)}, where nothing needs repeating; if the"
-            f" customer agrees, call {SWITCH_CHANNEL}."
-        )
-    elif ctx.switch.channels:
-        lines.append(
-            f"If the customer asks to continue on {' or '.join(_channel_name(c) for c in ctx.switch.channels)},"
-            f" call {SWITCH_CHANNEL}."
-        )
+    if guidance := switch_guidance(ctx):
+        lines.append(guidance)
     if ctx.channel == "voice":
         lines.append("Your reply is spoken aloud: short plain sentences, no lists, no markdown.")
     else:
         lines.append("Keep replies short and conversational.")
     return {"role": "system", "content": "\n".join(lines)}
+
+
+def switch_guidance(ctx: TurnContext) -> str:
+    """What the model is told about moving channels this turn: offer them (the queue is long), take the customer's
+    ask, or (for an agent whose tools always include the switch, as Foundry's do) leave it alone."""
+    channels = " or ".join(_channel_name(c) for c in ctx.switch.channels)
+    if ctx.switch.offer:
+        return (f"The phone queue is long right now ({'; '.join(ctx.switch.reasons)}). Offer once to continue on "
+                f"{channels}, where nothing needs repeating; if the customer agrees, call {SWITCH_CHANNEL}.")
+    if ctx.switch.channels:
+        return f"If the customer asks to continue on {channels}, call {SWITCH_CHANNEL}; no other channel."
+    return ""
 
 
 def history_messages(ctx: TurnContext) -> list[dict[str, str]]:
@@ -229,17 +262,24 @@ def history_messages(ctx: TurnContext) -> list[dict[str, str]]:
     ]
 
 
-def tool_schemas(ctx: TurnContext) -> list[dict[str, Any]]:
-    """The active agent's tools minus parameters the record already fills, plus its handoff functions."""
-    tools = []
-    for name in ctx.agent.tools:
-        spec = ctx.scenario.tools[name]
+#: A function tool, whatever the API's shape: its name, what it is for, and its parameters' JSON schema properties.
+Function = tuple[str, str, dict[str, Any]]
+
+
+def agent_functions(scenario: Scenario, agent: Any, *, known: Callable[[str], bool] = lambda slot: False,
+                    channels: Sequence[str] = ()) -> list[Function]:
+    """An agent's tools minus the parameters the record already fills (`known`), the queue check, the channel switch
+    (when there are `channels` to switch to), its handoffs and the escalation to a person. The OpenAI policy sends
+    them each turn; the Foundry sync writes them into the agent's version (shared/foundry/agents.py)."""
+    functions: list[Function] = []
+    for name in agent.tools:
+        spec = scenario.tools[name]
         properties: dict[str, Any] = {}
         for param, pspec in spec.parameters.items():
             if "slot" in pspec:
-                if ctx.known(pspec["slot"]):
+                if known(pspec["slot"]):
                     continue  # call_tool fills it from the record; the model must not ask for it
-                slot = ctx.scenario.slots[pspec["slot"]]
+                slot = scenario.slots[pspec["slot"]]
                 properties[param] = {"type": "string", "description": slot.description}
                 if slot.choices:
                     properties[param]["enum"] = list(slot.choices)
@@ -248,19 +288,25 @@ def tool_schemas(ctx: TurnContext) -> list[dict[str, Any]]:
                 properties[param].setdefault("type", "string")
         # No "required" list: requirements are any-of sets that JSON schema cannot say plainly, and call_tool
         # answers an unmet one with the question to ask.
-        tools.append(_function(name, spec.description, properties))
-    tools.append(_function(CHECK_QUEUE, "How busy the phone queue is, and whether to offer another channel.", {}))
-    if ctx.switch.channels:
-        channel = {"channel": {"type": "string", "enum": list(ctx.switch.channels)}}
-        tools.append(_function(SWITCH_CHANNEL, "The customer agreed to continue on another channel.", channel))
-    for edge in ctx.agent.handoffs:
+        functions.append((name, spec.description, properties))
+    functions.append((CHECK_QUEUE, "How busy the phone queue is, and whether to offer another channel.", {}))
+    if channels:
+        channel = {"channel": {"type": "string", "enum": list(channels)}}
+        functions.append((SWITCH_CHANNEL, "The customer agreed to continue on another channel.", channel))
+    for edge in agent.handoffs:
         reason = {"reason": {"type": "string", "description": "Why the customer needs this agent, in a few words."}}
-        tools.append(_function(f"{HANDOFF_PREFIX}{edge.target}", edge.when, reason))
+        functions.append((f"{HANDOFF_PREFIX}{edge.target}", edge.when, reason))
     why = {"reason": {"type": "string", "description": "Why the customer needs a person, in a few words a person "
                       "at the desk reads (\"asked for a person\", \"wants to discuss a payment plan\")."}}
-    tools.append(_function(ESCALATE, "Hand the customer to a person at our desk: they asked for a person, or you "
-                           "cannot help with what they need. They keep everything said so far.", why))
-    return tools
+    functions.append((ESCALATE, "Hand the customer to a person at our desk: they asked for a person, or you "
+                      "cannot help with what they need. They keep everything said so far.", why))
+    return functions
+
+
+def tool_schemas(ctx: TurnContext) -> list[dict[str, Any]]:
+    """The active agent's functions in the Chat Completions shape."""
+    return [_function(*function) for function in agent_functions(ctx.scenario, ctx.agent, known=ctx.known,
+                                                                 channels=ctx.switch.channels)]
 
 
 def _function(name: str, description: str, properties: dict[str, Any]) -> dict[str, Any]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _INDEX = "promises:"  # + kind:ref -> the ids of the customers promised a text about it
+_HAPPENED = "promises:happened"  # kind:ref of each promise whose moment came (an outage restored)
 #: How long a promise stays findable: an outage lasting longer than a week is handled by people, not this.
 INDEX_TTL_SECONDS = 7 * 24 * 3600
 
@@ -49,17 +50,32 @@ class Fulfilled:
 
 
 async def promised(state: SessionState, kind: str, ref: str, customer_id: str) -> None:
-    """Index a promise the record now holds. Best effort: the promise stays on the record either way."""
+    """Index a promise the record now holds. Best effort: the promise stays on the record either way. Its
+    orchestration (shared/notifications.py) is started by the channel after the reply (`TurnOutcome.promised`), not
+    here: nothing in the turn waits on it."""
     try:
         await state.add_member(f"{_INDEX}{kind}:{ref}", customer_id, INDEX_TTL_SECONDS)
     except SwitchboardError as exc:
         log.error("a promised text (%s %s) is on the record but not indexed: %s", kind, ref, exc)
 
 
+async def happened(state: SessionState) -> frozenset[str]:
+    """The promises whose moment came ("outage_restored:OUT-4471"), for the tools to read (ScenarioData.happened):
+    a customer asking after the outage is over hears that it is, not its old ETA. Best effort: without the state
+    store the tools read the scenario's data as shipped."""
+    try:
+        return frozenset(await state.members(_HAPPENED))
+    except SwitchboardError as exc:
+        log.warning("cannot read what has happened since the scenario's data (%s); the tools read it as shipped", exc)
+        return frozenset()
+
+
 async def fulfil(customers: CustomerStore, state: SessionState, sms: SmsOutbox, kind: str, ref: str,
                  text_for: Callable[[Customer], str]) -> Fulfilled:
     """Send the promised text to every customer indexed under kind:ref, once each. `text_for(customer)` is the
-    text. Raises Unavailable if a store or ACS stays out past the retries; a re-run finishes the job."""
+    text. The moment is recorded first (`happened`), so from then on the agents say it happened and promise nothing
+    more about it. Raises Unavailable if a store or ACS stays out past the retries; a re-run finishes the job."""
+    await state.add_member(_HAPPENED, f"{kind}:{ref}", INDEX_TTL_SECONDS)
     done = Fulfilled()
     for customer_id in sorted(await state.members(f"{_INDEX}{kind}:{ref}")):
         outcome = await _fulfil_one(customers, sms, customer_id, kind, ref, text_for)

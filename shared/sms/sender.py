@@ -3,7 +3,9 @@
 Like the Messenger (shared/messenger/base.py), retries live here, once: adapters implement `_send` and raise
 `Unavailable` when trying again can help (throttling, a 5xx, no connection) or `SendFailed` when it cannot (a number
 that cannot take texts, an opted-out recipient, no configuration). `send` retries the first kind under the *same*
-repeatability id, which ACS SMS uses to recognise a repeat of a send that did reach it instead of texting twice.
+repeatability id and first-sent time, which ACS SMS uses to recognise a repeat of a send that did reach it instead of
+texting twice. The first-sent time is the caller's only while ACS still tracks it (shared/messenger/repeatability.py):
+a promised text kept hours later goes with now, not with a time ACS refuses as too old.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from datetime import datetime
 
 from shared import telemetry
 from shared.errors import SwitchboardError
+from shared.messenger import repeatability
 from shared.messenger.base import BACKOFF_BASE, BACKOFF_CAP, SEND_ATTEMPTS, SendFailed
 
 log = logging.getLogger(__name__)
@@ -36,13 +39,15 @@ class SmsSender(ABC):
     async def send(self, to: str, text: str, *, repeatability_id: str, first_sent: datetime,
                    tag: str | None = None) -> str:
         """Send once, whatever happens in between: `repeatability_id` (a UUID) names this text across retries here
-        and redeliveries of whatever caused it; `first_sent` is when it was first decided. `tag` comes back on the
+        and redeliveries of whatever caused it; `first_sent` is when it was decided, sent as the first-sent time
+        while ACS still tracks it and replaced by now once it is older (repeatability.py). `tag` comes back on the
         delivery report. Raises SendFailed (permanent) or, once the retries are spent, Unavailable."""
         if not text.strip():
             raise SendFailed("an empty text cannot be sent", code="EmptyMessage")
         if len(text) > MAX_TEXT:
             raise SendFailed(f"a text of {len(text)} characters is over {MAX_TEXT}", code="TooLong")
         for attempt in range(1, self.attempts + 1):
+            first_sent = repeatability.first_sent(first_sent)  # a retry keeps its first attempt's, while tracked
             try:
                 with telemetry.span("sms.send", kind=telemetry.SpanKind.CLIENT, attempt=attempt, tag=tag):
                     return await self._send(to, text, repeatability_id, first_sent, tag)

@@ -17,6 +17,10 @@ customer record and nothing more is texted to that number, replies included, unt
 with the scenario's help line (`sms_help`). Codes, web chat links and promised notifications go through `SmsOutbox.text`
 (shared/sms/outbox.py), which refuses an opted-out number with OptedOut, so the caller can try another way.
 
+A customer with a person at the desk gets no AI reply (the core answers nothing); what the person writes is logged as
+owed by `on_person_say` in the desk's own record write, under a key derived from its turn, and texted by
+`deliver_owed` under the customer's lock, as a reply is: once, however often the person's request is retried.
+
 The sender's number is identified, not verified: a session opened here starts IDENTIFIED for the number on record
 (caller ID's level), since a sender number can be spoofed (docs/security.md).
 """
@@ -28,7 +32,7 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from shared import redact, telemetry
-from shared.conversation import Conversation, Reply
+from shared.conversation import Conversation, Reply, TurnOutcome, answered_before
 from shared.errors import Unavailable
 from shared.messenger.base import SendFailed
 from shared.models import (
@@ -37,7 +41,7 @@ from shared.models import (
 from shared.scenario import Scenario
 from shared.sms.events import DeliveryReport, SmsEvent, TextReceived
 from shared.sms.keywords import Keyword, keyword_in
-from shared.sms.outbox import send_key, sms_phrase
+from shared.sms.outbox import OptedOut, send_key, sms_phrase
 from shared.sms.sender import SmsSender
 from shared.stores.base import CustomerStore, SessionState
 from shared.whatsapp.service import Received
@@ -126,15 +130,19 @@ class SmsService:
             opened = await self.conversation.open(Channel.SMS, session_id, customer.customer_id, greet=False,
                                                   proven=identity)
             customer, continued = opened.customer, opened.continued
-        switch_to = None
+        outcome = None
         with telemetry.turn("sms", continues=continued.traceparent if continued else None,
                             session_id=session_id, customer_id=customer.customer_id):
             if _session_that_logged(customer, message.message_id) is None:
-                switch_to = await self._converse(customer.customer_id, session_id, message)
+                outcome = await self._converse(customer.customer_id, session_id, message)
+            else:  # answered before: start what that delivery may have failed to (answered_before)
+                outcome = answered_before(customer)
             await self._deliver(customer.customer_id, session_id, message.phone)
-        return Received(customer.customer_id, session_id, continued, switch_to)
+        return Received(customer.customer_id, session_id, continued, outcome.switch_to if outcome else None,
+                        promised=bool(outcome and outcome.promised),
+                        callbacks_changed=bool(outcome and outcome.callbacks_changed))
 
-    async def _converse(self, customer_id: str, session_id: str, message: TextReceived) -> str | None:
+    async def _converse(self, customer_id: str, session_id: str, message: TextReceived) -> TurnOutcome | None:
         now = utcnow()
         key = send_key(message.message_id, "reply")
 
@@ -155,7 +163,7 @@ class SmsService:
 
         outcome = await self.conversation.turn(session_id, customer_id, message.text, on_save=log_exchange,
                                                key=message.message_id)
-        return None if outcome.replayed else outcome.switch_to
+        return None if outcome.replayed else outcome  # a replay: the delivery that ran the turn starts its work
 
     async def _consent(self, customer_id: str, message: TextReceived, *, opted_out: bool) -> None:
         def record(customer: Customer) -> None:
@@ -175,10 +183,46 @@ class SmsService:
         except SendFailed as exc:
             log.warning("the help line to %s was not sent: %s", redact.phone(message.phone), exc)
 
+    # A person at the desk ----------------------------------------------------------------------------------------
+
+    def on_person_say(self, session: ChannelSession, texts: list[str]) -> None:
+        """The desk's OnSay (shared/desk.py): log a person's texts to an SMS customer as owed, inside the write that
+        saves them as the session's turns; `deliver_owed` sends them. Other channels' sessions are left as they are.
+
+        Each text's key is derived from its turn (its place in the transcript and its time), so the write applied
+        again logs the same keys, and a send repeated after a crash carries the same repeatability id to ACS.
+        """
+        if session.channel is not Channel.SMS or not texts:
+            return
+        turns = session.turns[-len(texts):]
+        first, now = len(session.turns) - len(turns), utcnow()
+        for index, (turn, text) in enumerate(zip(turns, texts, strict=True)):
+            key = send_key(session.session_id, "person", str(first + index), turn.at)
+            if session.message(key=key) is None:
+                session.add_message(ChannelMessage(key=key, direction="out", kind="text", text=text,
+                                                   status=Delivery.PENDING, at=now, updated_at=now))
+
+    async def deliver_owed(self, customer_id: str, session_id: str) -> None:
+        """Text whatever the session owes the customer (a person's messages), oldest first, under the customer's lock
+        so it never races an inbound text's own sends. Safe to repeat: what went out is no longer owed."""
+        customer = await self.customers.get(customer_id)
+        session = customer.sessions.get(session_id)
+        phone = _phone(customer)
+        if session is None or session.channel is not Channel.SMS or not _owed(session) or phone is None:
+            return
+        async with self._customer_lock(phone):
+            await self._deliver(customer_id, session_id, phone)
+
+    # Sending -----------------------------------------------------------------------------------------------------
+
     async def _deliver(self, customer_id: str, session_id: str, phone: str) -> None:
-        """Send what the session owes, oldest first, writing each receipt (or failure) as it comes."""
+        """Send what the session owes, oldest first, writing each receipt (or failure) as it comes. Nothing goes to
+        a number that opted out (STOP): what it is owed is marked failed, with why."""
         customer = await self.customers.get(customer_id)
         for message in _owed(customer.sessions[session_id]):
+            if customer.sms_opt_out:
+                await self._record_send(customer_id, session_id, message.key, None, str(OptedOut()))
+                continue
             try:
                 message_id, error = await self.sender.send(
                     phone, message.text, repeatability_id=message.key,
@@ -225,6 +269,11 @@ class SmsService:
         if not report.delivered:
             log.warning("SMS reply %s to %s was not delivered: %s %s", report.message_id,
                         redact.phone(report.phone), report.status, report.details)
+
+
+def _phone(customer: Customer) -> str | None:
+    """The number the customer texts from: the phone identity their SMS sessions were opened for."""
+    return next((i.value for i in customer.identities if i.kind is IdentityKind.PHONE), None)
 
 
 def _sms_sessions(customer: Customer) -> list[ChannelSession]:

@@ -100,6 +100,22 @@ class CustomerStore(ABC):
         doc, _version = found
         return ChannelSession.from_dict({**doc, **(listed.header() if listed is not None else {})})
 
+    async def audit(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's audit, oldest first: each verification step and each disclosure of account data in every
+        session the record lists (each session's body holds its own; see ChannelSession.audit), with entries of
+        records written before that. Sessions aged out of the list keep theirs in their bodies until their retention
+        ends (`get_session` reads one by id)."""
+        customer = await self.get(customer_id)
+        entries = list(customer.legacy_audit)
+        for session_id, listed in customer.sessions.items():
+            if listed.loaded:
+                entries.extend(listed.audit)
+                continue
+            found = await self._read_session(customer_id, session_id)
+            if found is not None:
+                entries.extend(found[0].get("audit") or [])
+        return sorted(entries, key=lambda entry: entry.get("at", ""))
+
     async def find_by_identity(self, identity: Identity) -> Customer | None:
         owner = await self._identity_owner(identity)
         return None if owner is None else await self._load(owner)

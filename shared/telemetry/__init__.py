@@ -18,15 +18,16 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
-    "SpanKind", "continuing", "dedup_hit", "error", "handoff_outcome", "handoff_started", "inject", "span",
-    "traceparent", "turn",
+    "SpanKind", "call_abandoned", "continuing", "dedup_hit", "error", "handoff_outcome", "handoff_started", "inject",
+    "publish_figures", "span", "traceparent", "turn",
 ]
 
 _tracer = trace.get_tracer("switchboard")
@@ -40,6 +41,13 @@ HANDOFF_OUTCOMES = "switchboard.handoff.outcomes"
 HANDOFF_DURATION = "switchboard.handoff.duration"
 DEDUP_HITS = "switchboard.dedup.hits"
 ERRORS = "switchboard.errors"
+CALLS_ABANDONED = "switchboard.calls.abandoned"
+#: The design's success figures (shared/ops_metrics.py), as last computed: a rate per figure, the seconds and turns
+#: percentiles, and the count each is computed over.
+FIGURE_RATE = "switchboard.figures.rate"
+FIGURE_SECONDS = "switchboard.figures.seconds"
+FIGURE_TURNS = "switchboard.figures.turns"
+FIGURE_COUNT = "switchboard.figures.count"
 
 _turn_duration = _meter.create_histogram(
     TURN_DURATION, unit="ms", description="One customer turn, from the inbound message to the replies sent or returned"
@@ -54,6 +62,30 @@ _handoff_duration = _meter.create_histogram(
 )
 _dedup_hits = _meter.create_counter(DEDUP_HITS, description="Events ignored because they were already processed")
 _errors = _meter.create_counter(ERRORS, description="Server errors (5xx) and inbound events dropped as malformed")
+_calls_abandoned = _meter.create_counter(
+    CALLS_ABANDONED, description="Calls ended because the caller said nothing through the reprompt and the goodbye"
+)
+
+# The latest figures GET /api/ops/metrics computed; the gauges below report them at each export.
+_figures: dict[str, Any] = {}
+
+
+def _observe(kind: str):
+    def callback(_options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(value, attributes) for value, attributes in _figure_points(_figures).get(kind, [])]
+
+    return callback
+
+
+_meter.create_observable_gauge(FIGURE_RATE, [_observe("rate")], unit="1",
+                               description="Success figures as shares: context preserved, handoff success, "
+                                           "resolution, escalation, abandonment (over the figures' window)")
+_meter.create_observable_gauge(FIGURE_SECONDS, [_observe("seconds")], unit="s",
+                               description="Channel-switch time and time to resolution, p50 and p95")
+_meter.create_observable_gauge(FIGURE_TURNS, [_observe("turns")],
+                               description="Customer turns to resolution, p50 and p95")
+_meter.create_observable_gauge(FIGURE_COUNT, [_observe("count")],
+                               description="How many handoffs or conversations each success figure is computed over")
 
 
 # Traces ------------------------------------------------------------------------------------------------------------
@@ -159,6 +191,11 @@ def handoff_outcome(outcome: str, to_channel: str, started_at: str | None = None
     current.add_event("handoff." + outcome, {"to_channel": to_channel})
 
 
+def call_abandoned(reason: str) -> None:
+    """A call ended as abandoned (`reason`: silence, the caller said nothing after a reprompt)."""
+    _calls_abandoned.add(1, {"reason": reason})
+
+
 def dedup_hit(source: str) -> None:
     """An event was recognised as already processed and ignored (`source`: whatsapp, call_event, queue, ...)."""
     _dedup_hits.add(1, {"source": source})
@@ -173,3 +210,45 @@ def error(kind: str, where: str, status_code: int | None = None) -> None:
     _errors.add(1, attributes)
     current = trace.get_current_span()
     current.set_status(Status(StatusCode.ERROR, kind))
+
+
+def publish_figures(figures: dict[str, Any]) -> None:
+    """The success figures just computed (shared/ops_metrics.py) become what the figure gauges report."""
+    global _figures
+    _figures = figures
+
+
+#: figure -> (its rate key, the gauge its percentiles go to, their key) in the figures' JSON.
+_FIGURES = {
+    "context_preservation": ("rate", None, None),
+    "handoff_success": ("rate", None, None),
+    "channel_switch_seconds": (None, "seconds", ""),
+    "resolution": ("rate", "seconds", "seconds"),
+    "escalations": ("rate", None, None),
+    "abandonment": ("rate", None, None),
+}
+
+
+def _figure_points(figures: dict[str, Any]) -> dict[str, list[tuple[float, dict[str, Any]]]]:
+    """Each gauge's points: a figure with nothing to count reports its count of 0 and no rate (never 100%)."""
+    points: dict[str, list[tuple[float, dict[str, Any]]]] = {"rate": [], "seconds": [], "turns": [], "count": []}
+    if not figures:
+        return points
+    window = figures["window"]["hours"]
+    for name, (rate_key, gauge, key) in _FIGURES.items():
+        figure = figures.get(name) or {}
+        base = {"figure": name, "window_hours": window}
+        points["count"].append((figure.get("n", 0), base))
+        if rate_key and figure.get(rate_key) is not None:
+            points["rate"].append((figure[rate_key], base))
+        if gauge is not None:
+            values = figure.get(key) if key else figure
+            for quantile in ("p50", "p95"):
+                if (values or {}).get(quantile) is not None:
+                    points[gauge].append((values[quantile], {**base, "quantile": quantile}))
+    resolution = figures.get("resolution") or {}
+    for quantile in ("p50", "p95"):
+        if (resolution.get("turns") or {}).get(quantile) is not None:
+            points["turns"].append((resolution["turns"][quantile],
+                                    {"figure": "resolution", "window_hours": window, "quantile": quantile}))
+    return points

@@ -17,7 +17,6 @@ import logging
 import os
 from typing import Any, Mapping, Sequence
 
-from shared.settings import SETTINGS
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,9 @@ _configured: list[str] | None = None
 
 
 def _setting(environ: Mapping[str, str], key: str) -> str:
-    return environ.get(key, SETTINGS[key][0]).strip()
+    # Read as the process starts, before the app's settings are built (and without loading the settings model):
+    # every telemetry setting defaults to empty, meaning "no exporter" (tests/shared/test_settings.py holds that).
+    return environ.get(key, "").strip()
 
 
 def wanted(environ: Mapping[str, str] | None = None) -> bool:

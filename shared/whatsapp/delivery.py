@@ -1,8 +1,9 @@
 """The WhatsApp delivery log on a ChannelSession: what we owe the customer, what went out, and the 24-hour window.
 
-WhatsApp lets a business send free text only within 24 hours of the customer's last message (PROTOCOLS.md C.3).
-Replies decided outside that window are *held*, and one approved template goes out instead to invite the customer
-back; their next message reopens the window and releases what was held, before the answer to that message.
+WhatsApp lets a business send free text only within 24 hours of the customer's last message
+(docs/protocols.md, "24-hour window"). Replies decided outside that window are *held*, and one approved template goes
+out instead to invite the customer back; their next message reopens the window and releases what was held, before the
+answer to that message.
 
 One inbound message never sends the same words twice. What it queues (the held replies it releases, then its own
 answer) holds each text once: held answers to an earlier question and the answer to the customer asking it again

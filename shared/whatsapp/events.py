@@ -1,7 +1,9 @@
-"""The two ACS Advanced Messaging events we subscribe to, parsed from their Event Grid `data` (PROTOCOLS.md C.1).
+"""The two ACS Advanced Messaging events we subscribe to, parsed from their Event Grid `data`
+(docs/protocols.md, "Advanced Messaging events").
 
 Parsing is strict about what we act on (an id, a phone number, a time) and lenient about the rest, because ACS adds
-fields over time. Anything we cannot act on raises MalformedEvent with the reason; the trigger logs it and drops the
+fields over time. An inbound message without a `messageId` (the docs' samples have none) takes its id from the Event
+Grid event's id, which every redelivery of the event keeps, so a redelivery is still recognised and has one effect. Anything we cannot act on raises MalformedEvent with the reason; the trigger logs it and drops the
 event, since Event Grid redelivering it would not make it any better.
 """
 
@@ -75,12 +77,12 @@ def parse_event(event_type: str, event_id: str, data: Any, event_time: datetime 
     if not isinstance(data, dict):
         raise MalformedEvent("data is not a JSON object")
     if event_type == RECEIVED:
-        return _inbound(data, event_time)
+        return _inbound(event_id, data, event_time)
     return _status(event_id, data, event_time)
 
 
-def _inbound(data: dict[str, Any], event_time: datetime | None) -> InboundMessage:
-    message_id = _required_str(data, "messageId")
+def _inbound(event_id: str, data: dict[str, Any], event_time: datetime | None) -> InboundMessage:
+    message_id = _message_id(event_id, data)
     phone = _phone(data.get("from"), "from")
     kind = str(data.get("messageType") or "").lower()
     content = data.get("content")
@@ -137,6 +139,19 @@ def _status(event_id: str, data: dict[str, Any], event_time: datetime | None) ->
         error=described,
         at=_timestamp(data, event_time),
     )
+
+
+def _message_id(event_id: str, data: dict[str, Any]) -> str:
+    """ACS's id for an inbound message, or, when the event carries none, one made from the event's id: stable across
+    Event Grid's redeliveries, and never the same as an id ACS gives (those are GUIDs)."""
+    raw = data.get("messageId")
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if not (event_id or "").strip():
+            raise MalformedEvent("messageId is missing, and so is the event id that would stand in for it")
+        return f"event:{event_id.strip()}"
+    if not isinstance(raw, str):
+        raise MalformedEvent(f"messageId {raw!r} is not a string")
+    return raw.strip()
 
 
 def _required_str(data: dict[str, Any], key: str) -> str:

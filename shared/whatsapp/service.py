@@ -39,14 +39,16 @@ import logging
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Awaitable, Callable
 
 from shared import redact, telemetry
-from shared.conversation import Conversation, Reply
+from shared.conversation import Conversation, Reply, TurnOutcome, answered_before
 from shared.errors import Unavailable
 from shared.messenger import Messenger, SendFailed, TemplateMessage, TextMessage
 from shared.messenger.base import OutboundMessage
 from shared.models import (
-    Channel, ChannelMessage, ChannelSession, Customer, Handoff, Identity, IdentityKind, SessionStatus, Turn,
+    Channel, ChannelMessage, ChannelSession, Customer, Handoff, HandoffStatus, Identity, IdentityKind, SessionStatus,
+    Turn,
 )
 from shared.scenario import Scenario
 from shared.stores.base import CustomerStore, SessionState
@@ -54,6 +56,9 @@ from shared.whatsapp import delivery
 from shared.whatsapp.events import SILENT, DeliveryStatus, InboundMessage, WhatsAppEvent
 
 log = logging.getLogger(__name__)
+
+#: What to do when WhatsApp reports a handoff's invite or reminder failed: (customer id, the status).
+OnHandoffFailed = Callable[[str, DeliveryStatus], Awaitable[None]]
 
 #: How long an event id stays marked. Event Grid gives up redelivering after 24 hours; past the mark, the delivery
 #: log on the record still recognises an inbound message.
@@ -68,6 +73,9 @@ class Received:
     session_id: str
     continued: Handoff | None  # this message opened the session that continues a handoff
     switch_to: str | None  # the customer agreed to move on to this channel
+    # What the turn set going, for the channel function to start (TurnOutcome.promised / .callbacks_changed).
+    promised: bool = False
+    callbacks_changed: bool = False
 
 
 def _unsent_opening(session: ChannelSession) -> list[str]:
@@ -89,6 +97,7 @@ class WhatsAppService:
         messenger: Messenger,
         *,
         channel_id: str = "",
+        on_handoff_failed: OnHandoffFailed | None = None,
     ) -> None:
         self.scenario = scenario
         #: Our WhatsApp channel registration (WHATSAPP_CHANNEL_ID); empty accepts every channel.
@@ -97,6 +106,9 @@ class WhatsAppService:
         self.state = state
         self.conversation = conversation
         self.messenger = messenger
+        #: Told of a `failed` status about a handoff's invite or reminder (shared/handoff.py sends those outside any
+        #: session), under the customer's lock: a web chat link then goes by SMS.
+        self.on_handoff_failed = on_handoff_failed
 
     async def handle(self, event: WhatsAppEvent) -> Received | None:
         """Process one event once. Raises only when a redelivery can succeed where this attempt failed.
@@ -179,21 +191,25 @@ class WhatsAppService:
                                                   proven=Identity(IdentityKind.PHONE, message.phone))
             customer, continued = opened.customer, opened.continued
 
-        switch_to = None
+        switch_to, outcome = None, None
         with telemetry.turn("whatsapp", continues=continued.traceparent if continued else None,
                             session_id=session_id, customer_id=customer.customer_id):
             if _logged(customer, message.message_id):
                 log.info("message %s is already answered on the record; sending whatever is still owed",
                          message.message_id)
                 switch_to = _unstarted_switch(customer, message.message_id)
+                outcome = answered_before(customer)
             elif message.text:
-                switch_to = await self._converse(customer.customer_id, session_id, message)
+                outcome = await self._converse(customer.customer_id, session_id, message)
+                switch_to = outcome.switch_to if outcome else None
             else:
                 await self._acknowledge(customer.customer_id, session_id, message)
             await self._deliver(customer.customer_id, session_id)
-        return Received(customer.customer_id, session_id, continued, switch_to)
+        return Received(customer.customer_id, session_id, continued, switch_to,
+                        promised=bool(outcome and outcome.promised),
+                        callbacks_changed=bool(outcome and outcome.callbacks_changed))
 
-    async def _converse(self, customer_id: str, session_id: str, message: InboundMessage) -> str | None:
+    async def _converse(self, customer_id: str, session_id: str, message: InboundMessage) -> TurnOutcome | None:
         now = _now()
         template = self._template_name()
 
@@ -213,7 +229,7 @@ class WhatsAppService:
             log.info("message %s was answered by a concurrent delivery; sending whatever is still owed",
                      message.message_id)
             return None
-        return outcome.switch_to
+        return outcome
 
     async def _acknowledge(self, customer_id: str, session_id: str, message: InboundMessage) -> None:
         """Media, locations, reactions: recorded, and answered politely unless no answer is due (a reaction)."""
@@ -271,7 +287,16 @@ class WhatsAppService:
     async def _update_status(self, update: DeliveryStatus) -> None:
         customer = await self.customers.find_by_identity(Identity(IdentityKind.PHONE, update.phone))
         session = _session_that_sent(customer, update.message_id) if customer else None
+        handoff = customer.handoff if customer is not None else None
+        if customer is not None and session is None and handoff is not None \
+                and update.message_id in handoff.whatsapp_sent:
+            await self._handoff_status(customer, update)
+            return
         if customer is None or session is None:
+            if customer is not None and update.status == "failed" and handoff is not None \
+                    and handoff.status is HandoffStatus.STARTED:
+                # Perhaps the handoff's invite, whose send returned but whose id is not on the record yet.
+                raise Unavailable(f"status for {update.message_id} arrived while a handoff's invite was going out")
             if customer is not None and any(delivery.owed(s) for s in _whatsapp_sessions(customer)):
                 # Our send returned, but its receipt is not on the record yet: let Event Grid bring this back.
                 raise Unavailable(f"status for {update.message_id} arrived before its send was recorded")
@@ -290,6 +315,16 @@ class WhatsAppService:
             # sends, or another failed status, may be sending at this moment, and each must see what the other sent.
             async with self._customer_lock(update.phone):
                 await self._deliver(customer.customer_id, session.session_id)
+
+    async def _handoff_status(self, customer: Customer, update: DeliveryStatus) -> None:
+        """A status about a handoff's invite or reminder: a failure is the handoff's to recover from."""
+        if update.status != "failed":
+            return
+        log.warning("the handoff's WhatsApp message %s to %s failed: %s", update.message_id,
+                    redact.phone(update.phone), update.error)
+        if self.on_handoff_failed is not None:
+            async with self._customer_lock(update.phone):
+                await self.on_handoff_failed(customer.customer_id, update)
 
     # Sending ---------------------------------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """A scripted stand-in for the media gateway: a real WebSocket server that records what ACS (the emulator) streams.
 
-It speaks only the wire protocol (PROTOCOLS.md B.4): it checks the media token the way the gateway must, records
-AudioMetadata and AudioData per call, and can send audio or StopAudio back. Tests that need the real gateway use
-media_gateway itself; these tests are about the call plumbing around it.
+It speaks only the wire protocol (docs/protocols.md, "Media streaming"): it checks the media token the way the gateway
+must, records AudioMetadata and AudioData per call, and can send audio or StopAudio back. Tests that need the real
+gateway use media_gateway itself; these tests are about the call plumbing around it.
 """
 
 from __future__ import annotations

@@ -30,11 +30,12 @@ from typing import Any
 
 import httpx
 
+from functions.api.calls import parse_callbacks
 from local.acs.calls import CallsApi
 from local.acs.phones import TRANSFER_RING_SECONDS
 from local.acs.server import AcsEmulator, EmulatorService
 from shared.bootstrap import Services, build_services
-from shared.calls.events import CallEvent, IncomingCall, parse_callbacks, parse_incoming_call
+from shared.calls.events import CallEvent, IncomingCall, parse_incoming_call
 from shared.calls.service import CallRef, CallService
 from shared.errors import Unavailable
 from shared.conversation import Conversation

@@ -12,6 +12,8 @@ import asyncio
 
 import pytest
 
+from shared.calls.control import CallEnded
+from shared.errors import InvalidInput
 from shared.models import SessionStatus
 from shared.stores.azure_redis import RedisSessionState
 from tests.calls.rig import ESCALATION, CallRig, SlowState, callback, call_rig, eventually
@@ -75,3 +77,27 @@ async def test_a_disconnect_landing_with_its_transfer_leaves_the_call_transferre
 async def _state_is(rig: CallRig, call_id: str, state: str) -> dict | None:
     emulated = await rig.emulated(call_id)
     return emulated if emulated["state"] == state else None
+
+
+async def test_a_call_hung_up_on_a_silent_caller_is_recorded_abandoned_and_stays_so_once_disconnected(
+    rig: CallRig,
+) -> None:
+    """The gateway ends a call whose caller said nothing (media_gateway/silence.py) with the outcome "abandoned"."""
+    incoming, _ = await rig.ring()
+    connection_id = await rig.calls.answer(incoming)
+    call_id = incoming.correlation_id
+    ref = await rig.ref(call_id)
+    await rig.calls.on_callbacks(ref, [callback(call_id, connection_id, "CallConnected")])
+    with pytest.raises(InvalidInput):
+        await rig.calls.hang_up(call_id, outcome="bored")
+    assert (await rig.calls.call(call_id))["state"] == "connected", "a refused outcome leaves the call alone"
+
+    await rig.calls.hang_up(call_id, outcome="abandoned")
+    assert (await rig.emulated(call_id))["state"] == "disconnected"
+    await rig.calls.on_callbacks(ref, [callback(call_id, connection_id, "CallDisconnected")])
+
+    record = await rig.calls.call(call_id)
+    assert record["state"] == "abandoned" and record["abandoned_at"] and record["ended_at"], record
+    assert (await rig.calls.describe(call_id))["session_status"] == SessionStatus.COMPLETED.value
+    with pytest.raises(CallEnded):  # over: the route answers a second hang-up with 409
+        await rig.calls.hang_up(call_id, outcome="abandoned")

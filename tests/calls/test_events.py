@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from shared.calls.events import parse_callbacks, parse_incoming_call, phone_number
+from functions.api.calls import parse_callbacks
+from shared.calls.events import parse_incoming_call, phone_number
 from shared.errors import InvalidInput
 
 INCOMING = {
@@ -74,9 +75,9 @@ def test_callbacks_parse_into_named_events() -> None:
         (b"{not json", "not valid JSON"),
         (b"[]", "non-empty JSON array"),
         (b"42", "non-empty JSON array"),
-        (b"[1]", "event 0 is not an object"),
+        (b"[1]", "event 0: must be an object"),
         (json.dumps([{**_callback(), "type": "Microsoft.EventGrid.Other"}]).encode(), "not a Call Automation event"),
-        (json.dumps([{**_callback(), "data": "x"}]).encode(), "data must be an object"),
+        (json.dumps([{**_callback(), "data": "x"}]).encode(), "event 0.data: must be an object"),
         (json.dumps([_callback(correlationId="")]).encode(), "correlationId"),
         (json.dumps([{**_callback(), "id": None}]).encode(), "event 0.id"),
         (b"[" + b" " * 300_000 + b"]", "at most"),
@@ -85,3 +86,40 @@ def test_callbacks_parse_into_named_events() -> None:
 def test_malformed_callbacks_name_the_problem(body: bytes, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):
         parse_callbacks(body)
+
+
+def test_a_call_automation_event_the_app_does_not_know_is_read_and_keeps_all_its_data() -> None:
+    """ACS adds event types and fields over time: a new one must not turn a batch into a 400 (the service passes
+    over types it does not act on), and the data reaches the service as sent."""
+    new = _callback(somethingNew={"a": 1})
+    new.update(type="Microsoft.Communication.SomethingNew", extension="kept out of our way")
+    [event] = parse_callbacks(json.dumps(new).encode())
+    assert event.type == "SomethingNew" and event.data["somethingNew"] == {"a": 1}
+
+
+def test_every_bad_field_of_every_event_is_named_by_its_path() -> None:
+    good, bad = _callback(), {**_callback(correlationId="  "), "id": 7}
+    with pytest.raises(InvalidInput) as refused:
+        parse_callbacks(json.dumps([good, bad]).encode())
+    said = str(refused.value)
+    assert "event 1.id: Input should be a valid string" in said, said
+    assert "event 1.data.correlationId: String should hold something other than whitespace" in said, said
+    assert "event 0" not in said, said
+
+
+def test_the_documented_schema_is_the_one_the_route_checks_with() -> None:
+    """The document's CallEvents accepts what the route accepts and refuses what it refuses (issue 18)."""
+    jsonschema_rs = pytest.importorskip("jsonschema_rs")
+    from functions.openapi import openapi_document
+
+    schema = openapi_document()["components"]["schemas"]["CallEvents"]
+    documented = jsonschema_rs.validator_for(schema)
+    samples = [[_callback()], [_callback(correlationId="")], [{**_callback(), "type": "Microsoft.EventGrid.X"}],
+               [{**_callback(), "id": None}], [{**_callback(), "time": 5}], [], [{**_callback(), "data": []}]]
+    for sample in samples:
+        try:
+            parse_callbacks(json.dumps(sample).encode())
+            accepted = True
+        except InvalidInput:
+            accepted = False
+        assert documented.is_valid(sample) == accepted, sample

@@ -9,6 +9,7 @@ voice-to-WhatsApp handoff through the local host and reads the supervisor's figu
 from __future__ import annotations
 
 import re
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,13 +18,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from shared.bootstrap import seed_demo_customers
 from shared.conversation import DESK_PHRASES, Conversation
 from shared.desk import AVAILABLE, Desk, DeskAgent
 from shared.models import Channel, Customer, EscalationStatus, Identity, IdentityKind, new_id
 from shared.policies.offline import OfflinePolicy
-from shared.scenario import load_scenario
+from shared.scenario import SCENARIOS_DIR, load_scenario
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_sqlite_state import SqliteSessionState
 from shared.stores.embedded_state import InProcessSessionState
@@ -78,10 +80,17 @@ async def conversation(tmp_path) -> AsyncIterator[Conversation]:
 
 @pytest.fixture
 async def insurance(tmp_path) -> AsyncIterator[Conversation]:
-    """The insurance scenario: its policy lookups need no verification, so a number that matches nothing is said
-    to match nothing (in utilities it is asked to verify like a real one, and the lookup never fails)."""
+    """The insurance scenario with its policy tools' verification taken off (a copy): there a policy number that
+    matches nothing is said to match nothing, the failed lookup this rule counts. As shipped, insurance asks such a
+    number to verify like a real one, as utilities does, and the lookup never fails (docs/security.md)."""
+    folder = tmp_path / "insurance-unchecked"
+    shutil.copytree(SCENARIOS_DIR / "insurance", folder)
+    spec = yaml.safe_load((folder / "scenario.yaml").read_text())
+    for tool in spec["tools"].values():
+        tool.pop("verification", None)
+    (folder / "scenario.yaml").write_text(yaml.safe_dump(spec))
     store = SqliteCustomerStore(tmp_path / "insurance.sqlite3")
-    yield Conversation(load_scenario("insurance"), store, InProcessSessionState(), OfflinePolicy())
+    yield Conversation(load_scenario(str(folder)), store, InProcessSessionState(), OfflinePolicy())
     await store.close()
 
 

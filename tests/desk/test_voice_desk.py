@@ -14,69 +14,42 @@ Slow by nature (the calls run in real time): a few minutes for the module.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from local.phone import Dialogue, Engines, Line, answer_transfers, converse
-from shared.models import Customer, EscalationStatus, Identity, IdentityKind
-from shared.stores.embedded_customers import SqliteCustomerStore
+from local.phone import Dialogue, Line, answer_transfers
+from shared.models import Customer, EscalationStatus
+from tests import voice_rig
 from tests.desk.people import Person
-from tests.e2e.test_calls_audio import wait_warm
-from tests.peers import free_port
 
 WHATSAPP = re.compile(r"what'?s\s?app", re.I)  # speech-to-text writes it either way
 JORDAN = "+15555550100"  # a demo customer: we have their number for WhatsApp and for a callback
 DANA_PHONE = "+15555550142"
 
 
-class VoiceLine:
+class VoiceLine(voice_rig.VoiceLine):
     """The running system and what the test reads from it."""
-
-    def __init__(self, host: Any, data_dir: Path, engines: Engines) -> None:
-        self.host, self.data_dir, self.engines = host, data_dir, engines
-        self.acs = httpx.AsyncClient(base_url=host.acs_url, timeout=20)
 
     async def call(self, *said: str, caller: str = JORDAN) -> Dialogue:
         """Call the agent and say each line after the agent's answer, as `python -m local.phone --say ...` does."""
-        args = argparse.Namespace(
-            emulator=self.host.acs_url, caller=caller, lines=[Line("say", text) for text in said], barge_after=1.5,
-            quiet_ms=1200, reply_timeout=25.0, answer_timeout=15.0, transcribe=True,
-        )
-        return await asyncio.wait_for(converse(args, self.engines), timeout=240)
+        return await self.converse(caller, [Line("say", text) for text in said], timeout=240)
 
     async def outbox(self, phone: str) -> list[dict[str, Any]]:
         return (await self.acs.get("/_emulator/messages", params={"to": phone})).json()
 
     async def record(self, phone: str = JORDAN) -> Customer:
-        store = SqliteCustomerStore(self.data_dir / "customers.sqlite3")
-        try:
-            customer = await store.find_by_identity(Identity(IdentityKind.PHONE, phone))
-        finally:
-            await store.close()
-        assert customer is not None
-        return customer
+        return await super().record(phone)
 
 
 @pytest.fixture(scope="module")
 async def line(local_host_factory, tmp_path_factory) -> AsyncIterator[VoiceLine]:
-    data_dir = tmp_path_factory.mktemp("voice-desk")
-    gateway_port = free_port()
-    host = await asyncio.to_thread(local_host_factory, SWITCHBOARD_DATA_DIR=str(data_dir),
-                                   GATEWAY_PORT=str(gateway_port), GATEWAY_PRELOAD_MODELS="true")
-    engines = Engines(transcribe=True)
-    await asyncio.to_thread(engines.load, True)
-    await asyncio.to_thread(wait_warm, f"http://127.0.0.1:{gateway_port}")
-    voice = VoiceLine(host, data_dir, engines)
-    yield voice
-    await voice.acs.aclose()
+    async with voice_rig.voice_line(local_host_factory, tmp_path_factory.mktemp("voice-desk"), VoiceLine) as voice:
+        yield voice
 
 
 @pytest.fixture

@@ -68,8 +68,9 @@ class System:
 
         async def streaming() -> dict[str, Any] | None:
             call = await self.call(call_id)
-            return call if call["media"] == "streaming" and _callback_types(call)[:2] == [
-                "CallConnected", "MediaStreamingStarted"] else None
+            # ACS posts these in any order, ParticipantsUpdated beside them (local/acs/calls.py).
+            return call if call["media"] == "streaming" and {"CallConnected", "MediaStreamingStarted"} <= set(
+                _callback_types(call)) else None
 
         return await eventually(streaming, what=f"call {call_id} to stream")
 
@@ -191,7 +192,9 @@ async def test_the_gateway_gets_metadata_first_then_20ms_frames_in_real_time(sys
         "length": 640,
     }}
     frames = connection.audio_frames
-    assert frames and all(len(f["data"]) == 856 and f["silent"] is True for f in frames)  # 640 bytes of silence
+    # 640 bytes of silence, or (now and then, as the docs allow) silence with "data": null
+    assert frames and all(f["silent"] is True and (f["data"] is None or len(f["data"]) == 856) for f in frames)
+    assert any(f["data"] is None for f in frames) and sum(f["data"] is None for f in frames) < len(frames) / 10
     span = connection.frame_times[-1] - connection.frame_times[1]
     assert 40 <= (len(frames) - 1) / span <= 60, "about 50 frames a second"
 

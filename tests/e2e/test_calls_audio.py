@@ -12,40 +12,20 @@ import asyncio
 import json
 import re
 import time
-import urllib.error
 import urllib.request
 
 import pytest
 
-from local.phone import Dialogue, Engines, Line, converse
-from tests.peers import free_port
+from local.phone import Dialogue, Line, converse
+from tests.voice_rig import wait_warm, warm_voice_host  # noqa: F401 - other voice tests import wait_warm from here
 
 ETA = re.compile(r"\b(4|four)(:00)?\s*(p\.?\s*m\.?|o'clock)", re.IGNORECASE)  # the utilities outage's "4:00 PM"
-GATEWAY_WARM_SECONDS = 90
-
-
-def wait_warm(gateway_url: str) -> None:
-    """Until the gateway's /healthz says its speech engines are loaded, so no turn is timed with a cold model."""
-    deadline = time.monotonic() + GATEWAY_WARM_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{gateway_url}/healthz", timeout=2) as response:
-                if json.loads(response.read())["engines"].get("warm"):
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError):
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"the media gateway at {gateway_url} did not load its speech engines", pytrace=False)
 
 
 @pytest.fixture(scope="module")
-def phone_line(local_host_factory):
+async def phone_line(local_host_factory):
     """(emulator URL, loaded engines): `python -m local` with its ACS emulator and media gateway, ready for calls."""
-    gateway_port = free_port()
-    host = local_host_factory(GATEWAY_PORT=str(gateway_port), GATEWAY_PRELOAD_MODELS="true")
-    engines = Engines(transcribe=True)
-    engines.load(need_voice=True)
-    wait_warm(f"http://127.0.0.1:{gateway_port}")
+    host, engines = await warm_voice_host(local_host_factory)
     return host.acs_url, engines, host.url
 
 

@@ -26,10 +26,9 @@ from shared.desk import AVAILABLE, AWAY, DeskAgent
 from shared.errors import Conflict
 from shared.models import Escalation, EscalationStatus, new_id
 from shared.settings import Settings
-from tests.calls.gateway_peer import FakeGateway
 from tests.desk.people import Person
 from tests.e2e.test_calls import ACCESS_KEY, SECRET, System, _bearer, control_token, eventually, media_token
-from tests.peers import free_port
+from tests.voice_rig import gateway_peer_system
 
 DANA_PHONE = "+15555550142"
 SAM_ACS_USER = "8:acs:6b2d6f2e-0000-4000-8000-00000000ac50_0000001a-2b3c-4d5e-6f70-8192a3b4c5d6"
@@ -37,17 +36,8 @@ SAM_ACS_USER = "8:acs:6b2d6f2e-0000-4000-8000-00000000ac50_0000001a-2b3c-4d5e-6f
 
 @pytest.fixture(scope="module")
 async def system(local_host_factory, tmp_path_factory) -> AsyncIterator[System]:
-    gateway = FakeGateway(SECRET)
-    await gateway.start()
-    data_dir = tmp_path_factory.mktemp("calls-desk-data")
-    host = await asyncio.to_thread(
-        local_host_factory, SWITCHBOARD_TOKEN_SECRET=SECRET.decode(), SWITCHBOARD_DATA_DIR=str(data_dir),
-        ACS_ACCESS_KEY=ACCESS_KEY, GATEWAY_PORT=str(free_port()), GATEWAY_PUBLIC_URL=gateway.url,
-    )
-    system = System(host, gateway, data_dir)
-    yield system
-    await system.close()
-    await gateway.stop()
+    async with gateway_peer_system(local_host_factory, tmp_path_factory.mktemp("calls-desk-data")) as system:
+        yield system
 
 
 @pytest.fixture(scope="module")

@@ -17,50 +17,39 @@ Slow by nature (the calls run in real time): a few minutes for the module.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from local.phone import Dialogue, Engines, Line, converse
-from shared.models import Channel, Customer, Identity, IdentityKind, Verification
-from shared.stores.embedded_customers import SqliteCustomerStore
+from local.phone import Dialogue, Line
+from shared.models import Channel, Customer, Verification
 from tests.desk.people import Person
-from tests.e2e.test_calls_audio import wait_warm
-from tests.peers import free_port
+from tests.peers.host_records import read_customers
 from tests.verifying import ASKS_TO_VERIFY, codes_sent_async
+from tests.voice_rig import VoiceLine, voice_line
 
 JORDAN = "+15555550100"  # scenarios/utilities/data.yaml: account 100200300, balance $127.45, 612 kWh in November
 BALANCE = re.compile(r"\b127\b")
+ASKED_AGAIN = re.compile(r"\bagain\b|didn'?t get|doesn'?t match", re.I)
 USAGE = "612 kWh"
 # The scenario's questions for the account (the code's "sent to the phone number on the account." asks nothing).
 ASKS_FOR_NUMBER = re.compile(r"account number|what'?s (the|your) phone number|phone number on the account\?", re.I)
 T = TypeVar("T")
 
 
-class System:
+class System(VoiceLine):
     """The running system, and what a test reads from it the way the customer or the back office would."""
-
-    def __init__(self, host: Any, data_dir: Path, engines: Engines) -> None:
-        self.host, self.data_dir, self.engines = host, data_dir, engines
-        self.acs = httpx.AsyncClient(base_url=host.acs_url, timeout=20)
-        self.app = httpx.AsyncClient(base_url=host.url, timeout=60)
 
     async def call(self, *lines: Line) -> Dialogue:
         """Jordan calls and says (or keys) each line after the agent's answer, as `python -m local.phone` does."""
-        args = argparse.Namespace(
-            emulator=self.host.acs_url, caller=JORDAN, lines=list(lines), barge_after=1.5, quiet_ms=1200,
-            reply_timeout=25.0, answer_timeout=15.0, transcribe=True,
-        )
-        return await asyncio.wait_for(converse(args, self.engines), timeout=300)
+        return await self.converse(JORDAN, list(lines), timeout=300)
 
     async def busy(self, busy: bool) -> None:
         """Make the phone queue long (so the agent offers another channel), or give it back its live figures."""
@@ -86,14 +75,13 @@ class System:
 
         return await eventually(replies, "the agent's WhatsApp reply")
 
-    async def record(self) -> Customer:
-        store = SqliteCustomerStore(self.data_dir / "customers.sqlite3")
-        try:
-            customer = await store.find_by_identity(Identity(IdentityKind.PHONE, JORDAN))
-        finally:
-            await store.close()
-        assert customer is not None
-        return customer
+    async def record(self, phone: str = JORDAN) -> Customer:
+        return await super().record(phone)
+
+    async def audit(self) -> list[dict[str, Any]]:
+        """Jordan's audit as the desk reads it (each session's body holds its own entries)."""
+        customer_id = (await self.record()).customer_id
+        return await read_customers(self.data_dir, lambda store: store.audit(customer_id))
 
     async def web_chat(self, **body: str) -> WebChat:
         created = await self.app.post("/api/webchat/sessions", json=body)
@@ -144,17 +132,8 @@ def link_in(messages: list[dict[str, Any]]) -> str | None:
 
 @pytest.fixture(scope="module")
 async def line(local_host_factory, tmp_path_factory) -> AsyncIterator[System]:
-    data_dir = tmp_path_factory.mktemp("verify-journey")
-    gateway_port = free_port()
-    host = await asyncio.to_thread(local_host_factory, SWITCHBOARD_DATA_DIR=str(data_dir),
-                                   GATEWAY_PORT=str(gateway_port), GATEWAY_PRELOAD_MODELS="true")
-    engines = Engines(transcribe=True)
-    await asyncio.to_thread(engines.load, True)
-    await asyncio.to_thread(wait_warm, f"http://127.0.0.1:{gateway_port}")
-    running = System(host, data_dir, engines)
-    yield running
-    await running.acs.aclose()
-    await running.app.aclose()
+    async with voice_line(local_host_factory, tmp_path_factory.mktemp("verify-journey"), System) as running:
+        yield running
 
 
 def assert_verified_on_the_call(dialogue: Dialogue, codes_before: int, codes: list[str]) -> None:
@@ -163,9 +142,14 @@ def assert_verified_on_the_call(dialogue: Dialogue, codes_before: int, codes: li
     assert "jordan" in said[0].lower(), f"the caller ID identifies him: greeted by name, heard {said[0]!r}"
     assert not any(ASKS_FOR_NUMBER.search(text) for text in said), f"asked for a number: {said}"
     assert len(codes) == codes_before + 1, "one code, to the number on record"
-    asked, answered = said[1], said[2]
+    asked = said[1]
     assert "code" in asked.lower(), f"asked for the code: {asked!r}"
-    assert "confirmed" in answered.lower() and BALANCE.search(answered), f"the balance after the code: {answered!r}"
+    # Whisper tiny.en gets a digit of a spoken code wrong about one time in four (measured on piper's voice): the
+    # agent then asks again, within the scenario's three tries, and Jordan says it again, as a person would.
+    answered = next((i for i, text in enumerate(said[2:], 2) if "confirmed" in text.lower()), None)
+    assert answered is not None and answered <= 4, f"confirmed within three tries: {said}"
+    assert all(ASKED_AGAIN.search(text) for text in said[2:answered]), f"only asked again before: {said}"
+    assert BALANCE.search(said[answered]), f"the balance after the code: {said[answered]!r}"
 
 
 async def test_jordan_says_his_code_on_the_phone_and_on_whatsapp_is_asked_nothing(line: System) -> None:
@@ -199,7 +183,7 @@ async def test_jordan_says_his_code_on_the_phone_and_on_whatsapp_is_asked_nothin
     assert (voice.verification, voice.verified_by) == (Verification.VERIFIED, "code")
     assert whatsapp.verification is Verification.VERIFIED
     assert [t.text for t in voice.turns if t.role == "customer"][1] == "[verification code]"
-    audit = [(e["event"], e.get("tool"), e["level"], e["channel"]) for e in customer.audit
+    audit = [(e["event"], e.get("tool"), e["level"], e["channel"]) for e in await line.audit()
              if e["session_id"] in (voice.session_id, whatsapp.session_id)]
     assert audit == [("verification_requested", "get_balance", "identified", "voice"),
                      ("verification_verified", None, "verified", "voice"),

@@ -286,7 +286,7 @@ async def test_an_event_before_the_deadline_wins_the_race(driver: Driver):
     status = await driver.status(instance_id, history=True)
     assert status["runtimeStatus"] == "Completed"
     # The SDK's client double-encodes event data and the extension keeps it as sent, so the orchestrator gets the
-    # JSON text (PROTOCOLS.md A.6): the same string on Azure.
+    # JSON text (docs/protocols.md, "Durable HTTP API"): the same string on Azure.
     assert status["output"] == {"outcome": "approved", "by": '{"agent": "Sam"}'}
     assert "TimerFired" not in event_types(status)
     await driver.advance(120)  # the cancelled deadline never fires

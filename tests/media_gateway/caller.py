@@ -1,9 +1,12 @@
 """The ACS end of a media WebSocket, for tests and the benchmark: it streams a caller's audio in real time and
 records what the gateway sends back, with arrival times.
 
-Like ACS (PROTOCOLS.md B.4) it sends AudioMetadata, then one 20 ms AudioData every 20 ms: the queued caller audio
-when there is some, otherwise background (digital silence, or quiet noise for a realistic line); and the keys the
-caller presses, one DtmfData message per key, a key every `KEY_FRAMES` frames.
+Like ACS (docs/protocols.md, "Media streaming") it sends AudioMetadata, then one 20 ms AudioData every 20 ms: the queued
+caller audio when there is some, otherwise background (digital silence, or quiet noise for a realistic line); and the
+keys the caller presses, one DtmfData message per key, a key every `KEY_FRAMES` frames.
+
+A caller on speakerphone (`echo=Echo(...)`) plays what the gateway sends as a phone does, a frame each 20 ms from a
+queue that StopAudio empties, and their line carries it back, attenuated and delayed, mixed into what they say.
 """
 
 from __future__ import annotations
@@ -28,6 +31,22 @@ class Utterance:
     started_at: float | None = None
     finished_at: float | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    voiced_seconds: float = 0.0  # from the first frame to the end of the last one that is not quiet
+
+    @property
+    def speech_ended_at(self) -> float:
+        """When the caller's voice stopped: synthesized speech ends in ~150 ms of quiet, which the VAD already counts
+        towards the pause that ends the turn, so a turn can end before `finished_at` + the pause."""
+        assert self.started_at is not None, "not said yet"
+        return self.started_at + self.voiced_seconds
+
+
+@dataclass(frozen=True)
+class Echo:
+    """What a speakerphone sends back of what it plays: `delay_ms` later, `gain_db` quieter."""
+
+    delay_ms: float
+    gain_db: float
 
 
 @dataclass
@@ -38,7 +57,8 @@ class Received:
 
 
 class AcsCaller:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, sample_rate: int, noise_dbfs: float | None) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, sample_rate: int, noise_dbfs: float | None,
+                 echo: Echo | None = None) -> None:
         self.ws = ws
         self.sample_rate = sample_rate
         self.frame_bytes = int(sample_rate * FRAME_SECONDS) * 2
@@ -53,13 +73,18 @@ class AcsCaller:
         self._audio_event = asyncio.Event()
         self._keys: list[str] = []
         self.keys_sent = asyncio.Event()  # set when the last key pressed has gone
+        self._echo_gain = 0.0 if echo is None else 10 ** (echo.gain_db / 20)
+        self._playing = bytearray()  # received and not yet played; StopAudio empties it
+        # What was played, `delay_ms` ago first: each frame played goes in at the end, the frame heard comes out.
+        self._echo_line = np.zeros(0 if echo is None else int(sample_rate * echo.delay_ms / 1000), np.float32)
 
     @classmethod
     async def connect(
-        cls, http: aiohttp.ClientSession, url: str, sample_rate: int = 16000, noise_dbfs: float | None = None
+        cls, http: aiohttp.ClientSession, url: str, sample_rate: int = 16000, noise_dbfs: float | None = None,
+        echo: Echo | None = None,
     ) -> AcsCaller:
         ws = await http.ws_connect(url)
-        caller = cls(ws, sample_rate, noise_dbfs)
+        caller = cls(ws, sample_rate, noise_dbfs, echo)
         await ws.send_str(json.dumps({"kind": "AudioMetadata", "audioMetadata": {
             "subscriptionId": "test", "encoding": "PCM", "sampleRate": sample_rate, "channels": 1,
             "length": caller.frame_bytes}}))
@@ -68,7 +93,7 @@ class AcsCaller:
 
     def say(self, pcm: bytes) -> Utterance:
         """Queue caller audio (PCM16 at the call's rate); it goes out at real-time pace after what is queued."""
-        utterance = Utterance()
+        utterance = Utterance(voiced_seconds=voiced_seconds(pcm, self.frame_bytes))
         self._queue.append((pcm, utterance))
         return utterance
 
@@ -112,6 +137,20 @@ class AcsCaller:
     # Loops ----------------------------------------------------------------------------------------------------------
 
     def _next_frame(self, now: float) -> tuple[bytes, bool]:
+        frame, silent = self._said(now)
+        if not self._echo_gain:
+            return frame, silent
+        played = np.frombuffer(bytes(self._playing[: self.frame_bytes]).ljust(self.frame_bytes, b"\0"), "<i2")
+        del self._playing[: self.frame_bytes]
+        line = np.concatenate([self._echo_line, played.astype(np.float32)])
+        heard, self._echo_line = line[: len(played)], line[len(played):]
+        if not heard.any():
+            return frame, silent
+        mixed = np.frombuffer(frame, "<i2") + heard * self._echo_gain
+        return np.clip(mixed, -32768, 32767).astype("<i2").tobytes(), False
+
+    def _said(self, now: float) -> tuple[bytes, bool]:
+        """The caller's own frame: what they say, or the line's background."""
         while self._queue:
             pcm, utterance = self._queue[0]
             if self._offset == 0 and utterance.started_at is None:
@@ -157,8 +196,11 @@ class AcsCaller:
             now = time.monotonic()
             if data["Kind"] == "AudioData":
                 self.received.append(Received(now, "audio", base64.b64decode(data["AudioData"]["Data"])))
+                if self._echo_gain:
+                    self._playing += self.received[-1].pcm
             elif data["Kind"] == "StopAudio":
                 self.received.append(Received(now, "stop"))
+                self._playing.clear()
         self.close_code = self.ws.close_code
         self.closed.set()
 
@@ -182,3 +224,13 @@ async def bad_peer(http: aiohttp.ClientSession, url: str, *messages: str | bytes
     async for _ in ws:  # drain until the gateway closes
         pass
     return ws.close_code
+
+
+def voiced_seconds(pcm: bytes, frame_bytes: int, quiet_dbfs: float = -34.0) -> float:
+    """Seconds from the start of `pcm` to the end of its last 20 ms frame with a sample above `quiet_dbfs`."""
+    samples = np.abs(np.frombuffer(pcm, "<i2").astype(np.int32))
+    loud = np.nonzero(samples > 32767 * 10 ** (quiet_dbfs / 20))[0]
+    if loud.size == 0:
+        return 0.0
+    frame_samples = frame_bytes // 2
+    return (int(loud[-1]) // frame_samples + 1) * FRAME_SECONDS

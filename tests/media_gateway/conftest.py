@@ -62,6 +62,24 @@ def speech(offline_engines: Engines) -> Speech:
 
 
 @pytest.fixture(scope="session")
+def steady_speech(offline_engines: Engines) -> Speech:
+    """`steady_speech(text, rate=16000)`: like the `speech` fixture, but the same audio for the same text every run."""
+    from piper.config import SynthesisConfig
+
+    voice = offline_engines.tts.voice()  # type: ignore[attr-defined]
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    cache: dict[tuple[str, int], bytes] = {}
+
+    def say(text: str, rate: int = 16000) -> bytes:
+        if (text, rate) not in cache:
+            audio = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text, steady)])
+            cache[text, rate] = float_to_pcm16(resample(audio, voice.config.sample_rate, rate) * CALLER_GAIN)
+        return cache[text, rate]
+
+    return say
+
+
+@pytest.fixture(scope="session")
 async def services(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Services]:
     data_dir = tmp_path_factory.mktemp("gateway-data")
     built = await build_services(Settings.from_env({"SWITCHBOARD_DATA_DIR": str(data_dir), "SWITCHBOARD_POLICY": "offline"}))

@@ -33,9 +33,10 @@ def test_speech_settings_choose_the_azure_engines(settings: Settings) -> None:
         Settings.from_env({"SPEECH_REGION": "eastus"}).uses_azure_speech
 
 
-async def test_an_unreachable_service_is_a_retryable_stt_error(settings: Settings) -> None:
+@pytest.mark.parametrize("vocabulary", [(), ("Lakeview Drive", "Shelbyville")])  # with the scenario's phrase list too
+async def test_an_unreachable_service_is_a_retryable_stt_error(settings: Settings, vocabulary) -> None:
     with ThreadPoolExecutor(2) as executor:
-        stream = AzureSpeechStt(settings, executor).stream()
+        stream = AzureSpeechStt(settings, executor).stream(vocabulary)
         await stream.push(bytes(3200))
         with pytest.raises(SttError, match="Azure speech-to-text failed") as error:
             await asyncio.wait_for(stream.finish(), timeout=20)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from media_gateway.hooks import CallRef, FunctionsCallControl, build_hooks
+from media_gateway.hooks import ABANDONED, CallRef, FunctionsCallControl, build_hooks
 from shared.errors import SwitchboardError, Unavailable
 from tests.peers import free_port, serving
 
@@ -24,7 +24,8 @@ class FunctionApp:
         self.transfer_status = 202
 
     async def hangup(self, request: web.Request) -> web.Response:
-        self.requests.append((request.path, request.headers.get("Authorization", ""), None))
+        body = await request.json() if request.can_read_body else None
+        self.requests.append((request.path, request.headers.get("Authorization", ""), body))
         return web.json_response({"error": "call corr-1 has ended"} if self.hangup_status == 409 else {}, status=self.hangup_status)
 
     async def transfer(self, request: web.Request) -> web.Response:
@@ -60,6 +61,12 @@ async def test_the_default_hooks_hang_up_and_start_the_handoff_through_the_funct
         ("/api/handoffs", "Bearer control-token", {"customer_id": "cus_1", "session_id": "voice_1", "to_channel": "whatsapp"}),
         ("/api/calls/corr-1/hangup", "Bearer control-token", None),
     ]
+
+
+async def test_a_call_ended_on_a_silent_caller_is_hung_up_as_abandoned(function_app) -> None:
+    fake, url = function_app
+    await build_hooks(url).end_call(CALL, ABANDONED)
+    assert fake.requests == [("/api/calls/corr-1/hangup", "Bearer control-token", {"outcome": "abandoned"})]
 
 
 async def test_a_call_that_already_ended_is_not_an_error_but_a_refusal_is(function_app) -> None:

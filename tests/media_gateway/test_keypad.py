@@ -204,3 +204,45 @@ async def test_keys_stop_the_question_and_an_account_number_ended_with_hash_is_t
     cut = session.turns[keyed - 1]
     assert cut.text.endswith(CUT), "the transcript keeps only what the caller heard of the question"
     assert session.pending_verification is not None and session.pending_verification["method"] == "knowledge"
+
+
+async def test_a_keyed_zip_code_and_hash_waits_for_the_spoken_last_name_and_verifies(
+    gateway: RunningGateway, speech, steady_speech, offline_engines
+) -> None:
+    # The knowledge answer is a ZIP code and a last name. A caller keys the ZIP code and # (the entry arrives without
+    # its #, as the whole of that turn), then says the name: the two are one answer, so the keyed half alone is not
+    # counted as a wrong one, and together they verify.
+    call = await gateway.open_call("+15555550144")  # a number we do not know: the account is named by keys
+    async with aiohttp.ClientSession() as http:
+        caller = await AcsCaller.connect(http, call.url)
+        await caller.wait_audio(time.monotonic(), timeout=10)
+        await caller.wait_quiet(0.6, timeout=30)
+        said = caller.say(speech("how much do I owe?"))
+        await asyncio.wait_for(said.done.wait(), timeout=15)
+        await caller.wait_audio(said.finished_at, timeout=15)
+        await caller.wait_quiet(1.0, timeout=60)
+
+        for keys in ("100200300#", "62701#"):  # Jordan Lee's account, then its service ZIP code
+            pressed = time.monotonic()
+            caller.press(keys)
+            await asyncio.wait_for(caller.keys_sent.wait(), timeout=5)
+            answered = await caller.wait_audio(pressed, timeout=15)
+            await caller.wait_quiet(1.0, timeout=60)
+
+        # Whisper tiny hears a surname alone badly ("Lee" as "Wait", "Rivera" as "Revere" or "Tamru Vera"); the whole
+        # name, said without piper's sampling noise, it hears right.
+        said = caller.say(steady_speech("Jordan Lee"))
+        await asyncio.wait_for(said.done.wait(), timeout=15)
+        answered = await caller.wait_audio(said.finished_at, timeout=15)
+        await caller.wait_quiet(1.0, timeout=60)
+        reply = await transcribe(offline_engines, caller.audio_since(answered.at))
+        await caller.close()
+
+    # What the agent said is read from the record (speech-to-text of its voice has heard "last main" for "last name").
+    session = await gateway.services.conversation.transcript(call.session_id, call.customer_id)
+    answers = [i for i, t in enumerate(session.turns) if t.role == "customer" and t.text == "[verification answer]"]
+    assert len(answers) == 2, [t.text for t in session.turns]  # the ZIP code is kept nowhere
+    after_zip = " ".join(t.text for t in session.turns[answers[0] + 1: answers[1]] if t.role == "agent").lower()
+    assert "last name" in after_zip and "zip" not in after_zip, after_zip  # asked only for what keys cannot say
+    assert "confirmed" in reply.lower() and "127" in reply, reply
+    assert (session.verification, session.verified_by) == (Verification.VERIFIED, "knowledge")

@@ -111,7 +111,7 @@ async def test_a_transfer_that_cannot_start_is_told_to_the_caller_who_keeps_thei
                 await hang_up(caller)
 
     assert re.search(r"putting you through", heard, re.I), heard  # not the name: STT once heard "today and"
-    assert re.search(r"couldn'?t reach Dana", heard, re.I) and "place in line" in heard.lower(), heard
+    assert re.search(r"couldn'?t reach Dana", heard, re.I) and "keep your place" in heard.lower(), heard
     assert still_on_the_line
     customer = await services.customers.get(call.customer_id)
     escalation = customer.open_escalation(call.session_id)
@@ -152,4 +152,4 @@ async def test_a_waiting_caller_hears_when_a_person_claims_them_and_when_that_pe
 
     # Speech-to-text hears a short name as it likes ("Lee", "Leigh", "Deli"): the words around it are what count.
     assert re.search(r"putting \w+ through", claimed, re.I), claimed
-    assert re.search(r"couldn'?t reach", declined, re.I) and "place in line" in declined.lower(), declined
+    assert re.search(r"couldn'?t reach", declined, re.I) and "keep your place" in declined.lower(), declined

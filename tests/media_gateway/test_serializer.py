@@ -1,10 +1,13 @@
-"""The ACS media-streaming wire format, both ways (PROTOCOLS.md B.4)."""
+"""The ACS media-streaming wire format, both ways (docs/protocols.md, "Media streaming")."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 
+import aiohttp
 import pytest
 
 from media_gateway.frames import (
@@ -15,7 +18,9 @@ from media_gateway.frames import (
     OutputAudioFrame,
     UserStartedSpeakingFrame,
 )
+from local.acs.media import CallAudio, MediaLeg
 from media_gateway.serializer import AcsMediaSerializer, ProtocolError
+from tests.media_gateway.conftest import RunningGateway
 
 serializer = AcsMediaSerializer()
 PCM = bytes(range(256)) * 2 + bytes(128)  # 640 bytes: 20 ms at 16 kHz
@@ -92,3 +97,94 @@ def test_garbage_is_a_protocol_error_that_says_what_is_wrong(message: str, probl
     with pytest.raises(ProtocolError, match=problem) as error:
         serializer.deserialize(message)
     assert error.value.close_code == 1007
+
+
+def test_audio_data_without_data_is_a_silent_frame_of_the_calls_format() -> None:
+    # The docs give AudioData's data as nullable: a frame with none is 20 ms of silence at the call's rate.
+    wire = AcsMediaSerializer()
+    wire.deserialize(acs("AudioMetadata", {"encoding": "PCM", "sampleRate": 24000, "channels": 1}))
+    for body in ({"timestamp": "2025-01-01T00:00:00.000Z", "data": None, "silent": True}, {"silent": False}):
+        frame = wire.deserialize(acs("AudioData", body), received_at=3.0)
+        assert frame == InputAudioFrame(pcm=bytes(960), received_at=3.0, silent=True, participant=None)
+
+
+async def test_a_call_whose_emulated_acs_sends_silence_without_data_goes_on_through_the_gateway(
+    gateway: RunningGateway, speech
+) -> None:
+    """The ACS emulator's own media leg (local/acs/media.py), here sending every other silent frame without data,
+    against the real gateway: the caller hears the greeting, is answered, and the stream is never dropped."""
+    call = await gateway.open_call()
+    audio = CallAudio(sample_rate=16000)
+    happened: list[str] = []
+
+    async def listener(what: str, detail: object) -> None:
+        happened.append(what)
+
+    async with aiohttp.ClientSession() as http:
+        leg = MediaLeg(http, call.url.replace("http://", "ws://"), audio, listener, subscription_id=call.call_id,
+                       null_silence_every=2)
+        assert await leg.start()
+        greeting = await _heard(audio, since=0)
+        audio.queue_caller_audio(speech("is there a power outage on my street?"))
+        answer = await _heard(audio, since=greeting)
+        state, null_frames = leg.state, audio.null_frames
+        await leg.stop()
+
+    assert greeting > 16000 and answer > greeting + 16000  # half a second and more of each
+    assert state == "streaming" and "failed" not in happened, happened
+    assert null_frames >= 20 and audio.bad_messages == 0
+    assert gateway.ended == [] or all(call_id != call.call_id for call_id, _ in gateway.ended)
+
+
+async def _heard(audio: CallAudio, since: int, timeout: float = 60.0) -> int:
+    """Wait until the gateway has sent audio after byte `since` of what it sent, then been quiet for a second;
+    returns how many bytes it has sent in all."""
+    deadline = time.monotonic() + timeout
+    last, quiet_since = len(audio.received), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        if len(audio.received) != last:
+            last, quiet_since = len(audio.received), time.monotonic()
+        elif last > since and time.monotonic() - quiet_since > 1.0 and not audio.playout:
+            return last
+    raise AssertionError(f"the gateway sent no audio after byte {since} within {timeout:.0f} s")
+
+
+def _recased(value: object, case) -> object:
+    if isinstance(value, dict):
+        return {case(key): _recased(item, case) for key, item in value.items()}
+    return value
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": base64.b64encode(PCM).decode(), "silent": False},
+        {"timestamp": "2025-01-01T00:00:00.000Z", "participantRawID": "4:+15550001",
+         "data": base64.b64encode(PCM).decode(), "silent": True},
+        {"data": base64.b64encode(bytes(960)).decode()},
+        {"data": None, "silent": True},
+        {"data": base64.b64encode(PCM).decode(), "silent": False, "newField": 1},  # a key ACS may add one day
+    ],
+)
+def test_audio_decodes_to_the_same_frame_however_its_keys_are_spelled(body: dict) -> None:
+    """ACS's own spelling takes the short path, any other the general one: the frame is the same, and it is what the
+    standard library's JSON and base64 make of the message."""
+    message = {"kind": "AudioData", "audioData": body}
+    frames = [serializer.deserialize(json.dumps(_recased(message, case)), received_at=7.0)
+              for case in (str, str.lower, str.upper, lambda key: key[:1].upper() + key[1:])]
+    assert frames[1:] == frames[:1] * 3
+    data = body.get("data")
+    expected_pcm = base64.b64decode(data, validate=True) if data is not None else bytes(serializer.frame_bytes)
+    assert frames[0] == InputAudioFrame(pcm=expected_pcm, received_at=7.0, silent=body.get("silent") is True
+                                        or data is None, participant=body.get("participantRawID"))
+
+
+@pytest.mark.parametrize("data", ["***", "AA==", "A" * 80000, 5, ["AAAA"]])
+def test_the_short_path_refuses_what_the_general_one_refuses(data: object) -> None:
+    errors = []
+    for key in ("audioData", "AudioData"):
+        with pytest.raises(ProtocolError) as error:
+            serializer.deserialize(json.dumps({"kind": "AudioData", key: {"data": data}}))
+        errors.append((str(error.value), error.value.close_code))
+    assert errors[0] == errors[1]

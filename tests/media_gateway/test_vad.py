@@ -63,6 +63,7 @@ async def run(engines: Engines, pcm: bytes, rate: int = 16000) -> tuple[Sink, Ca
     size = frame_bytes(rate)
     for i in range(0, len(pcm) // size):
         await vad.process_frame(InputAudioFrame(pcm[i * size : (i + 1) * size], received_at=(i + 1) * FRAME_SECONDS))
+        await vad.flush()  # the model hears windows in batches, off the event loop: as on a call, hear each now
     return sink, meter
 
 
@@ -76,7 +77,10 @@ async def test_one_sentence_is_one_turn_ending_after_the_end_of_turn_silence(off
     assert 1.0 + start <= started[0].onset_at <= 1.0 + start + 0.2  # heard within 200 ms of the first sound
     assert abs(stopped[0].speech_ended_at - (1.0 + end)) <= 0.15
     wait = stopped[0].detected_at - stopped[0].speech_ended_at
-    assert PARAMS.end_of_turn_ms / 1000 <= wait <= PARAMS.end_of_turn_ms / 1000 + 0.07
+    # At 24 kHz the resampler (soxr's stream) hands the VAD its audio in blocks, up to ~37 ms late (bench/resample.py),
+    # which moves the windows' arrival times by as much either way.
+    slack = 0.04 if rate != 16000 else 0.0
+    assert PARAMS.end_of_turn_ms / 1000 - slack <= wait <= PARAMS.end_of_turn_ms / 1000 + 0.07 + slack
     # Order: start, the speech audio, then stop.
     kinds = [type(f) for f in sink.frames]
     assert kinds[0] is UserStartedSpeakingFrame and kinds[-1] is UserStoppedSpeakingFrame
@@ -111,3 +115,24 @@ async def test_a_short_pause_keeps_one_turn_a_long_one_makes_two(offline_engines
 async def test_line_noise_and_silence_are_not_a_turn(offline_engines) -> None:
     sink, meter = await run(offline_engines, silence(1.0, 16000) + noise(3.0, 16000, -45) + silence(1.0, 16000))
     assert sink.frames == []  # no turn, and not a sample for speech-to-text
+
+
+async def test_a_pause_counts_from_where_the_voice_ends_not_from_the_models_hangover(offline_engines, speech) -> None:
+    """Silero still calls a window or two speech after the voice stops; the turn's pause (and so the answer) should
+    not wait for that. Over line noise, the end the VAD reports is close to where the sound ends."""
+    lines = ["I have a question about my bill", "is there an outage on my street", "when is it due",
+             "how can I save energy", "what's my balance", "my account number is 100200300"]
+    line_noise = np.frombuffer(noise(9.0, 16000, -50), "<i2").astype(np.int32)
+    lags = []
+    for text in lines:
+        said = speech(text)
+        _, end = speech_span(said, 16000)
+        audio = np.frombuffer(silence(1.0, 16000) + said + silence(2.0, 16000), "<i2").astype(np.int32)
+        noisy = np.clip(audio + line_noise[: len(audio)], -32768, 32767).astype("<i2").tobytes()
+        sink, _ = await run(offline_engines, noisy)
+        stopped = sink.of(UserStoppedSpeakingFrame)
+        assert len(stopped) == 1, text
+        lags.append(stopped[0].speech_ended_at - (1.0 + end))
+    # The window that holds the voice's last sound ends up to 32 ms after it; the model alone lagged ~70 ms on average.
+    assert min(lags) >= -0.02, lags  # never before the voice has ended
+    assert float(np.mean(lags)) <= 0.05, lags

@@ -74,9 +74,11 @@ async def test_a_call_that_moves_to_whatsapp_is_one_trace_and_the_summary_counts
     assert {"handoff.start", "handoff.summarise", "handoff.save_context", "handoff.invite"} <= steps
 
     # The gateway exports its per-turn latency breakdown, and the live summary counts the call.
+    # Speech-to-text can take no time after the end of the turn: a pause's transcript is reused when nothing followed
+    # it (docs/voice.md), so its figure may be 0; the others always take some.
     for name in ("gateway.turn.stt", "gateway.turn.policy_first_text", "gateway.turn.end_of_speech_to_first_audio"):
         point = eventually(lambda: (p := exported.metric(name)) and p["count"] == 2 and p)
-        assert point["unit"] == "ms" and point["min"] > 0, name
+        assert point["unit"] == "ms" and (point["min"] >= 0 if name == "gateway.turn.stt" else point["min"] > 0), name
 
     def voice_in_summary() -> tuple[int, int] | None:
         found = re.findall(r"voice (?:(\d+) calls?)?(?:, )?(?:(\d+) turns? p50 [\d.]+ m?s)?", host.stdout())

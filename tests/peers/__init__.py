@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+
+from local.host_process import free_port  # noqa: F401 - the tests import it from here
 
 
 def in_ci() -> bool:
@@ -38,9 +39,3 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -14,17 +14,17 @@ schemas it was sent.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
 import uuid
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
 import pytest_asyncio
 from aiohttp import web
+
+from tests.peers.http_fake import ScriptedServer, Step, error_response, serving
 
 
 @dataclass(frozen=True)
@@ -47,77 +47,20 @@ class RecordedRequest:
         return next(t["function"] for t in self.tools if t["function"]["name"] == name)
 
 
-@dataclass
-class _Step:
-    kind: str  # "stream", "fail", "drop" or "stall"
-    text: str = ""
-    tool_calls: list[tuple[str, str]] = field(default_factory=list)  # (name, raw JSON arguments)
-    status: int = 500
-    stall_after: int | None = None  # stream this many words of the text, then stall
-    delay: float = 0.0  # seconds before the answer starts
-
-
-class OpenAITestServer:
+class OpenAITestServer(ScriptedServer):
     def __init__(self, api_key: str | None = None) -> None:
+        super().__init__()
         self.api_key = api_key  # when set, requests must carry it (Bearer or api-key header) or get a 401
         self.requests: list[RecordedRequest] = []
-        self._script: deque[_Step] = deque()
-        self._release = asyncio.Event()  # stalled handlers wait on this until the server stops
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     @property
     def base_url(self) -> str:
         """The base URL for `AsyncOpenAI(base_url=...)` / OPENAI_BASE_URL; the server root is the Azure endpoint."""
         return f"{self.url}/v1"
 
-    # Scripting ----------------------------------------------------------------------------------------------------
-
-    def reply_text(self, text: str, stall_after: int | None = None, *, delay: float = 0.0) -> None:
-        """Stream `text` a word at a time; with `stall_after`, stop after that many words and never finish; with
-        `delay`, think that many seconds before answering."""
-        self._script.append(_Step("stream", text=text, stall_after=stall_after, delay=delay))
-
-    def reply_tool_calls(self, *calls: tuple[str, dict[str, Any] | str], text: str = "") -> None:
-        """Stream optional `text`, then tool calls `(name, arguments)`; a str is sent as raw (maybe broken) JSON."""
-        raw = [(name, args if isinstance(args, str) else json.dumps(args)) for name, args in calls]
-        self._script.append(_Step("stream", text=text, tool_calls=raw))
-
-    def fail(self, status: int = 500, times: int = 1) -> None:
-        """Answer the next `times` requests with an HTTP error (the SDK retries 429 and 5xx)."""
-        self._script.extend(_Step("fail", status=status) for _ in range(times))
-
-    def drop(self, times: int = 1) -> None:
-        """Close the connection on the next `times` requests without answering (a crashed or restarted endpoint)."""
-        self._script.extend(_Step("drop") for _ in range(times))
-
-    def stall(self, times: int = 1) -> None:
-        """Hold the next `times` requests without answering (until the test ends), so the client times out."""
-        self._script.extend(_Step("stall") for _ in range(times))
-
-    def clear_script(self) -> None:
-        """Forget responses scripted but not used (a client that gave up early sends fewer requests)."""
-        self._script.clear()
-
-    # Lifecycle ----------------------------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        app = web.Application()
+    def _routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    # Serving ------------------------------------------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -126,44 +69,25 @@ class OpenAITestServer:
             request.headers.get("api-key"),
             request.headers.get("Authorization", "").removeprefix("Bearer "),
         ):
-            return _error(401, "invalid_api_key", "Incorrect API key provided.")
-        if not self._script:
-            return _error(400, "test_server", "openai test server: no response was scripted for this request")
-        step = self._script.popleft()
-        if step.kind == "fail":
-            # retry-after-ms keeps the SDK's retries fast; the real service sends retry-after on 429.
-            return _error(step.status, "server_error", "scripted failure", {"retry-after-ms": "10"})
-        if step.kind == "drop":
-            assert request.transport is not None
-            request.transport.abort()
-            return web.Response()  # never sent: the client sees the connection go
-        if step.kind == "stall":
-            await self._release.wait()
-            return _error(503, "server_error", "stalled")
-        if step.delay:
-            await asyncio.sleep(step.delay)
+            return error_response(401, "invalid_api_key", "Incorrect API key provided.")
+        step = await self._next_step(request, "openai")
+        if not isinstance(step, Step):
+            return step
         if not body.get("stream"):
-            return _error(400, "test_server", "openai test server: only streaming requests are supported")
-        return await self._stream(request, step, body.get("model", ""))
-
-    async def _stream(self, request: web.Request, step: _Step, model: str) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        azure = request.path.startswith("/openai/")
-        try:
-            for chunk in _chunks(step, model, azure):
-                if chunk is None:  # the scripted stall point: go quiet with the stream still open
-                    await self._release.wait()
-                    return response
-                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        except ConnectionResetError:
-            pass  # the client gave up (a timeout test); nothing to finish
+            return error_response(400, "test_server", "openai test server: only streaming requests are supported")
+        chunks = _chunks(step, body.get("model", ""), azure=request.path.startswith("/openai/"))
+        response, _ = await self._stream(request, _sse(chunks))
         return response
 
 
-def _chunks(step: _Step, model: str, azure: bool) -> list[dict[str, Any] | None]:
+async def _sse(chunks: list[dict[str, Any] | None]) -> AsyncIterator[bytes | None]:
+    """Chat completion chunks as `data:` lines, `data: [DONE]` last; None (the stall point) passes through."""
+    for chunk in chunks:
+        yield None if chunk is None else f"data: {json.dumps(chunk)}\n\n".encode()
+    yield b"data: [DONE]\n\n"
+
+
+def _chunks(step: Step, model: str, azure: bool) -> list[dict[str, Any] | None]:
     """The chunk sequence OpenAI would send for one scripted answer; None marks where to stall."""
     chunk_id, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
@@ -191,17 +115,8 @@ def _chunks(step: _Step, model: str, azure: bool) -> list[dict[str, Any] | None]
     return chunks
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": code, "param": None, "code": code}}
-    return web.json_response(body, status=status, headers=headers)
-
-
 @pytest_asyncio.fixture
 async def openai_server() -> AsyncIterator[OpenAITestServer]:
     """A fresh scripted OpenAI-compatible server on a free localhost port."""
-    server = OpenAITestServer()
-    await server.start()
-    try:
+    async with serving(OpenAITestServer()) as server:
         yield server
-    finally:
-        await server.stop()

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from shared.notifications import START_AUDIENCE
 from shared.tokens import TokenSigner
 from tests.calls.gateway_peer import FakeGateway
 from tests.peers import free_port
@@ -57,9 +58,13 @@ def _statuses(har: Path) -> dict[str, Counter]:
         (re.compile("^/api/calls/[^/]+/hangup$"), "POST /api/calls/{call_id}/hangup"),
         (re.compile("^/api/calls/[^/]+/transfer$"), "POST /api/calls/{call_id}/transfer"),
         (re.compile("^/api/calls/callbacks$"), "POST /api/calls/callbacks"),
+        (re.compile("^/api/calls/placed/[^/]+$"), "GET /api/calls/placed/{call_id}"),
+        (re.compile("^/api/ops/outages/[^/]+/restored$"), "POST /api/ops/outages/{outage_id}/restored"),
         (re.compile("^/api/calls/[^/]+$"), "GET /api/calls/{call_id}"),
         (re.compile("^/api/handoffs/[^/]+$"), "GET /api/handoffs/{instance_id}"),
         (re.compile("^/api/webchat/sessions/[^/]+/messages$"), "POST /api/webchat/sessions/{session_id}/messages"),
+        (re.compile("^/api/webchat/sessions/[^/]+/close$"), "POST /api/webchat/sessions/{session_id}/close"),
+        (re.compile("^/api/customers/[^/]+/syntheses$"), "GET /api/customers/{customer_id}/syntheses"),
         (re.compile("^/api/webchat/sessions/[^/]+$"), "GET /api/webchat/sessions/{session_id}"),
         *((re.compile(f"^/api/desk/escalations/[^/]+/{action}$"),
            f"POST /api/desk/escalations/{{escalation_id}}/{action}") for action in ("claim", "messages", "return", "close")),
@@ -76,7 +81,7 @@ def _statuses(har: Path) -> dict[str, Counter]:
 
 def _config(
     path: Path, *, session_id: str, token: str, call_id: str, control: str, callback: str, instance_id: str,
-    desk_cookie: str, escalation_id: str,
+    desk_cookie: str, escalation_id: str, start: str, closing: dict, customer_id: str,
 ) -> None:
     path.write_text(
         f"""
@@ -86,6 +91,8 @@ bearer = {json.dumps(token)}
 bearer = {json.dumps(control)}
 [auth.openapi.callbackToken]
 api_key = {json.dumps(callback)}
+[auth.openapi.notificationStartToken]
+bearer = {json.dumps(start)}
 [auth.openapi.functionKey]
 api_key = "the-local-host-asks-for-none"
 [auth.openapi.deskSignIn]
@@ -100,14 +107,29 @@ enabled = false
 "path.call_id" = {json.dumps(call_id)}
 "path.instance_id" = {json.dumps(instance_id)}
 "path.escalation_id" = {json.dumps(escalation_id)}
+"path.customer_id" = {json.dumps(customer_id)}
 # Long polls answer at once: a generated wait of 25 s on every case would take the run past its time.
 "query.wait" = 0
 
-# The function-key routes: the local host, like Core Tools, does not check function keys (Azure does), so a request
-# without one is not refused here.
+# Closing a session ends it: the close is aimed at a session of its own, so the other routes keep theirs open (with
+# their token, which that session refuses: 403; the live tests close sessions for real).
 [[operations]]
-include-operation-id-regex = "^(getQueue|updateQueue|getHandoff)$"
+include-operation-id-regex = "^closeSession$"
+[operations.parameters]
+"path.session_id" = {json.dumps(closing["session_id"])}
+
+# The function-key routes: this host runs without LOCAL_FUNCTION_KEY (as `make run` does, and Core Tools), so a
+# request without a key is not refused here; tests/outbound/test_outbound_auth.py runs one with the key set.
+[[operations]]
+include-operation-id-regex = "^(getQueue|updateQueue|getHandoff|getOpsMetrics|outageRestored|placeCall|getPlacedCall|getSyntheses)$"
 [operations.checks.negative_data_rejection]
+enabled = false
+
+# A call to a number on no customer record needs consent in the body: a body the schema allows is refused with 400
+# when the number is on no record, which only the records can tell (the operators' contract asks for 400 there).
+[[operations]]
+include-operation-id-regex = "^placeCall$"
+[operations.checks.positive_data_acceptance]
 enabled = false
 """,
         encoding="utf-8",
@@ -149,6 +171,7 @@ async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_fa
         control = TokenSigner(SECRET).issue("call-control", 600, **{k: claims[k] for k in ("call", "sid", "cid")})
         async with httpx.AsyncClient(base_url=host.url, timeout=20) as app:
             session = (await app.post("/api/webchat/sessions")).json()
+            closing = (await app.post("/api/webchat/sessions")).json()
             desk_cookie, escalation_id = await _desk_supervisor_and_escalation(app)
             document = (await app.get("/api/openapi.json")).json()
             handoff = await app.post(  # the caller asks to continue on web chat, as the gateway would pass on
@@ -160,7 +183,9 @@ async def test_every_operation_holds_to_the_document_under_fuzzing(local_host_fa
         config = tmp_path / "schemathesis.toml"
         _config(config, session_id=session["session_id"], token=session["token"], call_id=call["id"], control=control,
                 callback=callback, instance_id=handoff.json()["id"], desk_cookie=desk_cookie,
-                escalation_id=escalation_id)
+                escalation_id=escalation_id,
+                start=TokenSigner(SECRET).issue(START_AUDIENCE, 600, cid=claims["cid"]), closing=closing,
+                customer_id=claims["cid"])
 
         started = time.monotonic()
         result = await asyncio.to_thread(

@@ -58,7 +58,8 @@ class SecureStack:
 
 @functools.cache
 def registered_functions() -> list[Any]:
-    """What function_app registers; the SDK lets an app be asked only once (PROTOCOLS.md A.9)."""
+    """What function_app registers; the SDK lets an app be asked only once
+    (docs/protocols.md, "Function app introspection")."""
     return list(app_functions.registered_functions())
 
 

@@ -46,8 +46,8 @@ def _auth(token: str) -> dict[str, str]:
 
 
 def _tampered(token: str) -> str:
-    payload, _, signature = token.partition(".")
-    return f"{payload}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
+    signed, _, signature = token.rpartition(".")
+    return f"{signed}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
 
 
 def _new_phone() -> str:
@@ -398,7 +398,7 @@ def test_the_gateway_healthz_is_open_and_holds_no_customer_data(secure: SecureSt
     health = secure.client.get(f"{secure.gateway_url}/healthz")
     assert health.status_code == 200
     assert set(health.json()) == {"status", "calls", "engines"}
-    assert set(health.json()["engines"]) <= {"kind", "stt", "tts", "vad", "warm"}
+    assert set(health.json()["engines"]) <= {"kind", "stt", "tts", "vad", "turn", "warm"}
 
 
 async def test_the_gateway_stats_are_loopback_only_or_need_the_stats_key(secure: SecureStack, tmp_path) -> None:

@@ -8,22 +8,20 @@ the record straight from the host's SQLite file.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from local.acs.sms import SMS_NUMBER
-from shared.models import ChannelSession, Customer, Identity, IdentityKind
-from shared.stores.embedded_customers import SqliteCustomerStore
+from shared.models import Channel
+from tests.peers.channel_stack import ChannelStack
 from tests.peers.local_host import LocalHost
 from tests.waiting import eventually as wait_until
 
@@ -43,15 +41,10 @@ def code_in(text: str) -> str | None:
 
 
 @dataclass
-class SmsStack:
-    host: LocalHost
-    acs_url: str
-    data_dir: Path
-    client: httpx.Client
-
-    @property
-    def webhook(self) -> str:
-        return f"{self.host.url}/runtime/webhooks/EventGrid?functionName=sms_events"
+class SmsStack(ChannelStack):
+    channel = Channel.SMS
+    function = "sms_events"
+    outbox_path = "/_emulator/sms"
 
     def url(self, path: str) -> str:
         return f"{self.host.url}{path}"
@@ -70,40 +63,16 @@ class SmsStack:
         assert answer["status"] == 202, answer
         return [t["message"] for t in self.outbox(phone)[before:]]
 
-    def post_events(self, events: list[dict[str, Any]]) -> httpx.Response:
-        """POST a batch straight to the Event Grid trigger, as Event Grid does."""
-        return self.client.post(self.webhook, json=events, headers={"aeg-event-type": "Notification"})
-
-    def outbox(self, phone: str) -> list[dict[str, Any]]:
-        response = self.client.get(f"{self.acs_url}/_emulator/sms", params={"to": phone})
-        assert response.status_code == 200, response.text
-        return response.json()
-
     def texts(self, phone: str) -> list[str]:
         return [t["message"] for t in self.outbox(phone)]
-
-    def customer(self, phone: str) -> Customer | None:
-        async def read() -> Customer | None:
-            store = SqliteCustomerStore(self.data_dir / "customers.sqlite3")
-            try:
-                return await store.find_by_identity(Identity(IdentityKind.PHONE, phone))
-            finally:
-                await store.close()
-
-        return asyncio.run(read())
-
-    def session(self, phone: str) -> ChannelSession:
-        customer = self.customer(phone)
-        assert customer is not None, f"no customer holds {phone}"
-        sessions = [s for s in customer.sessions.values() if s.channel.value == "sms"]
-        assert len(sessions) == 1, [s.session_id for s in sessions]
-        return sessions[0]
 
     def logs(self) -> str:
         return self.host.stdout() + self.host.stderr()
 
 
-@pytest.fixture(scope="session")
+# Each module gets a host of its own: a host remembers an outage declared restored (and says so from then on), so a
+# module that reports the demo outage as active must not follow one that ended it.
+@pytest.fixture(scope="module")
 def sms(local_host_factory: Callable[..., LocalHost], tmp_path_factory: pytest.TempPathFactory) -> Iterator[SmsStack]:
     data_dir = tmp_path_factory.mktemp("sms-data")
     host = local_host_factory(SWITCHBOARD_DATA_DIR=str(data_dir), ACS_ACCESS_KEY=ACCESS_KEY, ACS_SMS_FROM=SMS_NUMBER,
@@ -112,3 +81,4 @@ def sms(local_host_factory: Callable[..., LocalHost], tmp_path_factory: pytest.T
     with httpx.Client(timeout=60) as client:
         client.get(f"{host.url}/api/ops/queue").raise_for_status()  # the app seeds its demo customers on first use
         yield SmsStack(host, host.acs_url, data_dir, client)
+    host.stop()

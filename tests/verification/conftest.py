@@ -9,15 +9,17 @@ the same way. Each test gets its own Redis, so one test's wrong answers never lo
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
-from local.acs.messages import CHANNEL_ID, MessagesApi
-from local.acs.server import AcsEmulator, EmulatorService
+from local.acs.messages import CHANNEL_ID
+from local.acs.server import EmulatorService
 from shared.bootstrap import seed_demo_customers
 from shared.conversation import Conversation, TurnOutcome
 from shared.messenger import build_messenger
@@ -30,7 +32,7 @@ from shared.stores.base import SessionState
 from shared.stores.embedded_customers import SqliteCustomerStore
 from shared.stores.embedded_state import InProcessSessionState
 from shared.verification import Verifier, whatsapp_code_sender
-from tests.peers import free_port
+from tests.peers.whatsapp_emulator import whatsapp_emulator
 from tests.verifying import codes_sent_async
 
 ACCESS_KEY = base64.b64encode(b"switchboard-verification-tests!!").decode()
@@ -53,6 +55,10 @@ class Chat:
 
     async def record(self) -> Customer:
         return await self.rig.customers.get(self.customer_id)
+
+    async def audit(self) -> list[dict[str, Any]]:
+        """The customer's audit as the desk reads it: every listed session's entries, oldest first."""
+        return await self.rig.customers.audit(self.customer_id)
 
     async def session(self) -> ChannelSession:
         return await self.rig.conversation.transcript(self.session_id, self.customer_id)
@@ -82,7 +88,7 @@ class Rig:
 
     async def codes(self, phone: str) -> list[str]:
         """The codes that reached `phone`, oldest first: what its holder reads on their phone."""
-        return await codes_sent_async(self.acs, self.acs_url, phone)
+        return await codes_sent_async(self.acs, self.acs_url, phone, self.scenario.name)
 
     async def code(self, phone: str) -> str:
         codes = await self.codes(phone)
@@ -116,28 +122,28 @@ def state(request: pytest.FixtureRequest) -> Iterator[SessionState]:
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[EmulatorService]:
-    service = EmulatorService(AcsEmulator(access_key=ACCESS_KEY, functions_url=f"http://127.0.0.1:{free_port()}",
-                                          modules=[MessagesApi(CHANNEL_ID, status_step=3600)]), free_port())
-    await service.start()
-    yield service
-    await service.stop()
+    async with whatsapp_emulator(ACCESS_KEY) as service:
+        yield service
 
 
 @pytest.fixture
 async def make_rig(tmp_path: Path, state: SessionState, emulator: EmulatorService) -> AsyncIterator:
-    """Build the rig for a scenario (default utilities); `codes=False`: no way to send a code (knowledge only)."""
+    """Build the rig for a scenario (default utilities); `codes=False`: no way to send a code (knowledge only);
+    `clock`: the time codes expire by (a test moves it on rather than wait five minutes)."""
     built: list[tuple[SqliteCustomerStore, object]] = []
     settings = Settings.from_env({"ACS_ENDPOINT": emulator.url, "ACS_ACCESS_KEY": ACCESS_KEY,
                                   "WHATSAPP_CHANNEL_ID": CHANNEL_ID, "SWITCHBOARD_DATA_DIR": str(tmp_path)})
     acs = httpx.AsyncClient(timeout=20)
 
-    async def make(scenario: Scenario | None = None, *, codes: bool = True) -> Rig:
+    async def make(scenario: Scenario | None = None, *, codes: bool = True,
+                   clock: Callable[[], float] = time.time) -> Rig:
         scenario = scenario or load_scenario("utilities")
         customers = SqliteCustomerStore(tmp_path / f"customers-{len(built)}.sqlite3")
         await seed_demo_customers(customers, scenario)
         messenger = build_messenger(settings)
         built.append((customers, messenger))
-        verifier = Verifier(scenario, state, whatsapp_code_sender(scenario, messenger) if codes else None)
+        verifier = Verifier(scenario, state, whatsapp_code_sender(scenario, messenger) if codes else None,
+                            clock=clock)
         conversation = Conversation(scenario, customers, state, OfflinePolicy(), verifier=verifier)
         return Rig(scenario, conversation, customers, state, acs, emulator.url)
 

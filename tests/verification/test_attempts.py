@@ -58,3 +58,24 @@ async def test_a_right_answer_wipes_the_slate(rig: Rig) -> None:
     await later.say("what's my balance? account 100200300")
     assert [await later.say("000001"), await later.say("000002")] == [WRONG, WRONG]
     assert "$127.45" in await later.say(await rig.code(JORDAN))
+
+
+async def test_a_code_misheard_short_is_asked_for_again_without_counting_against_the_holder(rig: Rig) -> None:
+    # Speech-to-text can drop or mangle a digit of a spoken code ("A30 583" for "eight three zero five eight three").
+    # That is a number given in answer, not the caller moving on: the check stays open and is asked again, and
+    # nothing was compared, so no try is counted. A made-up account is answered the same way.
+    again = "Sorry, I didn't get the whole code: it has 6 digits. Could you give it to me again?"
+    caller = await rig.from_phone(Channel.VOICE, JORDAN)
+    assert "code" in await caller.say("what's my balance?")
+    code = await rig.code(JORDAN)
+    for misheard in ["A30 583", "eight three five", "1234567 8"]:
+        assert await caller.say(misheard) == again
+    assert [await caller.say("000001"), await caller.say("000002")] == [WRONG, WRONG]  # two real tries left
+    assert "$127.45" in await caller.say(code)
+    customer_turns = [t.text for t in (await caller.session()).turns if t.role == "customer"]
+    assert "A30 583" not in customer_turns and customer_turns.count("[verification code]") == 6
+
+    nobody = await rig.web_chat()
+    assert "code" in await nobody.say("what's my balance? account 999999999")
+    assert await nobody.say("12345") == again
+    assert await nobody.say("can I pay by card?") != again, "a question is the customer moving on"

@@ -82,3 +82,31 @@ async def test_what_the_caller_heard_before_the_check_is_in_the_transcript(rig: 
     assert spoken == replies
     turns = [t.text for t in (await caller.session()).turns if t.role == "agent"]
     assert turns[-2:] == replies
+
+
+async def test_a_zip_code_keyed_on_its_own_joins_the_spoken_last_name_and_counts_once(make_rig) -> None:
+    # On the phone a caller can key the ZIP code and # but not a last name: the keypad sends "62701" as a turn of
+    # its own (media_gateway/keypad.py). That is half an answer, kept for the rest, and never counted as a wrong one;
+    # a made-up account is answered with the same words, and counted the same.
+    rig: Rig = await make_rig(codes=False)  # no way to send a code: the knowledge questions
+    caller = await rig.from_phone(Channel.VOICE, JORDAN)
+    assert "ZIP code" in await caller.say("what's my balance?")
+    assert await caller.say("62701") == "Thanks. And the account holder's last name?"
+    answer = await caller.say("Lee")
+    assert answer.startswith(CONFIRMED) and "$127.45" in answer
+    assert [t.text for t in (await caller.session()).turns if t.role == "customer"][-2:] == [
+        "[verification answer]", "[verification answer]"]
+
+    replies = {}
+    for number in ("100200311", "100200399"):  # Sam's account, and one that does not exist
+        visitor = await rig.web_chat()
+        said = [await visitor.say(f"what's my balance? account {number}")]
+        for _ in range(rig.scenario.verification.attempts - 1):  # a wrong ZIP code keyed, then a name: one try each
+            said += [await visitor.say("6 2 7 9 9"), await visitor.say("Rivera")]
+        said += [await visitor.say("62704"), await visitor.say("Rivera")]  # the last try: right for Sam
+        replies[number] = said
+    assert replies["100200311"][:-1] == replies["100200399"][:-1]
+    assert replies["100200311"][1::2][:-1] == ["Thanks. And the account holder's last name?"] * 2
+    assert replies["100200311"][2] == "That doesn't match what we have. Please try again."
+    assert replies["100200311"][-1].startswith(CONFIRMED) and "$42.10" in replies["100200311"][-1]
+    assert "too many tries" in replies["100200399"][-1]  # the made-up one ran out as a real one would have

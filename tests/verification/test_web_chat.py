@@ -137,3 +137,27 @@ async def test_a_code_works_once_and_only_in_the_session_it_was_sent_for(rig: Ri
     code = await rig.code(SAM)
     assert await verifier.check_code("ses_direct", SAM, code) is Checked.VERIFIED
     assert await verifier.check_code("ses_direct", SAM, code) is Checked.EXPIRED
+
+
+async def test_an_expired_code_gets_the_same_words_for_a_made_up_account_as_for_a_real_one(make_rig) -> None:
+    # Someone patient enough to wait out a code's lifetime before each try must learn no more than someone quick:
+    # a late code about a made-up account is "expired, I've sent a new one" as about a real one, and those new
+    # (pretend) codes run out at the same hourly cap.
+    now = [1_700_000_000.0]
+    rig: Rig = await make_rig(clock=lambda: now[0])
+    spec = rig.scenario.verification
+    real, unknown = await rig.web_chat(), await rig.web_chat()
+    replies: dict[str, list[str]] = {}
+    for visitor, number in ((real, "555 555 0111"), (unknown, "555 555 0177")):
+        replies[number] = [await visitor.say(f"what's my balance? my number is {number}")]
+    for _ in range(spec.codes_per_hour):  # each try a moment after the code's time is up
+        now[0] += spec.code_ttl_seconds + 1
+        for visitor, number in ((real, "555 555 0111"), (unknown, "555 555 0177")):
+            replies[number].append(await visitor.say("123456"))
+    assert replies["555 555 0111"] == replies["555 555 0177"]
+    expired = replies["555 555 0177"][1:]
+    assert expired[:-1] == ["That code has expired, so I've sent a new one. What's the new code?"] * (
+        spec.codes_per_hour - 1)
+    assert expired[-1].startswith("I've already sent several codes")  # the hour's codes used up, for both alike
+    assert len(await rig.codes(SAM)) == spec.codes_per_hour  # the real holder's phone got the new codes
+    assert await rig.codes("+15555550177") == []  # and nothing went anywhere for the made-up one

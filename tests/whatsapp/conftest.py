@@ -7,20 +7,18 @@ the store adapter: the same record the app writes, no HTTP surface in between.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from local.acs.messages import CHANNEL_ID
-from shared.models import ChannelSession, Customer, Identity, IdentityKind
-from shared.stores.embedded_customers import SqliteCustomerStore
+from shared.models import Channel
+from tests.peers.channel_stack import ChannelStack
 from tests.peers.local_host import LocalHost
 from tests.verifying import CONFIRMED, sent_code
 
@@ -34,29 +32,15 @@ def new_number() -> str:
 
 
 @dataclass
-class WhatsAppStack:
-    host: LocalHost
-    acs_url: str
-    data_dir: Path
-    client: httpx.Client
-
-    @property
-    def webhook(self) -> str:
-        return f"{self.host.url}/runtime/webhooks/EventGrid?functionName=whatsapp_events"
+class WhatsAppStack(ChannelStack):
+    channel = Channel.WHATSAPP
+    function = "whatsapp_events"
+    outbox_path = "/_emulator/messages"
 
     def inbound(self, phone: str, text: str | None = None, **fields: Any) -> dict[str, Any]:
         """The customer writes (through the emulator, which posts the event to the host); returns its answer."""
         body = {"from": phone, **({"text": text} if text is not None else {}), **fields}
         response = self.client.post(f"{self.acs_url}/_emulator/inbound", json=body)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    def post_events(self, events: list[dict[str, Any]]) -> httpx.Response:
-        """POST a batch straight to the Event Grid trigger, as Event Grid does."""
-        return self.client.post(self.webhook, json=events, headers={"aeg-event-type": "Notification"})
-
-    def outbox(self, phone: str) -> list[dict[str, Any]]:
-        response = self.client.get(f"{self.acs_url}/_emulator/messages", params={"to": phone})
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -76,23 +60,6 @@ class WhatsAppStack:
         response = self.client.post(f"{self.acs_url}/_emulator/messages/faults",
                                     json={"status": status, "count": count, **extra})
         assert response.status_code == 200, response.text
-
-    def customer(self, phone: str) -> Customer | None:
-        async def read() -> Customer | None:
-            store = SqliteCustomerStore(self.data_dir / "customers.sqlite3")
-            try:
-                return await store.find_by_identity(Identity(IdentityKind.PHONE, phone))
-            finally:
-                await store.close()
-
-        return asyncio.run(read())
-
-    def session(self, phone: str) -> ChannelSession:
-        customer = self.customer(phone)
-        assert customer is not None, f"no customer holds {phone}"
-        sessions = [s for s in customer.sessions.values() if s.channel.value == "whatsapp"]
-        assert len(sessions) == 1, [s.session_id for s in sessions]
-        return sessions[0]
 
 
 @pytest.fixture(scope="session")

@@ -77,6 +77,28 @@ def test_the_same_event_delivered_twice_is_answered_once(whatsapp: WhatsAppStack
     assert [t.role for t in session.turns] == ["customer", "agent"]
 
 
+def test_an_event_without_a_message_id_delivered_again_and_again_is_answered_once(whatsapp: WhatsAppStack) -> None:
+    # The docs' samples have no messageId; the emulator sends such an event when asked with "messageId": null.
+    phone = new_number()
+    built = whatsapp.inbound(phone, "my lights are out", deliver=False, messageId=None)
+    event = built["event"]
+    assert "messageId" not in event["data"] and built["messageId"] is None
+    assert whatsapp.post_events([event]).status_code == 202
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # Event Grid again, and again all at once
+        assert {r.status_code for r in pool.map(lambda _: whatsapp.post_events([event]), range(4))} == {202}
+
+    assert len(whatsapp.outbox(phone)) == 1
+    session = whatsapp.session(phone)
+    assert [t.role for t in session.turns] == ["customer", "agent"]
+    [inbound] = [m for m in session.messages if m.direction == "in"]
+    assert inbound.key == f"event:{event['id']}"
+
+    # A second message without an id is another message: it has its own event id, and its own answer.
+    whatsapp.inbound(phone, "are you still there?", messageId=None)
+    assert len(whatsapp.outbox(phone)) == 2
+    assert [t.role for t in whatsapp.session(phone).turns] == ["customer", "agent"] * 2
+
+
 def test_a_batch_of_events_is_answered_event_by_event(whatsapp: WhatsAppStack) -> None:
     first, second = new_number(), new_number()
     events = [
@@ -154,7 +176,7 @@ def test_malformed_and_unsupported_events_are_dropped_with_a_reason(whatsapp: Wh
     phone = new_number()
     good = whatsapp.inbound(phone, "hello", deliver=False)["event"]
     broken = [
-        {**good, "id": "bad-1", "data": {**good["data"], "messageId": ""}},
+        {**good, "id": "bad-1", "data": {**good["data"], "messageId": 5}},
         {**good, "id": "bad-2", "data": {**good["data"], "from": "not-a-number"}},
         {**good, "id": "bad-3", "data": "a string"},
         {**good, "id": "bad-4", "eventType": "Microsoft.Communication.AdvancedMessageAnalysisCompleted"},
@@ -164,7 +186,7 @@ def test_malformed_and_unsupported_events_are_dropped_with_a_reason(whatsapp: Wh
     assert response.status_code == 202  # nothing for Event Grid to retry
     assert whatsapp.customer(phone) is None and whatsapp.outbox(phone) == []
     log = whatsapp.host.stderr()
-    for reason in ("messageId is missing", "'not-a-number' is not a phone number", "data is not a JSON object",
+    for reason in ("messageId 5 is not a string", "'not-a-number' is not a phone number", "data is not a JSON object",
                    "unsupported event type", "a text message without content"):
         assert reason in log
 

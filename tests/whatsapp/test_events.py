@@ -70,12 +70,22 @@ def test_media_details_are_kept_for_the_record() -> None:
     assert parse_event(RECEIVED, "e1", body).detail == "image/jpeg my meter"
 
 
+def test_a_message_without_a_message_id_is_known_by_its_event_id() -> None:
+    # The docs' samples of AdvancedMessageReceived have no messageId; Event Grid redelivers an event under its id.
+    sample = {k: v for k, v in received().items() if k != "messageId"}
+    first, again = parse_event(RECEIVED, "evt-7", sample), parse_event(RECEIVED, "evt-7", {**sample, "messageId": ""})
+    assert isinstance(first, InboundMessage) and first.message_id == again.message_id == "event:evt-7"
+    assert first.dedup_key != parse_event(RECEIVED, "evt-8", sample).dedup_key
+    with pytest.raises(MalformedEvent, match="messageId is missing, and so is the event id"):
+        parse_event(RECEIVED, "", sample)
+
+
 @pytest.mark.parametrize(
     ("event_type", "data", "reason"),
     [
         ("Microsoft.Communication.SMSReceived", received(), "unsupported event type"),
         (RECEIVED, "not an object", "not a JSON object"),
-        (RECEIVED, received(messageId=""), "messageId is missing"),
+        (RECEIVED, received(messageId=5), "messageId 5 is not a string"),
         (RECEIVED, received(**{"from": None}), "from is missing"),
         (RECEIVED, received(**{"from": "not-a-number"}), "is not a phone number"),
         (RECEIVED, received(content="   "), "text message without content"),

@@ -1,0 +1,61 @@
+"""The end-of-turn model (media_gateway/turn_model.py) on caller speech: a finished question is complete, the same
+kind of sentence stopped in the middle is not, whatever the length of the pause (the model hears no pause at all:
+it reads the audio up to where the caller stopped). The model is the real Smart Turn v3 file `make` fetches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from media_gateway.audio import pcm16_to_float
+from media_gateway.turn_model import SmartTurnModel, log_mel
+from tests.media_gateway.conftest import Speech
+from tests.media_gateway.speaking import cut_at_gap, silence
+
+FINISHED = ["What is my balance?", "Is there a power outage at my house?", "My account number is 100200300."]
+# Sentences a caller could stop in the middle of, and the gap (between words) where they stop.
+MID_SENTENCE = [("I'm calling about my bill, and also about the outage on my street.", 1),
+                ("Could you tell me when the power will be back on my street?", 2),
+                ("I want to pay my bill and then I need to move my service to a new address.", 1)]
+
+
+@pytest.fixture(scope="module")
+def model() -> SmartTurnModel:
+    found = SmartTurnModel()
+    assert found.available, f"the end-of-turn model is missing at {found.path}: run `make setup`"
+    return found
+
+
+def turn(*pieces: bytes) -> np.ndarray:
+    return pcm16_to_float(silence(200) + b"".join(pieces) + silence(200))
+
+
+@pytest.mark.parametrize("text", FINISHED)
+def test_a_finished_question_or_answer_is_complete(model: SmartTurnModel, steady_speech: Speech, text: str) -> None:
+    assert model.complete(turn(steady_speech(text))) >= 0.5
+
+
+@pytest.mark.parametrize(("text", "gap"), MID_SENTENCE)
+def test_a_caller_stopped_mid_sentence_is_not_finished(model: SmartTurnModel, steady_speech: Speech, text: str,
+                                                       gap: int) -> None:
+    first_half, _ = cut_at_gap(steady_speech(text), gap)
+    assert model.complete(turn(first_half)) < 0.5
+    assert model.complete(turn(steady_speech(text))) >= 0.5, "the whole sentence is"
+
+
+def test_the_model_reads_the_end_of_the_turn(model: SmartTurnModel, steady_speech: Speech) -> None:
+    # A turn longer than 8 s: only its end counts, so a finished question after a long unfinished stretch is complete,
+    # and an unfinished end after a finished question is not.
+    text, gap = MID_SENTENCE[0]
+    unfinished, _ = cut_at_gap(steady_speech(text), gap)
+    long_before = steady_speech(FINISHED[0]) + silence(9000)
+    assert model.complete(turn(unfinished + silence(9000), steady_speech(FINISHED[1]))) >= 0.5
+    assert model.complete(turn(long_before, unfinished)) < 0.5
+
+
+def test_the_features_are_whispers_shape_with_the_padding_at_the_floor(steady_speech: Speech) -> None:
+    audio = turn(steady_speech(FINISHED[0]))
+    features = log_mel(np.concatenate([np.zeros(16000 * 8 - len(audio), np.float32), audio]))
+    assert features.shape == (80, 800) and features.dtype == np.float32
+    assert not np.ptp(features[:, :100], axis=1).any(), "the zeros before a short turn are the same in every frame"
+    assert features[:, -100:].max() > features[:, :100].max(), "the speech at the end stands above it"

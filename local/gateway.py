@@ -24,6 +24,10 @@ from shared.settings import PROJECT_ROOT, Settings
 
 START_TIMEOUT = 60.0  # importing numpy, onnxruntime and the conversation core is the slow part
 STOP_TIMEOUT = 10.0
+#: How long a start waits for the gateway port to be let go. A gateway whose `python -m local` was killed gets
+#: SIGTERM from the kernel (see `_exit_with_parent`) and closes its calls before it exits; a host started again
+#: at once would otherwise find the port still held by that dying gateway and give up.
+PORT_RELEASE_WAIT = 15.0
 
 
 class GatewayFailed(RuntimeError):
@@ -39,7 +43,7 @@ class GatewayService:
         self.health_url = f"http://127.0.0.1:{settings.gateway_port}/healthz"
 
     async def start(self) -> None:
-        self._check_port()
+        await self._wait_for_port()
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "media_gateway", cwd=PROJECT_ROOT,
             env={**os.environ, "GATEWAY_WORKERS": os.environ.get("GATEWAY_WORKERS", "1")},
@@ -77,17 +81,24 @@ class GatewayService:
         url = self._settings.gateway_public_url
         return [f"voice      {url}/media  (media gateway; health {self.health_url})"]
 
-    def _check_port(self) -> None:
-        """Say which setting to change before starting a child that would only fail on it."""
+    async def _wait_for_port(self) -> None:
+        """Say which setting to change before starting a child that would only fail on it; a port held a little
+        longer (by the gateway of a host killed a moment ago) is waited for, up to PORT_RELEASE_WAIT."""
+        deadline = time.monotonic() + PORT_RELEASE_WAIT
+        while not self._port_free():
+            if time.monotonic() >= deadline:
+                raise PortInUse(f"port {self._settings.gateway_port} is in use: set GATEWAY_PORT=<another port>")
+            await asyncio.sleep(0.2)
+
+    def _port_free(self) -> bool:
         with socket.socket() as probe:
             try:
                 probe.bind((self._settings.gateway_host, self._settings.gateway_port))
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
-                    raise PortInUse(
-                        f"port {self._settings.gateway_port} is in use: set GATEWAY_PORT=<another port>"
-                    ) from None
+                    return False
                 raise
+        return True
 
 
 _PR_SET_PDEATHSIG = 1

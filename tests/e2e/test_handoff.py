@@ -381,19 +381,37 @@ def test_bad_handoff_requests_are_refused(stack: Stack) -> None:
 
 
 def _kill_hard(host: LocalHost) -> None:
-    """SIGKILL the host and the processes it started (the media gateway), as a crashed machine would."""
+    """SIGKILL the host and every process under it (the gateway's supervisor and its workers), as a crashed machine
+    would, and wait until they are gone: a restarted host binds the same ports."""
     import os
     import signal
     import subprocess
+    import time
 
-    children = subprocess.run(["pgrep", "-P", str(host.process.pid)], capture_output=True, text=True).stdout.split()
-    for pid in [host.process.pid, *map(int, children)]:
+    def descendants(pid: int) -> list[int]:
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        return [grand for child in map(int, children) for grand in (child, *descendants(child))]
+
+    doomed = [host.process.pid, *descendants(host.process.pid)]
+    for pid in doomed:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
     host.process.wait()
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in doomed) and time.monotonic() < deadline:
+        time.sleep(0.05)
     host.stop()  # closes its log files
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (a killed orphan waits for init to reap it, its sockets already shut)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 async def test_a_host_killed_while_the_handoff_waits_finishes_it_once_after_restart(

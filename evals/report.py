@@ -50,6 +50,8 @@ def transcript(result: Result) -> str:
     if result.verdict is not None:
         lines.append(f"  {'judge':>8}: {'passed' if result.verdict.get('passed') else 'FAILED'}: "
                      f"{result.verdict.get('reasons', '')}")
+    if not result.success:  # last, so a log that keeps only its tail still says why
+        lines.append(f"  {'why not':>8}: {result.error or '; '.join(result.failures)}")
     return "\n".join(lines)
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from evals import journeys, report, runner
+from evals import hearing, journeys, report, runner
 from evals.live import LiveDriver
 from shared.scenario import load_scenario
 
@@ -99,3 +99,19 @@ def test_a_reply_read_out_again_counts_as_a_failure() -> None:
     assert not runner._repeats("Crews expect power back by 4:00 PM.", answer)
     assert not runner._repeats("Is there anything else I can help you with?",
                                "You're welcome! Is there anything else I can help you with?")
+
+
+def test_a_call_is_heard_as_a_listener_would_and_no_more_loosely() -> None:
+    # The gate's ear is tiny.en: on a loaded CI machine it wrote the agent's "on WhatsApp instead" as "on what's
+    # happened instead", and "4:00 PM" comes back as "4pm". Those still count as said; a different time or a
+    # different word does not.
+    heard = "I can carry on with you on what's happened instead. Crews expect power back by 4pm."
+    assert hearing.contains(heard, "WhatsApp", exact=False)
+    assert hearing.contains(heard, "4:00 PM", exact=False)
+    assert not hearing.contains(heard, "5:00 PM", exact=False)
+    assert not hearing.contains("Tell me what happened instead.", "WhatsApp", exact=False)
+    assert not hearing.contains(heard, "WhatsApp", exact=True)  # text channels compare exactly
+    # A time is one number however it is written down.
+    for written in ("by 7:30 PM", "by 7.30pm", "by 730pm", "by 7:30pm"):
+        assert hearing.contains(written, "7:30 PM", exact=False), written
+    assert not hearing.contains("by 6.30pm", "7:30 PM", exact=False)

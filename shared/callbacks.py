@@ -46,11 +46,10 @@ CANCEL_EVENT = "CallbackCancelled"
 # travel in its input (`plan_for`), as the handoff's do: a running orchestration keeps the values it started with.
 PLAN_TIMINGS = {"poll_seconds": "callback_poll_seconds", "max_turn_wait_seconds": "callback_max_turn_wait_seconds",
                 "retry_after_seconds": "callback_retry_after_seconds"}
-#: How far ahead a named time may be. Further is heard as a slip ("at 3" meant today, not next week).
+#: How far ahead a named time may be booked. A callback "in 100 hours" is a slip or a wish no queue can promise:
+#: the agent says how far ahead it can book and records nothing. "At 3 pm" is read on the scenario's clock
+#: (`timezone` in scenario.yaml).
 MAX_AHEAD = timedelta(days=2)
-#: The clock "at 3 pm" is read on. A scenario setting would be better (a utility serves one region); until then this
-#: module constant says which.
-TIMEZONE = ZoneInfo("America/New_York")
 
 # A callback's state on the record.
 REQUESTED, CALLING, ANSWERED, CANCELLED, MISSED, FAILED = "requested", "calling", "answered", "cancelled", "missed", \
@@ -81,6 +80,7 @@ PHRASES = {
     "callback_unavailable": "I'm sorry, I don't have a number to call you back on. I'll keep your place in line.",
     "callback_cancelled": "Done, I've cancelled your callback. We won't call you.",
     "callback_none": "You don't have a callback booked with us.",
+    "callback_too_far": "I can book a callback up to two days ahead. When in the next two days should we call you?",
     "callback_tried": "Hi {name}, it's {company}. We tried to call you back as you asked, twice, but couldn't reach "
                       "you. Reply here or call us any time and we'll pick up where you left off.",
 }
@@ -93,14 +93,24 @@ def phrase(scenario: Scenario, key: str, **values: object) -> str:
 # When: "when it's my turn" or a time they named -------------------------------------------------------------------
 
 
-def parse_when(text: str, now: datetime) -> dict[str, str]:
-    """`{"kind": "turn"}`, or `{"kind": "at", "at": ISO UTC}` for a time named in `text` ("in an hour", "at 3 pm",
-    "tomorrow at 9"). A bare hour from 1 to 7 is the afternoon: nobody asks for a call at 3 in the night."""
+def parse_when(text: str, now: datetime, zone: ZoneInfo) -> dict[str, str]:
+    """`{"kind": "turn"}`, `{"kind": "at", "at": ISO UTC}` for a time named in `text` ("in an hour", "at 3 pm" on
+    the `zone` clock, "tomorrow at 9"), or `{"kind": "too_far"}` for one more than MAX_AHEAD away. A bare hour from
+    1 to 7 is the afternoon: nobody asks for a call at 3 in the night."""
+    when = _named_time(text, now, zone)
+    if when is None:
+        return {"kind": "turn"}
+    if when - now > MAX_AHEAD:
+        return {"kind": "too_far"}
+    return {"kind": "at", "at": when.astimezone(UTC).isoformat()}
+
+
+def _named_time(text: str, now: datetime, zone: ZoneInfo) -> datetime | None:
     if found := _IN.search(text):
         amount = float(found[1]) if found[1].isdigit() else _WORDS[found[1].lower()]
         unit = timedelta(hours=1) if found[2].lower().startswith("h") else timedelta(minutes=1)
-        return {"kind": "at", "at": (now + amount * unit).astimezone(UTC).isoformat()}
-    local = now.astimezone(TIMEZONE)
+        return now + amount * unit
+    local = now.astimezone(zone)
     hour = minute = None
     if _NOON.search(text):
         hour, minute = 12, 0
@@ -113,16 +123,16 @@ def parse_when(text: str, now: datetime) -> dict[str, str]:
         elif not suffix.startswith(("a", "p")) and 1 <= hour <= 7:
             hour += 12
     if hour is None:
-        return {"kind": "turn"}
+        return None
     moment = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
     if re.search(r"\btomorrow\b", text, re.I):
         moment += timedelta(days=1)
     elif moment <= local:
         moment += timedelta(days=1)  # "at 9" said at 10: tomorrow's 9
-    return {"kind": "at", "at": moment.astimezone(UTC).isoformat()}
+    return moment
 
 
-def spoken_when(callback: dict[str, Any], now: datetime) -> str:
+def spoken_when(callback: dict[str, Any], now: datetime, zone: ZoneInfo) -> str:
     """"when it's your turn", "at 3:00 PM", "tomorrow at 9:30 AM", "in about 45 minutes"."""
     if callback.get("when") != "at" or not callback.get("at"):
         return "when it's your turn"
@@ -130,7 +140,7 @@ def spoken_when(callback: dict[str, Any], now: datetime) -> str:
     minutes = round((at - now).total_seconds() / 60)
     if 0 < minutes < 60:
         return f"in about {minutes} minutes"
-    local, today = at.astimezone(TIMEZONE), now.astimezone(TIMEZONE).date()
+    local, today = at.astimezone(zone), now.astimezone(zone).date()
     clock = local.strftime("%I:%M %p").lstrip("0")
     return f"at {clock}" if local.date() == today else f"tomorrow at {clock}"
 

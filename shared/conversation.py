@@ -575,13 +575,11 @@ class Conversation:
                 name = _channel_name(asked)
                 replies.append(Reply(self.scenario.phrase("switch_accepted", channel=name), agent))
             elif callbacks.ASKS.search(text) and not callbacks.CANCELS.search(text):
-                callback = phone_of(customer)
-                request = self._callback_request(customer, session, text, callback) if callback else None
-                if request is None:
-                    replies.append(Reply(self._desk_phrase("callback_unavailable"), agent))
-                else:
-                    edit = partial(_add_callback, request)
-                    replies.append(Reply(self._callback_words(request, "callback_recorded"), agent))
+                request, said = self._callback_asked(customer, session, text, "callback_recorded",
+                                                     self._desk_phrase("callback_unavailable"))
+                if request is not None:
+                    edit, callback = partial(_add_callback, request), request.number
+                replies.append(Reply(said, agent))
             else:
                 position = await self.desk.position(escalation.escalation_id)
                 load = await self.desk.load()
@@ -627,12 +625,9 @@ class Conversation:
         elif cancels and asks:
             said = callbacks.phrase(self.scenario, "callback_none")
         elif asks and await self._long_wait():
-            number = phone_of(customer)
-            request = self._callback_request(customer, session, text, number) if number else None
-            if request is None:
-                said = callbacks.phrase(self.scenario, "callback_unavailable")
-            else:
-                edit, said = partial(_add_callback, request), self._callback_words(request, "callback_recorded_turn")
+            request, said = self._callback_asked(customer, session, text, "callback_recorded_turn",
+                                                 callbacks.phrase(self.scenario, "callback_unavailable"))
+            edit = partial(_add_callback, request) if request is not None else None
         else:
             return None
         replies = [Reply(said, agent)]
@@ -657,24 +652,32 @@ class Conversation:
                 and queue.estimated_wait_seconds > omni.queue_wait_threshold_seconds) \
             or (queue.waiting is not None and queue.waiting > omni.queue_depth_threshold)
 
-    def _callback_request(self, customer: Customer, session: ChannelSession, text: str,
-                          number: str | None) -> callbacks.Request | None:
+    def _callback_asked(self, customer: Customer, session: ChannelSession, text: str, recorded: str,
+                        unavailable: str) -> tuple[callbacks.Request | None, str]:
+        """"Call me back (at 3 pm)": the request to record and the words to say (the `recorded` phrase), or None
+        and why not: no number to call (`unavailable`), or a time further ahead than can be booked. An open callback
+        is the request again: asking twice books one."""
+        number = phone_of(customer)
         if not number:
-            return None
+            return None, unavailable
         if (existing := callbacks.open_callback(customer)) is not None:
-            return callbacks.Request(**{k: existing[k] for k in callbacks.Request.__dataclass_fields__})
-        when = callbacks.parse_when(text, datetime.now(UTC))
-        return callbacks.Request(
+            request = callbacks.Request(**{k: existing[k] for k in callbacks.Request.__dataclass_fields__})
+            return request, self._callback_words(request, recorded)
+        when = callbacks.parse_when(text, datetime.now(UTC), self.scenario.clock)
+        if when["kind"] == "too_far":
+            return None, callbacks.phrase(self.scenario, "callback_too_far")
+        request = callbacks.Request(
             callback_id="cb_" + uuid.uuid4().hex[:16], number=number,
             agent=session.active_agent or self.scenario.start_agent,
             topic=callbacks.topic_of(self.scenario, customer, session.session_id, text),
             when=when["kind"], at=when.get("at"),
         )
+        return request, self._callback_words(request, recorded)
 
     def _callback_words(self, request: callbacks.Request, turn_phrase: str) -> str:
         number = _spoken_number(request.number)
         if request.when == "at":
-            when = callbacks.spoken_when({"when": "at", "at": request.at}, datetime.now(UTC))
+            when = callbacks.spoken_when({"when": "at", "at": request.at}, datetime.now(UTC), self.scenario.clock)
             return callbacks.phrase(self.scenario, "callback_recorded_at", number=number, when=when)
         if turn_phrase in DESK_PHRASES:
             return self._desk_phrase(turn_phrase, number=number)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -297,6 +298,11 @@ class Scenario:
     verification: VerificationSpec = VerificationSpec()
     voice: VoiceSpec = VoiceSpec()
     holder_lookup: HolderLookup | None = None  # None: no tool can be verified for (and none may ask for it)
+    timezone: str = "America/New_York"  # the business's clock: "call me back at 3 pm" is 3 pm here
+
+    @property
+    def clock(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     def holder(self, arguments: dict[str, Any]) -> Holder | None:
         """The holder of the account `arguments` name, if there is one."""
@@ -398,6 +404,7 @@ def load_scenario(name_or_path: str) -> Scenario:
         voice=VoiceSpec(spec.voice.silence_reprompt_seconds, spec.voice.reprompt, spec.voice.goodbye,
                         tuple(spec.voice.vocabulary)),
         holder_lookup=holder_lookup,
+        timezone=spec.timezone,
     )
 
 

@@ -18,6 +18,7 @@ import types
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator,
@@ -364,6 +365,17 @@ class ScenarioFile(Section):
     verification: VerificationRules = Field(VerificationRules(), description="how customers prove an account is "
                                                                              "theirs (below)")
     voice: Voice = Field(Voice(), description="what a call does when the caller says nothing (below)")
+    timezone: str = Field("America/New_York", description="the IANA time zone the business keeps: a callback asked "
+                                                          "for \"at 3 pm\" is at 3 pm on this clock")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"not an IANA time zone name like 'America/Chicago': {_brief(name)}") from None
+        return name
 
     @field_validator("phrases")
     @classmethod

@@ -4,11 +4,17 @@ it reads the audio up to where the caller stopped). The model is the real Smart 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from media_gateway.audio import pcm16_to_float
+from media_gateway.endpoint import EndOfTurn, number_shapes
 from media_gateway.turn_model import SmartTurnModel, log_mel
+from shared.scenario import load_scenario
 from tests.media_gateway.conftest import Speech
 from tests.media_gateway.speaking import cut_at_gap, silence
 
@@ -59,3 +65,33 @@ def test_the_features_are_whispers_shape_with_the_padding_at_the_floor(steady_sp
     assert features.shape == (80, 800) and features.dtype == np.float32
     assert not np.ptp(features[:, :100], axis=1).any(), "the zeros before a short turn are the same in every frame"
     assert features[:, -100:].max() > features[:, :100].max(), "the speech at the end stands above it"
+
+
+async def test_the_judge_asks_the_model_only_when_the_words_read_finished(model: SmartTurnModel,
+                                                                          steady_speech: Speech) -> None:
+    # Words that stop partway are the verdict on their own: the model, the judge's costly half, is not run. Words
+    # that read finished leave it to the model, which still hears a sentence stopped in the middle.
+    shapes = number_shapes(load_scenario(str(Path(__file__).resolve().parents[2] / "scenarios" / "utilities")))
+    heard: list[np.ndarray] = []
+
+    class Counted(SmartTurnModel):
+        def complete(self, audio: np.ndarray) -> float:
+            heard.append(audio)
+            return model.complete(audio)
+
+    with ThreadPoolExecutor(1) as executor:
+        judge = EndOfTurn(Counted(model.path), executor, shapes)
+
+        def said(text: str) -> Callable[[], Awaitable[str]]:
+            async def transcript() -> str:
+                return text
+            return transcript
+
+        first_half, _ = cut_at_gap(steady_speech(MID_SENTENCE[0][0]), MID_SENTENCE[0][1])
+        mid_number = await judge.judge(turn(first_half), said("My account number is 100 200"))
+        assert not mid_number.finished and mid_number.probability is None and heard == []
+
+        question = await judge.judge(turn(steady_speech(FINISHED[0])), said(FINISHED[0]))
+        assert question.finished and len(heard) == 1
+        stopped = await judge.judge(turn(first_half), said("I'm calling about my bill"))
+        assert not stopped.finished and stopped.probability is not None and stopped.probability < 0.5

@@ -1,7 +1,8 @@
 """The Messenger port (WhatsApp sends) and the factory that picks its adapter from the settings.
 
 The ACS adapter imports azure-communication-messages on its first send, not here: a web chat cold start never pays
-for it.
+for it. What SMS and WhatsApp share on the way in lives here too: `events.py` (reading an event's fields) and
+`inbound.py` (handling each event once).
 """
 
 from __future__ import annotations

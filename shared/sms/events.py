@@ -13,21 +13,19 @@ MalformedEvent with the reason; the trigger logs it and drops the event, since a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from shared.errors import InvalidInput
-from shared.models import Identity, IdentityKind
+from shared.messenger.events import MalformedEvent, event_data, phone, required_str, timestamp
+
+__all__ = ["DELIVERY_REPORT", "EVENT_TYPES", "RECEIVED", "DeliveryReport", "MalformedEvent", "SmsEvent", "TextReceived",
+           "parse_event"]
 
 RECEIVED = "Microsoft.Communication.SMSReceived"
 DELIVERY_REPORT = "Microsoft.Communication.SMSDeliveryReportReceived"
 EVENT_TYPES = (RECEIVED, DELIVERY_REPORT)
 #: Longest inbound text we take into a conversation (ten segments); anything longer is not a customer typing.
 MAX_INBOUND = 1600
-
-
-class MalformedEvent(InvalidInput):
-    """The event lacks something we need to act on it; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -71,11 +69,7 @@ SmsEvent = TextReceived | DeliveryReport
 
 def parse_event(event_type: str, event_id: str, data: Any, event_time: datetime | None = None) -> SmsEvent:
     """The event as one of ours, or MalformedEvent saying why it cannot be acted on."""
-    if event_type not in EVENT_TYPES:
-        raise MalformedEvent(f"unsupported event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
-    if not isinstance(data, dict):
-        raise MalformedEvent("data is not a JSON object")
-    fields = {str(key).lower(): value for key, value in data.items()}
+    fields = {str(key).lower(): value for key, value in event_data(event_type, data, EVENT_TYPES).items()}
     if event_type == RECEIVED:
         return _received(fields, event_time)
     return _report(event_id, fields, event_time)
@@ -88,11 +82,11 @@ def _received(data: dict[str, Any], event_time: datetime | None) -> TextReceived
     if len(text) > MAX_INBOUND:
         raise MalformedEvent(f"message is {len(text)} characters; we take at most {MAX_INBOUND}")
     return TextReceived(
-        message_id=_required(data, "messageid"),
-        phone=_phone(data.get("from"), "from"),
-        to=_phone(data.get("to"), "to"),
+        message_id=required_str(data, "messageid"),
+        phone=phone(data.get("from"), "from"),
+        to=phone(data.get("to"), "to"),
         text=text.strip(),
-        received_at=_timestamp(data, event_time),
+        received_at=timestamp(data.get("receivedtimestamp"), event_time),
     )
 
 
@@ -105,43 +99,10 @@ def _report(event_id: str, data: dict[str, Any], event_time: datetime | None) ->
     tag = data.get("tag")
     return DeliveryReport(
         event_id=event_id,
-        message_id=_required(data, "messageid"),
-        phone=_phone(data.get("to"), "to"),
+        message_id=required_str(data, "messageid"),
+        phone=phone(data.get("to"), "to"),
         status=status,
         details=str(data.get("deliverystatusdetails") or ""),
         tag=str(tag) if tag else None,
-        at=_timestamp(data, event_time),
+        at=timestamp(data.get("receivedtimestamp"), event_time),
     )
-
-
-def _required(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise MalformedEvent(f"{key} is missing or not a non-empty string")
-    return value.strip()
-
-
-def _phone(raw: Any, key: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise MalformedEvent(f"{key} is missing")
-    digits = raw.strip().removeprefix("+")
-    try:
-        return Identity(IdentityKind.PHONE, f"+{digits}").value
-    except ValueError:
-        raise MalformedEvent(f"{key} {raw!r} is not a phone number") from None
-
-
-def _timestamp(data: dict[str, Any], event_time: datetime | None) -> datetime:
-    raw = data.get("receivedtimestamp")
-    if raw is None:
-        if event_time is None:
-            raise MalformedEvent("receivedTimestamp is missing")
-        return _aware(event_time)
-    try:
-        return _aware(datetime.fromisoformat(str(raw).replace("Z", "+00:00")))
-    except ValueError:
-        raise MalformedEvent(f"receivedTimestamp {raw!r} is not an ISO 8601 time") from None
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)

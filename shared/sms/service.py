@@ -28,31 +28,31 @@ The sender's number is identified, not verified: a session opened here starts ID
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 from shared import redact, telemetry
 from shared.conversation import Conversation, Reply, TurnOutcome, answered_before
-from shared.errors import Unavailable
 from shared.messenger.base import SendFailed
+from shared.messenger.inbound import InboundService, Received
 from shared.models import (
     Channel, ChannelMessage, ChannelSession, Customer, Delivery, Identity, IdentityKind, SessionStatus, utcnow,
 )
 from shared.scenario import Scenario
-from shared.sms.events import DeliveryReport, SmsEvent, TextReceived
+from shared.sms.events import DeliveryReport, TextReceived
 from shared.sms.keywords import Keyword, keyword_in
 from shared.sms.outbox import OptedOut, send_key, sms_phrase
 from shared.sms.sender import SmsSender
 from shared.stores.base import CustomerStore, SessionState
-from shared.whatsapp.service import Received
 
 log = logging.getLogger(__name__)
 
-#: How long an event id stays marked: Event Grid stops redelivering after a day; the record recognises it after.
-DEDUP_TTL_SECONDS = 48 * 3600
 
+class SmsService(InboundService[TextReceived, DeliveryReport]):
+    channel = "sms"
+    label = "SMS"
+    noun = "text"
+    message_type = TextReceived
 
-class SmsService:
     def __init__(self, scenario: Scenario, customers: CustomerStore, state: SessionState,
                  conversation: Conversation, sender: SmsSender, *, number: str = "") -> None:
         self.scenario = scenario
@@ -62,42 +62,14 @@ class SmsService:
         self.sender = sender
         self.number = number  # our number (ACS_SMS_FROM): texts to another number of the resource are not ours
 
-    # Events ------------------------------------------------------------------------------------------------------
+    # Events (handled once by InboundService.handle) --------------------------------------------------------------
 
-    async def handle(self, event: SmsEvent) -> Received | None:
-        """Process one event once. Raises only when a redelivery can succeed where this attempt failed. For a text
-        that went through the conversation, returns what the handoff orchestration must hear about."""
-        if isinstance(event, TextReceived) and self.number and event.to != self.number:
-            log.warning("text %s from %s was sent to %s, not our number; dropped", event.message_id,
-                        redact.phone(event.phone), redact.phone(event.to))
-            return None
-        try:
-            marked = await self.state.mark_processed(event.dedup_key, DEDUP_TTL_SECONDS)
-        except Unavailable as exc:
-            log.warning("cannot mark SMS event %s (%s); deduplicating on the record alone", event.dedup_key, exc)
-            marked = None
-        if marked is False:
-            if not isinstance(event, TextReceived) or await self._answered(event):
-                log.info("SMS event %s was already processed; ignoring the redelivery", event.dedup_key)
-                telemetry.dedup_hit("sms")
-                return None
-            log.info("text %s is marked but not answered yet; handling it", event.message_id)
-        try:
-            if isinstance(event, TextReceived):
-                async with self._customer_lock(event.phone):
-                    return await self._receive(event)
-            await self._report(event)
-            return None
-        except BaseException:
-            if marked:
-                try:
-                    await self.state.release_processed(event.dedup_key)
-                except Exception:  # the original error matters more; this one only costs the redelivery
-                    log.exception("could not release %s: its redelivery will be ignored", event.dedup_key)
-            raise
-
-    def _customer_lock(self, phone: str) -> AbstractAsyncContextManager[int | None]:
-        return self.conversation.session_lock(f"sms:{phone}")
+    def _ours(self, message: TextReceived) -> bool:
+        if not self.number or message.to == self.number:
+            return True
+        log.warning("text %s from %s was sent to %s, not our number; dropped", message.message_id,
+                    redact.phone(message.phone), redact.phone(message.to))
+        return False
 
     async def _answered(self, message: TextReceived) -> bool:
         customer = await self.customers.find_by_identity(Identity(IdentityKind.PHONE, message.phone))

@@ -3,18 +3,21 @@
 
 Parsing is strict about what we act on (an id, a phone number, a time) and lenient about the rest, because ACS adds
 fields over time. An inbound message without a `messageId` (the docs' samples have none) takes its id from the Event
-Grid event's id, which every redelivery of the event keeps, so a redelivery is still recognised and has one effect. Anything we cannot act on raises MalformedEvent with the reason; the trigger logs it and drops the
-event, since Event Grid redelivering it would not make it any better.
+Grid event's id, which every redelivery of the event keeps, so a redelivery is still recognised and has one effect.
+Anything we cannot act on raises MalformedEvent with the reason; the trigger logs it and drops the event, since Event
+Grid redelivering it would not make it any better.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
-from shared.errors import InvalidInput
-from shared.models import Identity, IdentityKind
+from shared.messenger.events import MalformedEvent, event_data, phone, required_str, timestamp
+
+__all__ = ["DELIVERY_STATUS", "EVENT_TYPES", "RECEIVED", "SILENT", "STATUSES", "WORDS", "DeliveryStatus",
+           "InboundMessage", "MalformedEvent", "WhatsAppEvent", "parse_event"]
 
 RECEIVED = "Microsoft.Communication.AdvancedMessageReceived"
 DELIVERY_STATUS = "Microsoft.Communication.AdvancedMessageDeliveryStatusUpdated"
@@ -26,10 +29,6 @@ WORDS = ("text", "button", "interactive")
 SILENT = ("reaction",)
 #: Delivery statuses as the SDK enum has them (the docs capitalise them; ACS is compared case-insensitively).
 STATUSES = ("sent", "delivered", "read", "failed", "warning", "unknown")
-
-
-class MalformedEvent(InvalidInput):
-    """The event lacks something we need to act on it; the message says what."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +71,7 @@ WhatsAppEvent = InboundMessage | DeliveryStatus
 
 def parse_event(event_type: str, event_id: str, data: Any, event_time: datetime | None = None) -> WhatsAppEvent:
     """The event as one of ours, or MalformedEvent saying why it cannot be acted on."""
-    if event_type not in EVENT_TYPES:
-        raise MalformedEvent(f"unsupported event type {event_type!r}; expected one of {', '.join(EVENT_TYPES)}")
-    if not isinstance(data, dict):
-        raise MalformedEvent("data is not a JSON object")
+    data = event_data(event_type, data, EVENT_TYPES)
     if event_type == RECEIVED:
         return _inbound(event_id, data, event_time)
     return _status(event_id, data, event_time)
@@ -83,7 +79,7 @@ def parse_event(event_type: str, event_id: str, data: Any, event_time: datetime 
 
 def _inbound(event_id: str, data: dict[str, Any], event_time: datetime | None) -> InboundMessage:
     message_id = _message_id(event_id, data)
-    phone = _phone(data.get("from"), "from")
+    sender = phone(data.get("from"), "from")
     kind = str(data.get("messageType") or "").lower()
     content = data.get("content")
     if not kind:  # the first event version had no messageType: text is what has content
@@ -112,12 +108,12 @@ def _inbound(event_id: str, data: dict[str, Any], event_time: datetime | None) -
 
     return InboundMessage(
         message_id=message_id,
-        phone=phone,
+        phone=sender,
         channel_id=str(data.get("to") or ""),
         kind=kind,
         text=text,
         detail=detail,
-        received_at=_timestamp(data, event_time),
+        received_at=_received_at(data, event_time),
     )
 
 
@@ -132,12 +128,12 @@ def _status(event_id: str, data: dict[str, Any], event_time: datetime | None) ->
     described = ": ".join(str(part) for part in (code, error.get("channelMessage")) if part) or None
     return DeliveryStatus(
         event_id=event_id,
-        message_id=_required_str(data, "messageId"),
-        phone=_phone(data.get("to"), "to"),
+        message_id=required_str(data, "messageId"),
+        phone=phone(data.get("to"), "to"),
         status=status,
         error_code=code,
         error=described,
-        at=_timestamp(data, event_time),
+        at=_received_at(data, event_time),
     )
 
 
@@ -154,41 +150,6 @@ def _message_id(event_id: str, data: dict[str, Any]) -> str:
     return raw.strip()
 
 
-def _required_str(data: dict[str, Any], key: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value.strip():
-        raise MalformedEvent(f"{key} is missing or not a non-empty string")
-    return value.strip()
-
-
-def _phone(raw: Any, key: str) -> str:
-    """ACS sends WhatsApp numbers as bare digits ("15555550100"); identities are E.164 ("+15555550100")."""
-    if not isinstance(raw, str) or not raw.strip():
-        raise MalformedEvent(f"{key} is missing")
-    digits = raw.strip().removeprefix("+")
-    try:
-        return Identity(IdentityKind.PHONE, f"+{digits}").value
-    except ValueError:
-        raise MalformedEvent(f"{key} {raw!r} is not a phone number") from None
-
-
-def _timestamp(data: dict[str, Any], event_time: datetime | None) -> datetime:
-    # The docs sample spells it receivedTimestamp, the typespec deserializers receivedTimeStamp: take either.
-    raw = data.get("receivedTimestamp") or data.get("receivedTimeStamp")
-    if raw is None:
-        if event_time is None:
-            raise MalformedEvent("receivedTimestamp is missing")
-        return _aware(event_time)
-    try:
-        return _aware(datetime.fromisoformat(str(raw)))
-    except ValueError:
-        raise MalformedEvent(f"receivedTimestamp {raw!r} is not an ISO 8601 time") from None
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 def _interactive_title(raw: Any) -> str:
     if not isinstance(raw, dict):
         return ""
@@ -196,3 +157,8 @@ def _interactive_title(raw: Any) -> str:
         if isinstance(raw.get(key), dict) and raw[key].get("title"):
             return str(raw[key]["title"]).strip()
     return ""
+
+
+def _received_at(data: dict[str, Any], event_time: datetime | None) -> datetime:
+    # The docs sample spells it receivedTimestamp, the typespec deserializers receivedTimeStamp: take either.
+    return timestamp(data.get("receivedTimestamp") or data.get("receivedTimeStamp"), event_time)

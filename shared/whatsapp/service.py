@@ -30,14 +30,15 @@ A customer with a person at the desk gets no AI reply (the core answers nothing)
 above, which also releases anything the person wrote while the window was closed. What the person writes reaches
 the customer the same way the AI's replies do: `on_person_say` logs it on the session in the desk's own record write,
 each text under a key derived from its turn, and `deliver_owed` sends what is owed under the customer's lock.
+
+The frame of steps 1 to 4 (the mark, the customer's lock, the release on failure) is the SMS channel's too, and lives
+once in shared/messenger/inbound.py; what is here is what WhatsApp does inside it.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Awaitable, Callable
 
@@ -46,36 +47,20 @@ from shared.conversation import Conversation, Reply, TurnOutcome, answered_befor
 from shared.errors import Unavailable
 from shared.messenger import Messenger, SendFailed, TemplateMessage, TextMessage
 from shared.messenger.base import OutboundMessage
+from shared.messenger.inbound import InboundService, Received
 from shared.models import (
-    Channel, ChannelMessage, ChannelSession, Customer, Handoff, HandoffStatus, Identity, IdentityKind, SessionStatus,
+    Channel, ChannelMessage, ChannelSession, Customer, HandoffStatus, Identity, IdentityKind, SessionStatus,
     Turn,
 )
 from shared.scenario import Scenario
 from shared.stores.base import CustomerStore, SessionState
 from shared.whatsapp import delivery
-from shared.whatsapp.events import SILENT, DeliveryStatus, InboundMessage, WhatsAppEvent
+from shared.whatsapp.events import SILENT, DeliveryStatus, InboundMessage
 
 log = logging.getLogger(__name__)
 
 #: What to do when WhatsApp reports a handoff's invite or reminder failed: (customer id, the status).
 OnHandoffFailed = Callable[[str, DeliveryStatus], Awaitable[None]]
-
-#: How long an event id stays marked. Event Grid gives up redelivering after 24 hours; past the mark, the delivery
-#: log on the record still recognises an inbound message.
-DEDUP_TTL_SECONDS = 48 * 3600
-
-
-@dataclass(frozen=True)
-class Received:
-    """What a customer's message changed that the handoff orchestration must hear about."""
-
-    customer_id: str
-    session_id: str
-    continued: Handoff | None  # this message opened the session that continues a handoff
-    switch_to: str | None  # the customer agreed to move on to this channel
-    # What the turn set going, for the channel function to start (TurnOutcome.promised / .callbacks_changed).
-    promised: bool = False
-    callbacks_changed: bool = False
 
 
 def _unsent_opening(session: ChannelSession) -> list[str]:
@@ -87,7 +72,12 @@ def _unsent_opening(session: ChannelSession) -> list[str]:
     return [t.text for t in itertools.takewhile(lambda t: t.role == "agent", session.turns)]
 
 
-class WhatsAppService:
+class WhatsAppService(InboundService[InboundMessage, DeliveryStatus]):
+    channel = "whatsapp"
+    label = "WhatsApp"
+    noun = "WhatsApp message"
+    message_type = InboundMessage
+
     def __init__(
         self,
         scenario: Scenario,
@@ -109,50 +99,6 @@ class WhatsAppService:
         #: Told of a `failed` status about a handoff's invite or reminder (shared/handoff.py sends those outside any
         #: session), under the customer's lock: a web chat link then goes by SMS.
         self.on_handoff_failed = on_handoff_failed
-
-    async def handle(self, event: WhatsAppEvent) -> Received | None:
-        """Process one event once. Raises only when a redelivery can succeed where this attempt failed.
-
-        For a customer's message, returns what the function must tell the handoff orchestration (a handoff this
-        message continued, or one the customer just asked for).
-        """
-        if isinstance(event, InboundMessage) and not self._ours(event):
-            return None
-        try:
-            marked = await self.state.mark_processed(event.dedup_key, DEDUP_TTL_SECONDS)
-        except Unavailable as exc:
-            # The mark is a fast path, not the guarantee: the record still tells a repeat (step 2), so the customer
-            # is answered rather than their message bounced back to Event Grid for as long as the outage lasts.
-            log.warning("cannot mark WhatsApp event %s (%s); deduplicating on the record alone", event.dedup_key, exc)
-            marked = None
-        if marked is False:
-            if not isinstance(event, InboundMessage) or await self._answered(event):
-                log.info("WhatsApp event %s was already processed; ignoring the redelivery", event.dedup_key)
-                telemetry.dedup_hit("whatsapp")
-                return None
-            # Marked, yet not answered on the record: the delivery that marked it died mid-way (a crashed host
-            # cannot release its mark), or is still running. Finishing it is safe: step 2 keeps it once.
-            log.info("WhatsApp message %s is marked but not answered yet; handling it", event.message_id)
-        try:
-            if isinstance(event, InboundMessage):
-                # One message per customer at a time, in the order they reached us, from before the session is
-                # even resolved: the next message's turn then sees this one's reply (shared/session_lock.py), and a
-                # duplicate delivery waits, then finds the message answered and nothing owed.
-                async with self._customer_lock(event.phone):
-                    return await self._receive(event)
-            await self._update_status(event)
-            return None
-        except BaseException:
-            if marked:
-                try:
-                    await self.state.release_processed(event.dedup_key)
-                except Exception:  # the original error matters more; this one only costs the redelivery
-                    log.exception("could not release %s: its redelivery will be ignored", event.dedup_key)
-            raise
-
-    def _customer_lock(self, phone: str) -> AbstractAsyncContextManager[int | None]:
-        """One customer's WhatsApp traffic that can send: a message's turn and its sends, a failed status's resend."""
-        return self.conversation.session_lock(f"whatsapp:{phone}")
 
     def _ours(self, message: InboundMessage) -> bool:
         if not self.channel_id or message.channel_id == self.channel_id:
@@ -284,7 +230,7 @@ class WhatsAppService:
 
     # Delivery status -------------------------------------------------------------------------------------------
 
-    async def _update_status(self, update: DeliveryStatus) -> None:
+    async def _report(self, update: DeliveryStatus) -> None:
         customer = await self.customers.find_by_identity(Identity(IdentityKind.PHONE, update.phone))
         session = _session_that_sent(customer, update.message_id) if customer else None
         handoff = customer.handoff if customer is not None else None

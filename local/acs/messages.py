@@ -25,20 +25,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from local.acs.events import event_grid_event, now_iso, post_event_grid
-from local.acs.repeatability import Refusal, Repeats
-
-log = logging.getLogger("local.acs.messages")
+from local.acs.events import event_grid_event, now_iso
+from local.acs.repeatability import Refusal
+from local.acs.texting import E164, TextingApi, error
 
 WHATSAPP_FUNCTION = "whatsapp_events"  # the Event Grid trigger in functions/whatsapp.py
 CHANNEL_ID = "7d6e5f4a-3b2c-4d1e-8f90-a1b2c3d4e5f6"  # the emulated resource's WhatsApp channel registration id
@@ -50,15 +46,8 @@ UNDELIVERABLE = {"channelCode": "131026", "channelMessage": "Message Undeliverab
 MAX_TEXT = 4096  # WhatsApp's limit on a text message body
 #: Seconds between a message's accepted → sent → delivered → read (a phone on a good network, sped up).
 STATUS_STEP_SECONDS = 0.3
-#: Event Grid retries a failed delivery with backoff; locally the schedule is seconds, not minutes.
-REDELIVERY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0)
-_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _MEDIA = {"image": "image/jpeg", "audio": "audio/ogg", "video": "video/mp4", "document": "application/pdf",
           "sticker": "image/webp"}
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 def _digits(phone: str) -> str:
@@ -88,58 +77,27 @@ class OutboxMessage:
         return {**body, "error": self.error, "repeatabilityRequestId": self.repeatability_id, "sentAt": self.sent_at}
 
 
-@dataclass
-class Fault:
-    status: int
-    count: int
-    code: str
-    message: str
-    retry_after: float | None = None
-
-
-class MessagesApi:
-    """The Advanced Messaging module of the ACS emulator (an `ApiModule`)."""
+class MessagesApi(TextingApi[OutboxMessage]):
+    """The Advanced Messaging module of the ACS emulator (an `ApiModule`); its driver routes and event delivery are
+    texting.py's. Its unreachable numbers are numbers without WhatsApp."""
 
     name = "messages"
+    send_path = "/messages/notifications:send"
+    function = WHATSAPP_FUNCTION
+    inbound_path = "/_emulator/inbound"
+    outbox_path = "/_emulator/messages"
 
     def __init__(self, channel_id: str = CHANNEL_ID, *, status_step: float = STATUS_STEP_SECONDS) -> None:
+        super().__init__()
         self.channel_id = channel_id
         self.status_step = status_step
-        self.functions_url = ""
-        self.outbox: list[OutboxMessage] = []
         self.last_inbound: dict[str, datetime] = {}  # E.164 → when the customer last wrote (opens the window)
-        self.unreachable: set[str] = set()  # E.164 numbers without WhatsApp: accepted, then failed
-        self._repeats = Repeats()  # Repeatability-Request-ID → the first answer's body, for five minutes
-        self._faults: list[Fault] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._session: aiohttp.ClientSession | None = None
-
-    def install(self, app: web.Application, emulator: Any) -> None:
-        self.functions_url = emulator.functions_url
-        emulator.state[self.name] = self
-        app.router.add_post("/messages/notifications:send", self.send)
-        app.router.add_post("/_emulator/inbound", self.inbound)
-        app.router.add_get("/_emulator/messages", self.list_outbox)
-        app.router.add_post("/_emulator/messages/faults", self.add_fault)
-        app.router.add_post("/_emulator/messages/unreachable", self.add_unreachable)
-        app.on_startup.append(self._start)
-        app.on_cleanup.append(self._stop)
-
-    async def _start(self, app: web.Application) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
-
-    async def _stop(self, app: web.Application) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
 
     # The API ---------------------------------------------------------------------------------------------------
 
     async def send(self, request: web.Request) -> web.Response:
         if not request.query.get("api-version"):
-            return _error(400, "MissingApiVersionParameter", "the api-version query parameter is required")
+            return error(400, "MissingApiVersionParameter", "the api-version query parameter is required")
         repeat_id = request.headers.get("Repeatability-Request-ID")
         first_sent = request.headers.get("Repeatability-First-Sent")
         seen = self._repeats.check(repeat_id, first_sent)
@@ -153,9 +111,9 @@ class MessagesApi:
         try:
             body = json.loads(await request.read())
         except ValueError:
-            return _error(400, "BadRequest", "the body is not JSON")
+            return error(400, "BadRequest", "the body is not JSON")
         if isinstance(problem := self._check(body), str):
-            return _error(400, "BadRequest", problem)
+            return error(400, "BadRequest", problem)
 
         receipts = []
         for to in body["to"]:
@@ -181,7 +139,7 @@ class MessagesApi:
         if body.get("channelRegistrationId") != self.channel_id:
             return f"channelRegistrationId {body.get('channelRegistrationId')!r} is not a channel of this resource"
         to = body.get("to")
-        if not isinstance(to, list) or not to or not all(isinstance(t, str) and _E164.match(t) for t in to):
+        if not isinstance(to, list) or not to or not all(isinstance(t, str) and E164.match(t) for t in to):
             return '"to" must be a non-empty list of E.164 numbers like "+15555550100"'
         kind = body.get("kind")
         if kind == "text":
@@ -197,15 +155,6 @@ class MessagesApi:
         else:
             return f"kind {kind!r} is not emulated; use text or template"
         return None
-
-    def _fail(self, fault: Fault) -> web.Response:
-        fault.count -= 1
-        if fault.count <= 0:
-            self._faults.pop(0)
-        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
-        return web.json_response(
-            {"error": {"code": fault.code, "message": fault.message}}, status=fault.status, headers=headers
-        )
 
     def _window_open(self, to: str) -> bool:
         last = self.last_inbound.get(to)
@@ -235,41 +184,18 @@ class MessagesApi:
 
     # The driver ------------------------------------------------------------------------------------------------
 
-    async def inbound(self, request: web.Request) -> web.Response:
-        """A customer writes: record when (the window), build the event as ACS would and deliver it."""
-        try:
-            body = json.loads(await request.read() or b"{}")
-        except ValueError:
-            return _error(400, "BadRequest", "the body is not JSON")
-        if not isinstance(body, dict):
-            return _error(400, "BadRequest", "the body must be a JSON object")
-        try:
-            data, received = self._received_data(body)
-        except ValueError as exc:
-            return _error(400, "BadRequest", str(exc))
+    def _received(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A customer writes: record when (the window) and build the AdvancedMessageReceived event as ACS would."""
+        data, received = self._received_data(body)
         phone = body["from"]
         if phone not in self.last_inbound or received > self.last_inbound[phone]:
             self.last_inbound[phone] = received
         event = event_grid_event(RECEIVED, f"advancedMessage/sender/{_digits(phone)}/recipient/{self.channel_id}", data)
-        if body.get("deliver") is False:  # the caller delivers it (a batch, a duplicate): only build and record it
-            return web.json_response({"messageId": data.get("messageId"), "eventId": event["id"], "event": event,
-                                      "status": None})
-
-        status = await self._post(event)
-        answer = {"messageId": data.get("messageId"), "eventId": event["id"], "event": event, "status": status}
-        if 200 <= status < 300:
-            return web.json_response(answer)
-        self._spawn(self._redeliver(event))
-        if status == 0:
-            return web.json_response(
-                {**answer, "error": f"the Functions host at {self.functions_url} is not answering; "
-                                    "retrying like Event Grid"}, status=502
-            )
-        return web.json_response({**answer, "redelivering": True})
+        return event, {"messageId": data.get("messageId"), "eventId": event["id"]}
 
     def _received_data(self, body: dict[str, Any]) -> tuple[dict[str, Any], datetime]:
         phone = body.get("from")
-        if not isinstance(phone, str) or not _E164.match(phone):
+        if not isinstance(phone, str) or not E164.match(phone):
             raise ValueError('"from" must be an E.164 number like "+15555550100"')
         kind = str(body.get("type") or "text")
         received = datetime.now(timezone.utc)
@@ -307,61 +233,6 @@ class MessagesApi:
             if body.get("caption"):
                 data["media"]["caption"] = body["caption"]
         return data, received
-
-    async def list_outbox(self, request: web.Request) -> web.Response:
-        to = request.query.get("to")
-        return web.json_response([m.to_json() for m in self.outbox if to is None or m.to == to])
-
-    async def add_fault(self, request: web.Request) -> web.Response:
-        try:
-            body = json.loads(await request.read())
-            fault = Fault(int(body["status"]), int(body.get("count", 1)), str(body.get("code") or "InjectedFault"),
-                          str(body.get("message") or "a fault injected through /_emulator/messages/faults"),
-                          float(body["retryAfter"]) if body.get("retryAfter") is not None else None)
-        except (ValueError, KeyError, TypeError):
-            return _error(400, "BadRequest",
-                          'send {"status": 503, "count": 2} (optional "code", "message", "retryAfter")')
-        if not 400 <= fault.status <= 599 or fault.count < 1:
-            return _error(400, "BadRequest", "status must be 4xx or 5xx and count at least 1")
-        self._faults.append(fault)
-        return web.json_response({"queued": [f.__dict__ for f in self._faults]})
-
-    async def add_unreachable(self, request: web.Request) -> web.Response:
-        try:
-            phone = json.loads(await request.read()).get("phone")
-        except (ValueError, AttributeError):
-            phone = None
-        if not isinstance(phone, str) or not _E164.match(phone):
-            return _error(400, "BadRequest", 'send {"phone": "+15555550100"}')
-        self.unreachable.add(phone)
-        return web.json_response({"unreachable": sorted(self.unreachable)})
-
-    # Event delivery --------------------------------------------------------------------------------------------
-
-    async def _post(self, event: dict[str, Any]) -> int:
-        """One delivery attempt; 0 when the host cannot be reached."""
-        assert self._session is not None, "the emulator app has not started"
-        try:
-            return await post_event_grid(self._session, self.functions_url, WHATSAPP_FUNCTION, [event])
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            return 0
-
-    async def _deliver(self, event: dict[str, Any]) -> None:
-        if not 200 <= await self._post(event) < 300:
-            await self._redeliver(event)
-
-    async def _redeliver(self, event: dict[str, Any]) -> None:
-        for delay in REDELIVERY_DELAYS:
-            await asyncio.sleep(delay)
-            if 200 <= await self._post(event) < 300:
-                return
-        log.warning("gave up delivering %s %s after %d retries", event["eventType"], event["id"],
-                    len(REDELIVERY_DELAYS))
-
-    def _spawn(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 def _template(raw: Any) -> dict[str, Any] | None:

@@ -1,18 +1,21 @@
-"""`python -m local.whatsapp`, as a person runs it against `make run`: replies printed, clear errors otherwise."""
+"""`python -m local.whatsapp`, as a person runs it against `make run`: replies printed, clear errors otherwise (the
+errors for `python -m local.sms` too, whose loop is the same; its replies are tests/sms/test_simulator.py's)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+
 from tests.peers import free_port
 from tests.peers.local_host import PROJECT_ROOT
 from tests.whatsapp.conftest import WhatsAppStack, new_number
 
 
-def simulator(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def simulator(*args: str, stdin: str | None = None, module: str = "local.whatsapp") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "local.whatsapp", *args],
+        [sys.executable, "-m", module, *args],
         cwd=PROJECT_ROOT, input=stdin, capture_output=True, text=True, timeout=60,
     )
 
@@ -40,13 +43,18 @@ def test_a_late_message_shows_the_template(whatsapp: WhatsAppStack) -> None:
     assert "[template switchboard_follow_up (en_US): customer_name=there" in run.stdout
 
 
-def test_without_make_run_it_says_what_to_do() -> None:
-    run = simulator("--emulator", f"http://127.0.0.1:{free_port()}", "hello")
+SIMULATORS = pytest.mark.parametrize("module", ["local.whatsapp", "local.sms"])
+
+
+@SIMULATORS
+def test_without_make_run_it_says_what_to_do(module: str) -> None:
+    run = simulator("--emulator", f"http://127.0.0.1:{free_port()}", "hello", module=module)
     assert run.returncode == 1
     assert "start the system with `make run` first" in run.stderr
     assert "Traceback" not in run.stderr
 
 
-def test_a_number_that_is_not_e164_is_refused() -> None:
-    run = simulator("--from", "5555550100", "hello")
+@SIMULATORS
+def test_a_number_that_is_not_e164_is_refused(module: str) -> None:
+    run = simulator("--from", "5555550100", "hello", module=module)
     assert run.returncode == 2 and "E.164" in run.stderr

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from local.acs.handset import Handset, parse, run, simulator_parser, typed_lines
+from local.texting_handset import Handset, parse, run, simulator_parser, typed_lines
 
 
 class SmsHandset(Handset):

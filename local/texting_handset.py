@@ -1,4 +1,4 @@
-"""A customer's phone at a terminal, talking to the running emulator's driver routes (texting.py): what the
+"""A customer's phone at a terminal, talking to the running emulator's driver routes (local/acs/texting.py): what the
 `python -m local.sms` and `python -m local.whatsapp` simulators share.
 
 A message goes to the emulator's inbound route, which posts it to the Functions host as Event Grid would; what the

@@ -310,6 +310,7 @@ class Conversation:
             data=await self._data(),
             customer=customer,
             session_id=session_id,
+            key=key,
         )
         for reply in prefix:
             if on_text is not None:

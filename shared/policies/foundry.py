@@ -18,9 +18,11 @@ ride along in the input of the next request. When Foundry is unreachable the fal
 else offline) answers from the record's history; the missed turn is kept on the record (`foundry_backlog`), sent with
 the next turn Foundry answers, and counted (`switchboard.foundry.fallbacks`). A turn sending the backlog claims it on
 the record first, so two turns racing after an outage send it once; a claim whose turn died (or failed) is taken over
-after a check of the conversation's last items for what already arrived (see `_claim_backlog`). Turns the conversation core writes
-itself (greetings, verification questions, a person at the desk) are not in the conversation; the summary and the
-facts in the developer message carry what they settled.
+after a check of the conversation's last items for what already arrived (see `_claim_backlog`). A redelivered message
+whose first run's host died after Foundry answered, before the record saved the turn, finds its words there and does
+not send them again (see `_earlier_run`). Turns the conversation core writes itself (greetings, verification
+questions, a person at the desk) are not in the conversation; the summary and the facts in the developer message carry
+what they settled.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ RETRY_AFTER_SECONDS = 30.0
 ITEMS_PER_REQUEST = 20
 #: The most missed items a record keeps for Foundry (the oldest go first); the record must stay small.
 MAX_BACKLOG = 60
+#: The latest items a retried turn reads to find its earlier run's words: more than one turn's worth.
+TURN_ITEMS = 20
 #: How long a turn holds the backlog it is sending; a claim older than this belongs to a turn that died.
 CLAIM_SECONDS = 120.0
 _CLAIM, _UNTIL = "_claim", "_claim_until"  # on a backlog item: the turn sending it, and until when (epoch seconds)
@@ -119,11 +123,21 @@ class FoundryPolicy(Policy):
             token, backlog = await self._claim_backlog(customer)
             conversation, seeded = await self._conversation(ctx, customer, [item for _, item in backlog])
             unsent = [] if seeded else await self._unsent(conversation, backlog)
-            items = self._opening(ctx, unsent, seeded)
-            async for event in self._rounds(ctx, conversation, items):
-                if isinstance(event, TextDelta):
-                    said += event.text
-                yield event
+            # A retry is looked for on a keyed turn's first agent (a handed-on agent's words are there by design),
+            # and not with backlog to send: it goes in before the turn, so the words would no longer be the last.
+            retry = ctx.key is not None and not ctx.hops and not seeded and not unsent
+            earlier = await self._earlier_run(ctx, conversation) if retry else None
+            if answer := _answer(earlier or []):
+                # This turn ran before: Foundry answered, and its host died before the record saved the turn. That
+                # answer is the turn's; generating another would leave two in the conversation.
+                said = answer
+                yield TextDelta(answer)
+            else:
+                items = self._opening(ctx, unsent, seeded, asked=earlier is None)
+                async for event in self._rounds(ctx, conversation, items):
+                    if isinstance(event, TextDelta):
+                        said += event.text
+                    yield event
             sent = True
         except VerificationNeeded:
             sent = True  # the first request was answered (its calls came back): the backlog is in the conversation
@@ -254,8 +268,10 @@ class FoundryPolicy(Policy):
         others = [s for sid, s in customer.sessions.items() if sid != ctx.session_id]
         return bool(others) and all(datetime.fromisoformat(s.updated_at) < cutoff for s in others)
 
-    def _opening(self, ctx: TurnContext, backlog: list[dict[str, Any]], seeded: bool) -> list[dict[str, Any]]:
-        """The first request's input: what Foundry missed, the turn's context when it changed, the customer's words."""
+    def _opening(self, ctx: TurnContext, backlog: list[dict[str, Any]], seeded: bool, asked: bool = True
+                 ) -> list[dict[str, Any]]:
+        """The first request's input: what Foundry missed, the turn's context when it changed, the customer's words
+        (unless an earlier run of the turn left them in the conversation: `asked` False)."""
         items = list(backlog)
         context = _context(ctx)
         digest = hashlib.sha256(context.encode()).hexdigest()[:16]
@@ -267,6 +283,9 @@ class FoundryPolicy(Policy):
             items.append({"type": "message", "role": "developer",
                           "content": f"The customer was just handed to you ({ctx.agent.name}): answer their last "
                                      "message above."})
+        elif not asked:
+            items.append({"type": "message", "role": "developer",
+                          "content": "Answer the customer's last message above."})
         else:
             items.append({"type": "message", "role": "user", "content": ctx.text})
         return items
@@ -351,17 +370,48 @@ class FoundryPolicy(Policy):
         order: one extra round trip, only on this recovery path."""
         if all(before is None for before, _ in taken):
             return [item for _, item in taken]
-        try:
-            async with asyncio.timeout(self._timeout):
-                page = await self._foundry.openai.conversations.items.list(conversation, limit=100, order="desc")
-        except (openai.APIError, TimeoutError, OSError) as exc:
-            raise FoundryUnavailable(f"reading the conversation: {type(exc).__name__}") from exc
-        there = [_said(item) for item in reversed(page.data)]
+        there = [_said(item) for item in reversed(await self._latest(conversation, 100))]
         unsent: list[dict[str, Any]] = []
         for before, run in _runs(taken):
             if before is None or not _contains(there, [_said(item) for item in run]):
                 unsent.extend(run)
         return unsent
+
+    async def _latest(self, conversation: str, limit: int) -> list[Any]:
+        """The conversation's latest `limit` items, newest first."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                page = await self._foundry.openai.conversations.items.list(conversation, limit=limit, order="desc")
+        except (openai.APIError, TimeoutError, OSError) as exc:
+            raise FoundryUnavailable(f"reading the conversation: {type(exc).__name__}") from exc
+        return list(page.data)
+
+    # A retried turn: its words once ---------------------------------------------------------------------------
+
+    async def _earlier_run(self, ctx: TurnContext, conversation: str) -> list[Any] | None:
+        """The items after the customer's words when an earlier run of this turn put them in the conversation (its
+        host died after Foundry took them, before the record saved the turn); None when it did not.
+
+        Only a keyed turn can be such a retry: one the record holds under its key the core replays without us. Items
+        carry no metadata in the Conversations API, so the words are matched: the conversation's latest user message
+        is this turn's words, and no reply after it is on the record (a saved turn in the same words has its reply
+        there). One round trip, on keyed (text channel) turns only; voice turns have no key."""
+        tail: list[Any] = []
+        for item in await self._latest(conversation, TURN_ITEMS):
+            role, text = _said(item)
+            if role == "user":
+                break
+            tail.append(item)
+        else:
+            return None  # no customer words among the latest items: nothing to match
+        if text.strip() != ctx.text.strip():
+            return None
+        saved = _replies_on_record(ctx.customer)
+        replies = [text.strip() for role, text in map(_said, tail) if role == "assistant" and text.strip()]
+        # A cut-short voice reply is on the record as far as the caller heard it: a prefix of Foundry's.
+        if any(reply.startswith(s) for reply in replies for s in saved):
+            return None
+        return tail[::-1]
 
     async def _settle(self, customer_id: str, token: str, sent: bool) -> None:
         """After the turn: drop the items this turn sent, or give them back for the next turn to send. Items kept
@@ -449,6 +499,20 @@ def _said(item: Any) -> tuple[str, str]:
         content = "".join((p.get("text") if isinstance(p, dict) else getattr(p, "text", None)) or ""
                           for p in content or [])
     return str(get("role") or get("type") or ""), content
+
+
+def _answer(tail: list[Any]) -> str:
+    """The reply an earlier run of the turn got, when that is all it left (no tool calls to run again), else ''."""
+    said = [_said(item) for item in tail]
+    if not said or any(role != "assistant" for role, _ in said):
+        return ""
+    return " ".join(text.strip() for _, text in said if text.strip())
+
+
+def _replies_on_record(customer: Customer | None) -> set[str]:
+    """The agents' replies the record holds, in every session it has loaded."""
+    sessions = customer.sessions.values() if customer is not None else []
+    return {t.text.strip() for s in sessions for t in s.turns if t.role == "agent" and t.text.strip()}
 
 
 def _contains(there: list[tuple[str, str]], run: list[tuple[str, str]]) -> bool:

@@ -1,9 +1,9 @@
-"""Races on the Foundry conversation: duplicate deliveries, bursts, an outage and a process that dies mid-way.
+"""Races on the Foundry conversation: duplicate deliveries, bursts, an outage and processes that die mid-way.
 
 Real local peers: the conversation core, a SQLite customer store, Redis session state (the session locks), the real
 azure-ai-projects/openai SDKs, and for WhatsApp the ACS emulator in-process. Fakes only at network boundaries:
-tests/peers/foundry_server.py stands in for the Foundry project, and one test wraps the customer store to lose the
-write that follows Foundry taking the backlog, as a process killed at that moment would.
+tests/peers/foundry_server.py stands in for the Foundry project, and two tests wrap the customer store to lose one
+write after Foundry took something (the backlog cleared, a turn saved), as a process killed at that moment would.
 """
 
 from __future__ import annotations
@@ -100,6 +100,14 @@ async def web_chat(services: Services) -> tuple[str, str]:
     return session_id, opened.customer.customer_id
 
 
+async def web_chat_said_hi(services: Services, foundry_server: FoundryTestServer) -> tuple[str, str]:
+    """A web chat whose first turn ("hi") Foundry answered: the conversation exists."""
+    session_id, customer_id = await web_chat(services)
+    foundry_server.reply_text("Hello, how can I help?")
+    await say(services.conversation, session_id, customer_id, "hi")
+    return session_id, customer_id
+
+
 async def say(conversation: Conversation, session_id: str, customer_id: str, text: str, key: str | None = None
               ) -> str:
     outcome = await conversation.turn(session_id, customer_id, text, key=key)
@@ -186,9 +194,7 @@ async def missed_turns(services: Services, foundry_server: FoundryTestServer, se
 async def test_turns_missed_in_an_outage_reach_foundry_once_in_order_with_the_next_answered_turn(
     services: Services, foundry_server: FoundryTestServer
 ) -> None:
-    session_id, customer_id = await web_chat(services)
-    foundry_server.reply_text("Hello, how can I help?")
-    await say(services.conversation, session_id, customer_id, "hi")
+    session_id, customer_id = await web_chat_said_hi(services, foundry_server)
     missed = ["there is no power on my street", "it went off an hour ago"]
     replies = await missed_turns(services, foundry_server, session_id, customer_id, missed)
     assert all(replies)  # the fallback answered each
@@ -209,9 +215,7 @@ async def test_two_turns_racing_right_after_an_outage_send_the_backlog_once(
     services: Services, foundry_server: FoundryTestServer
 ) -> None:
     # The customer is on web chat and WhatsApp at once (two sessions, two locks: the turns really overlap).
-    session_id, customer_id = await web_chat(services)
-    foundry_server.reply_text("Hello, how can I help?")
-    await say(services.conversation, session_id, customer_id, "hi")
+    session_id, customer_id = await web_chat_said_hi(services, foundry_server)
     await services.conversation.open(Channel.WHATSAPP, "wa_race", customer_id, greet=False)
     missed = ["my meter is beeping"]
     await missed_turns(services, foundry_server, session_id, customer_id, missed)
@@ -231,18 +235,20 @@ async def test_two_turns_racing_right_after_an_outage_send_the_backlog_once(
 
 
 class DyingStore:
-    """The customer store of a process killed right after Foundry took the backlog: the write that would clear the
-    backlog from the record is lost (every other write goes through to the real SQLite store)."""
+    """The customer store of a process killed at one moment: the first write that `loses` (before, after) picks is
+    lost, as a process dying before the record was saved would lose it; every other write goes through to the real
+    SQLite store."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, loses: Callable[[Customer, Customer], bool]) -> None:
         self._store = store
+        self._loses = loses
         self.lost = 0
 
     async def update(self, customer_id: str, mutate: Callable[[Customer], Any]) -> Any:
         before = await self._store.get(customer_id)
         after = copy.deepcopy(before)
         mutate(after)
-        if len(after.foundry_backlog) < len(before.foundry_backlog):
+        if not self.lost and self._loses(before, after):
             self.lost += 1
             raise ConnectionError("the process died before the record was saved")
         return await self._store.update(customer_id, mutate)
@@ -251,17 +257,19 @@ class DyingStore:
         return getattr(self._store, name)
 
 
+def clears_the_backlog(before: Customer, after: Customer) -> bool:
+    return len(after.foundry_backlog) < len(before.foundry_backlog)
+
+
 async def test_a_process_killed_after_foundry_took_the_backlog_does_not_send_it_twice(
     services: Services, foundry_server: FoundryTestServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    session_id, customer_id = await web_chat(services)
-    foundry_server.reply_text("Hello, how can I help?")
-    await say(services.conversation, session_id, customer_id, "hi")
+    session_id, customer_id = await web_chat_said_hi(services, foundry_server)
     missed = ["I was charged twice this month"]
     await missed_turns(services, foundry_server, session_id, customer_id, missed)
 
     # This process sends the backlog with its turn, Foundry takes it, and the process dies before the record says so.
-    dying = DyingStore(services.customers)
+    dying = DyingStore(services.customers, clears_the_backlog)
     doomed = FoundryPolicy(services.settings, dying, OfflinePolicy())  # type: ignore[arg-type]
     doomed_core = Conversation(services.scenario, services.customers, services.state, doomed)
     foundry_server.reply_text("I can see the double charge.")
@@ -288,3 +296,46 @@ async def test_a_process_killed_after_foundry_took_the_backlog_does_not_send_it_
 def _expire_claims(customer: Customer) -> None:
     """Time passes: the dead process's claim on the backlog runs out (CLAIM_SECONDS, two minutes in production)."""
     customer.foundry_backlog = [{**i, "_claim_until": 0.0} for i in customer.foundry_backlog]
+
+
+# 4. A host killed after Foundry answered, before the turn was saved ---------------------------------------------------
+
+def saves_a_turn(session_id: str) -> Callable[[Customer, Customer], bool]:
+    def saves(before: Customer, after: Customer) -> bool:
+        return len(after.sessions[session_id].turns) > len(before.sessions[session_id].turns)
+    return saves
+
+
+async def test_a_turn_retried_after_its_host_died_unsaved_adds_nothing_to_foundry_and_gets_the_same_answer(
+    services: Services, foundry_server: FoundryTestServer
+) -> None:
+    session_id, customer_id = await web_chat_said_hi(services, foundry_server)
+
+    # Foundry answers the turn, then the host dies before the core saves it on the record: the web chat client got
+    # no answer and retries with the same Idempotency-Key, on another host.
+    dying = DyingStore(services.customers, saves_a_turn(session_id))
+    doomed = FoundryPolicy(services.settings, dying, OfflinePolicy())  # type: ignore[arg-type]
+    doomed_core = Conversation(services.scenario, dying, services.state, doomed)  # type: ignore[arg-type]
+    foundry_server.reply_text("Your bill is due on the 15th.")
+    foundry_server.reply_text("A second answer, written for the same question.")  # what a second request would get
+    with pytest.raises(ConnectionError):
+        await say(doomed_core, session_id, customer_id, "when is my bill due?", key="k-7")
+    await doomed.drain()
+    assert dying.lost == 1
+
+    retried = await say(services.conversation, session_id, customer_id, "when is my bill due?", key="k-7")
+
+    assert retried == "Your bill is due on the 15th."  # the answer Foundry gave, not a second one
+    record = await services.customers.get(customer_id)
+    asked = [t.text for t in record.sessions[session_id].turns if t.role == "customer"]
+    assert asked == ["hi", "when is my bill due?"]
+    conversation = await conversation_of(services, customer_id)
+    assert said_in(foundry_server, conversation, "user") == ["hi", "when is my bill due?"]  # the words once
+    assert said_in(foundry_server, conversation, "assistant")[-1] == "Your bill is due on the 15th."
+
+    # The next message, even in the same words, is a new turn: it reaches Foundry and gets its own answer.
+    foundry_server.clear_script()
+    foundry_server.reply_text("Still the 15th.")
+    assert await say(services.conversation, session_id, customer_id, "when is my bill due?", key="k-8") == \
+        "Still the 15th."
+    assert said_in(foundry_server, conversation, "user") == ["hi", "when is my bill due?", "when is my bill due?"]

@@ -19,7 +19,7 @@ from typing import Awaitable, Callable
 
 from shared import callbacks, telemetry
 from shared.desk import Desk, Placement
-from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError
+from shared.errors import InvalidInput, NotFound, SessionClosed, SwitchboardError, Unavailable
 from shared.models import (
     Channel, ChannelSession, Customer, Escalation, EscalationStatus, Handoff, HandoffStatus, Identity, IdentityKind,
     SessionStatus, Turn, Verification, utcnow,
@@ -61,6 +61,8 @@ _MENTIONS_CHANNEL = re.compile(r"what'?s\s?app|web\s?chat|chat (online|instead)|
 # ... or stop waiting: they leave the queue and the assistant is theirs again.
 _STOP_WAITING = re.compile(r"\b(never ?mind|forget it|don'?t need (a|the) person|no longer need (a|the) person|"
                            r"i'?ll (stay|carry on) with (you|the assistant))\b|^\W*cancel( that| it)?\W*$", re.I)
+#: How long a keyed turn's attempt is remembered (`_tried_before`): as long as a channel redelivers (Event Grid, a day).
+ATTEMPT_TTL_SECONDS = 48 * 3600
 #: Scratch key: failed lookups in a row (the scenario's desk.failed_attempts of them escalate).
 _FAILED = "failed_attempts"
 #: What the customer hears about the desk, unless the scenario's phrases say it their way.
@@ -310,7 +312,7 @@ class Conversation:
             data=await self._data(),
             customer=customer,
             session_id=session_id,
-            key=key,
+            retried=await self._tried_before(customer_id, key),
         )
         for reply in prefix:
             if on_text is not None:
@@ -611,6 +613,17 @@ class Conversation:
         else:
             await self.desk.touch_session(session.session_id)  # the person's page shows the new message
         return TurnOutcome(replies, agent, customer, switch_to, callbacks_changed=edit is not None)
+
+    async def _tried_before(self, customer_id: str, key: str | None) -> bool:
+        """Whether this keyed turn ran before and was not saved: its host died mid-turn, and the channel delivers it
+        again under the same key. A policy with state of its own (Foundry's conversation) must then not take the
+        customer's words twice; one mark per attempt tells it, so only a retry pays for checking."""
+        if key is None:
+            return False
+        try:
+            return not await self.state.mark_processed(f"turn-attempt:{customer_id}:{key}", ATTEMPT_TTL_SECONDS)
+        except Unavailable:
+            return True  # cannot tell: checking costs a retry a request; not checking could say things twice
 
     # Callbacks (shared/callbacks.py) -------------------------------------------------------------------------------
 

@@ -107,9 +107,9 @@ class TurnContext:
     session_id: str = ""
     # Agents that answered this turn before the one answering now (each handed the customer on: a handoff mid-turn).
     hops: int = 0
-    # The turn's idempotency key (a redelivered event's message id, a web chat Idempotency-Key), None without one: a
-    # retry of a turn whose host died unsaved runs again under the same key (the Foundry policy checks for it).
-    key: str | None = None
+    # This keyed turn (a redelivered event's message id, a web chat Idempotency-Key) ran before and was not saved: its
+    # host died mid-turn. A policy with a conversation of its own checks whether that one already took the words.
+    retried: bool = False
 
     def known(self, slot: str) -> str | None:
         return self.collected.get(slot)

@@ -125,7 +125,7 @@ class FoundryPolicy(Policy):
             unsent = [] if seeded else await self._unsent(conversation, backlog)
             # A retry is looked for on a keyed turn's first agent (a handed-on agent's words are there by design),
             # and not with backlog to send: it goes in before the turn, so the words would no longer be the last.
-            retry = ctx.key is not None and not ctx.hops and not seeded and not unsent
+            retry = ctx.retried and not ctx.hops and not seeded and not unsent
             earlier = await self._earlier_run(ctx, conversation) if retry else None
             if answer := _answer(earlier or []):
                 # This turn ran before: Foundry answered, and its host died before the record saved the turn. That
@@ -392,10 +392,10 @@ class FoundryPolicy(Policy):
         """The items after the customer's words when an earlier run of this turn put them in the conversation (its
         host died after Foundry took them, before the record saved the turn); None when it did not.
 
-        Only a keyed turn can be such a retry: one the record holds under its key the core replays without us. Items
-        carry no metadata in the Conversations API, so the words are matched: the conversation's latest user message
-        is this turn's words, and no reply after it is on the record (a saved turn in the same words has its reply
-        there). One round trip, on keyed (text channel) turns only; voice turns have no key."""
+        Only a retried keyed turn can be one (`ctx.retried`: the core saw its key tried before and not saved; one the
+        record holds under its key the core replays without us). Items carry no metadata in the Conversations API, so
+        the words are matched: the conversation's latest user message is this turn's words, and no reply after it is
+        on the record (a saved turn in the same words has its reply there). One round trip, on retries only."""
         tail: list[Any] = []
         for item in await self._latest(conversation, TURN_ITEMS):
             role, text = _said(item)

@@ -333,9 +333,12 @@ async def test_a_turn_retried_after_its_host_died_unsaved_adds_nothing_to_foundr
     assert said_in(foundry_server, conversation, "user") == ["hi", "when is my bill due?"]  # the words once
     assert said_in(foundry_server, conversation, "assistant")[-1] == "Your bill is due on the 15th."
 
-    # The next message, even in the same words, is a new turn: it reaches Foundry and gets its own answer.
+    # The next message, even in the same words, is a new turn: it reaches Foundry and gets its own answer, and as a
+    # first attempt it pays no check of the conversation's items (only a retry reads them).
     foundry_server.clear_script()
     foundry_server.reply_text("Still the 15th.")
+    foundry_server.calls.clear()
     assert await say(services.conversation, session_id, customer_id, "when is my bill due?", key="k-8") == \
         "Still the 15th."
+    assert "GET items" not in foundry_server.calls, foundry_server.calls
     assert said_in(foundry_server, conversation, "user") == ["hi", "when is my bill due?", "when is my bill due?"]

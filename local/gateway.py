@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,8 @@ import aiohttp
 
 from local import PortInUse
 from shared.settings import PROJECT_ROOT, Settings
+
+log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0  # importing numpy, onnxruntime and the conversation core is the slow part
 STOP_TIMEOUT = 10.0
@@ -85,6 +88,9 @@ class GatewayService:
         """Say which setting to change before starting a child that would only fail on it; a port held a little
         longer (by the gateway of a host killed a moment ago) is waited for, up to PORT_RELEASE_WAIT."""
         deadline = time.monotonic() + PORT_RELEASE_WAIT
+        if not self._port_free():  # a person waiting on a held port should know what they are waiting for
+            log.warning("port %d is held (a gateway still closing?): waiting up to %.0f s for it",
+                        self._settings.gateway_port, PORT_RELEASE_WAIT)
         while not self._port_free():
             if time.monotonic() >= deadline:
                 raise PortInUse(f"port {self._settings.gateway_port} is in use: set GATEWAY_PORT=<another port>")

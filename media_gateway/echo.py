@@ -21,6 +21,8 @@ stopped it: the bot interrupted itself. Each call has an `EchoCanceller` between
   it (its playout starts on its own 20 ms tick), so until the lag is found again for it, the subtraction is not
   trusted: a frame is echo when it is no louder than the echo could be at about that lag (the suppressor alone), and
   the caller's voice over it, louder than an echo of the bot, still goes through.
+- The caller's samples are tied to the clock by the frame that came soonest after them (`_settle`): frames held
+  up by a busy event loop come late, and an echo measured against one of them looks later than it is.
 
 The model is a delay and a gain. A phone that colours its echo (a room, a loudspeaker) leaves more behind after the
 subtraction; the measured enhancement is lower, so the suppressor decides more of it, at the cost of a quiet
@@ -167,8 +169,11 @@ class EchoCanceller:
         count = len(pcm) // 2
         begin = self._caller_end
         end = self._caller_end = begin + count
-        if self._anchor:  # the caller's samples and the clock, tied at this frame's arrival
-            self._offset, self._anchor = self._index(received_at) - end, False
+        tie = self._index(received_at) - end  # the caller's samples and the clock, tied at this frame's arrival
+        if self._anchor:
+            self._offset, self._anchor = tie, False
+        elif tie < self._offset:  # sooner after its samples than any frame before: the earlier ones were held up
+            self._settle(tie)
         assert self._offset is not None
         if end + self._offset > self._played.end + self._tail or not count:
             return pcm  # nothing played lately: no echo to look for
@@ -213,6 +218,18 @@ class EchoCanceller:
         gain = f"{20 * math.log10(abs(self._gain)):.0f} dB" if self._gain else "-"
         return (f"echo found {self.found} times (last at {lag}, {gain}); {self.muted} of {self.frames} frames heard "
                 f"during replies were only echo")
+
+    def _settle(self, tie: int) -> None:
+        """Tie the clocks by a frame that came sooner than the one they were tied by.
+
+        A frame comes no sooner than its samples were spoken (plus the network's least delay), and later whenever
+        the event loop was busy: tied by a late one, every echo looked that much later, past `MAX_LAG` after a
+        150 ms stall as a reply began. So the soonest frame ties them. A lag already found keeps pointing at the same
+        played audio (it was found on the old tie)."""
+        assert self._offset is not None
+        if self._lag is not None:
+            self._lag -= self._offset - tie
+        self._offset = tie
 
     # Finding the echo -----------------------------------------------------------------------------------------
 

@@ -138,7 +138,7 @@ class EndOfTurn:
         """The words first: when they say the caller is not done ("my account number is 100 200"), that is the
         verdict, and the model is not run. It runs at every pause of every call otherwise, and was half the
         gateway's CPU (docs/cost.md, "Media gateway CPU"); asked after the words it adds its ~12 ms to a pause
-        that waits 350 ms anyway."""
+        that waits 400 ms anyway."""
         text = await transcript()
         if unfinished(text, self._shapes):
             log.debug("pause: words %r -> not finished (model not asked)", text)

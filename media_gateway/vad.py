@@ -7,7 +7,7 @@ probability into the caller's turns, and `VadProcessor` is the pipeline stage: i
 batcher frame by frame (resampled to 16 kHz), takes each window's probability back in order, and forwards only the
 audio around speech (with a pre-roll, so the first syllable is never clipped) to speech-to-text.
 
-When a turn ends. With a judge (media_gateway/endpoint.py, the default), a short pause (`pause_ms`, 350 ms) is
+When a turn ends. With a judge (media_gateway/endpoint.py, the default), a short pause (`pause_ms`, 400 ms) is
 enough if the end-of-turn model and the words so far both say the caller finished; otherwise the turn ends after
 `end_of_turn_ms` of silence (the longer wait, 1.5 s: a caller reading out a number), or goes on when they do. The
 judge is asked earlier, after `ask_ms` (200 ms), so that its speech-to-text pass is done by the time the pause is

@@ -232,7 +232,7 @@ class Settings(BaseSettings):
         "How the media gateway hears that a caller finished: `model` (after a short pause, an end-of-turn model on their voice and the words so far; docs/voice.md) or `silence` (a fixed GATEWAY_END_OF_TURN_MS of silence). Without the model's file (`make setup` fetches it), `silence`.",
     )
     gateway_turn_pause_ms: int = _setting(
-        "GATEWAY_TURN_PAUSE_MS", 350,
+        "GATEWAY_TURN_PAUSE_MS", 400,
         "`model`: the shortest silence after caller speech that ends their turn when the model and their words say they finished, in ms (the gateway asks at 200 ms, so the answer is ready by then).", gt=0,
     )
     gateway_turn_wait_ms: int = _setting(

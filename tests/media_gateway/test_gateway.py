@@ -20,7 +20,7 @@ from tests.media_gateway.conftest import RunningGateway
 
 GREETING = "Hi, thanks for contacting Springfield Power & Water."
 ETA = re.compile(r"\b(4|four)(:00)?\s*(p\.?\s?m\b|o'clock)", re.I)
-END_OF_TURN = 0.35  # the shortest pause that ends a turn (GATEWAY_TURN_PAUSE_MS)
+END_OF_TURN = 0.4  # the shortest pause that ends a turn (GATEWAY_TURN_PAUSE_MS)
 
 
 async def transcribe(engines, pcm: bytes) -> str:
@@ -29,7 +29,7 @@ async def transcribe(engines, pcm: bytes) -> str:
 
 
 async def test_the_caller_hears_the_greeting_then_the_outage_eta_for_their_account(
-    gateway: RunningGateway, steady_speech, offline_engines, metric_reader, caplog
+    gateway: RunningGateway, speech, offline_engines, metric_reader, caplog
 ) -> None:
     call = await gateway.open_call("+15555550177")  # a number we do not know: the account number says which account
     async with aiohttp.ClientSession() as http:
@@ -41,7 +41,7 @@ async def test_the_caller_hears_the_greeting_then_the_outage_eta_for_their_accou
         # Piper samples its voice with noise, so speech-to-text hears "Springfield" or, now and then, "Springville".
         assert re.search(r"Spring\w* Power", greeting), greeting
 
-        said = caller.say(steady_speech("there is no power on my street, my account number is 100200300"))
+        said = caller.say(speech("there is no power on my street, my account number is 100200300"))
         await asyncio.wait_for(said.done.wait(), timeout=15)
         await caller.wait_audio(said.finished_at, timeout=15)
         await caller.wait_quiet(1.0, timeout=60)
@@ -50,7 +50,7 @@ async def test_the_caller_hears_the_greeting_then_the_outage_eta_for_their_accou
         asked = await transcribe(offline_engines, caller.audio_since(said.finished_at))
         assert "zip code" in asked.lower(), asked
         # His whole name, without piper's sampling noise: Whisper tiny hears a lone "Lee" as "leave" or "wait".
-        said = caller.say(steady_speech("six two seven zero one, Jordan Lee"))
+        said = caller.say(speech("six two seven zero one, Jordan Lee"))
         await asyncio.wait_for(said.done.wait(), timeout=15)
         first = await caller.wait_audio(said.finished_at, timeout=15)
         last = await caller.wait_quiet(1.0, timeout=60)

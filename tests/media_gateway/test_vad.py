@@ -20,7 +20,9 @@ from media_gateway.frames import (
 )
 from media_gateway.metrics import CallMeter, GatewayStats
 from media_gateway.processor import FrameProcessor
-from media_gateway.vad import VadParams, VadProcessor
+from media_gateway.endpoint import vad_params
+from media_gateway.vad import Judge, VadParams, VadProcessor
+from shared.settings import Settings
 
 PARAMS = VadParams()  # the defaults: 500 ms end of turn, 300 ms pre-roll
 
@@ -56,9 +58,10 @@ def speech_span(pcm: bytes, rate: int) -> tuple[float, float]:
     return loud[0] / 100, (loud[-1] + 1) / 100
 
 
-async def run(engines: Engines, pcm: bytes, rate: int = 16000) -> tuple[Sink, CallMeter]:
+async def run(engines: Engines, pcm: bytes, rate: int = 16000, params: VadParams = PARAMS,
+              judge: Judge | None = None) -> tuple[Sink, CallMeter]:
     meter = CallMeter(GatewayStats())
-    vad, sink = VadProcessor(engines.vad, engines.vad_executor, rate, meter, PARAMS), Sink()
+    vad, sink = VadProcessor(engines.vad, engines.vad_executor, rate, meter, params, judge=judge), Sink()
     vad.link(sink)
     size = frame_bytes(rate)
     for i in range(0, len(pcm) // size):
@@ -118,7 +121,7 @@ async def test_line_noise_and_silence_are_not_a_turn(offline_engines) -> None:
 
 
 async def test_a_pause_counts_from_where_the_voice_ends_not_from_the_models_hangover(offline_engines,
-                                                                                   steady_speech) -> None:
+                                                                                   speech) -> None:
     """Silero still calls a window or two speech after the voice stops; the turn's pause (and so the answer) should
     not wait for that. Over line noise, the end the VAD reports is close to where the sound ends. The voice is the same
     every run: piper's sampling moved the mean lag across the bound from run to run (0.03 to 0.06 s)."""
@@ -127,7 +130,7 @@ async def test_a_pause_counts_from_where_the_voice_ends_not_from_the_models_hang
     line_noise = np.frombuffer(noise(9.0, 16000, -50), "<i2").astype(np.int32)
     lags = []
     for text in lines:
-        said = steady_speech(text)
+        said = speech(text)
         _, end = speech_span(said, 16000)
         audio = np.frombuffer(silence(1.0, 16000) + said + silence(2.0, 16000), "<i2").astype(np.int32)
         noisy = np.clip(audio + line_noise[: len(audio)], -32768, 32767).astype("<i2").tobytes()
@@ -138,3 +141,32 @@ async def test_a_pause_counts_from_where_the_voice_ends_not_from_the_models_hang
     # The window that holds the voice's last sound ends up to 32 ms after it; the model alone lagged ~70 ms on average.
     assert min(lags) >= -0.02, lags  # never before the voice has ended
     assert float(np.mean(lags)) <= 0.05, lags
+
+
+@pytest.mark.parametrize("text", ["there is no power on my street, my account number is 100200300",
+                                  "I have a question about my bill, when is it due"])
+async def test_the_breath_at_a_comma_does_not_end_the_turn_even_when_the_judge_says_finished(
+        offline_engines, speech, text) -> None:
+    """The shortest pause that ends a turn (GATEWAY_TURN_PAUSE_MS) is longer than a speaker's breath at a comma, as
+    the VAD measures it: piper's is 230-300 ms of sound, 320-350 ms from the window that holds the voice's end to the
+    one where it comes back. At 350 ms, depending on where the 32 ms windows fell, half the tries of the first line
+    and all of the second were cut in two (the caller was answered mid-sentence). The judge here says "finished" at
+    every pause, as it may after "on my street,": only the pause keeps the sentence whole. Each line is tried at 16
+    offsets across a window, as calls start at any point of one."""
+    params = vad_params(Settings.from_env({}), offline_engines.turn)
+    assert params.pause_ms is not None, "the end-of-turn model is missing (make setup)"
+
+    async def finished(audio: np.ndarray) -> bool:
+        return True
+
+    said = np.frombuffer(speech(text), "<i2").astype(np.int32)
+    cut = []
+    for offset_ms in range(0, 32, 2):
+        line_noise = np.frombuffer(noise(2.0 + len(said) / 16000, 16000, -50), "<i2").astype(np.int32)
+        start = int((0.3 + offset_ms / 1000) * 16000)
+        line_noise[start : start + len(said)] += said
+        sink, _ = await run(offline_engines, np.clip(line_noise, -32768, 32767).astype("<i2").tobytes(), params=params,
+                            judge=finished)
+        if len(sink.of(UserStoppedSpeakingFrame)) != 1:
+            cut.append(offset_ms)
+    assert cut == [], f"the sentence was cut in two at the comma when it started {cut} ms into a window"

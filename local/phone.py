@@ -424,9 +424,8 @@ async def _with_code(line: Line, code: Callable[[], Awaitable[str]], attempt: in
         return Line(line.kind, line.value.replace(CODE, digits))
     words = [_DIGIT_WORDS[int(d)] for d in digits]
     half = len(words) // 2
-    spoken = (" ".join(words) if attempt <= 1 else
-              f"{' '.join(words[:half])}, {' '.join(words[half:])}" if attempt == 2 else ", ".join(words))
-    return Line(line.kind, line.value.replace(CODE, spoken))
+    ways = (" ".join(words), f"{' '.join(words[:half])}, {' '.join(words[half:])}", ", ".join(words))
+    return Line(line.kind, line.value.replace(CODE, ways[min(max(attempt, 1), len(ways)) - 1]))
 
 
 def _caller_audio(engines: Engines, line: Line, rate: int) -> bytes:

@@ -28,7 +28,7 @@ The model is a delay and a gain. A phone that colours its echo (a room, a loudsp
 subtraction; the measured enhancement is lower, so the suppressor decides more of it, at the cost of a quiet
 caller's first syllables over a loud echo. docs/voice.md, "The bot's own voice".
 
-Cost: nothing but one comparison a frame when nothing was played lately. While playing, a subtraction and three dot
+Cost: nothing but two comparisons a frame when nothing was played lately. While playing, a subtraction and three dot
 products on the whole 20 ms frame (numpy, no per-sample Python), and a search (three FFTs of 8192 points) at the
 start of each stretch, when the caller's level jumps, and every half second.
 """
